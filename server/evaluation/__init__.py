@@ -1,0 +1,1 @@
+"""Metrics a model-risk team reads: discrimination, calibration, and score-distribution stability."""
