@@ -24,6 +24,11 @@ class QuantType(StrEnum):
     INT8 = "int8"
 
 
+class FallbackPrecision(StrEnum):
+    FP32 = "fp32"    # a sensitive layer is not quantized at all
+    INT16 = "int16"  # a sensitive layer keeps QDQ but with 16-bit activations (finer, still not FP32)
+
+
 class AccuracyBudget(StrictModel):
     """What the INT8 model must keep relative to FP32 on the holdout set. Defaults follow MLPerf's 99.9 %."""
 
@@ -40,6 +45,11 @@ class QuantizationConfig(StrictModel):
     mode: QuantizationMode = QuantizationMode.STATIC
     calibration_method: CalibrationMethod = CalibrationMethod.MINMAX
     calibration_rows: int = Field(2000, ge=100, description="rows of the calibration file used, at most")
+    min_calibration_rows: int = Field(200, ge=1, description="fewer usable calibration rows is an error")
+    ignored_columns: tuple[str, ...] = Field(
+        (), description="data-file columns that are not model inputs and may be present (ids, timestamps)"
+    )
+    op_types: tuple[str, ...] = Field(("MatMul", "Gemm"), min_length=1, description="ONNX ops to quantize")
     per_channel: bool = False
     reduce_range: bool | None = Field(None, description="None: chosen from the CPU's flags (VNNI or not)")
     activation_type: QuantType = QuantType.UINT8
@@ -50,6 +60,13 @@ class QuantizationConfig(StrictModel):
     int16_layers: tuple[str, ...] = Field((), description="node names whose activations use 16-bit QDQ")
     exclude_layers: tuple[str, ...] = Field((), description="node names always kept in FP32")
     max_fallback_layers: int = Field(8, ge=0, description="layers the tuner may move back to FP32")
+    fallback_precision: FallbackPrecision = Field(
+        FallbackPrecision.FP32, description="where the tuner moves a sensitive layer"
+    )
+    speed_batch_sizes: tuple[int, ...] = Field((1, 32, 256), description="batch sizes timed in the report")
+    speed_seconds: float = Field(
+        0.25, ge=0.0, description="time spent timing each model at each batch size; 0 skips timing"
+    )
     budget: AccuracyBudget = AccuracyBudget()
 
     @model_validator(mode="after")

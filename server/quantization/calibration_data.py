@@ -1,0 +1,168 @@
+"""Model-input data files (calibration and holdout): read with pandas, checked, mapped to ONNX feeds.
+
+Every check runs before anything is quantized or written, so a bad file fails fast with the column named.
+Columns that are not ONNX inputs are an error unless they are the label column or listed in
+`quantization.ignored_columns`: a silently ignored column is usually a renamed input.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from onnxruntime.quantization import CalibrationDataReader
+
+from server.quantization.errors import DataFileError
+
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """A data file's model inputs as ONNX feeds (each [N, 1]) and, for a holdout file, its labels."""
+
+    path: Path
+    feeds: Feeds
+    labels: np.ndarray | None
+    rows: int
+    rows_in_file: int
+    ignored_columns: tuple[str, ...]
+
+    def batch(self, start: int, stop: int) -> Feeds:
+        return {name: values[start:stop] for name, values in self.feeds.items()}
+
+
+def read_frame(path: Path, string_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read a Parquet (.parquet, .pq) or CSV (.csv) file; raise DataFileError if it cannot be read."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix == ".csv":
+            # Strings stay strings: "001" must not become 1 in a category column.
+            return pd.read_csv(path, dtype={name: str for name in string_columns})
+    except FileNotFoundError as exc:
+        raise DataFileError(f"data file not found: {path}") from exc
+    except Exception as exc:  # pyarrow / parser errors: a corrupt or truncated file
+        raise DataFileError(f"cannot read data file {path}: {type(exc).__name__}: {exc}") from exc
+    raise DataFileError(f"data file {path}: unsupported extension '{suffix}' (use .parquet or .csv)")
+
+
+def load_feature_table(
+    path: Path,
+    input_dtypes: dict[str, str],
+    *,
+    min_rows: int,
+    max_rows: int | None = None,
+    label_column: str | None = None,
+    require_label: bool = False,
+    ignored_columns: tuple[str, ...] = (),
+) -> FeatureTable:
+    """Read `path` and turn it into ONNX feeds, checking columns, dtypes, finiteness and row count.
+
+    Keeps at most `max_rows` rows (a fixed-seed sample, so the same file always gives the same rows).
+    """
+    frame = read_frame(path, tuple(name for name, dtype in input_dtypes.items() if dtype == "string"))
+    columns = set(frame.columns)
+    missing = [name for name in input_dtypes if name not in columns]
+    if require_label and label_column not in columns:
+        missing.append(label_column)
+    allowed = set(input_dtypes) | set(ignored_columns) | ({label_column} if label_column else set())
+    extra = sorted(str(c) for c in columns - allowed)
+    if missing or extra:
+        problems = []
+        if missing:
+            problems.append(f"missing columns: {', '.join(missing)}")
+        if extra:
+            problems.append(
+                f"unexpected columns: {', '.join(extra)} (not model inputs; list them in "
+                "quantization.ignored_columns if they belong in the file)"
+            )
+        raise DataFileError(f"data file {path}: {'; '.join(problems)}")
+    rows_in_file = len(frame)
+    if rows_in_file < min_rows:
+        raise DataFileError(f"data file {path}: {rows_in_file} rows, at least {min_rows} are needed")
+    if max_rows is not None and rows_in_file > max_rows:
+        frame = frame.sample(n=max_rows, random_state=0).sort_index()
+    feeds = {name: _column_feed(path, frame[name], dtype) for name, dtype in input_dtypes.items()}
+    labels = _labels(path, frame[label_column]) if require_label else None
+    ignored = tuple(sorted(str(c) for c in columns - set(input_dtypes) - {label_column}))
+    return FeatureTable(path, feeds, labels, len(frame), rows_in_file, ignored)
+
+
+def _column_feed(path: Path, column: pd.Series, dtype: str) -> np.ndarray:
+    name = column.name
+    if column.isna().any():
+        raise DataFileError(
+            f"data file {path}: column '{name}' has {int(column.isna().sum())} missing (NaN/null) values"
+        )
+    if dtype == "float32":
+        if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
+            bad = next((v for v in column if not _is_number(v)), column.iloc[0])
+            raise DataFileError(
+                f"data file {path}: column '{name}' must be numeric (float32 model input), "
+                f"found {column.dtype} values such as {bad!r}"
+            )
+        values = column.to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise DataFileError(
+                f"data file {path}: column '{name}' has {int((~np.isfinite(values)).sum())} infinite values"
+            )
+        if np.abs(values).max(initial=0.0) > np.finfo(np.float32).max:
+            raise DataFileError(f"data file {path}: column '{name}' has values beyond float32 range")
+        return values.astype(np.float32).reshape(-1, 1)
+    if not (pd.api.types.is_string_dtype(column) or pd.api.types.is_object_dtype(column)):
+        raise DataFileError(
+            f"data file {path}: column '{name}' must hold strings (string model input), found {column.dtype}"
+        )
+    non_strings = [v for v in column if not isinstance(v, str)]
+    if non_strings:
+        raise DataFileError(
+            f"data file {path}: column '{name}' must hold strings (string model input), "
+            f"found {len(non_strings)} non-string values such as {non_strings[0]!r}"
+        )
+    return column.to_numpy(dtype=object).reshape(-1, 1)
+
+
+def _is_number(value: object) -> bool:
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _labels(path: Path, column: pd.Series) -> np.ndarray:
+    if column.isna().any() or not pd.api.types.is_numeric_dtype(column):
+        raise DataFileError(
+            f"data file {path}: label column '{column.name}' must be 0/1 without missing values"
+        )
+    labels = column.to_numpy(dtype=np.int64)
+    if not np.isin(labels, (0, 1)).all() or len(np.unique(labels)) != 2:
+        raise DataFileError(
+            f"data file {path}: label column '{column.name}' must hold both 0 and 1, nothing else"
+        )
+    return labels
+
+
+class FeatureBatchReader(CalibrationDataReader):
+    """Feeds a FeatureTable to ONNX Runtime's calibrator in fixed-size batches; rewindable."""
+
+    def __init__(self, table: FeatureTable, batch_size: int = 256) -> None:
+        self._table = table
+        self._batch_size = batch_size
+        self._batches: Iterator[Feeds] = self._iterate()
+
+    def _iterate(self) -> Iterator[Feeds]:
+        for start in range(0, self._table.rows, self._batch_size):
+            yield self._table.batch(start, start + self._batch_size)
+
+    def get_next(self) -> Feeds | None:
+        return next(self._batches, None)
+
+    def rewind(self) -> None:
+        self._batches = self._iterate()
+
+    def __len__(self) -> int:
+        return -(-self._table.rows // self._batch_size)

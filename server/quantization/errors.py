@@ -1,0 +1,17 @@
+"""Errors of the quantization pipeline. Each names the file and the problem so the operator can fix it."""
+
+
+class QuantizationError(Exception):
+    """Base class: the pipeline could not prepare a model. Nothing was written to the cache."""
+
+
+class ModelFileError(QuantizationError):
+    """The FP32 ONNX file is missing, unreadable or not a valid ONNX model."""
+
+
+class NoQuantizableOpsError(QuantizationError):
+    """The model has no MatMul/Gemm/Conv with constant weights left to quantize."""
+
+
+class DataFileError(QuantizationError):
+    """A calibration or holdout file is unreadable or does not fit the model's inputs."""

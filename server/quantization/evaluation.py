@@ -1,0 +1,99 @@
+"""INT8 against FP32 on the holdout file: the financial metrics a model-risk reviewer signs off on."""
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from server.evaluation.risk_metrics import (
+    RiskMetrics,
+    decision_flip_rate,
+    population_stability_index,
+    risk_metrics,
+)
+from server.quantization.calibration_data import FeatureTable
+from server.quantization.session_factory import create_session
+
+SCORING_CHUNK_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class AccuracyComparison:
+    fp32: RiskMetrics
+    int8: RiskMetrics
+    roc_auc_delta: float  # INT8 - FP32
+    roc_auc_ratio: float  # INT8 / FP32
+    pr_auc_delta: float
+    ks_delta: float
+    brier_delta: float
+    mean_abs_score_diff: float
+    max_abs_score_diff: float
+    psi: float  # of the INT8 score distribution against FP32's
+    distinct_score_ratio: float  # distinct INT8 scores / distinct FP32 scores
+    flip_rates: dict[str, float]  # threshold name -> share of rows whose decision changes
+
+    @property
+    def max_flip_rate(self) -> float:
+        return max(self.flip_rates.values(), default=0.0)
+
+    def as_dict(self) -> dict[str, object]:
+        result = asdict(self)
+        result["max_flip_rate"] = self.max_flip_rate
+        return result
+
+    def deltas(self) -> dict[str, float]:
+        """The flat figures the server exports as metrics and metadata."""
+        return {
+            "roc_auc_fp32": self.fp32.roc_auc,
+            "roc_auc_int8": self.int8.roc_auc,
+            "roc_auc_delta": self.roc_auc_delta,
+            "roc_auc_ratio": self.roc_auc_ratio,
+            "pr_auc_delta": self.pr_auc_delta,
+            "ks_delta": self.ks_delta,
+            "brier_delta": self.brier_delta,
+            "mean_abs_score_diff": self.mean_abs_score_diff,
+            "max_abs_score_diff": self.max_abs_score_diff,
+            "psi": self.psi,
+            "distinct_score_ratio": self.distinct_score_ratio,
+            "max_flip_rate": self.max_flip_rate,
+            **{f"flip_rate_{name}": rate for name, rate in self.flip_rates.items()},
+        }
+
+
+def positive_scores(session: ort.InferenceSession, table: FeatureTable, output_name: str) -> np.ndarray:
+    """Column 1 (the positive class) of `output_name` for every row of `table`."""
+    chunks = []
+    for start in range(0, table.rows, SCORING_CHUNK_ROWS):
+        (probabilities,) = session.run([output_name], table.batch(start, start + SCORING_CHUNK_ROWS))
+        chunks.append(np.asarray(probabilities)[:, 1])
+    return np.concatenate(chunks)
+
+
+def score_model(model_path: Path, table: FeatureTable, output_name: str) -> np.ndarray:
+    return positive_scores(create_session(model_path), table, output_name)
+
+
+def compare_scores(
+    labels: np.ndarray, fp32_scores: np.ndarray, int8_scores: np.ndarray, thresholds: dict[str, float]
+) -> AccuracyComparison:
+    """Every accuracy figure of the INT8 scores against the FP32 scores of the same holdout rows."""
+    fp32, int8 = risk_metrics(labels, fp32_scores), risk_metrics(labels, int8_scores)
+    difference = np.abs(int8_scores.astype(np.float64) - fp32_scores.astype(np.float64))
+    return AccuracyComparison(
+        fp32=fp32,
+        int8=int8,
+        roc_auc_delta=int8.roc_auc - fp32.roc_auc,
+        roc_auc_ratio=int8.roc_auc / fp32.roc_auc,
+        pr_auc_delta=int8.pr_auc - fp32.pr_auc,
+        ks_delta=int8.ks - fp32.ks,
+        brier_delta=int8.brier - fp32.brier,
+        mean_abs_score_diff=float(difference.mean()),
+        max_abs_score_diff=float(difference.max()),
+        psi=population_stability_index(fp32_scores, int8_scores),
+        distinct_score_ratio=int8.distinct_scores / fp32.distinct_scores,
+        flip_rates={
+            name: decision_flip_rate(fp32_scores, int8_scores, threshold)
+            for name, threshold in thresholds.items()
+        },
+    )

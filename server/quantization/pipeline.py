@@ -1,0 +1,194 @@
+"""Startup quantization of one model: the same code runs at server startup and in `riskserve quantize`.
+
+config ─▶ FP32 ONNX ─▶ cache hit? ─yes─▶ INT8 artifact + report
+                          │no
+calibration file ─▶ pre-process ─▶ calibrate ─▶ quantize (static INT8 QDQ)
+holdout file ─▶ evaluate vs FP32 ─▶ within budget? ─no─▶ move the most sensitive layer out, retry
+                          └─▶ report ─▶ cache ─▶ PreparedModel (INT8, or FP32 with verdict FAILED)
+"""
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import onnxruntime
+
+from server.config.model_config import ModelConfig
+from server.config.quantization_config import QuantizationMode
+from server.quantization import report as reports
+from server.quantization.build import build
+from server.quantization.cache import CacheCorruptionError, QuantizationCache, cache_key
+from server.quantization.calibration_data import load_feature_table
+from server.quantization.cpu_features import choose_reduce_range, read_cpu_profile
+from server.quantization.errors import ModelFileError
+from server.quantization.model_graph import ModelGraph, load_model_graph
+from server.quantization.prepared_model import GateVerdict, Precision, PreparedModel
+
+log = logging.getLogger(__name__)
+
+INT8_FILE = "model.int8.onnx"
+REPORT_FILE = "report.json"
+
+
+def prepare_model(
+    config: ModelConfig, cache_dir: Path, progress: Callable[[str], None] | None = None
+) -> PreparedModel:
+    """Quantize `config`'s model (or load the cached result) and return what the server should serve.
+
+    Raises a QuantizationError subclass naming the problem for a bad model or data file; a model that
+    misses its accuracy budget is not an error: it comes back as FP32 with verdict FAILED.
+    """
+    say = progress or (lambda message: None)
+    started = time.perf_counter()
+    q = config.quantization
+    if q.mode is QuantizationMode.NONE:
+        say(f"{config.name}: quantization disabled in config, serving FP32")
+        return _prepared(config, config.onnx_path, None, reports.disabled_report(config), from_cache=False)
+
+    cpu = read_cpu_profile()
+    reduce_range = choose_reduce_range(q.reduce_range, cpu)
+    cache = QuantizationCache(cache_dir)
+    key = _cache_key(config, cpu.vnni)
+    cached = _load_cached(cache, config, key)
+    if cached is not None:
+        say(f"{config.name}: loaded from cache in {time.perf_counter() - started:.2f}s")
+        return cached
+
+    say(f"{config.name}: quantizing (cache miss)")
+    graph = load_model_graph(config.onnx_path, q.op_types, config.output_name)
+    _check_config_matches_model(config, graph)
+    calibration = load_feature_table(
+        config.calibration_path,
+        graph.input_dtypes,
+        min_rows=min(q.min_calibration_rows, q.calibration_rows),
+        max_rows=q.calibration_rows,
+        label_column=config.label_column,
+        ignored_columns=q.ignored_columns,
+    )
+    holdout = load_feature_table(
+        config.holdout_path,
+        graph.input_dtypes,
+        min_rows=q.min_calibration_rows,
+        label_column=config.label_column,
+        require_label=True,
+        ignored_columns=q.ignored_columns,
+    )
+    with tempfile.TemporaryDirectory(prefix="riskserve-quantize-") as scratch:
+        outcome = build(config, graph, reduce_range[0], Path(scratch), calibration, holdout)
+        seconds = {"total_cold": time.perf_counter() - started}
+        report = reports.build_report(
+            config, graph, cpu, reduce_range, calibration, holdout, outcome, key, seconds
+        )
+        report_path = Path(scratch) / REPORT_FILE
+        report_path.write_text(json.dumps(report, indent=2))
+        files = {REPORT_FILE: report_path}
+        if report["precision"] == Precision.INT8.value:
+            files[INT8_FILE] = outcome.model_path
+        entry = cache.store(config.name, key, files)
+    _log_verdict(config, report)
+    say(f"{config.name}: quantized in {seconds['total_cold']:.1f}s")
+    model_path = entry.files.get(INT8_FILE, config.onnx_path)
+    return _prepared(config, model_path, entry.files[REPORT_FILE], report, from_cache=False)
+
+
+def _cache_key(config: ModelConfig, vnni: bool) -> str:
+    settings = {
+        "quantization": config.quantization.model_dump(mode="json"),
+        "decision": config.decision.thresholds(),
+        "output_name": config.output_name,
+        "label_column": config.label_column,
+        "inputs": config.input_names,
+        "onnxruntime": onnxruntime.__version__,
+        "vnni": vnni,
+        "report_format": reports.REPORT_FORMAT,
+    }
+    return cache_key([config.onnx_path, config.calibration_path, config.holdout_path], settings)
+
+
+def _load_cached(cache: QuantizationCache, config: ModelConfig, key: str) -> PreparedModel | None:
+    try:
+        entry = cache.load(config.name, key)
+        if entry is None:
+            return None
+        report = json.loads(entry.files[REPORT_FILE].read_text())
+        if report["precision"] == Precision.INT8.value and INT8_FILE not in entry.files:
+            raise CacheCorruptionError(f"cache entry {entry.folder}: INT8 model missing from manifest")
+    except CacheCorruptionError as exc:
+        log.warning("event=cache_corrupt model=%s action=rebuild detail=%r", config.name, str(exc))
+        return None
+    report["from_cache"] = True
+    log.info("event=cache_hit model=%s key=%s verdict=%s", config.name, key[:12], report["verdict"])
+    _log_verdict(config, report)
+    return _prepared(
+        config,
+        entry.files.get(INT8_FILE, config.onnx_path),
+        entry.files[REPORT_FILE],
+        report,
+        from_cache=True,
+    )
+
+
+def _check_config_matches_model(config: ModelConfig, graph: ModelGraph) -> None:
+    declared = {spec.name: spec.dtype for spec in config.inputs}
+    if declared != graph.input_dtypes:
+        only_config = sorted(set(declared) - set(graph.input_dtypes))
+        only_model = sorted(set(graph.input_dtypes) - set(declared))
+        wrong = sorted(
+            n for n in set(declared) & set(graph.input_dtypes) if declared[n] != graph.input_dtypes[n]
+        )
+        raise ModelFileError(
+            f"ONNX model {config.onnx_path} does not match its config's inputs: "
+            f"only in config {only_config}, "
+            f"only in model {only_model}, different dtype {wrong}"
+        )
+
+
+def _log_verdict(config: ModelConfig, report: dict[str, Any]) -> None:
+    accuracy = report.get("accuracy", {})
+    fields = (
+        f"model={config.name} version={config.version} verdict={report['verdict']} "
+        f"precision={report['precision']} from_cache={report['from_cache']}"
+    )
+    if accuracy:
+        fields += f" auc_ratio={accuracy['roc_auc_ratio']:.6f} max_flip_rate={accuracy['max_flip_rate']:.5f}"
+    if report["verdict"] == GateVerdict.FAILED.value:
+        log.warning(
+            "event=quantization_gate_failed %s action=serve_fp32 reason=%r", fields, report["warnings"][0]
+        )
+    else:
+        log.info("event=quantization_ready %s", fields)
+
+
+def _prepared(
+    config: ModelConfig, model_path: Path, report_path: Path | None, report: dict[str, Any], from_cache: bool
+) -> PreparedModel:
+    accuracy_keys = (
+        "roc_auc_delta",
+        "roc_auc_ratio",
+        "pr_auc_delta",
+        "ks_delta",
+        "brier_delta",
+        "mean_abs_score_diff",
+        "max_abs_score_diff",
+        "psi",
+        "distinct_score_ratio",
+        "max_flip_rate",
+    )
+    accuracy = report.get("accuracy", {})
+    deltas = {k: float(accuracy[k]) for k in accuracy_keys if k in accuracy}
+    deltas.update({f"flip_rate_{k}": float(v) for k, v in accuracy.get("flip_rates", {}).items()})
+    return PreparedModel(
+        name=config.name,
+        version=config.version,
+        model_path=model_path,
+        precision=Precision(report["precision"]),
+        verdict=GateVerdict(report["verdict"]),
+        report_path=report_path,
+        from_cache=from_cache,
+        metric_deltas=deltas,
+        report=report,
+    )

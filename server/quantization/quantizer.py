@@ -1,0 +1,113 @@
+"""Pre-process and quantize an FP32 graph with ONNX Runtime's tools, per a typed recipe.
+
+Calibration (running the FP32 graph over the calibration data to collect activation ranges) happens once
+per pipeline run: the ranges are written to a JSON file and every later re-quantization by the tuner reuses
+them. Excluding a layer or widening it to 16 bits does not change the FP32 activations being measured.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onnxruntime.quantization import (
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from server.config.quantization_config import CalibrationMethod as ConfigMethod
+from server.config.quantization_config import QuantizationConfig, QuantizationMode
+from server.config.quantization_config import QuantType as ConfigQuantType
+from server.quantization.calibration_data import FeatureBatchReader
+
+log = logging.getLogger(__name__)
+
+_METHODS = {
+    ConfigMethod.MINMAX: CalibrationMethod.MinMax,
+    ConfigMethod.ENTROPY: CalibrationMethod.Entropy,
+    ConfigMethod.PERCENTILE: CalibrationMethod.Percentile,
+}
+_TYPES = {ConfigQuantType.UINT8: QuantType.QUInt8, ConfigQuantType.INT8: QuantType.QInt8}
+_TYPES_16 = {ConfigQuantType.UINT8: QuantType.QUInt16, ConfigQuantType.INT8: QuantType.QInt16}
+
+
+@dataclass(frozen=True)
+class QuantizationRecipe:
+    """Which layers stay FP32 and which get 16-bit activations; everything else of `op_types` is INT8."""
+
+    fp32_layers: tuple[str, ...] = ()
+    int16_layers: tuple[str, ...] = ()
+    int16_inputs: dict[str, str] = field(default_factory=dict)  # layer -> its activation input tensor
+
+    def with_fp32(self, layer: str) -> "QuantizationRecipe":
+        return QuantizationRecipe((*self.fp32_layers, layer), self.int16_layers, self.int16_inputs)
+
+    def with_int16(self, layer: str, activation: str) -> "QuantizationRecipe":
+        inputs = {**self.int16_inputs, layer: activation}
+        return QuantizationRecipe(self.fp32_layers, (*self.int16_layers, layer), inputs)
+
+
+def preprocess(fp32_path: Path, output_path: Path) -> None:
+    """ORT's quantization pre-processing: graph optimization and ONNX shape inference.
+
+    Symbolic shape inference is skipped: it fails ("Incomplete symbolic shape inference") on the
+    ai.onnx.ml ops skl2onnx emits (OneHotEncoder, Scaler, ArrayFeatureExtractor) and string inputs; ONNX's
+    own shape inference still types every tensor the quantizer needs.
+    """
+    quant_pre_process(str(fp32_path), str(output_path), skip_symbolic_shape=True)
+
+
+def quantize(
+    preprocessed_path: Path,
+    output_path: Path,
+    recipe: QuantizationRecipe,
+    config: QuantizationConfig,
+    reduce_range: bool,
+    ranges_path: Path,
+    calibration_reader: FeatureBatchReader | None,
+) -> bool:
+    """Write the quantized model to `output_path`. Returns True if this call ran calibration.
+
+    Static mode calibrates on the first call (ranges saved to `ranges_path`), later calls reuse the ranges.
+    Dynamic mode needs no calibration: activation ranges are computed per batch at run time.
+    """
+    if config.mode is QuantizationMode.DYNAMIC:
+        quantize_dynamic(
+            str(preprocessed_path),
+            str(output_path),
+            op_types_to_quantize=list(config.op_types),
+            per_channel=config.per_channel,
+            reduce_range=reduce_range,
+            weight_type=_TYPES[config.weight_type],
+            nodes_to_exclude=list(recipe.fp32_layers),
+        )
+        return False
+    calibrates = not ranges_path.is_file()
+    if calibrates and calibration_reader is None:
+        raise ValueError("static quantization needs calibration data on its first run")
+    if calibration_reader is not None:
+        calibration_reader.rewind()
+    overrides = {
+        tensor: [{"quant_type": _TYPES_16[config.activation_type]}] for tensor in recipe.int16_inputs.values()
+    }
+    quantize_static(
+        str(preprocessed_path),
+        str(output_path),
+        calibration_reader if calibrates else None,
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(config.op_types),
+        per_channel=config.per_channel,
+        reduce_range=reduce_range,
+        activation_type=_TYPES[config.activation_type],
+        weight_type=_TYPES[config.weight_type],
+        nodes_to_exclude=list(recipe.fp32_layers),
+        calibrate_method=_METHODS[config.calibration_method],
+        extra_options={"TensorQuantOverrides": overrides} if overrides else None,
+        calibration_cache_path=ranges_path,
+    )
+    if calibrates:
+        log.info("event=calibrated method=%s ranges=%s", config.calibration_method.value, ranges_path.name)
+    return calibrates
