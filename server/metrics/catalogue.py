@@ -1,0 +1,130 @@
+"""Every metric riskserve exports: name, type, labels, buckets and HELP text, in one place."""
+
+from dataclasses import dataclass
+
+from server.metrics.buckets import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS_S, SCORE_BUCKETS
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    kind: str  # "histogram" | "counter" | "gauge" | "summary" | "info"
+    labels: tuple[str, ...]
+    help: str
+    buckets: tuple[float, ...] = ()
+
+
+REQUEST_DURATION = MetricSpec(
+    "riskserve_request_duration_seconds",
+    "histogram",
+    ("model", "method", "code"),
+    "Server-side time of one RPC from receipt to response, by model, method and gRPC status code.",
+    LATENCY_BUCKETS_S,
+)
+QUEUE_WAIT = MetricSpec(
+    "riskserve_queue_wait_seconds",
+    "histogram",
+    ("model", "method", "code"),
+    "Time a request waited in the micro-batching queue before its ONNX Runtime call started.",
+    LATENCY_BUCKETS_S,
+)
+INFERENCE_DURATION = MetricSpec(
+    "riskserve_inference_duration_seconds",
+    "histogram",
+    ("model", "method", "code"),
+    "Duration of the ONNX Runtime call that scored the request (shared by every request in the batch).",
+    LATENCY_BUCKETS_S,
+)
+LATENCY_WINDOW = MetricSpec(
+    "riskserve_request_latency_window_seconds",
+    "summary",
+    ("model", "method"),
+    "Quantiles of the server-side request duration over the rolling window (all status codes, all "
+    "serving processes merged); _sum and _count are totals since start.",
+)
+BATCH_SIZE = MetricSpec(
+    "riskserve_batch_size_rows",
+    "histogram",
+    ("model",),
+    "Rows per ONNX Runtime call after micro-batching.",
+    BATCH_SIZE_BUCKETS,
+)
+QUEUE_DEPTH = MetricSpec(
+    "riskserve_queue_depth_rows",
+    "gauge",
+    ("model",),
+    "Rows waiting in the micro-batching queue, summed over serving processes.",
+)
+INFLIGHT = MetricSpec(
+    "riskserve_inflight_requests",
+    "gauge",
+    ("model", "method"),
+    "RPCs being handled right now, summed over serving processes.",
+)
+REJECTED = MetricSpec(
+    "riskserve_requests_rejected_total",
+    "counter",
+    ("model", "reason"),
+    "Requests refused before scoring (overload, deadline, invalid_argument, draining, ...).",
+)
+FAILED = MetricSpec(
+    "riskserve_requests_failed_total",
+    "counter",
+    ("model", "reason"),
+    "Accepted requests that failed while being scored.",
+)
+MODEL_INFO = MetricSpec(
+    "riskserve_model_info",
+    "gauge",
+    ("model", "version", "precision", "gate_verdict"),
+    "Always 1: the model version being served, its precision (int8/fp32) and the quantization gate verdict.",
+)
+GATE_PASSED = MetricSpec(
+    "riskserve_model_gate_passed",
+    "gauge",
+    ("model",),
+    "1 if the INT8 model passed the accuracy gate, 0 if it failed (absent when quantization is disabled).",
+)
+FP32_FALLBACK = MetricSpec(
+    "riskserve_model_fp32_fallback",
+    "gauge",
+    ("model",),
+    "1 if the model is served in FP32 because its INT8 version failed the accuracy gate.",
+)
+METRIC_DELTA = MetricSpec(
+    "riskserve_model_quantization_metric_delta",
+    "gauge",
+    ("model", "metric"),
+    "INT8 minus FP32 (or the named comparison) for each gated metric, from the quantization report.",
+)
+MODEL_SCORE = MetricSpec(
+    "riskserve_model_score",
+    "histogram",
+    ("model",),
+    "Distribution of the positive-class probability the model returned (for drift monitoring).",
+    SCORE_BUCKETS,
+)
+SERVER_READY = MetricSpec(
+    "riskserve_server_ready",
+    "gauge",
+    (),
+    "1 if every serving process reports SERVING on grpc.health.v1, 0 while starting or draining.",
+)
+
+ALL_METRICS: tuple[MetricSpec, ...] = (
+    REQUEST_DURATION,
+    QUEUE_WAIT,
+    INFERENCE_DURATION,
+    LATENCY_WINDOW,
+    BATCH_SIZE,
+    QUEUE_DEPTH,
+    INFLIGHT,
+    REJECTED,
+    FAILED,
+    MODEL_INFO,
+    GATE_PASSED,
+    FP32_FALLBACK,
+    METRIC_DELTA,
+    MODEL_SCORE,
+    SERVER_READY,
+)

@@ -1,0 +1,166 @@
+"""Custom Prometheus collector: merges this process's live state with the other serving processes'
+snapshots (multi-process mode) and yields every riskserve metric family.
+
+Merge rules: counters and histogram buckets are summed over all snapshots, dead processes included (their
+totals happened); gauges and readiness only over live processes; rolling-window HDR slices are added slice
+by slice and the quantiles are computed from the sum (never averaged).
+"""
+
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
+
+from server.metrics import catalogue as m
+from server.metrics.latency_window import WINDOW_QUANTILES, merge_window, window_quantiles
+from server.metrics.snapshot import LabelValues, ProcessSnapshot, read_snapshots
+
+if TYPE_CHECKING:
+    from server.metrics.serving_metrics import ServingMetrics
+
+# A process whose snapshot is older than this many flush intervals is treated as gone.
+STALE_AFTER_FLUSH_INTERVALS = 5
+
+
+def _sum_tables(tables: Iterable[dict[str, dict[LabelValues, Any]]]) -> dict[str, dict[LabelValues, Any]]:
+    total: dict[str, dict[LabelValues, Any]] = {}
+    for table in tables:
+        for name, series in table.items():
+            merged = total.setdefault(name, {})
+            for labels, value in series.items():
+                if isinstance(value, list):
+                    previous = merged.get(labels)
+                    merged[labels] = (
+                        list(value)
+                        if previous is None
+                        else [a + b for a, b in zip(previous, value, strict=True)]
+                    )
+                else:
+                    merged[labels] = merged.get(labels, 0) + value
+    return total
+
+
+class ServingMetricsCollector:
+    """Registered by ServingMetrics into its registry; not used directly."""
+
+    def __init__(self, metrics: "ServingMetrics") -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families({}, {}, {}, {}, {}, None)
+
+    def collect(self) -> Iterator[Metric]:
+        local = self._metrics.snapshot()
+        others: list[ProcessSnapshot] = []
+        if self._metrics.shared_dir is not None:
+            others = read_snapshots(self._metrics.shared_dir, exclude_pid=os.getpid())
+        stale_before = time.time() - STALE_AFTER_FLUSH_INTERVALS * self._metrics.flush_interval_s
+        live = [local] + [s for s in others if s.written_at >= stale_before]
+        everyone = [local, *others]
+
+        histograms = _sum_tables(s.histograms for s in everyone)
+        counters = _sum_tables(s.counters for s in everyone)
+        gauges = _sum_tables(s.gauges for s in live)
+        models = {}
+        for snap in sorted(live, key=lambda s: s.written_at):  # the newest report of a model wins
+            models.update(snap.models)
+        readiness = [s.ready for s in live if s.ready is not None]
+        ready = min(readiness) if readiness else None
+
+        window = self._metrics.window
+        current = window.slice_index()
+        quantiles = {}
+        for key in {key for snap in everyone for key in snap.windows}:
+            merged = merge_window(
+                (s.windows[key] for s in everyone if key in s.windows), current, window.slices
+            )
+            quantiles[key] = window_quantiles(merged)
+        yield from self._families(models, histograms, counters, gauges, quantiles, ready)
+
+    def _families(
+        self,
+        models: dict,
+        histograms: dict,
+        counters: dict,
+        gauges: dict,
+        quantiles: dict,
+        ready: bool | None,
+    ) -> Iterator[Metric]:
+        for spec in (m.REQUEST_DURATION, m.QUEUE_WAIT, m.INFERENCE_DURATION):
+            yield _histogram(spec, histograms.get(spec.name, {}))
+        yield _window_summary(histograms.get(m.REQUEST_DURATION.name, {}), quantiles)
+        yield _histogram(m.BATCH_SIZE, histograms.get(m.BATCH_SIZE.name, {}))
+        for spec in (m.QUEUE_DEPTH, m.INFLIGHT):
+            family = GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
+            for labels, value in sorted(gauges.get(spec.name, {}).items()):
+                family.add_metric(labels, value)
+            yield family
+        for spec in (m.REJECTED, m.FAILED):
+            family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
+            for labels, value in sorted(counters.get(spec.name, {}).items()):
+                family.add_metric(labels, value)
+            yield family
+        yield from _model_families(models)
+        yield _histogram(m.MODEL_SCORE, histograms.get(m.MODEL_SCORE.name, {}))
+        family = GaugeMetricFamily(m.SERVER_READY.name, m.SERVER_READY.help)
+        if ready is not None:
+            family.add_metric([], 1.0 if ready else 0.0)
+        yield family
+
+
+def _histogram(spec: m.MetricSpec, rows: dict[LabelValues, list[Any]]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
+    bounds = [floatToGoString(b) for b in spec.buckets] + ["+Inf"]
+    for labels, row in sorted(rows.items()):
+        cumulative, buckets = 0, []
+        for bound, count in zip(bounds, row[:-1], strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        family.add_metric(labels, buckets, row[-1])
+    return family
+
+
+def _window_summary(request_rows: dict[LabelValues, list[Any]], quantiles: dict[LabelValues, dict]) -> Metric:
+    spec = m.LATENCY_WINDOW
+    family = SummaryMetricFamily(spec.name, spec.help, labels=spec.labels)
+    totals: dict[LabelValues, list[float]] = {}
+    for (model, method, _code), row in request_rows.items():
+        count_sum = totals.setdefault((model, method), [0, 0.0])
+        count_sum[0] += sum(row[:-1])
+        count_sum[1] += row[-1]
+    for key in sorted(totals.keys() | quantiles.keys()):
+        labels = dict(zip(spec.labels, key, strict=True))
+        for q, seconds in quantiles.get(key, dict.fromkeys(WINDOW_QUANTILES, math.nan)).items():
+            family.samples.append(Sample(spec.name, {**labels, "quantile": floatToGoString(q)}, seconds))
+        count, total = totals.get(key, (0, 0.0))
+        family.add_metric(list(key), count, total)
+    return family
+
+
+def _model_families(models: dict[str, Any]) -> Iterator[Metric]:
+    info = GaugeMetricFamily(m.MODEL_INFO.name, m.MODEL_INFO.help, labels=m.MODEL_INFO.labels)
+    gate = GaugeMetricFamily(m.GATE_PASSED.name, m.GATE_PASSED.help, labels=m.GATE_PASSED.labels)
+    fallback = GaugeMetricFamily(m.FP32_FALLBACK.name, m.FP32_FALLBACK.help, labels=m.FP32_FALLBACK.labels)
+    deltas = GaugeMetricFamily(m.METRIC_DELTA.name, m.METRIC_DELTA.help, labels=m.METRIC_DELTA.labels)
+    for model, facts in sorted(models.items()):
+        info.add_metric([model, facts.version, facts.precision, facts.gate_verdict], 1.0)
+        verdict = facts.gate_verdict.lower()
+        if verdict != "disabled":
+            gate.add_metric([model], 0.0 if verdict == "failed" else 1.0)
+        fallback.add_metric(
+            [model], 1.0 if verdict == "failed" and facts.precision.lower() == "fp32" else 0.0
+        )
+        for metric, delta in sorted(facts.metric_deltas.items()):
+            deltas.add_metric([model, metric], delta)
+    yield from (info, gate, fallback, deltas)
