@@ -2,6 +2,7 @@
 # Quick start on a fresh Debian machine with Python 3.11 (run as root, or with sudo for apt-get):
 #   ./run.sh serve   start the server on the bundled models (127.0.0.1:50051 gRPC, :9100 metrics)
 #   ./run.sh test    install everything the tests need and run the whole test suite
+#   ./run.sh install install the server into the venv only (what the Dockerfile runs)
 # Every other word is passed on: ./run.sh serve --port 50052, ./run.sh test -k quantization.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -38,6 +39,9 @@ ensure_apt() {
 cmd=${1:-}
 shift || true
 case "$cmd" in
+  install)
+    ensure_venv "loadtest"
+    ;;
   serve)
     ensure_venv "loadtest"
     exec "$VENV/bin/riskserve" serve "$@"
@@ -49,7 +53,7 @@ case "$cmd" in
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   *)
-    echo "usage: ./run.sh serve [riskserve serve flags] | ./run.sh test [pytest args]" >&2
+    echo "usage: ./run.sh serve [riskserve serve flags] | ./run.sh test [pytest args] | ./run.sh install" >&2
     exit 2
     ;;
 esac
