@@ -35,9 +35,15 @@ REPORT_FILE = "report.json"
 
 
 def prepare_model(
-    config: ModelConfig, cache_dir: Path, progress: Callable[[str], None] | None = None
+    config: ModelConfig,
+    cache_dir: Path,
+    progress: Callable[[str], None] | None = None,
+    *,
+    force: bool = False,
 ) -> PreparedModel:
     """Quantize `config`'s model (or load the cached result) and return what the server should serve.
+
+    `force` ignores a cached result and rebuilds it (the new entry replaces the old one).
 
     Raises a QuantizationError subclass naming the problem for a bad model or data file; a model that
     misses its accuracy budget is not an error: it comes back as FP32 with verdict FAILED.
@@ -53,7 +59,7 @@ def prepare_model(
     reduce_range = choose_reduce_range(q.reduce_range, cpu)
     cache = QuantizationCache(cache_dir)
     key = _cache_key(config, cpu.vnni)
-    cached = _load_cached(cache, config, key)
+    cached = None if force else _load_cached(cache, config, key)
     if cached is not None:
         say(f"{config.name}: loaded from cache in {time.perf_counter() - started:.2f}s")
         return cached

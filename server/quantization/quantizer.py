@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import onnx
 from onnxruntime.quantization import (
     CalibrationMethod,
     QuantFormat,
@@ -58,6 +59,30 @@ def preprocess(fp32_path: Path, output_path: Path) -> None:
     own shape inference still types every tensor the quantizer needs.
     """
     quant_pre_process(str(fp32_path), str(output_path), skip_symbolic_shape=True)
+    model = onnx.load(str(output_path))
+    if _type_ml_outputs(model):
+        onnx.save(onnx.shape_inference.infer_shapes(model), str(output_path))
+
+
+# ai.onnx.ml ops whose output is always a float tensor but which ONNX's shape inference leaves untyped.
+# An untyped tensor is silently skipped by the quantizer ("failed to infer the type of tensor"): the
+# Scaler feeding the first layer would leave that layer's activations in FP32 (weight-only INT8).
+_FLOAT_OUTPUT_ML_OPS = {"Scaler", "Normalizer", "Imputer", "Binarizer", "FeatureVectorizer", "OneHotEncoder"}
+
+
+def _type_ml_outputs(model: onnx.ModelProto) -> bool:
+    """Declare the float type of untyped ai.onnx.ml outputs so shape inference can carry it downstream."""
+    graph = model.graph
+    typed = {v.name for v in (*graph.value_info, *graph.output, *graph.input)}
+    added = False
+    for node in graph.node:
+        if node.domain == "ai.onnx.ml" and node.op_type in _FLOAT_OUTPUT_ML_OPS:
+            for output in node.output:
+                if output not in typed:
+                    info = onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None)
+                    graph.value_info.append(info)
+                    added = True
+    return added
 
 
 def quantize(

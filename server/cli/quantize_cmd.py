@@ -1,0 +1,62 @@
+"""`riskserve quantize <model>...`: run the startup quantization pipeline and print the reviewer's summary.
+
+Exit status: 0 when every model is served as gated (INT8 within budget, or FP32 by config), 3 when a model
+failed its accuracy gate (it would be served as FP32), 2 for a bad model, data or config file.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from server.config import ConfigError, load_model_config
+from server.config.paths import default_cache_dir, default_models_dir
+from server.quantization.errors import QuantizationError
+from server.quantization.pipeline import prepare_model
+from server.quantization.prepared_model import GateVerdict
+from server.quantization.summary import format_summary
+
+EXIT_GATE_FAILED = 3
+EXIT_BAD_INPUT = 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "quantize",
+        help="quantize models to INT8 and gate them against FP32 (the same pipeline the server runs)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("models", nargs="+", metavar="MODEL", help="model folder name(s) in the repository")
+    parser.add_argument("--models-dir", type=Path, default=None, help="model repository (default: bundled)")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="quantization cache (default: ~/.cache)")
+    parser.add_argument("--force", action="store_true", help="ignore cached results and rebuild them")
+    parser.add_argument("--json", action="store_true", help="print the full JSON report(s) instead")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    models_dir = args.models_dir or default_models_dir()
+    cache_dir = args.cache_dir or default_cache_dir()
+    progress = None if args.json else (lambda message: print(message, file=sys.stderr))
+    reports, status = [], 0
+    for name in args.models:
+        try:
+            config = load_model_config(models_dir / name)
+            prepared = prepare_model(config, cache_dir, progress, force=args.force)
+        except (ConfigError, QuantizationError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if prepared.verdict is GateVerdict.FAILED:
+            status = EXIT_GATE_FAILED
+        report = {**prepared.report, "served_model": str(prepared.model_path),
+                  "report_path": str(prepared.report_path) if prepared.report_path else None}
+        reports.append(report)
+        if not args.json:
+            print(format_summary(report))
+            print(f"report: {prepared.report_path}\n")
+    if args.json:
+        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+    return status
