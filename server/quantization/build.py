@@ -13,9 +13,10 @@ import numpy as np
 from server.config.model_config import ModelConfig
 from server.config.quantization_config import FallbackPrecision, QuantizationMode
 from server.quantization.calibration_data import FeatureBatchReader, FeatureTable
+from server.quantization.errors import QuantizationError
 from server.quantization.evaluation import AccuracyComparison, compare_scores, score_model
 from server.quantization.gate import check_budget
-from server.quantization.model_graph import ModelGraph
+from server.quantization.model_graph import ModelGraph, load_model_graph
 from server.quantization.quantizer import QuantizationRecipe, preprocess, quantize
 from server.quantization.speed import BatchTiming, time_models
 from server.quantization.tuner import Attempt, TuningResult, tune
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BuildOutcome:
+    graph: ModelGraph  # the pre-processed graph whose layer names the report uses
     tuning: TuningResult
     initial: Attempt
     model_path: Path  # the best quantized model found (served only if the gate passed)
@@ -86,11 +88,16 @@ def build(
     calibration: FeatureTable,
     holdout: FeatureTable,
 ) -> BuildOutcome:
-    """Quantize per config, tune until within budget (or give up), and time FP32 against the result."""
+    """Quantize per config, tune until within budget (or give up), and time FP32 against the result.
+
+    Layer names are those of the pre-processed graph (pre-processing may fuse or drop nodes).
+    """
     q = config.quantization
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     bench = QuantizationWorkbench(config, graph, reduce_range, workdir, calibration, holdout)
+    graph = load_model_graph(bench.preprocessed, q.op_types, config.output_name)
+    _check_configured_layers(config, graph)
     seconds["preprocess_and_fp32_scoring"] = time.perf_counter() - started
 
     head = graph.output_head if q.protect_output else ()
@@ -118,9 +125,8 @@ def build(
     unprotected = None
     if q.protect_output and head and q.mode is QuantizationMode.STATIC:
         # Evidence for the report: the same model with its output head quantized too.
-        unprotected = bench.attempt(QuantizationRecipe(tuple(q.exclude_layers)))[
-            0
-        ].comparison.distinct_score_ratio
+        evidence, _ = bench.attempt(QuantizationRecipe(tuple(q.exclude_layers)))
+        unprotected = evidence.comparison.distinct_score_ratio
     best_path = paths[id(tuning.final)]
 
     started = time.perf_counter()
@@ -134,4 +140,16 @@ def build(
             q.speed_seconds,
         )
     seconds["speed"] = time.perf_counter() - started
-    return BuildOutcome(tuning, initial, best_path, bench.calibration_runs, unprotected, timings, seconds)
+    return BuildOutcome(
+        graph, tuning, initial, best_path, bench.calibration_runs, unprotected, timings, seconds
+    )
+
+
+def _check_configured_layers(config: ModelConfig, graph: ModelGraph) -> None:
+    q = config.quantization
+    unknown = sorted((set(q.exclude_layers) | set(q.int16_layers)) - set(graph.quantizable_layers))
+    if unknown:
+        raise QuantizationError(
+            f"model {config.name}: quantization.exclude_layers/int16_layers name unknown layers {unknown}; "
+            f"quantizable layers are {list(graph.quantizable_layers)}"
+        )

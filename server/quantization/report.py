@@ -60,6 +60,7 @@ def build_report(
 ) -> dict[str, Any]:
     """The full JSON report of a cold run."""
     q = config.quantization
+    graph = outcome.graph
     verdict = verdict_of(config, outcome)
     final = outcome.tuning.final
     fp32_bytes, int8_bytes = config.onnx_path.stat().st_size, outcome.model_path.stat().st_size

@@ -42,8 +42,11 @@ def make_frame(rows: int, seed: int, outlier_feature: bool) -> pd.DataFrame:
         frame.loc[spikes, "amount"] = rng.uniform(2e3, 5e3, spikes.sum()).astype(np.float32)
     frame["channel"] = rng.choice(CHANNELS, rows)
     logit = (
-        1.6 * frame.velocity - 1.2 * frame.distance + 0.8 * frame.hour * frame.tenure
-        + 0.9 * (frame.channel == "ecom") - 2.5
+        1.6 * frame.velocity
+        - 1.2 * frame.distance
+        + 0.8 * frame.hour * frame.tenure
+        + 0.9 * (frame.channel == "ecom")
+        - 2.5
     )
     frame[LABEL] = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
     return frame
@@ -51,18 +54,29 @@ def make_frame(rows: int, seed: int, outlier_feature: bool) -> pd.DataFrame:
 
 def train_onnx(frame: pd.DataFrame, spec: ModelSpec) -> bytes:
     features = frame.drop(columns=[LABEL])
-    pipeline = Pipeline([
-        ("prepare", ColumnTransformer([
-            ("scale", StandardScaler(), list(FLOAT_FEATURES)),
-            ("encode", OneHotEncoder(handle_unknown="ignore"), ["channel"]),
-        ])),
-        ("mlp", MLPClassifier(spec.hidden, alpha=1e-3, max_iter=60, random_state=spec.seed)),
-    ])
+    pipeline = Pipeline(
+        [
+            (
+                "prepare",
+                ColumnTransformer(
+                    [
+                        ("scale", StandardScaler(), list(FLOAT_FEATURES)),
+                        ("encode", OneHotEncoder(handle_unknown="ignore"), ["channel"]),
+                    ]
+                ),
+            ),
+            ("mlp", MLPClassifier(spec.hidden, alpha=1e-3, max_iter=60, random_state=spec.seed)),
+        ]
+    )
     pipeline.fit(features, frame[LABEL])
     types = [(name, FloatTensorType([None, 1])) for name in FLOAT_FEATURES]
     types.append(("channel", StringTensorType([None, 1])))
-    onnx_model = convert_sklearn(pipeline, initial_types=types, options={id(pipeline): {"zipmap": False}},
-                                 target_opset={"": 17, "ai.onnx.ml": 3})
+    onnx_model = convert_sklearn(
+        pipeline,
+        initial_types=types,
+        options={id(pipeline): {"zipmap": False}},
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
     return onnx_model.SerializeToString()
 
 
@@ -71,13 +85,22 @@ def config_dict(quantization: dict | None = None) -> dict:
     inputs.append({"name": "channel", "dtype": "string", "categories": list(CHANNELS)})
     quantization = {"speed_seconds": 0.0, **(quantization or {})}
     return {
-        "name": "toyfraud", "version": "1.0.0", "task": "fraud", "label_column": LABEL,
-        "inputs": inputs, "decision": {"review": 0.3, "decline": 0.6}, "quantization": quantization,
+        "name": "toyfraud",
+        "version": "1.0.0",
+        "task": "fraud",
+        "label_column": LABEL,
+        "inputs": inputs,
+        "decision": {"review": 0.3, "decline": 0.6},
+        "quantization": quantization,
     }
 
 
-def write_model_folder(folder: Path, spec: ModelSpec = ModelSpec(), quantization: dict | None = None,
-                       calibration_rows: int = 1000) -> ModelConfig:
+def write_model_folder(
+    folder: Path,
+    spec: ModelSpec = ModelSpec(),
+    quantization: dict | None = None,
+    calibration_rows: int = 1000,
+) -> ModelConfig:
     """Train, convert and write model.onnx, calibration.parquet, holdout.parquet and config.yaml."""
     folder.mkdir(parents=True, exist_ok=True)
     frame = make_frame(spec.rows, spec.seed, spec.outlier_feature)

@@ -1,0 +1,42 @@
+"""Shared toy models: trained once per test session, copied into each test's own folder."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from server.config.model_config import ModelConfig, load_model_config
+from tests.quantization.model_factory import ModelSpec, write_model_folder
+
+
+@pytest.fixture(scope="session")
+def _trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("trained")
+    return {
+        "plain": write_model_folder(root / "plain", ModelSpec()).directory,
+        # A layer fed by an outlier-heavy feature: INT8 misses the budget until that layer is FP32.
+        "sensitive": write_model_folder(root / "sensitive", ModelSpec(outlier_feature=True)).directory,
+        # Same data, one hidden layer: after protecting the output there is one INT8 layer and nothing to
+        # fall back to without leaving INT8 altogether.
+        "hopeless": write_model_folder(
+            root / "hopeless", ModelSpec(hidden=(16,), outlier_feature=True)
+        ).directory,
+    }
+
+
+@pytest.fixture()
+def model_folder(_trained: dict[str, Path], tmp_path: Path):
+    """Factory: a private copy of a trained toy model, optionally with a changed quantization section."""
+
+    def make(kind: str = "plain", **quantization: object) -> ModelConfig:
+        folder = tmp_path / kind
+        if not folder.exists():
+            shutil.copytree(_trained[kind], folder)
+        config = load_model_config(folder)
+        if quantization:
+            q = config.quantization
+            q = type(q).model_validate({**q.model_dump(), **quantization})
+            config = config.model_copy(update={"quantization": q})
+        return config
+
+    return make

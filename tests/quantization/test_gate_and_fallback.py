@@ -1,0 +1,131 @@
+"""The gate serves INT8 only within budget; the tuner falls back layer by layer; hopeless models stay FP32."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from server.quantization.pipeline import prepare_model
+from server.quantization.prepared_model import GateVerdict, Precision
+from server.quantization.session_factory import create_session
+from server.quantization.summary import format_summary
+
+
+def test_plain_model_passes_the_gate_as_int8(model_folder, tmp_path: Path) -> None:
+    prepared = prepare_model(model_folder("plain"), tmp_path / "cache")
+    report = prepared.report
+    assert prepared.verdict is GateVerdict.PASSED
+    assert prepared.precision is Precision.INT8
+    assert prepared.model_path.name == "model.int8.onnx"
+    assert report["gate"]["final"]["passed"] is True
+    assert report["accuracy"]["roc_auc_ratio"] >= report["budget"]["min_auc_ratio"]
+    assert report["accuracy"]["max_flip_rate"] <= report["budget"]["max_decision_flip_rate"]
+    assert set(report["accuracy"]["flip_rates"]) == {"review", "decline"}
+    assert prepared.metric_deltas["roc_auc_delta"] == report["accuracy"]["roc_auc_delta"]
+    ops = {node.op_type for node in onnx.load(str(prepared.model_path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert "verdict PASSED" in format_summary(report)
+
+
+def test_sensitive_layer_falls_back_to_fp32_and_ends_within_budget(model_folder, tmp_path: Path) -> None:
+    prepared = prepare_model(model_folder("sensitive"), tmp_path / "cache")
+    report = prepared.report
+    assert report["gate"]["initial"]["passed"] is False
+    assert prepared.verdict is GateVerdict.PASSED_WITH_FALLBACK
+    assert prepared.precision is Precision.INT8
+    steps = report["tuning"]["fallback_layers"]
+    assert steps, "the tuner must have moved at least one layer"
+    # The layer fed by the outlier-heavy input is the one the tuner picks first, with figures per candidate.
+    assert steps[0]["layer"] == "MatMul"
+    assert set(steps[0]["sensitivity"]) == {"MatMul", "MatMul1"}
+    assert (
+        steps[0]["sensitivity"]["MatMul"]["gate_shortfall"]
+        < steps[0]["sensitivity"]["MatMul1"]["gate_shortfall"]
+    )
+    assert "MatMul" in report["layers"]["fp32"] and report["layers"]["int8"]
+    assert report["gate"]["final"]["passed"] is True
+
+
+def test_model_that_cannot_pass_is_served_fp32_with_failed_verdict(
+    model_folder, tmp_path: Path, caplog
+) -> None:
+    config = model_folder("hopeless")
+    with caplog.at_level(logging.WARNING, logger="server.quantization"):
+        prepared = prepare_model(config, tmp_path / "cache")
+    assert prepared.verdict is GateVerdict.FAILED
+    assert prepared.precision is Precision.FP32
+    assert prepared.model_path == config.onnx_path
+    assert prepared.report["verdict"] == "failed" and prepared.report["precision"] == "fp32"
+    assert prepared.report["gate"]["final"]["passed"] is False
+    assert "serving FP32" in prepared.report["warnings"][0]
+    assert any("event=quantization_gate_failed" in r.getMessage() for r in caplog.records)
+    assert "verdict FAILED, serving fp32" in format_summary(prepared.report)
+    # The cached verdict is the same: a warm start must not serve the failed model as INT8.
+    again = prepare_model(config, tmp_path / "cache")
+    assert again.from_cache and again.verdict is GateVerdict.FAILED and again.model_path == config.onnx_path
+
+
+def test_fallback_limit_zero_turns_a_sensitive_model_into_failed(model_folder, tmp_path: Path) -> None:
+    prepared = prepare_model(model_folder("sensitive", max_fallback_layers=0), tmp_path / "cache")
+    assert prepared.verdict is GateVerdict.FAILED
+    assert "max_fallback_layers (0)" in prepared.report["tuning"]["stopped_because"]
+
+
+def test_protecting_the_output_keeps_score_resolution(model_folder, tmp_path: Path) -> None:
+    protected = prepare_model(model_folder("plain"), tmp_path / "a").report
+    unprotected = prepare_model(
+        model_folder("plain", protect_output=False, max_fallback_layers=0), tmp_path / "b"
+    )
+    assert protected["accuracy"]["distinct_score_ratio"] >= 0.9
+    assert unprotected.report["accuracy"]["distinct_score_ratio"] < 0.9
+    assert protected["layers"]["unprotected_distinct_score_ratio"] < 0.9
+    # Without protection the gate catches the lost resolution: it is not served as INT8.
+    assert unprotected.verdict is GateVerdict.FAILED
+
+
+def test_static_int8_score_does_not_depend_on_batch_mates(model_folder, tmp_path: Path) -> None:
+    config = model_folder("plain")
+    prepared = prepare_model(config, tmp_path / "cache")
+    session = create_session(prepared.model_path)
+    import pandas as pd
+
+    frame = pd.read_parquet(config.holdout_path).iloc[:256]
+    feeds = {
+        spec.name: frame[spec.name].to_numpy(np.float32 if spec.dtype == "float32" else object).reshape(-1, 1)
+        for spec in config.inputs
+    }
+    batch_scores = session.run(["probabilities"], feeds)[0][:, 1]
+    alone = np.array(
+        [
+            session.run(["probabilities"], {k: v[i : i + 1] for k, v in feeds.items()})[0][0, 1]
+            for i in range(256)
+        ]
+    )
+    assert np.array_equal(alone, batch_scores)
+    assert prepared.report["batch_invariant"] is True
+
+
+def test_dynamic_mode_is_reported_as_not_batch_invariant(model_folder, tmp_path: Path) -> None:
+    prepared = prepare_model(model_folder("plain", mode="dynamic"), tmp_path / "cache")
+    assert prepared.report["batch_invariant"] is False
+    assert any("must not be served with batching" in w for w in prepared.report["warnings"])
+
+
+def test_mode_none_serves_fp32_as_disabled(model_folder, tmp_path: Path) -> None:
+    config = model_folder("plain", mode="none")
+    prepared = prepare_model(config, tmp_path / "cache")
+    assert prepared.verdict is GateVerdict.DISABLED
+    assert prepared.precision is Precision.FP32 and prepared.model_path == config.onnx_path
+    assert not (tmp_path / "cache").exists()
+
+
+def test_int16_layers_get_16_bit_activations(model_folder, tmp_path: Path) -> None:
+    prepared = prepare_model(model_folder("plain", int16_layers=("MatMul",)), tmp_path / "cache")
+    model = onnx.load(str(prepared.model_path))
+    zero_point_types = {
+        init.name: init.data_type for init in model.graph.initializer if init.name.endswith("_zero_point")
+    }
+    assert zero_point_types["transformed_column_zero_point"] == onnx.TensorProto.UINT16
+    assert prepared.report["layers"]["int16"] == ["MatMul"]
+    assert prepared.verdict in (GateVerdict.PASSED, GateVerdict.PASSED_WITH_FALLBACK)
