@@ -65,8 +65,10 @@ class ServingMetricsCollector:
         others: list[ProcessSnapshot] = []
         if self._metrics.shared_dir is not None:
             others = read_snapshots(self._metrics.shared_dir, exclude_pid=os.getpid())
-        stale_before = time.time() - STALE_AFTER_FLUSH_INTERVALS * self._metrics.flush_interval_s
-        live = [local] + [s for s in others if s.written_at >= stale_before]
+        now = time.time()
+        live = [local] + [
+            s for s in others if now - s.written_at <= STALE_AFTER_FLUSH_INTERVALS * s.flush_interval_s
+        ]
         everyone = [local, *others]
 
         histograms = _sum_tables(s.histograms for s in everyone)

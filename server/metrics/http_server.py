@@ -36,7 +36,7 @@ class MetricsHttpServer:
 
 
 def start_metrics_http_server(
-    metrics: ServingMetrics, host: str = "127.0.0.1", port: int = 9464
+    metrics: ServingMetrics, host: str = "127.0.0.1", port: int = 9100
 ) -> MetricsHttpServer:
     """Serve `metrics` in the Prometheus text format at http://host:port/metrics (port 0: any free port)."""
     try:

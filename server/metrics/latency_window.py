@@ -86,14 +86,16 @@ class RollingLatencyWindow:
 
 
 def merge_window(
-    slice_sets: Iterable[Mapping[int, HdrHistogram | str]], current_slice: int, slices: int
+    slice_sets: Iterable[Mapping[int, HdrHistogram | str | bytes]], current_slice: int, slices: int
 ) -> HdrHistogram:
-    """Add up the in-window slices of several processes (HDR objects or their `encode()` strings)."""
+    """Add up the in-window slices of several processes (HDR objects or their `encode()` output)."""
     merged = new_hdr_histogram()
     for per_slice in slice_sets:
         for index, histogram in per_slice.items():
             if current_slice - slices < index <= current_slice:
-                merged.add(HdrHistogram.decode(histogram) if isinstance(histogram, str) else histogram)
+                if not isinstance(histogram, HdrHistogram):
+                    histogram = HdrHistogram.decode(histogram)
+                merged.add(histogram)
     return merged
 
 

@@ -205,6 +205,7 @@ class ServingMetrics:
             snap = ProcessSnapshot(
                 pid=self.pid,
                 written_at=time.time(),
+                flush_interval_s=self.flush_interval_s,
                 histograms={
                     m.REQUEST_DURATION.name: {k: list(v) for k, v in self._request.items()},
                     m.QUEUE_WAIT.name: {k: list(v) for k, v in self._queue.items()},
@@ -245,7 +246,7 @@ class ServingMetrics:
                     text = self._encoded_closed_slices[cache_key]
                 else:
                     with self._lock:
-                        text = histogram.encode()
+                        text = histogram.encode().decode("ascii")  # base64 bytes -> JSON-friendly str
                     if index < current:  # a closed slice no longer changes: encode it once
                         self._encoded_closed_slices[cache_key] = text
                 encoded.setdefault(key, {})[index] = text

@@ -40,12 +40,13 @@ class ProcessSnapshot:
 
     pid: int
     written_at: float
+    flush_interval_s: float = 1.0  # how often the writer refreshes it: tells the reader when it went stale
     histograms: dict[str, dict[LabelValues, list[float]]] = field(default_factory=dict)
     counters: dict[str, dict[LabelValues, float]] = field(default_factory=dict)
     gauges: dict[str, dict[LabelValues, float]] = field(default_factory=dict)
     models: dict[str, ModelFacts] = field(default_factory=dict)
     ready: bool | None = None
-    windows: dict[LabelValues, dict[int, HdrHistogram | str]] = field(default_factory=dict)
+    windows: dict[LabelValues, dict[int, HdrHistogram | str | bytes]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         def rows(table: dict[str, dict[LabelValues, Any]]) -> dict[str, list[list[Any]]]:
@@ -59,6 +60,7 @@ class ProcessSnapshot:
                 "format": SNAPSHOT_FORMAT,
                 "pid": self.pid,
                 "written_at": self.written_at,
+                "flush_interval_s": self.flush_interval_s,
                 "histograms": rows(self.histograms),
                 "counters": rows(self.counters),
                 "gauges": rows(self.gauges),
@@ -67,7 +69,7 @@ class ProcessSnapshot:
                 "windows": [
                     [
                         list(key),
-                        {str(i): h if isinstance(h, str) else h.encode() for i, h in per_slice.items()},
+                        {str(i): _encoded(h) for i, h in per_slice.items()},
                     ]
                     for key, per_slice in self.windows.items()
                 ],
@@ -88,6 +90,7 @@ class ProcessSnapshot:
         return cls(
             pid=int(raw["pid"]),
             written_at=float(raw["written_at"]),
+            flush_interval_s=float(raw["flush_interval_s"]),
             histograms=table("histograms"),
             counters=table("counters"),
             gauges=table("gauges"),
@@ -97,6 +100,12 @@ class ProcessSnapshot:
                 tuple(key): {int(i): enc for i, enc in per_slice.items()} for key, per_slice in raw["windows"]
             },
         )
+
+
+def _encoded(histogram: HdrHistogram | str | bytes) -> str:
+    if isinstance(histogram, HdrHistogram):
+        histogram = histogram.encode()
+    return histogram.decode("ascii") if isinstance(histogram, bytes) else histogram
 
 
 def snapshot_path(shared_dir: Path, pid: int) -> Path:
