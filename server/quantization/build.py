@@ -31,6 +31,7 @@ class BuildOutcome:
     initial: Attempt
     model_path: Path  # the best quantized model found (served only if the gate passed)
     calibration_runs: int
+    calibration_rows: int  # rows the calibrator saw (equal batches, see FeatureBatchReader)
     unprotected_distinct_score_ratio: float | None
     timings: dict[str, dict[int, BatchTiming]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -141,7 +142,15 @@ def build(
         )
     seconds["speed"] = time.perf_counter() - started
     return BuildOutcome(
-        graph, tuning, initial, best_path, bench.calibration_runs, unprotected, timings, seconds
+        graph,
+        tuning,
+        initial,
+        best_path,
+        bench.calibration_runs,
+        bench.reader.rows,
+        unprotected,
+        timings,
+        seconds,
     )
 
 

@@ -147,22 +147,28 @@ def _labels(path: Path, column: pd.Series) -> np.ndarray:
 
 
 class FeatureBatchReader(CalibrationDataReader):
-    """Feeds a FeatureTable to ONNX Runtime's calibrator in fixed-size batches; rewindable."""
+    """Feeds a FeatureTable to ONNX Runtime's calibrator in equal batches of at most `max_batch` rows.
 
-    def __init__(self, table: FeatureTable, batch_size: int = 256) -> None:
+    Equal sizes matter: the entropy and percentile calibrators stack batches into one array and fail on a
+    short last batch. Up to (batches - 1) trailing rows are left out for that; `rows` says how many are used.
+    """
+
+    def __init__(self, table: FeatureTable, max_batch: int = 512) -> None:
         self._table = table
-        self._batch_size = batch_size
-        self._batches: Iterator[Feeds] = self._iterate()
+        self.batches = -(-table.rows // max_batch)
+        self.batch_size = table.rows // self.batches
+        self.rows = self.batch_size * self.batches
+        self._iterator: Iterator[Feeds] = self._iterate()
 
     def _iterate(self) -> Iterator[Feeds]:
-        for start in range(0, self._table.rows, self._batch_size):
-            yield self._table.batch(start, start + self._batch_size)
+        for start in range(0, self.rows, self.batch_size):
+            yield self._table.batch(start, start + self.batch_size)
 
     def get_next(self) -> Feeds | None:
-        return next(self._batches, None)
+        return next(self._iterator, None)
 
     def rewind(self) -> None:
-        self._batches = self._iterate()
+        self._iterator = self._iterate()
 
     def __len__(self) -> int:
-        return -(-self._table.rows // self._batch_size)
+        return self.batches

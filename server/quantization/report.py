@@ -106,7 +106,7 @@ def build_report(
         "decision_thresholds": config.decision.thresholds(),
         "calibration": {
             "file": str(calibration.path),
-            "rows_used": calibration.rows,
+            "rows_used": outcome.calibration_rows,
             "rows_in_file": calibration.rows_in_file,
             "ignored_columns": list(calibration.ignored_columns),
             "method": q.calibration_method.value,

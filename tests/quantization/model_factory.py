@@ -4,6 +4,7 @@ The graph has the bundled models' shape: one [N, 1] input per raw feature (float
 and OneHotEncoder front end, a ReLU MLP, `probabilities` [N, 2] with zipmap off.
 """
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def train_onnx(frame: pd.DataFrame, spec: ModelSpec) -> bytes:
             ("mlp", MLPClassifier(spec.hidden, alpha=1e-3, max_iter=60, random_state=spec.seed)),
         ]
     )
-    pipeline.fit(features, frame[LABEL])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: a toy model need not converge
+        pipeline.fit(features, frame[LABEL])
     types = [(name, FloatTensorType([None, 1])) for name in FLOAT_FEATURES]
     types.append(("channel", StringTensorType([None, 1])))
     onnx_model = convert_sklearn(

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 
 from server.quantization.pipeline import prepare_model
 from server.quantization.prepared_model import GateVerdict, Precision
@@ -129,3 +130,15 @@ def test_int16_layers_get_16_bit_activations(model_folder, tmp_path: Path) -> No
     assert zero_point_types["transformed_column_zero_point"] == onnx.TensorProto.UINT16
     assert prepared.report["layers"]["int16"] == ["MatMul"]
     assert prepared.verdict in (GateVerdict.PASSED, GateVerdict.PASSED_WITH_FALLBACK)
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_calibration_methods_run_and_are_reported(
+    model_folder, tmp_path: Path, method: str
+) -> None:
+    prepared = prepare_model(model_folder(calibration_method=method), tmp_path / "cache")
+    assert prepared.report["calibration"]["method"] == method
+    assert prepared.report["calibration"]["runs"] == 1
+    assert prepared.precision is (
+        Precision.INT8 if prepared.report["gate"]["final"]["passed"] else Precision.FP32
+    )
