@@ -68,6 +68,7 @@ class ServingMetrics:
         self.flush_interval_s = flush_interval_s
         self.pid = os.getpid()
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self._request: dict[LabelValues, list[Any]] = {}
         self._queue: dict[LabelValues, list[Any]] = {}
         self._inference: dict[LabelValues, list[Any]] = {}
@@ -259,7 +260,8 @@ class ServingMetrics:
         """Write this process's snapshot to the shared dir now (multi-process mode only)."""
         if self.shared_dir is None:
             return None
-        return write_snapshot(self.shared_dir, self.snapshot(for_disk=True))
+        with self._flush_lock:  # snapshot and rename in one step, so an older snapshot never lands last
+            return write_snapshot(self.shared_dir, self.snapshot(for_disk=True))
 
     # ---- background upkeep ------------------------------------------------------------------------------
 
