@@ -1,0 +1,79 @@
+"""The picture: latency percentiles over time, and the whole percentile distribution (HDR-style plot)."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import FixedLocator, FuncFormatter
+
+from loadtest.runner import RunResult
+
+PNG_NAME = "latency.png"
+OVER_TIME = ((50.0, "p50"), (99.0, "p99"), (99.9, "p99.9"))
+# x positions of the distribution plot: -log10(1 - q), so 90 % -> 1, 99 % -> 2, 99.9 % -> 3
+DISTRIBUTION_QUANTILES = np.concatenate([np.linspace(0, 0.9, 10), 1 - np.logspace(-1.05, -5, 60)])
+
+
+def _distribution(histogram) -> tuple[np.ndarray, np.ndarray]:
+    count = histogram.get_total_count()
+    if count == 0:
+        return np.array([]), np.array([])
+    quantiles = DISTRIBUTION_QUANTILES[1 - 1 / (2 * count) >= DISTRIBUTION_QUANTILES]
+    values = [histogram.get_value_at_percentile(q * 100) / 1000 for q in quantiles]
+    return -np.log10(1 - quantiles), np.asarray(values)
+
+
+def write_png(path: Path, result: RunResult) -> Path:
+    """Two panels: per-second percentiles (corrected, with uncorrected p99 dashed) and the distribution."""
+    rec = result.recording
+    sla = result.scenario.sla
+    figure, (over_time, distribution) = plt.subplots(1, 2, figsize=(13, 4.8))
+    seconds = sorted(rec.per_second)
+    label = "from intended send" if result.open_loop else "closed loop"
+    for percentile, name in OVER_TIME:
+        values = [rec.per_second[s].get_value_at_percentile(percentile) / 1000 for s in seconds]
+        over_time.plot(seconds, values, marker=".", label=f"{name} ({label})")
+    if result.open_loop:
+        values = [rec.uncorrected_per_second[s].get_value_at_percentile(99.0) / 1000 for s in seconds]
+        over_time.plot(seconds, values, linestyle="--", color="grey", label="p99 from actual send")
+    if sla.p99_ms is not None:
+        over_time.axhline(sla.p99_ms, color="red", linewidth=1, label=f"SLA p99 {sla.p99_ms:g} ms")
+    over_time.set(
+        title="Latency over time (by intended send second)",
+        xlabel="second of the measured run",
+        ylabel="latency, ms",
+        yscale="log",
+    )
+    over_time.legend(fontsize=8)
+    over_time.grid(True, which="both", alpha=0.3)
+
+    curves = [(rec.corrected if result.open_loop else rec.uncorrected, f"client, {label}")]
+    if result.open_loop:
+        curves.append((rec.uncorrected, "client, from actual send"))
+    for histogram, name in curves:
+        x, y = _distribution(histogram)
+        distribution.plot(x, y, label=name)
+    for field, x in (("p50_ms", 0.301), ("p90_ms", 1.0), ("p99_ms", 2.0), ("p999_ms", 3.0)):
+        target = getattr(sla, field)
+        if target is not None:
+            distribution.plot([x], [target], marker="x", color="red", markersize=9, linestyle="none")
+    ticks = [0, 0.301, 1, 2, 3, 4, 5]
+    distribution.xaxis.set_major_locator(FixedLocator(ticks))
+    distribution.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{100 * (1 - 10**-x):g}%"))
+    distribution.set(
+        title="Latency by percentile (red x: SLA targets)",
+        xlabel="percentile",
+        ylabel="latency, ms",
+        yscale="log",
+    )
+    distribution.legend(fontsize=8)
+    distribution.grid(True, which="both", alpha=0.3)
+    figure.suptitle(f"{result.scenario.name}: {result.scenario.target}, started {result.started_at}")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,214 @@
+"""Request bodies built once, up front, from real rows (the bundled holdout files by default).
+
+Each mix entry becomes a RequestPool: the gRPC method path and a list of already-serialized request
+messages. Workers send these bytes as they are (no proto building, no pandas on the send path).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tritonclient.grpc import service_pb2
+
+from loadtest.errors import LoadTestError
+from loadtest.scenario import CallKind, MixEntry
+from server.api.gen.riskserve.v1 import scoring_pb2
+from server.config.paths import default_models_dir
+
+MAX_POOL_REQUESTS = 2048  # distinct bodies per mix entry; cycled through on the send path
+BASE_TIMESTAMP = 1_767_225_600  # 2026-01-01T00:00:00Z; a holdout row's hour_of_day is added to it
+
+BEHAVIOUR_FIELDS = (
+    "txn_count_1h",
+    "txn_count_24h",
+    "amount_sum_1h",
+    "amount_sum_24h",
+    "seconds_since_last_txn",
+    "distance_from_home_km",
+)
+FLAG_FIELDS = ("is_new_merchant", "is_new_device")
+TRANSACTION_STRINGS = ("currency", "mcc", "card_country", "merchant_country", "channel", "entry_mode")
+APPLICATION_FLOATS = (
+    "annual_income",
+    "debt_to_income",
+    "revolving_utilization",
+    "delinquencies_2y",
+    "inquiries_6m",
+    "credit_history_months",
+    "loan_amount",
+    "term_months",
+    "employment_years",
+    "open_accounts",
+)
+APPLICATION_STRINGS = ("purpose", "home_ownership")
+
+
+def _method_path(file_descriptor, service: str, method: str) -> str:
+    descriptor = file_descriptor.services_by_name[service]
+    return f"/{descriptor.full_name}/{descriptor.methods_by_name[method].name}"
+
+
+METHOD_PATHS = {
+    CallKind.FRAUD_SCORE: _method_path(scoring_pb2.DESCRIPTOR, "FraudScoring", "Score"),
+    CallKind.FRAUD_SCORE_BATCH: _method_path(scoring_pb2.DESCRIPTOR, "FraudScoring", "ScoreBatch"),
+    CallKind.FRAUD_SCORE_STREAM: _method_path(scoring_pb2.DESCRIPTOR, "FraudScoring", "ScoreStream"),
+    CallKind.CREDIT_ASSESS: _method_path(scoring_pb2.DESCRIPTOR, "CreditScoring", "Assess"),
+    CallKind.OIP_INFER: _method_path(service_pb2.DESCRIPTOR, "GRPCInferenceService", "ModelInfer"),
+}
+
+
+@dataclass(frozen=True)
+class RequestPool:
+    """Serialized requests of one mix entry, ready for the wire."""
+
+    label: str  # e.g. "fraud.score_batch[256]", used in reports
+    method_path: str  # e.g. "/riskserve.v1.FraudScoring/Score"
+    streaming: bool  # bidirectional stream (one message per arrival) instead of a unary call
+    rows_per_request: int
+    bodies: tuple[bytes, ...]
+
+
+def _data_path(entry: MixEntry, models_dir: Path) -> Path:
+    if entry.data_file is not None:
+        return entry.data_file
+    return models_dir / entry.model_name / "holdout.parquet"
+
+
+def read_rows(path: Path) -> pd.DataFrame:
+    """Read request rows from a parquet or csv file."""
+    if not path.is_file():
+        raise LoadTestError(f"request data file not found: {path} (set `data_file` in the mix entry)")
+    frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    if frame.empty:
+        raise LoadTestError(f"request data file {path} has no rows")
+    return frame.reset_index(drop=True)
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...], path: Path) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise LoadTestError(f"request data file {path} lacks column(s) {', '.join(missing)}")
+
+
+def transactions(frame: pd.DataFrame, path: Path, model: str | None) -> list[scoring_pb2.Transaction]:
+    """One Transaction per row. The timestamp comes from `timestamp`, else from `hour_of_day`."""
+    _require(frame, ("amount", *TRANSACTION_STRINGS, *BEHAVIOUR_FIELDS, *FLAG_FIELDS), path)
+    if "timestamp" in frame.columns:
+        stamps = frame["timestamp"].astype("int64").to_numpy()
+    elif "hour_of_day" in frame.columns:
+        stamps = BASE_TIMESTAMP + frame["hour_of_day"].astype("int64").to_numpy() * 3600
+    else:
+        raise LoadTestError(f"request data file {path} needs a `timestamp` or `hour_of_day` column")
+    records = frame.to_dict("records")
+    result = []
+    for index, row in enumerate(records):
+        behaviour = scoring_pb2.BehaviourAggregates(
+            **{name: float(row[name]) for name in BEHAVIOUR_FIELDS},
+            **{name: bool(row[name]) for name in FLAG_FIELDS},
+        )
+        result.append(
+            scoring_pb2.Transaction(
+                transaction_id=f"lt-{index}",
+                card_id=f"lt-card-{index % 997}",
+                merchant_id=f"lt-m-{index % 89}",
+                amount=float(row["amount"]),
+                timestamp=int(stamps[index]),
+                behaviour=behaviour,
+                model=model or "",
+                **{name: str(row[name]) for name in TRANSACTION_STRINGS},
+            )
+        )
+    return result
+
+
+def applications(frame: pd.DataFrame, path: Path, model: str | None) -> list[scoring_pb2.Application]:
+    """One credit Application per row."""
+    _require(frame, (*APPLICATION_FLOATS, *APPLICATION_STRINGS), path)
+    return [
+        scoring_pb2.Application(
+            application_id=f"lt-{index}",
+            model=model or "",
+            **{name: float(row[name]) for name in APPLICATION_FLOATS},
+            **{name: str(row[name]) for name in APPLICATION_STRINGS},
+        )
+        for index, row in enumerate(frame.to_dict("records"))
+    ]
+
+
+def _oip_columns(entry: MixEntry, frame: pd.DataFrame, models_dir: Path) -> tuple[str, ...]:
+    if entry.inputs is not None:
+        return entry.inputs
+    config_file = models_dir / entry.model_name / "config.yaml"
+    if config_file.is_file():
+        from server.config import load_model_config  # only for bundled models; Triton models name inputs
+
+        return tuple(load_model_config(config_file).input_names)
+    raise LoadTestError(f"oip.infer model {entry.model_name!r} is not a bundled model: list its `inputs`")
+
+
+def _bytes_tensor(values: np.ndarray) -> bytes:
+    """BYTES tensor in the Open Inference Protocol raw layout: 4-byte little-endian length, then the bytes."""
+    parts = []
+    for value in values:
+        encoded = str(value).encode()
+        parts.append(len(encoded).to_bytes(4, "little") + encoded)
+    return b"".join(parts)
+
+
+def infer_requests(entry: MixEntry, frame: pd.DataFrame, path: Path, models_dir: Path) -> list[bytes]:
+    """ModelInferRequests of `batch_size` rows, one input [rows, 1] per feature column, raw contents."""
+    columns = _oip_columns(entry, frame, models_dir)
+    _require(frame, columns, path)
+    requests = []
+    for chunk in _row_chunks(len(frame), entry.batch_size):
+        request = service_pb2.ModelInferRequest(model_name=entry.model_name, id="")
+        for column in columns:
+            values = frame[column].to_numpy()[chunk]
+            numeric = pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(
+                frame[column]
+            )
+            request.inputs.add(name=column, datatype="FP32" if numeric else "BYTES", shape=[len(chunk), 1])
+            raw = values.astype("<f4").tobytes() if numeric else _bytes_tensor(values)
+            request.raw_input_contents.append(raw)
+        requests.append(request.SerializeToString())
+    return requests
+
+
+def _row_chunks(rows: int, batch_size: int) -> list[np.ndarray]:
+    """Consecutive row indices in chunks of batch_size, wrapping around a short file."""
+    count = max(1, min(MAX_POOL_REQUESTS, rows // batch_size))
+    return [np.arange(i * batch_size, (i + 1) * batch_size) % rows for i in range(count)]
+
+
+def build_pool(entry: MixEntry, models_dir: Path | None = None) -> RequestPool:
+    """Read the entry's rows and serialize its requests once."""
+    models_dir = models_dir or default_models_dir()
+    path = _data_path(entry, models_dir)
+    frame = read_rows(path)
+    override = entry.model if entry.model and entry.model != entry.call.default_model else None
+    label = entry.call.value
+    if entry.call is CallKind.OIP_INFER:
+        bodies = infer_requests(entry, frame, path, models_dir)
+        label = f"oip.infer:{entry.model_name}"
+    elif entry.call is CallKind.CREDIT_ASSESS:
+        bodies = [m.SerializeToString() for m in applications(frame.head(MAX_POOL_REQUESTS), path, override)]
+    elif entry.call is CallKind.FRAUD_SCORE_BATCH:
+        rows = transactions(frame.head(MAX_POOL_REQUESTS * entry.batch_size), path, override)
+        bodies = [
+            scoring_pb2.TransactionBatch(
+                transactions=[rows[i] for i in chunk], model=override or ""
+            ).SerializeToString()
+            for chunk in _row_chunks(len(rows), entry.batch_size)
+        ]
+    else:
+        bodies = [m.SerializeToString() for m in transactions(frame.head(MAX_POOL_REQUESTS), path, override)]
+    if entry.batch_size > 1:
+        label = f"{label}[{entry.batch_size}]"
+    return RequestPool(
+        label=label,
+        method_path=METHOD_PATHS[entry.call],
+        streaming=entry.call is CallKind.FRAUD_SCORE_STREAM,
+        rows_per_request=entry.batch_size,
+        bodies=tuple(bodies),
+    )

@@ -1,0 +1,260 @@
+"""A generator process: its own event loop and grpc.aio channel(s), sending its share of the load.
+
+Open loop: every arrival is sent at its intended time whatever the server does, and its latency is timed
+from that intended time (corrected) as well as from the moment it really left (uncorrected). How late the
+generator itself was (beyond waiting for an in-flight slot, which is the server's back-pressure and so is
+charged to the server) is recorded as send lag. Closed loop: `concurrency` callers send, wait, send again.
+"""
+
+import asyncio
+import itertools
+import logging
+import multiprocessing.connection
+import time
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from loadtest.recording import Progress, Recording, new_histogram, record_us
+from loadtest.request_bodies import RequestPool
+from loadtest.schedule import Schedule
+from loadtest.stream_lane import StreamItem, StreamLane
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10.0
+PROGRESS_EVERY_S = 0.5
+LATE_STOP_S = 1.0  # arrivals not sent within this long after the schedule's end are dropped (and reported)
+CHANNEL_OPTIONS = [
+    ("grpc.use_local_subchannel_pool", 1),  # each channel its own connection
+    ("grpc.max_send_message_length", 256 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+]
+LATENCY_CODES = frozenset({"OK", "DEADLINE_EXCEEDED"})  # others are refusals, counted as errors only
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    worker: int
+    target: str
+    pools: tuple[RequestPool, ...]
+    schedule: Schedule  # open loop: this worker's arrivals; closed loop: the mix sequence to cycle
+    closed_loop: bool
+    concurrency: int  # closed loop: this worker's callers
+    timeout_s: float
+    max_in_flight: int
+    channels: int
+
+
+def worker_main(spec: WorkerSpec, results, start_conn: multiprocessing.connection.Connection) -> None:
+    """Process entry point: connect, report ready, wait for the common start time, run, ship the recording."""
+    try:
+        asyncio.run(_Generator(spec, results).run(start_conn))
+    except Exception as exc:  # reported to the parent, which fails the run with it
+        results.put(("error", spec.worker, f"{type(exc).__name__}: {exc}"))
+
+
+class _Generator:
+    def __init__(self, spec: WorkerSpec, results) -> None:
+        self.spec = spec
+        self.results = results
+        self.recording = Recording()
+        self.recording.scheduled = 0 if spec.closed_loop else spec.schedule.measured_count
+        self._bodies = [itertools.cycle(pool.bodies) for pool in spec.pools]
+        self._progress_histogram = new_histogram()
+        self._answered = 0
+        self._errors = 0
+        self._in_flight: asyncio.Semaphore | None = None
+
+    async def run(self, start_conn) -> None:
+        channels = [
+            grpc.aio.insecure_channel(self.spec.target, options=CHANNEL_OPTIONS)
+            for _ in range(self.spec.channels)
+        ]
+        try:
+            for channel in channels:
+                await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise ConnectionError(
+                f"cannot connect to {self.spec.target} within {CONNECT_TIMEOUT_S:.0f} s; "
+                "is the server running there?"
+            ) from exc
+        self._unary = [[ch.unary_unary(p.method_path) for p in self.spec.pools] for ch in channels]
+        self._stream = [[ch.stream_stream(p.method_path) for p in self.spec.pools] for ch in channels]
+        self.results.put(("ready", self.spec.worker))
+        start = await asyncio.get_running_loop().run_in_executor(None, start_conn.recv)
+        if start is None:
+            return
+        cpu_start, wall_start = time.process_time(), time.monotonic()
+        reporter = asyncio.get_running_loop().create_task(self._report_progress())
+        if self.spec.closed_loop:
+            await self._closed_loop(start)
+        else:
+            await self._open_loop(start)
+        reporter.cancel()
+        self._send_progress()
+        self.recording.cpu_s = time.process_time() - cpu_start
+        self.recording.wall_s = time.monotonic() - wall_start
+        for channel in channels:
+            await channel.close()
+        self.results.put(("done", self.spec.worker, self.recording.encode()))
+
+    # ---- open loop ----
+
+    async def _open_loop(self, start: float) -> None:
+        spec, schedule, rec = self.spec, self.spec.schedule, self.recording
+        self._in_flight = asyncio.Semaphore(spec.max_in_flight)
+        lanes = self._open_stream_lanes()
+        tasks: set[asyncio.Task] = set()
+        loop = asyncio.get_running_loop()
+        offsets, calls = schedule.offsets_s.tolist(), schedule.calls.tolist()
+        stop_at = start + schedule.warmup_s + schedule.measured_s + LATE_STOP_S
+        blocked_until, without_yield = 0.0, 0
+        for index, offset in enumerate(offsets):
+            intended = start + offset
+            delay = intended - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                without_yield = 0
+            elif without_yield >= 32:  # far behind: still let answers be processed
+                await asyncio.sleep(0)
+                without_yield = 0
+            without_yield += 1
+            measured = offset >= schedule.warmup_s
+            if self._in_flight.locked():
+                await self._in_flight.acquire()
+                blocked_until = time.monotonic()
+                rec.slot_waits += measured
+            else:
+                await self._in_flight.acquire()
+            now = time.monotonic()
+            if now > stop_at:
+                self._in_flight.release()
+                break
+            second = int(offset - schedule.warmup_s)
+            mix_index = calls[index]
+            if measured:
+                rec.sent += 1
+                record_us(rec.send_lag, now - max(intended, blocked_until))
+            if spec.pools[mix_index].streaming:
+                lanes[index % len(lanes)][mix_index].submit(
+                    StreamItem(next(self._bodies[mix_index]), intended, measured, second, mix_index)
+                )
+            else:
+                task = loop.create_task(self._unary_call(index, mix_index, intended, measured, second))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.wait(tasks)
+        for by_pool in lanes:
+            for lane in by_pool.values():
+                lane.close()
+        all_lanes = [lane for by_pool in lanes for lane in by_pool.values()]
+        await asyncio.gather(*(lane.drain(spec.timeout_s) for lane in all_lanes))
+
+    def _open_stream_lanes(self) -> list[dict[int, StreamLane]]:
+        lanes = []
+        for by_pool in self._stream:
+            per_channel = {}
+            for mix_index, pool in enumerate(self.spec.pools):
+                if pool.streaming:
+                    lane = StreamLane(by_pool[mix_index], self._stream_done)
+                    lane.start()
+                    per_channel[mix_index] = lane
+            lanes.append(per_channel)
+        return lanes
+
+    async def _unary_call(
+        self, index: int, mix_index: int, intended: float, measured: bool, second: int
+    ) -> None:
+        call = self._unary[index % len(self._unary)][mix_index]
+        sent = time.monotonic()
+        try:
+            await call(next(self._bodies[mix_index]), timeout=self.spec.timeout_s)
+            code = "OK"
+        except grpc.aio.AioRpcError as error:
+            code = error.code().name
+        finally:
+            self._in_flight.release()
+        if measured:
+            self._finish(mix_index, intended, sent, time.monotonic(), code, second)
+
+    def _stream_done(self, item: StreamItem, sent: float, done: float, code: str) -> None:
+        self._in_flight.release()
+        if item.measured:
+            self._finish(item.mix_index, item.intended, sent, done, code, item.second)
+
+    def _finish(
+        self, mix_index: int, intended: float, sent: float, done: float, code: str, second: int
+    ) -> None:
+        rec = self.recording
+        rec.codes[code] += 1
+        if code == "OK":
+            pool = self.spec.pools[mix_index]
+            rec.calls[pool.label] += 1
+            rec.rows_ok += pool.rows_per_request
+            self._answered += 1
+        else:
+            self._errors += 1
+        if code in LATENCY_CODES:
+            rec.record(second, done - intended, done - sent)
+            record_us(self._progress_histogram, done - intended)
+
+    # ---- closed loop ----
+
+    async def _closed_loop(self, start: float) -> None:
+        spec = self.spec
+        warmup_end = start + spec.schedule.warmup_s
+        end = warmup_end + spec.schedule.measured_s
+        sequence = spec.schedule.calls.tolist()
+        await asyncio.gather(*(self._caller(k, sequence, warmup_end, end) for k in range(spec.concurrency)))
+
+    async def _caller(self, caller: int, sequence: list[int], warmup_end: float, end: float) -> None:
+        streams: dict[int, grpc.aio.StreamStreamCall] = {}
+        channel = caller % len(self._unary)
+        for step in itertools.count(caller * 7919):
+            sent = time.monotonic()
+            if sent >= end:
+                break
+            mix_index = sequence[step % len(sequence)]
+            body = next(self._bodies[mix_index])
+            try:
+                if self.spec.pools[mix_index].streaming:
+                    stream = streams.get(mix_index)
+                    if stream is None or stream.done():
+                        stream = streams[mix_index] = self._stream[channel][mix_index]()
+                    await stream.write(body)
+                    await asyncio.wait_for(stream.read(), self.spec.timeout_s)
+                else:
+                    await self._unary[channel][mix_index](body, timeout=self.spec.timeout_s)
+                code = "OK"
+            except grpc.aio.AioRpcError as error:
+                code = error.code().name
+            except TimeoutError:
+                code = "DEADLINE_EXCEEDED"
+                streams.pop(mix_index).cancel()
+            if sent >= warmup_end:
+                self._finish(mix_index, sent, sent, time.monotonic(), code, int(sent - warmup_end))
+        for stream in streams.values():
+            stream.cancel()
+
+    # ---- progress ----
+
+    async def _report_progress(self) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY_S)
+            self._send_progress()
+
+    def _send_progress(self) -> None:
+        progress = Progress(self.spec.worker, self._answered, self._errors, self._progress_histogram.encode())
+        self._progress_histogram.reset()
+        self._answered = self._errors = 0
+        self.results.put(("progress", progress))
+
+
+def closed_loop_sequence(weights: list[float], seed: int, length: int = 4096) -> np.ndarray:
+    """The mix entry each closed-loop call uses, cycled through by the callers."""
+    probabilities = np.asarray(weights, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    return rng.choice(len(probabilities), size=length, p=probabilities / probabilities.sum()).astype(np.int16)
