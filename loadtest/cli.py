@@ -101,6 +101,7 @@ def _single_run(console: Console, scenario, out: Path) -> int:
     )
     with LiveProgress(console, scenario) as progress:
         result = run_scenario(scenario, on_progress=progress)
+    console.line()
     return _finish(console, result, out)
 
 

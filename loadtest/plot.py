@@ -12,6 +12,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter
 from loadtest.runner import RunResult
 
 PNG_NAME = "latency.png"
+TICK_LABELS = {0.301: "50%", 1.0: "90%", 2.0: "99%", 3.0: "99.9%", 4.0: "99.99%", 5.0: "99.999%"}
 OVER_TIME = ((50.0, "p50"), (99.0, "p99"), (99.9, "p99.9"))
 # x positions of the distribution plot: -log10(1 - q), so 90 % -> 1, 99 % -> 2, 99.9 % -> 3
 DISTRIBUTION_QUANTILES = np.concatenate([np.linspace(0, 0.9, 10), 1 - np.logspace(-1.05, -5, 60)])
@@ -27,23 +28,24 @@ def _distribution(histogram) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_png(path: Path, result: RunResult) -> Path:
-    """Two panels: per-second percentiles (corrected, with uncorrected p99 dashed) and the distribution."""
+    """Two panels: percentiles per time slice (uncorrected p99 dashed) and the distribution."""
     rec = result.recording
     sla = result.scenario.sla
     figure, (over_time, distribution) = plt.subplots(1, 2, figsize=(13, 4.8))
-    seconds = sorted(rec.per_second)
+    slices = sorted(rec.per_slice)
+    starts = [i * rec.slice_s for i in slices]
     label = "from intended send" if result.open_loop else "closed loop"
     for percentile, name in OVER_TIME:
-        values = [rec.per_second[s].get_value_at_percentile(percentile) / 1000 for s in seconds]
-        over_time.plot(seconds, values, marker=".", label=f"{name} ({label})")
+        values = [rec.per_slice[s].get_value_at_percentile(percentile) / 1000 for s in slices]
+        over_time.plot(starts, values, marker=".", label=f"{name} ({label})")
     if result.open_loop:
-        values = [rec.uncorrected_per_second[s].get_value_at_percentile(99.0) / 1000 for s in seconds]
-        over_time.plot(seconds, values, linestyle="--", color="grey", label="p99 from actual send")
+        values = [rec.uncorrected_per_slice[s].get_value_at_percentile(99.0) / 1000 for s in slices]
+        over_time.plot(starts, values, linestyle="--", color="grey", label="p99 from actual send")
     if sla.p99_ms is not None:
         over_time.axhline(sla.p99_ms, color="red", linewidth=1, label=f"SLA p99 {sla.p99_ms:g} ms")
     over_time.set(
-        title="Latency over time (by intended send second)",
-        xlabel="second of the measured run",
+        title=f"Latency over time ({rec.slice_s:g} s slices, by intended send time)",
+        xlabel="seconds into the measured run",
         ylabel="latency, ms",
         yscale="log",
     )
@@ -60,9 +62,9 @@ def write_png(path: Path, result: RunResult) -> Path:
         target = getattr(sla, field)
         if target is not None:
             distribution.plot([x], [target], marker="x", color="red", markersize=9, linestyle="none")
-    ticks = [0, 0.301, 1, 2, 3, 4, 5]
+    ticks = [0.301, 1, 2, 3, 4, 5]
     distribution.xaxis.set_major_locator(FixedLocator(ticks))
-    distribution.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{100 * (1 - 10**-x):g}%"))
+    distribution.xaxis.set_major_formatter(FuncFormatter(lambda x, _: TICK_LABELS.get(round(x, 3), "")))
     distribution.set(
         title="Latency by percentile (red x: SLA targets)",
         xlabel="percentile",

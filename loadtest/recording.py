@@ -37,27 +37,28 @@ class Recording:
     corrected: HdrHistogram = field(default_factory=new_histogram)  # from the intended send time
     uncorrected: HdrHistogram = field(default_factory=new_histogram)  # from the actual send time
     send_lag: HdrHistogram = field(default_factory=new_histogram)  # generator lag behind schedule
-    per_second: dict[int, HdrHistogram] = field(default_factory=dict)  # corrected, by intended second
-    uncorrected_per_second: dict[int, HdrHistogram] = field(default_factory=dict)
+    per_slice: dict[int, HdrHistogram] = field(default_factory=dict)  # corrected, by intended send time
+    uncorrected_per_slice: dict[int, HdrHistogram] = field(default_factory=dict)
     codes: Counter = field(default_factory=Counter)  # gRPC status name -> requests
     calls: Counter = field(default_factory=Counter)  # mix label -> requests answered
     scheduled: int = 0  # arrivals the schedule put in the measured window
     sent: int = 0  # of those, actually sent before the end of the run
     rows_ok: int = 0  # rows scored successfully (batch calls carry many)
     slot_waits: int = 0  # sends that waited for an in-flight slot (server back-pressure)
+    slice_s: float = 1.0      # width of the time slices of per_slice
     cpu_s: float = 0.0  # generator CPU time (user + system)
     wall_s: float = 0.0
 
-    def record(self, second: int, corrected_s: float, uncorrected_s: float) -> None:
+    def record(self, slice_index: int, corrected_s: float, uncorrected_s: float) -> None:
         """Record one answered (or timed-out) request's latency from both start points."""
         record_us(self.corrected, corrected_s)
         record_us(self.uncorrected, uncorrected_s)
-        per_second = self.per_second.get(second)
-        if per_second is None:
-            per_second = self.per_second[second] = new_histogram()
-            self.uncorrected_per_second[second] = new_histogram()
-        record_us(per_second, corrected_s)
-        record_us(self.uncorrected_per_second[second], uncorrected_s)
+        per_slice = self.per_slice.get(slice_index)
+        if per_slice is None:
+            per_slice = self.per_slice[slice_index] = new_histogram()
+            self.uncorrected_per_slice[slice_index] = new_histogram()
+        record_us(per_slice, corrected_s)
+        record_us(self.uncorrected_per_slice[slice_index], uncorrected_s)
 
     @property
     def requests(self) -> int:
@@ -73,14 +74,15 @@ class Recording:
             "corrected": self.corrected.encode(),
             "uncorrected": self.uncorrected.encode(),
             "send_lag": self.send_lag.encode(),
-            "per_second": {s: h.encode() for s, h in self.per_second.items()},
-            "uncorrected_per_second": {s: h.encode() for s, h in self.uncorrected_per_second.items()},
+            "per_slice": {s: h.encode() for s, h in self.per_slice.items()},
+            "uncorrected_per_slice": {s: h.encode() for s, h in self.uncorrected_per_slice.items()},
             "codes": dict(self.codes),
             "calls": dict(self.calls),
             "scheduled": self.scheduled,
             "sent": self.sent,
             "rows_ok": self.rows_ok,
             "slot_waits": self.slot_waits,
+            "slice_s": self.slice_s,
             "cpu_s": self.cpu_s,
             "wall_s": self.wall_s,
         }
@@ -91,8 +93,8 @@ class Recording:
         self.uncorrected.decode_and_add(encoded["uncorrected"])
         self.send_lag.decode_and_add(encoded["send_lag"])
         for target, source in (
-            (self.per_second, "per_second"),
-            (self.uncorrected_per_second, "uncorrected_per_second"),
+            (self.per_slice, "per_slice"),
+            (self.uncorrected_per_slice, "uncorrected_per_slice"),
         ):
             for second, blob in encoded[source].items():
                 target.setdefault(second, new_histogram()).decode_and_add(blob)
@@ -102,6 +104,7 @@ class Recording:
         self.sent += encoded["sent"]
         self.rows_ok += encoded["rows_ok"]
         self.slot_waits += encoded["slot_waits"]
+        self.slice_s = encoded["slice_s"]
         self.cpu_s += encoded["cpu_s"]
         self.wall_s = max(self.wall_s, encoded["wall_s"])
 

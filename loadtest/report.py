@@ -22,11 +22,11 @@ def report_dict(result: RunResult, figures: Figures, verdict: Verdict) -> dict:
     """The JSON report: scenario, figures, server view, per-second percentiles, SLA lines and verdict."""
     rec = result.recording
     over_time = []
-    for second in sorted(rec.per_second):
-        hist = rec.per_second[second]
+    for index in sorted(rec.per_slice):
+        hist = rec.per_slice[index]
         over_time.append(
             {
-                "second": second,
+                "start_s": round(index * rec.slice_s, 3),
                 "count": hist.get_total_count(),
                 **{f"p{p:g}_ms": hist.get_value_at_percentile(p) / 1000 for p in PERCENTILES},
             }

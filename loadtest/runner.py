@@ -56,6 +56,11 @@ class RunResult:
         return self.scenario.load.measured_s
 
 
+def slice_width(measured_s: float) -> float:
+    """Time resolution of the latency-over-time view: about 60 slices, 0.1 s to 10 s each."""
+    return min(10.0, max(0.1, round(measured_s / 60, 1)))
+
+
 def _worker_specs(scenario: Scenario, pools: tuple[RequestPool, ...], workers: int) -> list[WorkerSpec]:
     load = scenario.load
     weights = [entry.weight for entry in scenario.mix]
@@ -64,6 +69,7 @@ def _worker_specs(scenario: Scenario, pools: tuple[RequestPool, ...], workers: i
         "pools": pools,
         "timeout_s": load.timeout_ms / 1000.0,
         "channels": load.channels_per_worker,
+        "slice_s": slice_width(load.measured_s),
     }
     if load.mode is LoadMode.OPEN:
         schedule = build_schedule(load, weights)

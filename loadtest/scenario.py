@@ -218,7 +218,10 @@ def _describe(error: ValidationError, source: str) -> str:
     lines = [f"invalid scenario {source}:"]
     for item in error.errors():
         field = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        lines.append(f"  {field}: {item['msg']}")
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (misspelt, or in the wrong section?)"
+        lines.append(f"  {field}: {message}")
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ class StreamItem:
     body: bytes
     intended: float  # time.monotonic() the schedule meant it to be sent
     measured: bool
-    second: int
+    slice_index: int
     mix_index: int
 
 

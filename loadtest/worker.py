@@ -45,6 +45,7 @@ class WorkerSpec:
     timeout_s: float
     max_in_flight: int
     channels: int
+    slice_s: float              # width of the time slices of the latency-over-time histograms
 
 
 def worker_main(spec: WorkerSpec, results, start_conn: multiprocessing.connection.Connection) -> None:
@@ -60,6 +61,7 @@ class _Generator:
         self.spec = spec
         self.results = results
         self.recording = Recording()
+        self.recording.slice_s = spec.slice_s
         self.recording.scheduled = 0 if spec.closed_loop else spec.schedule.measured_count
         self._bodies = [itertools.cycle(pool.bodies) for pool in spec.pools]
         self._progress_histogram = new_histogram()
@@ -132,17 +134,17 @@ class _Generator:
             if now > stop_at:
                 self._in_flight.release()
                 break
-            second = int(offset - schedule.warmup_s)
+            slice_index = int((offset - schedule.warmup_s) / spec.slice_s)
             mix_index = calls[index]
             if measured:
                 rec.sent += 1
                 record_us(rec.send_lag, now - max(intended, blocked_until))
             if spec.pools[mix_index].streaming:
                 lanes[index % len(lanes)][mix_index].submit(
-                    StreamItem(next(self._bodies[mix_index]), intended, measured, second, mix_index)
+                    StreamItem(next(self._bodies[mix_index]), intended, measured, slice_index, mix_index)
                 )
             else:
-                task = loop.create_task(self._unary_call(index, mix_index, intended, measured, second))
+                task = loop.create_task(self._unary_call(index, mix_index, intended, measured, slice_index))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         if tasks:
@@ -166,7 +168,7 @@ class _Generator:
         return lanes
 
     async def _unary_call(
-        self, index: int, mix_index: int, intended: float, measured: bool, second: int
+        self, index: int, mix_index: int, intended: float, measured: bool, slice_index: int
     ) -> None:
         call = self._unary[index % len(self._unary)][mix_index]
         sent = time.monotonic()
@@ -178,15 +180,15 @@ class _Generator:
         finally:
             self._in_flight.release()
         if measured:
-            self._finish(mix_index, intended, sent, time.monotonic(), code, second)
+            self._finish(mix_index, intended, sent, time.monotonic(), code, slice_index)
 
     def _stream_done(self, item: StreamItem, sent: float, done: float, code: str) -> None:
         self._in_flight.release()
         if item.measured:
-            self._finish(item.mix_index, item.intended, sent, done, code, item.second)
+            self._finish(item.mix_index, item.intended, sent, done, code, item.slice_index)
 
     def _finish(
-        self, mix_index: int, intended: float, sent: float, done: float, code: str, second: int
+        self, mix_index: int, intended: float, sent: float, done: float, code: str, slice_index: int
     ) -> None:
         rec = self.recording
         rec.codes[code] += 1
@@ -198,7 +200,7 @@ class _Generator:
         else:
             self._errors += 1
         if code in LATENCY_CODES:
-            rec.record(second, done - intended, done - sent)
+            rec.record(slice_index, done - intended, done - sent)
             record_us(self._progress_histogram, done - intended)
 
     # ---- closed loop ----
@@ -235,7 +237,8 @@ class _Generator:
                 code = "DEADLINE_EXCEEDED"
                 streams.pop(mix_index).cancel()
             if sent >= warmup_end:
-                self._finish(mix_index, sent, sent, time.monotonic(), code, int(sent - warmup_end))
+                slice_index = int((sent - warmup_end) / self.spec.slice_s)
+                self._finish(mix_index, sent, sent, time.monotonic(), code, slice_index)
         for stream in streams.values():
             stream.cancel()
 
