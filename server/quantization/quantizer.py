@@ -52,36 +52,53 @@ class QuantizationRecipe:
 
 
 def preprocess(fp32_path: Path, output_path: Path) -> None:
-    """ORT's quantization pre-processing: graph optimization and ONNX shape inference.
+    """ORT's quantization pre-processing (graph optimization, ONNX shape inference), made to see through
+    skl2onnx's ai.onnx.ml front end.
 
     Symbolic shape inference is skipped: it fails ("Incomplete symbolic shape inference") on the
-    ai.onnx.ml ops skl2onnx emits (OneHotEncoder, Scaler, ArrayFeatureExtractor) and string inputs; ONNX's
-    own shape inference still types every tensor the quantizer needs.
+    ai.onnx.ml ops skl2onnx emits (OneHotEncoder, Scaler, ArrayFeatureExtractor) and string inputs. ONNX's
+    own shape inference leaves the Scaler's output untyped, and an untyped tensor is silently skipped by the
+    quantizer ("failed to infer the type of tensor"): the first layer would get weight-only INT8. So the
+    ML ops' outputs are typed (and shaped, for element-wise ones) first. Known 2-D shapes also let ORT's
+    optimizer fuse MatMul + Add into Gemm, which quantizes to one QGemm instead of QLinearMatMul + Add.
     """
-    quant_pre_process(str(fp32_path), str(output_path), skip_symbolic_shape=True)
+    model = onnx.load(str(fp32_path))
+    _type_ml_outputs(model)
+    typed_path = output_path.with_name(output_path.stem + ".typed.onnx")
+    onnx.save(onnx.shape_inference.infer_shapes(model), str(typed_path))
+    quant_pre_process(str(typed_path), str(output_path), skip_symbolic_shape=True)
+    typed_path.unlink()
     model = onnx.load(str(output_path))
     if _type_ml_outputs(model):
         onnx.save(onnx.shape_inference.infer_shapes(model), str(output_path))
 
 
-# ai.onnx.ml ops whose output is always a float tensor but which ONNX's shape inference leaves untyped.
-# An untyped tensor is silently skipped by the quantizer ("failed to infer the type of tensor"): the
-# Scaler feeding the first layer would leave that layer's activations in FP32 (weight-only INT8).
-_FLOAT_OUTPUT_ML_OPS = {"Scaler", "Normalizer", "Imputer", "Binarizer", "FeatureVectorizer", "OneHotEncoder"}
+# ai.onnx.ml ops whose output is a float tensor that ONNX's shape inference leaves untyped; the first four
+# are element-wise, so their output has their input's shape.
+_SAME_SHAPE_ML_OPS = {"Scaler", "Normalizer", "Imputer", "Binarizer"}
+_FLOAT_OUTPUT_ML_OPS = _SAME_SHAPE_ML_OPS | {"FeatureVectorizer", "OneHotEncoder"}
 
 
 def _type_ml_outputs(model: onnx.ModelProto) -> bool:
-    """Declare the float type of untyped ai.onnx.ml outputs so shape inference can carry it downstream."""
+    """Declare the type (and shape where known) of untyped ai.onnx.ml outputs; True if any was added."""
+    model.CopyFrom(onnx.shape_inference.infer_shapes(model))
     graph = model.graph
-    typed = {v.name for v in (*graph.value_info, *graph.output, *graph.input)}
+    known = {v.name: v for v in (*graph.value_info, *graph.output, *graph.input)}
     added = False
     for node in graph.node:
-        if node.domain == "ai.onnx.ml" and node.op_type in _FLOAT_OUTPUT_ML_OPS:
-            for output in node.output:
-                if output not in typed:
-                    info = onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None)
-                    graph.value_info.append(info)
-                    added = True
+        if node.domain != "ai.onnx.ml" or node.op_type not in _FLOAT_OUTPUT_ML_OPS:
+            continue
+        output = node.output[0]
+        if output in known:
+            continue
+        source = known.get(node.input[0])
+        info = onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None)
+        shaped = source is not None and source.type.tensor_type.HasField("shape")
+        if node.op_type in _SAME_SHAPE_ML_OPS and shaped:
+            info.type.tensor_type.shape.CopyFrom(source.type.tensor_type.shape)
+        graph.value_info.append(info)
+        known[output] = info
+        added = True
     return added
 
 

@@ -11,6 +11,7 @@ from server.quantization.pipeline import prepare_model
 from server.quantization.prepared_model import GateVerdict, Precision
 from server.quantization.session_factory import create_session
 from server.quantization.summary import format_summary
+from tests.quantization.model_factory import FIRST_LAYER, SECOND_LAYER
 
 
 def test_plain_model_passes_the_gate_as_int8(model_folder, tmp_path: Path) -> None:
@@ -38,13 +39,13 @@ def test_sensitive_layer_falls_back_to_fp32_and_ends_within_budget(model_folder,
     steps = report["tuning"]["fallback_layers"]
     assert steps, "the tuner must have moved at least one layer"
     # The layer fed by the outlier-heavy input is the one the tuner picks first, with figures per candidate.
-    assert steps[0]["layer"] == "MatMul"
-    assert set(steps[0]["sensitivity"]) == {"MatMul", "MatMul1"}
+    assert steps[0]["layer"] == FIRST_LAYER
+    assert set(steps[0]["sensitivity"]) == {FIRST_LAYER, SECOND_LAYER}
     assert (
-        steps[0]["sensitivity"]["MatMul"]["gate_shortfall"]
-        < steps[0]["sensitivity"]["MatMul1"]["gate_shortfall"]
+        steps[0]["sensitivity"][FIRST_LAYER]["gate_shortfall"]
+        < steps[0]["sensitivity"][SECOND_LAYER]["gate_shortfall"]
     )
-    assert "MatMul" in report["layers"]["fp32"] and report["layers"]["int8"]
+    assert FIRST_LAYER in report["layers"]["fp32"] and report["layers"]["int8"] == [SECOND_LAYER]
     assert report["gate"]["final"]["passed"] is True
 
 
@@ -122,13 +123,13 @@ def test_mode_none_serves_fp32_as_disabled(model_folder, tmp_path: Path) -> None
 
 
 def test_int16_layers_get_16_bit_activations(model_folder, tmp_path: Path) -> None:
-    prepared = prepare_model(model_folder("plain", int16_layers=("MatMul",)), tmp_path / "cache")
+    prepared = prepare_model(model_folder("plain", int16_layers=(FIRST_LAYER,)), tmp_path / "cache")
     model = onnx.load(str(prepared.model_path))
     zero_point_types = {
         init.name: init.data_type for init in model.graph.initializer if init.name.endswith("_zero_point")
     }
     assert zero_point_types["transformed_column_zero_point"] == onnx.TensorProto.UINT16
-    assert prepared.report["layers"]["int16"] == ["MatMul"]
+    assert prepared.report["layers"]["int16"] == [FIRST_LAYER]
     assert prepared.verdict in (GateVerdict.PASSED, GateVerdict.PASSED_WITH_FALLBACK)
 
 
