@@ -7,6 +7,7 @@ take place (target unreachable, request data missing).
 import argparse
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -76,10 +77,10 @@ def run_command(args: argparse.Namespace) -> int:
             return _find_max(console, scenario, out, args.duration or 5.0)
         return _single_run(console, scenario, out)
     except ScenarioError as exc:
-        console.print(f"[red]error:[/] {exc}", markup=True)
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except LoadTestError as exc:
-        console.print(f"[red]load test could not run:[/] {exc}")
+        print(f"load test could not run: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 

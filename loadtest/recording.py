@@ -45,7 +45,7 @@ class Recording:
     sent: int = 0  # of those, actually sent before the end of the run
     rows_ok: int = 0  # rows scored successfully (batch calls carry many)
     slot_waits: int = 0  # sends that waited for an in-flight slot (server back-pressure)
-    slice_s: float = 1.0      # width of the time slices of per_slice
+    slice_s: float = 1.0  # width of the time slices of per_slice
     cpu_s: float = 0.0  # generator CPU time (user + system)
     wall_s: float = 0.0
 

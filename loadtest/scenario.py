@@ -203,16 +203,6 @@ class Scenario(_Strict):
     load: Load
     sla: Sla = Sla()
 
-    @model_validator(mode="after")
-    def _mix_matches_protocol(self) -> "Scenario":
-        for index, entry in enumerate(self.mix):
-            is_oip = entry.call is CallKind.OIP_INFER
-            if is_oip != (self.protocol is Protocol.OIP):
-                raise ValueError(
-                    f"mix.{index}.call: {entry.call} cannot be sent with protocol {self.protocol}"
-                )
-        return self
-
 
 def _describe(error: ValidationError, source: str) -> str:
     lines = [f"invalid scenario {source}:"]
@@ -230,9 +220,16 @@ def parse_scenario(raw: object, source: str = "<scenario>") -> Scenario:
     if not isinstance(raw, dict):
         raise ScenarioError(f"scenario {source} must be a mapping of fields, got {type(raw).__name__}")
     try:
-        return Scenario.model_validate(raw)
+        scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
         raise ScenarioError(_describe(exc, source)) from exc
+    for index, entry in enumerate(scenario.mix):
+        if (entry.call is CallKind.OIP_INFER) != (scenario.protocol is Protocol.OIP):
+            raise ScenarioError(
+                f"invalid scenario {source}:\n  mix.{index}.call: {entry.call} cannot be sent "
+                f"with protocol {scenario.protocol} (oip.infer goes with protocol oip)"
+            )
+    return scenario
 
 
 def load_scenario(path: Path) -> Scenario:

@@ -45,7 +45,7 @@ class WorkerSpec:
     timeout_s: float
     max_in_flight: int
     channels: int
-    slice_s: float              # width of the time slices of the latency-over-time histograms
+    slice_s: float  # width of the time slices of the latency-over-time histograms
 
 
 def worker_main(spec: WorkerSpec, results, start_conn: multiprocessing.connection.Connection) -> None:

@@ -31,10 +31,13 @@ class _State:
         self.stalled = False
         self.in_flight = 0
         self.calls = 0
+        self.received: list = []  # the first requests, to check what the load tester sent
 
-    async def serve_one(self, context: grpc.aio.ServicerContext) -> None:
+    async def serve_one(self, context: grpc.aio.ServicerContext, request=None) -> None:
         now = time.monotonic()
         self.calls += 1
+        if len(self.received) < 100:
+            self.received.append(request)
         if self.first_call is None:
             self.first_call = now
         b = self.behaviour
@@ -66,16 +69,16 @@ class _Fraud(scoring_pb2_grpc.FraudScoringServicer):
         self.state = state
 
     async def Score(self, request, context):
-        await self.state.serve_one(context)
+        await self.state.serve_one(context, request)
         return _fraud_score(request)
 
     async def ScoreBatch(self, request, context):
-        await self.state.serve_one(context)
+        await self.state.serve_one(context, request)
         return scoring_pb2.FraudScoreBatch(scores=[_fraud_score(t) for t in request.transactions])
 
     async def ScoreStream(self, request_iterator, context):
         async for transaction in request_iterator:
-            await self.state.serve_one(context)
+            await self.state.serve_one(context, transaction)
             yield _fraud_score(transaction)
 
 
@@ -84,7 +87,7 @@ class _Credit(scoring_pb2_grpc.CreditScoringServicer):
         self.state = state
 
     async def Assess(self, request, context):
-        await self.state.serve_one(context)
+        await self.state.serve_one(context, request)
         return scoring_pb2.CreditAssessment(
             application_id=request.application_id,
             probability_of_default=0.1,
@@ -98,7 +101,7 @@ class _Inference(service_pb2_grpc.GRPCInferenceServiceServicer):
         self.state = state
 
     async def ModelInfer(self, request, context):
-        await self.state.serve_one(context)
+        await self.state.serve_one(context, request)
         rows = request.inputs[0].shape[0] if request.inputs else 0
         response = service_pb2.ModelInferResponse(model_name=request.model_name, id=request.id)
         response.outputs.add(name="probabilities", datatype="FP32", shape=[rows, 2])
