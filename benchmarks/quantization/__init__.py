@@ -1,0 +1,1 @@
+"""FP32 vs INT8 side by side for the bundled models: `python -m benchmarks.quantization`."""

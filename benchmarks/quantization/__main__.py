@@ -1,0 +1,5 @@
+import sys
+
+from benchmarks.quantization.run import main
+
+sys.exit(main())

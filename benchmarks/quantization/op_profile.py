@@ -1,0 +1,59 @@
+"""Where a model's time goes, from ONNX Runtime's own profiler: the scikit-learn front end vs the MLP."""
+
+import collections
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from server.quantization.session_factory import latency_session_options
+
+
+def front_end_nodes(fp32_path: Path, first_layer_input: str) -> set[str]:
+    """Names of the nodes that compute the first layer's input (one-hot encoding, scaling, log1p, concat).
+
+    INT8 cannot speed these up: they run on strings and per-feature floats before the first MatMul/Gemm.
+    """
+    graph = onnx.load(str(fp32_path)).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    names, frontier = set(), [first_layer_input]
+    while frontier:
+        node = producer.get(frontier.pop())
+        if node is not None and node.name not in names:
+            names.add(node.name)
+            frontier.extend(node.input)
+    return names
+
+
+def profile_model(
+    model_path: Path, feeds: dict[str, np.ndarray], output: str, front_end: set[str], runs: int = 200
+) -> dict[str, object]:
+    """Mean kernel time per run (µs) by op type, and split into front end vs the rest (MLP and head)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        options = latency_session_options()
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(scratch) / "profile")
+        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        for _ in range(runs):
+            session.run([output], feeds)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    by_op: collections.Counter[str] = collections.Counter()
+    front, rest = 0.0, 0.0
+    for event in events:
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        micros = event["dur"] / runs
+        by_op[event["args"]["op_name"]] += micros
+        if event["name"].removesuffix("_kernel_time") in front_end:
+            front += micros
+        else:
+            rest += micros
+    return {
+        "front_end_us": front,
+        "mlp_and_head_us": rest,
+        "total_us": front + rest,
+        "by_op_us": dict(by_op.most_common()),
+    }
