@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 # Nanosecond units, 3 significant digits (0.1 % relative resolution everywhere from 2 µs up), up to 60 s;
@@ -102,9 +103,21 @@ def merge_window(
 def window_quantiles(
     histogram: HdrHistogram, quantiles: Iterable[float] = WINDOW_QUANTILES
 ) -> dict[float, float]:
-    """Quantiles in seconds; NaN for an empty window (as Prometheus client summaries do)."""
+    """Quantiles in seconds, by HDR's rule (value at rank round(q*n), upper edge of its sub-bucket);
+    NaN for an empty window, as Prometheus client summaries do.
+
+    Same result as `get_percentile_to_value_dict`, which walks the 27k counters in Python (about 7 ms
+    per key, under the GIL of a serving process); a numpy cumulative sum over the library's own counts
+    array takes a few hundred µs."""
     quantiles = tuple(quantiles)
-    if histogram.get_total_count() == 0:
+    total = histogram.get_total_count()
+    if total == 0:
         return dict.fromkeys(quantiles, math.nan)
-    by_percentile = histogram.get_percentile_to_value_dict([q * 100 for q in quantiles])
-    return {q: by_percentile[q * 100] / 1e9 for q in quantiles}
+    cumulative = np.cumsum(np.ctypeslib.as_array(histogram.counts))
+    result = {}
+    for q in quantiles:
+        target = max(int(q * 100 * total / 100 + 0.5), 1)  # HdrHistogram.get_target_count_at_percentile
+        index = min(int(np.searchsorted(cumulative, target, side="left")), cumulative.size - 1)
+        value = histogram.get_highest_equivalent_value(histogram.get_value_from_index(index))
+        result[q] = value / 1e9
+    return result

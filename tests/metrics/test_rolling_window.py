@@ -75,3 +75,15 @@ def test_a_real_recorder_forgets_calls_after_its_window():
         assert next(s.value for s in family.samples if s.name.endswith("_count")) == 2  # totals never age
     finally:
         recorder.close()
+
+
+def test_fast_quantiles_equal_the_hdr_library_walk():
+    rng = np.random.default_rng(8)
+    window = RollingLatencyWindow()
+    for value in np.concatenate([rng.lognormal(np.log(5e-4), 1.0, 5_000), [0.0, 120.0]]):  # incl. clamped
+        window.record(("fraud", "Score"), float(value), now=0.0)
+    histogram = window.live_slices(now=0.0)[("fraud", "Score")][0]
+    percents = [50, 90, 99, 99.9, 100]
+    expected = histogram.get_percentile_to_value_dict(percents)
+    ours = window_quantiles(histogram, [p / 100 for p in percents])
+    assert [ours[p / 100] for p in percents] == [expected[p] / 1e9 for p in percents]
