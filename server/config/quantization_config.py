@@ -49,7 +49,11 @@ class QuantizationConfig(StrictModel):
     ignored_columns: tuple[str, ...] = Field(
         (), description="data-file columns that are not model inputs and may be present (ids, timestamps)"
     )
-    op_types: tuple[str, ...] = Field(("MatMul", "Gemm"), min_length=1, description="ONNX ops to quantize")
+    op_types: tuple[str, ...] = Field(
+        ("MatMul", "Gemm", "Relu"),
+        min_length=1,
+        description="ONNX ops to quantize; with Relu the quantizer folds it into the layer before it",
+    )
     per_channel: bool = False
     reduce_range: bool | None = Field(None, description="None: chosen from the CPU's flags (VNNI or not)")
     activation_type: QuantType = QuantType.UINT8

@@ -47,8 +47,8 @@ def load_model_graph(path: Path, op_types: tuple[str, ...], output_name: str) ->
     layers = _quantizable_layers(model, op_types)
     if not layers:
         raise NoQuantizableOpsError(
-            f"ONNX model {path} has no {'/'.join(op_types)} node with constant weights: nothing to quantize "
-            "(set quantization.mode: none to serve it in FP32)"
+            f"ONNX model {path} has no layer with constant weights to quantize (looked for "
+            f"{', '.join(op_types)}); set quantization.mode: none to serve it in FP32"
         )
     head = _output_head(model, layers, output_name)
     return ModelGraph(path, model, input_dtypes, tuple(layers), tuple(head))

@@ -109,7 +109,14 @@ def test_model_without_quantizable_ops(model_folder, tmp_path: Path) -> None:
         initializer=[helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])],
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), config.onnx_path)
-    _expect(config, tmp_path, NoQuantizableOpsError, "no MatMul/Gemm node", "mode: none")
+    _expect(
+        config,
+        tmp_path,
+        NoQuantizableOpsError,
+        "no layer with constant weights",
+        "MatMul, Gemm",
+        "mode: none",
+    )
 
 
 def test_holdout_without_label_column(model_folder, tmp_path: Path) -> None:
