@@ -1,0 +1,166 @@
+"""The domain API's thin front door: riskserve.v1 FraudScoring and CreditScoring.
+
+Each method converts the wire message to feature columns (server.runtime.domain_features), calls the
+scoring core (server.runtime.scoring) and converts the answer back. Errors and metrics: server.api.calls.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+
+from server.api.calls import CallRecorder, CallScope
+from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
+from server.config.model_config import ModelTask
+from server.runtime.domain_features import (
+    application_columns,
+    application_namer,
+    transaction_columns,
+    transaction_namer,
+)
+from server.runtime.errors import InvalidInputError
+from server.runtime.model_runtime import ModelRuntime
+from server.runtime.repository import ModelRepository
+from server.runtime.scoring import CreditScorer, FraudScorer, FraudScores
+
+_STREAM_WINDOW = 256  # streamed transactions scored concurrently (so they can share batches)
+
+
+def model_ref(runtime: ModelRuntime) -> scoring_pb2.ModelRef:
+    facts = runtime.facts
+    return scoring_pb2.ModelRef(
+        name=facts.name, version=facts.version, precision=facts.precision, gate_verdict=facts.gate_verdict
+    )
+
+
+def _fraud_messages(
+    transactions: Sequence[scoring_pb2.Transaction],
+    scores: FraudScores,
+    ref: scoring_pb2.ModelRef,
+    latency_us: int,
+) -> list[scoring_pb2.FraudScore]:
+    return [
+        scoring_pb2.FraudScore(
+            transaction_id=t.transaction_id,
+            probability=p,
+            risk_score=r,
+            decision=d,
+            model=ref,
+            server_latency_us=latency_us,
+        )
+        for t, p, r, d in zip(
+            transactions,
+            scores.probabilities.tolist(),
+            scores.risk_scores.tolist(),
+            scores.decisions.tolist(),
+            strict=True,
+        )
+    ]
+
+
+class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
+    def __init__(self, repository: ModelRepository, calls: CallRecorder, max_request_rows: int) -> None:
+        self.repository = repository
+        self.calls = calls
+        self.max_request_rows = max_request_rows
+
+    def _model_name(self, requested: str) -> str:
+        return requested or self.repository.default_name(ModelTask.FRAUD)
+
+    async def _score(
+        self, transactions: Sequence[scoring_pb2.Transaction], model: str, prefix: str | None, call: CallScope
+    ) -> list[scoring_pb2.FraudScore]:
+        runtime = self.repository.get(model, ModelTask.FRAUD)
+        namer = transaction_namer(prefix)
+        columns = transaction_columns(transactions, runtime.config.input_names, namer)
+        scores = await FraudScorer(runtime).score(columns, len(transactions), namer, call.deadline)
+        call.queue_s, call.inference_s = scores.timing.queue_s, scores.timing.inference_s
+        return _fraud_messages(transactions, scores, model_ref(runtime), call.latency_us())
+
+    async def Score(self, request: scoring_pb2.Transaction, context: grpc.aio.ServicerContext):
+        async with self.calls.scope(context, request.model or "fraud", "Score") as call:
+            return (await self._score([request], self._model_name(request.model), None, call))[0]
+
+    async def ScoreBatch(self, request: scoring_pb2.TransactionBatch, context: grpc.aio.ServicerContext):
+        async with self.calls.scope(context, request.model or "fraud", "ScoreBatch") as call:
+            rows = len(request.transactions)
+            if rows == 0:
+                raise InvalidInputError("transactions", "empty batch")
+            if rows > self.max_request_rows:
+                raise InvalidInputError(
+                    "transactions", f"{rows} transactions, at most {self.max_request_rows}"
+                )
+            scores = await self._score(
+                request.transactions, self._model_name(request.model), "transactions", call
+            )
+            return scoring_pb2.FraudScoreBatch(scores=scores)
+
+    async def ScoreStream(
+        self, request_iterator: AsyncIterator[scoring_pb2.Transaction], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[scoring_pb2.FraudScore]:
+        """Answers in arrival order; up to _STREAM_WINDOW transactions are scored concurrently. A bad
+        transaction ends the stream with INVALID_ARGUMENT naming it (by position and id)."""
+        self.calls.admission.enter()
+        try:
+            pending: asyncio.Queue = asyncio.Queue(_STREAM_WINDOW)
+            reader = asyncio.create_task(self._read_stream(request_iterator, context, pending))
+            try:
+                while (task := await pending.get()) is not None:
+                    yield await task
+            finally:
+                reader.cancel()
+                while not pending.empty():
+                    task = pending.get_nowait()
+                    if task is not None:
+                        task.cancel()
+        finally:
+            self.calls.admission.leave()
+
+    async def _read_stream(self, request_iterator, context, pending: asyncio.Queue) -> None:
+        position = 0
+        async for transaction in request_iterator:
+            await pending.put(asyncio.create_task(self._score_streamed(transaction, position, context)))
+            position += 1
+        await pending.put(None)
+
+    async def _score_streamed(self, transaction, position: int, context) -> scoring_pb2.FraudScore:
+        model = transaction.model or "fraud"
+        async with self.calls.scope(context, model, "ScoreStream", admit=False) as call:
+            try:
+                return (await self._score([transaction], self._model_name(transaction.model), None, call))[0]
+            except InvalidInputError as exc:
+                ident = (
+                    f" (transaction_id '{transaction.transaction_id}')" if transaction.transaction_id else ""
+                )
+                raise InvalidInputError(
+                    f"stream message {position}{ident}: {exc.field}", exc.problem
+                ) from exc
+
+
+class CreditScoringServicer(scoring_pb2_grpc.CreditScoringServicer):
+    def __init__(self, repository: ModelRepository, calls: CallRecorder) -> None:
+        self.repository = repository
+        self.calls = calls
+
+    async def Assess(self, request: scoring_pb2.Application, context: grpc.aio.ServicerContext):
+        async with self.calls.scope(context, request.model or "credit", "Assess") as call:
+            runtime = self.repository.get(
+                request.model or self.repository.default_name(ModelTask.CREDIT), ModelTask.CREDIT
+            )
+            columns = application_columns(request, runtime.config.input_names)
+            result = await CreditScorer(runtime).assess(columns, application_namer, call.deadline)
+            call.queue_s, call.inference_s = result.timing.queue_s, result.timing.inference_s
+            return scoring_pb2.CreditAssessment(
+                application_id=request.application_id,
+                probability_of_default=result.probability_of_default,
+                score=result.score,
+                decision=result.decision,
+                reasons=[
+                    scoring_pb2.ReasonCode(
+                        code=r.code, feature=r.feature, description=r.description, contribution=r.contribution
+                    )
+                    for r in result.reasons
+                ],
+                model=model_ref(runtime),
+                server_latency_us=call.latency_us(),
+            )

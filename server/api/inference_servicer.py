@@ -1,0 +1,80 @@
+"""The Open Inference Protocol's thin front door (package `inference`, Triton's generated stubs).
+
+ModelInfer runs the same validation and batcher as the domain API (server.runtime); tensors are
+converted in server.api.inference_converters. Errors and metrics: server.api.calls.
+"""
+
+from collections.abc import Callable
+
+import grpc
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from server import __version__
+from server.api.calls import CallRecorder
+from server.api.inference_converters import (
+    infer_response,
+    model_config,
+    model_metadata,
+    request_columns,
+    tensor_namer,
+)
+from server.runtime.errors import ModelNotFoundError
+from server.runtime.model_runtime import ModelRuntime
+from server.runtime.repository import ModelRepository
+
+SERVER_NAME = "riskserve"
+EXTENSIONS = ("model_configuration",)
+
+
+class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(
+        self, repository: ModelRepository, calls: CallRecorder, is_serving: Callable[[], bool], max_rows: int
+    ) -> None:
+        self.repository = repository
+        self.calls = calls
+        self.is_serving = is_serving
+        self.max_rows = max_rows
+
+    def _runtime(self, name: str, version: str) -> ModelRuntime:
+        runtime = self.repository.get(name)
+        if version and version != runtime.config.version:
+            raise ModelNotFoundError(
+                f"model '{name}' version '{version}' is not served (served: {runtime.config.version})"
+            )
+        return runtime
+
+    async def ServerLive(self, request, context):
+        return service_pb2.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request, context):
+        return service_pb2.ServerReadyResponse(ready=self.is_serving())
+
+    async def ModelReady(self, request, context):
+        ready = (
+            self.is_serving()
+            and self.repository.is_ready(request.name)
+            and (not request.version or request.version == self.repository.get(request.name).config.version)
+        )
+        return service_pb2.ModelReadyResponse(ready=ready)
+
+    async def ServerMetadata(self, request, context):
+        return service_pb2.ServerMetadataResponse(
+            name=SERVER_NAME, version=__version__, extensions=EXTENSIONS
+        )
+
+    async def ModelMetadata(self, request, context):
+        async with self.calls.scope(context, request.name, "ModelMetadata", admit=False):
+            return model_metadata(self._runtime(request.name, request.version).config)
+
+    async def ModelConfig(self, request, context):
+        async with self.calls.scope(context, request.name, "ModelConfig", admit=False):
+            return model_config(self._runtime(request.name, request.version).config)
+
+    async def ModelInfer(self, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext):
+        async with self.calls.scope(context, request.model_name, "ModelInfer") as call:
+            runtime = self._runtime(request.model_name, request.model_version)
+            columns, rows = request_columns(request, runtime.config, self.max_rows)
+            feeds = runtime.schema.validate(columns, rows, tensor_namer)
+            result = await runtime.infer(feeds, rows, call.deadline)
+            call.queue_s, call.inference_s = result.queue_s, result.inference_s
+            return infer_response(request, runtime.config, result.outputs)

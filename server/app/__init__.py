@@ -1,0 +1,1 @@
+"""Startup and shutdown orchestration of the serving process (`riskserve serve`)."""

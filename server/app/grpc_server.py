@@ -1,0 +1,60 @@
+"""The grpc.aio server: domain API, Open Inference Protocol, health and reflection on one port."""
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from server.api.calls import CallRecorder
+from server.api.domain_servicers import CreditScoringServicer, FraudScoringServicer
+from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
+from server.api.inference_servicer import InferenceServicer
+from server.app.health import HealthState
+from server.config.settings import ServerSettings
+from server.runtime.repository import ModelRepository
+
+
+def _credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
+    if settings.tls_cert_file is None:
+        return None
+    client_ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def build_server(
+    settings: ServerSettings, repository: ModelRepository, calls: CallRecorder, health: HealthState
+) -> tuple[grpc.aio.Server, int]:
+    """Create the server with every service registered and bind its port; returns (server, bound port)."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),  # a second server on the same port is an error, not a silent split
+        ]
+    )
+    scoring_pb2_grpc.add_FraudScoringServicer_to_server(
+        FraudScoringServicer(repository, calls, settings.max_request_rows), server
+    )
+    scoring_pb2_grpc.add_CreditScoringServicer_to_server(CreditScoringServicer(repository, calls), server)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(repository, calls, lambda: health.serving, settings.max_request_rows), server
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    reflection.enable_server_reflection(
+        (
+            scoring_pb2.DESCRIPTOR.services_by_name["FraudScoring"].full_name,
+            scoring_pb2.DESCRIPTOR.services_by_name["CreditScoring"].full_name,
+            service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    credentials = _credentials(settings)
+    address = settings.grpc_address
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    return server, port

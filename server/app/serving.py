@@ -1,0 +1,140 @@
+"""The serving process's lifecycle: start, load models, serve, drain, stop.
+
+start:  metrics endpoint -> gRPC server listening (health NOT_SERVING) -> per model, off the event loop:
+        prepare_model -> session -> warm-up -> batcher -> health SERVING once every model is ready.
+drain:  (SIGTERM / SIGINT) health NOT_SERVING at once -> keep serving `drain_pause_s` so load balancers
+        notice -> refuse new calls with UNAVAILABLE -> in-flight calls get `grace_period_s` -> stop.
+"""
+
+import asyncio
+import logging
+import signal
+
+from server.api.calls import Admission, CallRecorder
+from server.app.grpc_server import build_server
+from server.app.health import HealthState
+from server.app.startup import discover_models, load_model
+from server.config.settings import ServerSettings
+from server.metrics import ServingMetrics, start_metrics_http_server
+from server.runtime.repository import ModelRepository
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_STARTUP_FAILED = 1
+
+
+class RiskServer:
+    """Run in-process with `await start()` ... `await drain()`, or via `run_until_signal()`."""
+
+    def __init__(self, settings: ServerSettings, metrics: ServingMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or ServingMetrics()
+        self.health = HealthState()
+        self.admission = Admission()
+        self.port: int | None = None
+        self.metrics_port: int | None = None
+        self.startup_error: BaseException | None = None
+        self._ready = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._server = None
+        self._metrics_http = None
+        self._loading: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """Listen at once (health NOT_SERVING) and load the models in the background."""
+        configs = discover_models(self.settings)  # bad configs fail here, before anything listens
+        self.repository = ModelRepository({c.name: c.task for c in configs})
+        calls = CallRecorder(self.admission, self.metrics, set(self.repository.expected))
+        self._metrics_http = start_metrics_http_server(
+            self.metrics, host=self.settings.metrics_host, port=self.settings.metrics_port
+        )
+        self.metrics_port = self._metrics_http.port
+        self.metrics.set_ready(False)
+        await self.health.set_serving(False)
+        self._server, self.port = build_server(self.settings, self.repository, calls, self.health)
+        await self._server.start()
+        log.info(
+            "event=listening address=%s:%d metrics_port=%d models=%s",
+            self.settings.host,
+            self.port,
+            self.metrics_port,
+            ",".join(self.repository.expected),
+        )
+        self._loading = asyncio.get_running_loop().create_task(self._load_models(configs))
+
+    async def _load_models(self, configs) -> None:
+        try:
+            for config in configs:
+                runtime = await asyncio.to_thread(load_model, config, self.settings)
+                name = config.name
+                runtime.on_batch = lambda rows, queued, name=name: self._record_batch(name, rows, queued)
+                runtime.start()
+                self.repository.add(runtime)
+                self.metrics.set_prepared_model(runtime.prepared)
+            await self.health.set_serving(True)
+            self.metrics.set_ready(True)
+            log.info("event=serving models=%d", len(configs))
+            self._ready.set()
+        except Exception as exc:
+            log.exception("event=startup_failed error=%r", str(exc))
+            self.startup_error = exc
+            self._ready.set()
+
+    def _record_batch(self, model: str, rows: int, queued: int) -> None:
+        self.metrics.observe_batch(model, rows)
+        self.metrics.set_queue_depth(model, queued)
+
+    async def wait_ready(self) -> None:
+        """Until every model serves; raises the startup error if loading failed."""
+        await self._ready.wait()
+        if self.startup_error is not None:
+            raise self.startup_error
+
+    async def drain(self) -> bool:
+        """Graceful shutdown (see module doc). True if every in-flight call finished in time."""
+        log.info(
+            "event=drain_started pause_s=%.1f grace_period_s=%.1f inflight=%d",
+            self.settings.drain_pause_s,
+            self.settings.grace_period_s,
+            self.admission.inflight,
+        )
+        await self.health.set_serving(False)
+        self.metrics.set_ready(False)
+        await asyncio.sleep(self.settings.drain_pause_s)
+        self.admission.refusing = True
+        finished = await self.admission.wait_idle(self.settings.grace_period_s)
+        log.info("event=drain_finished inflight_left=%d clean=%s", self.admission.inflight, finished)
+        await self.stop()
+        return finished
+
+    async def stop(self) -> None:
+        """Stop at once: cancel loading, stop batchers and the server, close the metrics endpoint."""
+        if self._loading is not None and not self._loading.done():
+            self._loading.cancel()
+        if self._server is not None:
+            await self._server.stop(0.2)
+        for runtime in self.repository.runtimes:
+            await runtime.stop()
+        if self._metrics_http is not None:
+            self._metrics_http.close()
+        self._stopped.set()
+
+    async def run_until_signal(self) -> int:
+        """Serve until SIGTERM/SIGINT, then drain. Exit status: 0 after a drain, 1 if startup failed."""
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop_requested.set)
+        await self.start()
+        ready = asyncio.create_task(self._ready.wait())
+        requested = asyncio.create_task(stop_requested.wait())
+        await asyncio.wait({ready, requested}, return_when=asyncio.FIRST_COMPLETED)
+        if self.startup_error is not None:
+            await self.stop()
+            return EXIT_STARTUP_FAILED
+        await requested
+        ready.cancel()
+        await self.drain()
+        self.metrics.close()
+        return EXIT_OK

@@ -1,0 +1,65 @@
+"""Startup, per model, before health says SERVING:
+config -> prepare_model (quantize or cache, gate) -> ORT session -> warm-up at the batcher's batch sizes.
+"""
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+from server.config.errors import ConfigError
+from server.config.model_config import CONFIG_FILE_NAME, ModelConfig, ModelTask, load_model_config
+from server.config.settings import ServerSettings
+from server.quantization.pipeline import prepare_model
+from server.quantization.summary import format_summary
+from server.runtime.domain_features import check_application_sources, check_transaction_sources
+from server.runtime.model_runtime import ModelRuntime
+
+log = logging.getLogger(__name__)
+
+
+def discover_models(settings: ServerSettings) -> list[ModelConfig]:
+    """The configs of the models to serve: `settings.models`, or every folder with a config.yaml."""
+    root = Path(settings.models_dir)
+    if not root.is_dir():
+        raise ConfigError(f"models_dir: not a directory: {root}")
+    names = settings.models or tuple(
+        sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE_NAME).is_file())
+    )
+    if not names:
+        raise ConfigError(f"models_dir: no model folders (with {CONFIG_FILE_NAME}) in {root}")
+    configs = []
+    for name in names:
+        config = load_model_config(root / name)
+        if config.task is ModelTask.FRAUD:
+            check_transaction_sources(config)
+        else:
+            check_application_sources(config)
+        configs.append(config)
+    return configs
+
+
+def load_model(config: ModelConfig, settings: ServerSettings) -> ModelRuntime:
+    """Quantize (or load from cache), open the session and warm it up. Blocking; run it off the loop."""
+    started = time.perf_counter()
+    prepared = prepare_model(
+        config, Path(settings.cache_dir), progress=lambda m: log.info("event=prepare %s", m)
+    )
+    if prepared.report:
+        print(format_summary(prepared.report), file=sys.stderr)
+    runtime = ModelRuntime.load(config, prepared, settings)
+    sizes = runtime.warm_up()
+    log.info(
+        "event=model_ready model=%s version=%s task=%s precision=%s gate_verdict=%s from_cache=%s "
+        "warmup_batch_sizes=%s seconds=%.2f onnx=%s",
+        config.name,
+        config.version,
+        config.task.value,
+        prepared.precision.value,
+        prepared.verdict.value,
+        prepared.from_cache,
+        ",".join(map(str, sizes)),
+        time.perf_counter() - started,
+        prepared.model_path.name,
+    )
+    return runtime

@@ -1,0 +1,71 @@
+"""`riskserve serve`: quantize, gate and serve every model of the repository over gRPC.
+
+Settings come from flags > RISKSERVE_* environment variables > --config YAML > defaults
+(see docs/server.md for every setting). SIGTERM or Ctrl-C drains gracefully and exits 0.
+"""
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from server.config.errors import ConfigError
+from server.config.settings import load_settings
+
+EXIT_BAD_CONFIG = 2
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve the models over gRPC (domain API + Open Inference Protocol)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, default=None, help="YAML file of server settings")
+    parser.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="gRPC port (default 50051)")
+    parser.add_argument("--metrics-host", default=None, help="Prometheus address (default 127.0.0.1)")
+    parser.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (default 9100)")
+    parser.add_argument("--models-dir", type=Path, default=None, help="model repository (default: bundled)")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="quantization cache directory")
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="NAME",
+        help="serve only this model (repeatable; default: every model in the repository)",
+    )
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "metrics_host": args.metrics_host,
+        "metrics_port": args.metrics_port,
+        "models_dir": args.models_dir,
+        "cache_dir": args.cache_dir,
+        "models": tuple(args.models) if args.models else None,
+        "log_level": args.log_level,
+    }
+    try:
+        settings = load_settings(args.config, overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    from server.app.logging_setup import configure_logging
+    from server.app.serving import RiskServer
+
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def main() -> int:
+        try:
+            return await RiskServer(settings).run_until_signal()
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
+
+    return asyncio.run(main())

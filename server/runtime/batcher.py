@@ -1,0 +1,185 @@
+"""Dynamic micro-batching for one model: queue requests, cut batches, route each result to its caller.
+
+Requests (each with one or more rows) wait in a bounded FIFO. One worker coroutine per model takes the
+oldest requests up to `max_batch_size` rows, concatenates their inputs (the only copy), runs ONNX Runtime
+once and hands each caller its slice of the output. Batches form naturally while a previous batch runs;
+`max_queue_delay_us` > 0 additionally holds a partial batch that long to let it fill.
+
+Admission control: a request that would push the queue past `max_queue_rows` is refused at once
+(OverloadedError), so overload never grows memory; a request whose deadline has passed by the time its
+batch is cut is not run (DeadlineExceededError); a caller that went away is dropped.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from server.config.settings import InferenceHandoff
+from server.runtime.errors import DeadlineExceededError, DrainingError, InferenceFailedError, OverloadedError
+
+log = logging.getLogger(__name__)
+
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One caller's rows of a batch's output, and where its time went."""
+
+    outputs: np.ndarray  # the model output's rows for this request (a view into the batch output)
+    queue_s: float  # from submit to the start of its batch's inference
+    inference_s: float  # the ONNX Runtime call of the whole batch
+    batch_rows: int
+
+
+@dataclass
+class _Request:
+    feeds: Feeds
+    rows: int
+    future: asyncio.Future
+    deadline: float | None  # event-loop time
+    enqueued: float  # perf_counter
+
+
+class MicroBatcher:
+    """Per-model queue and batch cutter. `run_batch(feeds) -> output` is called with whole batches."""
+
+    def __init__(
+        self,
+        model: str,
+        run_batch: Callable[[Feeds], np.ndarray],
+        *,
+        max_batch_size: int,
+        max_queue_delay_us: int,
+        max_queue_rows: int,
+        handoff: InferenceHandoff = InferenceHandoff.THREAD,
+        on_batch: Callable[[int, int], None] | None = None,  # (batch rows, rows still queued)
+    ) -> None:
+        self.model = model
+        self._run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self._delay_s = max_queue_delay_us / 1e6
+        self.max_queue_rows = max_queue_rows
+        self._handoff = handoff
+        self._on_batch = on_batch or (lambda rows, queued: None)
+        self._queue: deque[_Request] = deque()
+        self._queued_rows = 0
+        self._work = asyncio.Event()
+        self._full = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{model}")
+        self._worker: asyncio.Task | None = None
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._serve(), name=f"batcher-{self.model}")
+
+    async def stop(self) -> None:
+        """Stop the worker; requests still queued fail with DrainingError."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        while self._queue:
+            request = self._queue.popleft()
+            if not request.future.done():
+                request.future.set_exception(DrainingError("server shutting down"))
+        self._queued_rows = 0
+        self._executor.shutdown(wait=False)
+
+    async def submit(self, feeds: Feeds, rows: int, deadline: float | None = None) -> BatchResult:
+        """Queue `rows` rows (validated [rows, 1] arrays) and wait for their outputs."""
+        if self._queued_rows + rows > self.max_queue_rows:
+            raise OverloadedError(
+                f"model {self.model}: queue full ({self._queued_rows} rows waiting, limit "
+                f"{self.max_queue_rows}); retry with backoff"
+            )
+        loop = asyncio.get_running_loop()
+        if deadline is not None and deadline <= loop.time():
+            raise DeadlineExceededError("deadline passed before the request was queued")
+        request = _Request(feeds, rows, loop.create_future(), deadline, time.perf_counter())
+        self._queue.append(request)
+        self._queued_rows += rows
+        self._work.set()
+        if self._queued_rows >= self.max_batch_size:
+            self._full.set()
+        return await request.future
+
+    async def _serve(self) -> None:
+        while True:
+            if not self._queue:
+                self._work.clear()
+                await self._work.wait()
+            if self._delay_s > 0 and self._queued_rows < self.max_batch_size:
+                self._full.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self._delay_s)
+            batch = self._cut()
+            if batch:
+                await self._run(batch)
+
+    def _cut(self) -> list[_Request]:
+        """Take the oldest live requests up to max_batch_size rows (a larger single request runs alone)."""
+        now = asyncio.get_running_loop().time()
+        batch: list[_Request] = []
+        rows = 0
+        while self._queue:
+            request = self._queue[0]
+            if batch and rows + request.rows > self.max_batch_size:
+                break
+            self._queue.popleft()
+            self._queued_rows -= request.rows
+            if request.future.done():  # the caller was cancelled (client gone or deadline hit)
+                continue
+            if request.deadline is not None and request.deadline <= now:
+                request.future.set_exception(DeadlineExceededError("deadline passed while queued; not run"))
+                continue
+            batch.append(request)
+            rows += request.rows
+        return batch
+
+    async def _run(self, batch: list[_Request]) -> None:
+        rows = sum(r.rows for r in batch)
+        feeds = (
+            batch[0].feeds
+            if len(batch) == 1
+            else {name: np.concatenate([r.feeds[name] for r in batch]) for name in batch[0].feeds}
+        )
+        self._on_batch(rows, self._queued_rows)
+        started = time.perf_counter()
+        try:
+            if self._handoff is InferenceHandoff.INLINE:
+                outputs = self._run_batch(feeds)
+            else:
+                outputs = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._run_batch, feeds
+                )
+        except Exception as exc:  # an ORT failure fails this batch's callers, never the worker
+            log.error("event=inference_failed model=%s rows=%d error=%r", self.model, rows, str(exc))
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(
+                        InferenceFailedError(f"model {self.model}: inference failed")
+                    )
+            return
+        inference_s = time.perf_counter() - started
+        offset = 0
+        for request in batch:
+            if not request.future.done():
+                request.future.set_result(
+                    BatchResult(
+                        outputs[offset : offset + request.rows], started - request.enqueued, inference_s, rows
+                    )
+                )
+            offset += request.rows

@@ -1,0 +1,55 @@
+"""From a model probability to what the business acts on: risk score, scorecard points, decision.
+
+Fraud risk score (0-999), log-scaled so that the low-probability region where card fraud lives keeps
+its resolution: score = round(999 * (log10(p) + 6) / 6), clipped to [0, 999]. So p <= 1e-6 -> 0,
+1e-4 -> 333, 1e-3 -> 500, 1e-2 -> 666, 0.1 -> 833, 1 -> 999. Monotone non-decreasing in p.
+
+Credit scorecard points (points-to-double-odds convention): with odds = (1 - PD) / PD (good:bad),
+factor = PDO / ln 2 and offset = base_score - factor * ln(base_odds), points = offset + factor * ln(odds).
+So `base_score` points at `base_odds`, and every `points_to_double_odds` points doubles the odds.
+
+Decisions compare the probability with the config's thresholds: below `review` approve, from `review`
+review, from `decline` decline (the same rule for fraud probability and probability of default).
+"""
+
+from enum import IntEnum
+
+import numpy as np
+
+from server.config.model_config import DecisionConfig, ScorecardConfig
+
+RISK_SCORE_MAX = 999
+_LOG10_FLOOR = -6.0  # probabilities at or below 1e-6 all get risk score 0
+_PD_CLIP = 1e-9  # keeps the log-odds finite for PD of exactly 0 or 1
+
+
+class Decision(IntEnum):
+    """Same numbers as riskserve.v1.Decision."""
+
+    APPROVE = 1
+    REVIEW = 2
+    DECLINE = 3
+
+
+def decide(probabilities: np.ndarray, thresholds: DecisionConfig) -> np.ndarray:
+    """Decision per row (values of Decision) from positive-class probabilities."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    decisions = np.full(p.shape, Decision.APPROVE, dtype=np.int32)
+    decisions[p >= thresholds.review] = Decision.REVIEW
+    decisions[p >= thresholds.decline] = Decision.DECLINE
+    return decisions
+
+
+def fraud_risk_scores(probabilities: np.ndarray) -> np.ndarray:
+    """0-999 risk score per row (see the module doc for the mapping)."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 10.0**_LOG10_FLOOR, 1.0)
+    scaled = RISK_SCORE_MAX * (np.log10(p) - _LOG10_FLOOR) / -_LOG10_FLOOR
+    return np.clip(np.round(scaled), 0, RISK_SCORE_MAX).astype(np.int32)
+
+
+def scorecard_points(probability_of_default: np.ndarray, scorecard: ScorecardConfig) -> np.ndarray:
+    """Scorecard points per row; higher is safer (see the module doc for the scaling)."""
+    pd_ = np.clip(np.asarray(probability_of_default, dtype=np.float64), _PD_CLIP, 1.0 - _PD_CLIP)
+    factor = scorecard.points_to_double_odds / np.log(2.0)
+    offset = scorecard.base_score - factor * np.log(scorecard.base_odds)
+    return np.round(offset + factor * np.log((1.0 - pd_) / pd_)).astype(np.int32)

@@ -1,0 +1,128 @@
+"""One served model: its ONNX Runtime session, input schema, micro-batcher and reference row.
+
+Built once at startup from the quantization pipeline's PreparedModel; `infer` is the single path every
+front door uses to run the model.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+
+from server.config.model_config import ModelConfig
+from server.config.settings import ServerSettings
+from server.quantization.prepared_model import PreparedModel
+from server.quantization.session_factory import create_session, latency_session_options
+from server.runtime.batcher import BatchResult, Feeds, MicroBatcher
+from server.runtime.features import FeatureSchema
+
+log = logging.getLogger(__name__)
+
+
+def warmup_batch_sizes(max_batch_size: int) -> list[int]:
+    """Powers of two up to max_batch_size, and max_batch_size itself: the shapes the batcher produces
+    most often, so no first request pays for ORT's per-shape allocation."""
+    sizes, size = [], 1
+    while size < max_batch_size:
+        sizes.append(size)
+        size *= 2
+    return [*sizes, max_batch_size]
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What every response and metadata answer says about the served model."""
+
+    name: str
+    version: str
+    precision: str
+    gate_verdict: str
+
+
+class ModelRuntime:
+    """A loaded, warmed model. Create with `ModelRuntime.load`; call `start()` on the event loop."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        prepared: PreparedModel,
+        session: ort.InferenceSession,
+        reference: dict[str, np.ndarray],
+        settings: ServerSettings,
+    ) -> None:
+        self.config = config
+        self.prepared = prepared
+        self.session = session
+        self.schema = FeatureSchema.from_config(config)
+        self.reference = reference  # one typical row ([1, 1] arrays): calibration medians / modes
+        self.facts = ModelFacts(config.name, config.version, prepared.precision.value, prepared.verdict.value)
+        self._output_name = config.output_name
+        self._debug_delay_s = settings.debug_inference_delay_ms / 1e3
+        self._handoff = settings.inference_handoff
+        self.batcher: MicroBatcher | None = None
+        self.on_batch = None  # set by the app to feed batch-size / queue-depth metrics
+
+    @classmethod
+    def load(cls, config: ModelConfig, prepared: PreparedModel, settings: ServerSettings) -> "ModelRuntime":
+        """Create the session on the prepared ONNX file and read the reference row (blocking)."""
+        session = create_session(prepared.model_path, latency_session_options(settings.intra_op_threads))
+        return cls(config, prepared, session, reference_row(config), settings)
+
+    def run_batch(self, feeds: Feeds) -> np.ndarray:
+        """One ONNX Runtime call on validated [N, 1] inputs -> the output [N, 2] (blocking)."""
+        if self._debug_delay_s:
+            time.sleep(self._debug_delay_s)
+        return self.session.run([self._output_name], feeds)[0]
+
+    def warm_up(self) -> list[int]:
+        """Run the session once at every batch size the batcher can produce often (blocking)."""
+        sizes = warmup_batch_sizes(self.config.batching.max_batch_size)
+        for size in sizes:
+            self.session.run(
+                [self._output_name], {k: np.repeat(v, size, axis=0) for k, v in self.reference.items()}
+            )
+        return sizes
+
+    def start(self) -> None:
+        """Start the model's batcher on the running event loop."""
+        batching = self.config.batching
+        self.batcher = MicroBatcher(
+            self.config.name,
+            self.run_batch,
+            max_batch_size=batching.max_batch_size,
+            max_queue_delay_us=batching.max_queue_delay_us,
+            max_queue_rows=batching.max_queue_size,
+            handoff=self._handoff,
+            on_batch=self.on_batch,
+        )
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.stop()
+
+    async def infer(self, feeds: Feeds, rows: int, deadline: float | None = None) -> BatchResult:
+        """Queue validated inputs for the next batch; the output rows come back in the same order."""
+        assert self.batcher is not None, "ModelRuntime.start() was not called"
+        return await self.batcher.submit(feeds, rows, deadline)
+
+
+def reference_row(config: ModelConfig) -> dict[str, np.ndarray]:
+    """A typical input row from the calibration file: the median of each number, the mode of each string.
+
+    Used for warm-up and as the baseline of credit reason codes.
+    """
+    frame = pd.read_parquet(config.calibration_path, columns=config.input_names)
+    row: dict[str, np.ndarray] = {}
+    for spec in config.inputs:
+        column = frame[spec.name].dropna()
+        if spec.dtype == "float32":
+            row[spec.name] = np.array([[column.median()]], dtype=np.float32)
+        else:
+            known = column[column.isin(spec.categories)]
+            value = known.mode().iloc[0] if len(known) else spec.categories[0]
+            row[spec.name] = np.array([[str(value)]], dtype=object)
+    return row
