@@ -30,6 +30,7 @@ from server.quantization.quantizer import QuantizationRecipe, preprocess, quanti
 from server.quantization.speed import speedup, time_models
 
 BATCH_SIZES = (1, 32, 256)
+PROFILE_ROUNDS = 3
 GOALS = {"size_ratio_max": 0.3, "throughput_ratio_at_256_min": 2.5}
 
 
@@ -38,13 +39,30 @@ def _with_quantization(config: ModelConfig, **changes: Any) -> ModelConfig:
     return config.model_copy(update={"quantization": q})
 
 
+def _preprocessed(config: ModelConfig, scratch: Path) -> Path:
+    path = scratch / "fp32-preprocessed.onnx"
+    preprocess(config.onnx_path, path)
+    return path
+
+
 def _dynamic_model(config: ModelConfig, head: tuple[str, ...], scratch: Path) -> Path:
     """The same model quantized in dynamic mode (output head kept FP32), whatever its gate says."""
-    pre, out = scratch / "dynamic-pre.onnx", scratch / "dynamic.onnx"
-    preprocess(config.onnx_path, pre)
+    pre, out = scratch / "fp32-preprocessed.onnx", scratch / "dynamic.onnx"
     q = _with_quantization(config, mode=QuantizationMode.DYNAMIC).quantization
     quantize(pre, out, QuantizationRecipe(head), q, False, scratch / "unused.json", None)
     return out
+
+
+def _quietest_profiles(models: dict[str, Path], feeds, output: str, front_end: set[str]) -> dict[str, Any]:
+    """Profile each model in PROFILE_ROUNDS alternating rounds and keep each one's fastest round: the cores
+    are shared, and the least-disturbed round is the closest to the model's own cost."""
+    best: dict[str, Any] = {}
+    for _ in range(PROFILE_ROUNDS):
+        for name, path in models.items():
+            profile = profile_model(path, feeds, output, front_end)
+            if name not in best or profile["total_us"] < best[name]["total_us"]:
+                best[name] = profile
+    return best
 
 
 def benchmark_model(config: ModelConfig, seconds: float) -> dict[str, Any]:
@@ -71,16 +89,15 @@ def benchmark_model(config: ModelConfig, seconds: float) -> dict[str, Any]:
         models = {
             "fp32": config.onnx_path,
             "int8": cold.model_path,
+            # FP32 after our pre-processing (typed front end, MatMul+Add fused into Gemm): the fairest FP32.
+            "fp32_preprocessed": _preprocessed(config, scratch),
             "dynamic": _dynamic_model(config, head, scratch),
         }
         timings = time_models(models, holdout, config.output_name, BATCH_SIZES, seconds)
         feeds256 = {name: values[:256] for name, values in holdout.feeds.items()}
         first_layer = next(n for n in graph.model.graph.node if n.name == graph.quantizable_layers[0])
         front_end = front_end_nodes(config.onnx_path, first_layer.input[0])
-        profile = {
-            name: profile_model(path, feeds256, config.output_name, front_end)
-            for name, path in models.items()
-        }
+        profile = _quietest_profiles(models, feeds256, config.output_name, front_end)
         sizes = {name: path.stat().st_size for name, path in models.items()}
     accuracy = cold.report.get("accuracy", {})
     return {
@@ -94,6 +111,9 @@ def benchmark_model(config: ModelConfig, seconds: float) -> dict[str, Any]:
         "size_ratio": sizes["int8"] / sizes["fp32"],
         "timings": {name: {str(k): v.as_dict() for k, v in t.items()} for name, t in timings.items()},
         "throughput_ratio": {str(k): v for k, v in speedup(timings["fp32"], timings["int8"]).items()},
+        "throughput_ratio_vs_preprocessed_fp32": {
+            str(k): v for k, v in speedup(timings["fp32_preprocessed"], timings["int8"]).items()
+        },
         "dynamic_throughput_ratio": {
             str(k): v for k, v in speedup(timings["fp32"], timings["dynamic"]).items()
         },
@@ -124,6 +144,7 @@ def print_table(results: list[dict[str, Any]], console: Console) -> None:
         "thr@1",
         "thr@32",
         "thr@256",
+        "vs Gemm FP32@256",
         "dyn@256",
         "AUC delta",
         "max flip",
@@ -141,6 +162,7 @@ def print_table(results: list[dict[str, Any]], console: Console) -> None:
             f"{t['1']:.2f}x",
             f"{t['32']:.2f}x",
             f"{t['256']:.2f}x",
+            f"{r['throughput_ratio_vs_preprocessed_fp32']['256']:.2f}x",
             f"{r['dynamic_throughput_ratio']['256']:.2f}x",
             f"{a['roc_auc_delta']:+.5f}",
             f"{a['max_flip_rate']:.3%}",
@@ -155,7 +177,7 @@ def print_table(results: list[dict[str, Any]], console: Console) -> None:
     for r in results:
         fp32 = r["profile_batch_256_us"]["fp32"]
         ceiling = fp32["total_us"] / fp32["front_end_us"]  # the best any MLP speed-up could do (Amdahl)
-        for name in ("fp32", "int8", "dynamic"):
+        for name in ("fp32", "fp32_preprocessed", "int8", "dynamic"):
             s = r["profile_batch_256_us"][name]
             profile.add_row(
                 r["model"],
