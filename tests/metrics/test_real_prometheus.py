@@ -25,15 +25,14 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 STARTUP_TIMEOUT_S = 40
 SCRAPE_TIMEOUT_S = 20
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("prometheus") is None, reason="Debian package prometheus missing"
-)
-
 
 class PrometheusServer:
     def __init__(self, config: Path, data_dir: Path, log_path: Path) -> None:
+        if shutil.which("prometheus") is None:
+            raise FileNotFoundError("no `prometheus` binary: apt-get install prometheus (./run.sh test does)")
         self.port = free_port()
         self.log_path = log_path
+        self._log = log_path.open("w")
         self.process = subprocess.Popen(
             [
                 "prometheus",
@@ -42,7 +41,7 @@ class PrometheusServer:
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--log.level=warn",
             ],
-            stdout=log_path.open("w"),
+            stdout=self._log,
             stderr=subprocess.STDOUT,
         )
 
@@ -77,6 +76,8 @@ class PrometheusServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
+        finally:
+            self._log.close()
 
 
 @pytest.fixture
