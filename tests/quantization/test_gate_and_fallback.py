@@ -143,3 +143,12 @@ def test_histogram_calibration_methods_run_and_are_reported(
     assert prepared.precision is (
         Precision.INT8 if prepared.report["gate"]["final"]["passed"] else Precision.FP32
     )
+
+
+def test_fallback_to_int16_keeps_the_sensitive_layer_quantized(model_folder, tmp_path: Path) -> None:
+    prepared = prepare_model(model_folder("sensitive", fallback_precision="int16"), tmp_path / "cache")
+    assert prepared.verdict is GateVerdict.PASSED_WITH_FALLBACK
+    step = prepared.report["tuning"]["fallback_layers"][0]
+    assert (step["layer"], step["precision"]) == (FIRST_LAYER, "int16")
+    assert prepared.report["layers"]["int16"] == [FIRST_LAYER]
+    assert FIRST_LAYER not in prepared.report["layers"]["fp32"]
