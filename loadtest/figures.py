@@ -1,5 +1,6 @@
 """The run's headline figures, computed once from the merged recording."""
 
+import os
 from dataclasses import asdict, dataclass
 
 from loadtest.recording import PERCENTILES, percentile_ms
@@ -67,6 +68,6 @@ def compute_figures(result: RunResult) -> Figures:
         generator_cpu_cores=cpu_s / wall if wall else 0.0,
         generator_cpu_s=cpu_s,
         workers=result.workers,
-        cpu_count_note="the generator shares this machine's cores with anything else running on it "
-        "(on a one-box test, the server): its CPU use is load the server did not get",
+        cpu_count_note=f"this machine has {os.cpu_count()} cores, shared by the generator and anything else "
+        "running here (on a one-box test, the server): CPU the generator uses is CPU the server did not get",
     )
