@@ -93,6 +93,9 @@ def benchmark_model(config: ModelConfig, seconds: float) -> dict[str, Any]:
             "dynamic": _dynamic_model(config, head, scratch),
         }
         timings = time_models(models, holdout, config.output_name, BATCH_SIZES, seconds)
+        two_threads = time_models(
+            {"fp32": models["fp32"], "int8": models["int8"]}, holdout, config.output_name, (256,), seconds, 2
+        )
         feeds256 = {name: values[:256] for name, values in holdout.feeds.items()}
         first_layer = next(n for n in graph.model.graph.node if n.name == graph.quantizable_layers[0])
         front_end = front_end_nodes(config.onnx_path, first_layer.input[0])
@@ -113,6 +116,8 @@ def benchmark_model(config: ModelConfig, seconds: float) -> dict[str, Any]:
         "throughput_ratio_vs_preprocessed_fp32": {
             str(k): v for k, v in speedup(timings["fp32_preprocessed"], timings["int8"]).items()
         },
+        "two_intra_op_threads_batch_256": {name: t[256].as_dict() for name, t in two_threads.items()},
+        "two_threads_throughput_ratio_256": speedup(two_threads["fp32"], two_threads["int8"])[256],
         "dynamic_throughput_ratio": {
             str(k): v for k, v in speedup(timings["fp32"], timings["dynamic"]).items()
         },
@@ -145,6 +150,7 @@ def print_table(results: list[dict[str, Any]], console: Console) -> None:
         "thr@256",
         "vs Gemm FP32@256",
         "dyn@256",
+        "2 threads@256",
         "AUC delta",
         "max flip",
         "PSI",
@@ -163,6 +169,7 @@ def print_table(results: list[dict[str, Any]], console: Console) -> None:
             f"{t['256']:.2f}x",
             f"{r['throughput_ratio_vs_preprocessed_fp32']['256']:.2f}x",
             f"{r['dynamic_throughput_ratio']['256']:.2f}x",
+            f"{r['two_threads_throughput_ratio_256']:.2f}x",
             f"{a['roc_auc_delta']:+.5f}",
             f"{a['max_flip_rate']:.3%}",
             f"{a['psi']:.1e}",

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from server.quantization.calibration_data import FeatureTable
-from server.quantization.session_factory import create_session
+from server.quantization.session_factory import create_session, latency_session_options
 
 ROUNDS = 3
 MIN_REPEATS_PER_ROUND = 3
@@ -35,9 +35,11 @@ def time_models(
     output_name: str,
     batch_sizes: tuple[int, ...],
     seconds: float,
+    intra_op_threads: int = 1,
 ) -> dict[str, dict[int, BatchTiming]]:
     """Median latency of each named model per batch size, spending about `seconds` per model and size."""
-    sessions = {name: create_session(path) for name, path in models.items()}
+    options = latency_session_options(intra_op_threads)
+    sessions = {name: create_session(path, options) for name, path in models.items()}
     timings: dict[str, dict[int, BatchTiming]] = {name: {} for name in models}
     for batch_size in batch_sizes:
         feeds = _tiled_batch(table, batch_size)
