@@ -64,7 +64,7 @@ class FeatureSchema:
                 row = int(np.argmax(outside))
                 problem = (
                     f"negative amount ({array[row]:g})"
-                    if array[row] < 0 and low == 0.0
+                    if array[row] < 0 and name in NON_NEGATIVE_INPUTS
                     else f"value {array[row]:g} outside the allowed range [{low:g}, {high:g}]"
                 )
                 raise InvalidInputError(namer(name, row), problem)

@@ -1,0 +1,98 @@
+"""The Open Inference Protocol through Triton's own client, unchanged."""
+
+import numpy as np
+import pytest
+import tritonclient.grpc as triton
+from tritonclient.utils import InferenceServerException
+
+from server.api.gen.riskserve.v1 import scoring_pb2_grpc
+from tests.e2e.requests import TIMESTAMP_14H, risky_transaction, transaction
+
+FLOAT_INPUTS = (
+    "amount",
+    "hour_of_day",
+    "txn_count_1h",
+    "txn_count_24h",
+    "amount_sum_1h",
+    "amount_sum_24h",
+    "seconds_since_last_txn",
+    "distance_from_home_km",
+    "is_new_merchant",
+    "is_new_device",
+)
+STRING_INPUTS = ("currency", "mcc", "card_country", "merchant_country", "channel", "entry_mode")
+
+
+@pytest.fixture()
+def client(server):
+    with triton.InferenceServerClient(server.target) as open_client:
+        yield open_client
+
+
+def _row(t) -> dict:
+    row = {"amount": t.amount, "hour_of_day": (t.timestamp // 3600) % 24}
+    row |= {name: float(getattr(t.behaviour, name)) for name in FLOAT_INPUTS[2:]}
+    return row | {name: getattr(t, name) for name in STRING_INPUTS}
+
+
+def _infer_inputs(rows: list[dict]) -> list[triton.InferInput]:
+    inputs = []
+    for name in FLOAT_INPUTS:
+        tensor = triton.InferInput(name, [len(rows), 1], "FP32")
+        tensor.set_data_from_numpy(np.array([[r[name]] for r in rows], dtype=np.float32))
+        inputs.append(tensor)
+    for name in STRING_INPUTS:
+        tensor = triton.InferInput(name, [len(rows), 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[r[name]] for r in rows], dtype=object))
+        inputs.append(tensor)
+    return inputs
+
+
+def test_server_and_model_state(client):
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("fraud") and client.is_model_ready("credit")
+    assert not client.is_model_ready("no-such-model")
+    metadata = client.get_server_metadata()
+    assert metadata.name == "riskserve" and "model_configuration" in metadata.extensions
+
+
+def test_model_metadata_and_config_describe_every_input(client):
+    metadata = client.get_model_metadata("fraud")
+    assert metadata.platform == "onnxruntime_onnx" and list(metadata.versions) == ["1.0.0-test"]
+    types = {t.name: t.datatype for t in metadata.inputs}
+    assert types == {**dict.fromkeys(FLOAT_INPUTS, "FP32"), **dict.fromkeys(STRING_INPUTS, "BYTES")}
+    assert [(o.name, list(o.shape)) for o in metadata.outputs] == [("probabilities", [-1, 2])]
+    config = client.get_model_config("fraud").config
+    assert config.max_batch_size == 64
+    assert {i.name: (i.data_type, list(i.dims)) for i in config.input}["currency"] == (13, [1])  # TYPE_STRING
+    assert [(o.name, list(o.dims)) for o in config.output] == [("probabilities", [2])]
+
+
+def test_model_infer_with_raw_contents_matches_the_domain_api(client, channel):
+    transactions = [transaction("r-0"), risky_transaction("r-1"), transaction("r-2", amount=300.0)]
+    assert all(t.timestamp == TIMESTAMP_14H for t in transactions)
+    result = client.infer(
+        "fraud",
+        _infer_inputs([_row(t) for t in transactions]),
+        outputs=[triton.InferRequestedOutput("probabilities")],
+    )
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities.shape == (3, 2)
+    fraud = scoring_pb2_grpc.FraudScoringStub(channel)
+    domain = [fraud.Score(t, timeout=5).probability for t in transactions]
+    np.testing.assert_allclose(probabilities[:, 1], domain, atol=1e-6)
+    response = result.get_response()
+    assert response.model_name == "fraud" and response.model_version == "1.0.0-test"
+
+
+def test_unknown_model_and_version_are_not_found(client):
+    inputs = _infer_inputs([_row(transaction())])
+    with pytest.raises(InferenceServerException) as error:
+        client.infer("no-such-model", inputs)
+    assert error.value.status() == "StatusCode.NOT_FOUND"
+    with pytest.raises(InferenceServerException) as error:
+        client.infer("fraud", inputs, model_version="9.9")
+    assert error.value.status() == "StatusCode.NOT_FOUND"
+    with pytest.raises(InferenceServerException) as error:
+        client.get_model_metadata("no-such-model")
+    assert error.value.status() == "StatusCode.NOT_FOUND"
