@@ -1,104 +1,26 @@
 """A real Prometheus (Debian's `prometheus` binary) scrapes the exporter with the shipped config and rules;
 its histogram_quantile over our buckets agrees with the exported HDR p99 within one bucket."""
 
-import json
-import shutil
-import subprocess
-import time
-import urllib.parse
-import urllib.request
 from bisect import bisect_left
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from server.metrics import ServingMetrics
 from server.metrics.buckets import LATENCY_BUCKETS_S
 from server.metrics.latency_window import HDR_RELATIVE_PRECISION
-from tests.metrics.conftest import free_port, hdr_rank_percentile, one_value, scrape
+from tests.metrics.conftest import hdr_rank_percentile, one_value, scrape
 from tests.metrics.dashboard_queries import as_sent_by_grafana, panel_queries
+from tests.metrics.prometheus_server import PrometheusServer, running_prometheus
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
-STARTUP_TIMEOUT_S = 40
 SCRAPE_TIMEOUT_S = 20
 
 
-class PrometheusServer:
-    def __init__(self, config: Path, data_dir: Path, log_path: Path) -> None:
-        if shutil.which("prometheus") is None:
-            raise FileNotFoundError("no `prometheus` binary: apt-get install prometheus (./run.sh test does)")
-        self.port = free_port()
-        self.log_path = log_path
-        self._log = log_path.open("w")
-        self.process = subprocess.Popen(
-            [
-                "prometheus",
-                f"--config.file={config}",
-                f"--storage.tsdb.path={data_dir}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--log.level=warn",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def get(self, path: str, **params: str) -> dict:
-        url = f"http://127.0.0.1:{self.port}{path}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return json.loads(response.read() or b"{}") if path.startswith("/api") else {}
-
-    def query(self, promql: str) -> list[dict]:
-        body = self.get("/api/v1/query", query=promql)
-        assert body["status"] == "success", body
-        return body["data"]["result"]
-
-    def wait_until(self, condition, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            assert self.process.poll() is None, f"prometheus exited: {self.log_path.read_text()[-2000:]}"
-            try:
-                if condition():
-                    return
-            except OSError:  # not listening yet
-                pass
-            assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        finally:
-            self._log.close()
-
-
 @pytest.fixture
-def prometheus_scraping(tmp_path: Path, metrics: ServingMetrics, exporter) -> Iterator[PrometheusServer]:
-    """Prometheus running the shipped prometheus.yml and alert rules, retargeted at the test exporter."""
-    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
-    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
-    config["rule_files"] = [str(DEPLOY / rule_file) for rule_file in config["rule_files"]]
-    job = next(j for j in config["scrape_configs"] if j["job_name"] == "riskserve")
-    job.update(scrape_interval="1s", scrape_timeout="1s")
-    job["static_configs"][0]["targets"] = [f"127.0.0.1:{exporter.port}"]
-    config["scrape_configs"] = [job]
-    config_path = tmp_path / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(config))
-
-    server = PrometheusServer(config_path, tmp_path / "tsdb", tmp_path / "prometheus.log")
-    try:
-        server.wait_until(lambda: server.get("/-/ready") == {}, STARTUP_TIMEOUT_S, "prometheus /-/ready")
+def prometheus_scraping(tmp_path: Path, exporter) -> Iterator[PrometheusServer]:
+    with running_prometheus(tmp_path, exporter.port) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_prometheus_histogram_quantile_agrees_with_the_exported_window_p99(
