@@ -78,12 +78,13 @@ class ModelRuntime:
         return self.session.run([self._output_name], feeds)[0]
 
     def warm_up(self) -> list[int]:
-        """Run the session once at every batch size the batcher can produce often (blocking)."""
+        """Run the model once at every batch size the batcher can produce often (blocking).
+
+        Goes through `run_batch`, so the test-only artificial delay also slows warm-up (tests use it to
+        observe health NOT_SERVING while models load)."""
         sizes = warmup_batch_sizes(self.config.batching.max_batch_size)
         for size in sizes:
-            self.session.run(
-                [self._output_name], {k: np.repeat(v, size, axis=0) for k, v in self.reference.items()}
-            )
+            self.run_batch({k: np.repeat(v, size, axis=0) for k, v in self.reference.items()})
         return sizes
 
     def start(self) -> None:

@@ -1,0 +1,96 @@
+"""Health, reflection, deadlines and the metrics endpoint of a running server."""
+
+import time
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from prometheus_client.parser import text_string_to_metric_families
+
+from server.api.gen.riskserve.v1 import scoring_pb2_grpc
+from server.app.health import SERVICE_NAMES
+from tests.e2e.model_factory import write_model
+from tests.e2e.requests import transaction
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def _status(channel, service: str) -> int:
+    return (
+        health_pb2_grpc.HealthStub(channel)
+        .Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        .status
+    )
+
+
+def test_every_service_is_serving_once_models_are_ready(channel):
+    assert len(SERVICE_NAMES) == 4
+    for service in SERVICE_NAMES:
+        assert _status(channel, service) == SERVING, service
+
+
+def test_reflection_lists_every_service(channel):
+    services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    assert {
+        "riskserve.v1.FraudScoring",
+        "riskserve.v1.CreditScoring",
+        "inference.GRPCInferenceService",
+        "grpc.health.v1.Health",
+    } <= services
+    database = ProtoReflectionDescriptorDatabase(channel)
+    assert database.FindFileContainingSymbol("riskserve.v1.Transaction").name.endswith("scoring.proto")
+
+
+def _scrape(port: int) -> dict:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_deadline_passed_in_the_queue_is_not_run(start_server, tmp_path):
+    """A slow model keeps the batcher busy; a call whose deadline passes while queued is never run."""
+    write_model(tmp_path / "fraud", "fraud")
+    slow = start_server(tmp_path, debug_inference_delay_ms=400).wait_ready()
+    with grpc.insecure_channel(slow.target) as channel:
+        fraud = scoring_pb2_grpc.FraudScoringStub(channel)
+        first = fraud.Score.future(transaction("first"), timeout=5)
+        time.sleep(0.1)  # `first` is now running
+        with pytest.raises(grpc.RpcError) as error:
+            fraud.Score(transaction("late"), timeout=0.15)
+        assert error.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert first.result().transaction_id == "first"
+        time.sleep(0.5)  # let the batcher cut (and drop) the late request
+        samples = _scrape(slow.server.metrics_port)
+    batches = samples[("riskserve_batch_size_rows_count", (("model", "fraud"),))]
+    rows = samples[("riskserve_batch_size_rows_sum", (("model", "fraud"),))]
+    assert (batches, rows) == (1, 1), "the late request must not reach ONNX Runtime"
+
+
+def test_metrics_endpoint_reports_p99_consistent_with_client_latency(server):
+    """Known traffic: the server-side p99 is below what the client saw and not absurdly smaller."""
+    with grpc.insecure_channel(server.target) as channel:
+        fraud = scoring_pb2_grpc.FraudScoringStub(channel)
+        fraud.Score(transaction(), timeout=5)
+        client = []
+        for i in range(200):
+            started = time.perf_counter()
+            fraud.Score(transaction(f"m-{i}"), timeout=5)
+            client.append(time.perf_counter() - started)
+    samples = _scrape(server.server.metrics_port)
+    p99 = samples[
+        (
+            "riskserve_request_latency_window_seconds",
+            (("method", "Score"), ("model", "fraud"), ("quantile", "0.99")),
+        )
+    ]
+    assert 0 < p99 <= np.percentile(client, 99) * 1.05
+    assert p99 >= np.percentile(client, 50) * 0.05  # server time is part of client time
+    assert samples[("riskserve_server_ready", ())] == 1
+    info = [k for k in samples if k[0] == "riskserve_model_info" and ("model", "fraud") in k[1]]
+    assert info and ("precision", "fp32") in info[0][1] and ("gate_verdict", "disabled") in info[0][1]

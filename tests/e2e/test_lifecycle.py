@@ -1,0 +1,65 @@
+"""Health transitions and SIGTERM drain of a real `riskserve serve` process."""
+
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from server.api.gen.riskserve.v1 import scoring_pb2_grpc
+from tests.e2e.model_factory import write_model
+from tests.e2e.requests import transaction
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+DELAY_S = 0.7  # artificial inference delay: warm-up at batch sizes 1, 2, 4 takes about 2.1 s
+
+
+def _status(channel, service: str = "") -> int:
+    return (
+        health_pb2_grpc.HealthStub(channel)
+        .Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+        .status
+    )
+
+
+def _wait_for(predicate, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_health_transitions_and_sigterm_drain_under_in_flight_load(spawn_server, tmp_path):
+    write_model(tmp_path / "fraud", "fraud", batching={"max_batch_size": 4, "max_queue_delay_us": 0})
+    process = spawn_server(
+        tmp_path,
+        models="fraud",
+        debug_inference_delay_ms=DELAY_S * 1000,
+        drain_pause_s=0.8,
+        grace_period_s=10,
+    )
+    with grpc.insecure_channel(process.target) as channel:
+        fraud = scoring_pb2_grpc.FraudScoringStub(channel)
+        # listening but still warming up: not serving, and calls are refused as unavailable
+        assert _status(channel) == NOT_SERVING
+        assert _status(channel, "riskserve.v1.FraudScoring") == NOT_SERVING
+        with pytest.raises(grpc.RpcError) as error:
+            fraud.Score(transaction(), timeout=2)
+        assert error.value.code() is grpc.StatusCode.UNAVAILABLE
+        _wait_for(lambda: _status(channel) == SERVING, 30)
+        assert _status(channel, "inference.GRPCInferenceService") == SERVING
+
+        in_flight = [fraud.Score.future(transaction(f"f-{i}"), timeout=20) for i in range(6)]
+        time.sleep(0.2)
+        process.terminate()
+        signalled = time.monotonic()
+        _wait_for(lambda: _status(channel) == NOT_SERVING, 0.5)  # at once
+        time.sleep(max(0.0, signalled + 1.2 - time.monotonic()))  # past the 0.8 s pause
+        with pytest.raises(grpc.RpcError) as error:
+            fraud.Score(transaction("too-late"), timeout=2)
+        assert error.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert "shutting down" in error.value.details()
+        assert [f.result().transaction_id for f in in_flight] == [f"f-{i}" for i in range(6)]
+    assert process.process.wait(20) == 0, "".join(process.log)
+    _wait_for(lambda: any("event=drain_finished inflight_left=0 clean=True" in x for x in process.log), 2)
