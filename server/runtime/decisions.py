@@ -2,7 +2,7 @@
 
 Fraud risk score (0-999), log-scaled so that the low-probability region where card fraud lives keeps
 its resolution: score = round(999 * (log10(p) + 6) / 6), clipped to [0, 999]. So p <= 1e-6 -> 0,
-1e-4 -> 333, 1e-3 -> 500, 1e-2 -> 666, 0.1 -> 833, 1 -> 999. Monotone non-decreasing in p.
+1e-4 -> 333, 1e-3 -> 500, 1e-2 -> 666, 0.1 -> 832, 1 -> 999. Monotone non-decreasing in p.
 
 Credit scorecard points (points-to-double-odds convention): with odds = (1 - PD) / PD (good:bad),
 factor = PDO / ln 2 and offset = base_score - factor * ln(base_odds), points = offset + factor * ln(odds).

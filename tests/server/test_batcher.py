@@ -1,0 +1,112 @@
+"""The micro-batcher with a real (numpy) model: batching, order, admission control, deadlines."""
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from server.config.settings import InferenceHandoff
+from server.runtime.batcher import MicroBatcher
+from server.runtime.errors import DeadlineExceededError, OverloadedError
+
+
+class DoublingModel:
+    """output[i] = 2 * x[i]; records the size of every batch it ran; can be slowed down."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.batch_sizes: list[int] = []
+        self.delay_s = delay_s
+        self.threads: set[str] = set()
+
+    def __call__(self, feeds):
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.delay_s)
+        self.batch_sizes.append(len(feeds["x"]))
+        return feeds["x"] * 2
+
+
+def _feeds(*values: float) -> dict:
+    return {"x": np.array(values, dtype=np.float32).reshape(-1, 1)}
+
+
+def _run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, 10))
+
+
+@pytest.mark.parametrize("handoff", list(InferenceHandoff))
+def test_concurrent_requests_share_batches_and_get_their_own_rows(handoff):
+    model = DoublingModel(delay_s=0.01)
+
+    async def scenario():
+        batcher = MicroBatcher(
+            "m", model, max_batch_size=8, max_queue_delay_us=0, max_queue_rows=100, handoff=handoff
+        )
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit(_feeds(i, i + 0.5), 2) for i in range(10)))
+        await batcher.stop()
+        return results
+
+    results = _run(scenario())
+    for i, result in enumerate(results):
+        assert result.outputs.ravel().tolist() == [2 * i, 2 * i + 1]
+    assert sum(model.batch_sizes) == 20 and max(model.batch_sizes) <= 8
+    assert len(model.batch_sizes) < 10  # requests were batched together
+    on_loop_thread = handoff is InferenceHandoff.INLINE
+    assert all(name.startswith("ort-m") for name in model.threads) != on_loop_thread
+
+
+def test_queue_delay_lets_a_batch_fill():
+    model = DoublingModel()
+
+    async def scenario():
+        batcher = MicroBatcher("m", model, max_batch_size=4, max_queue_delay_us=50_000, max_queue_rows=100)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(_feeds(1), 1))
+        await asyncio.sleep(0.01)
+        rest = [asyncio.ensure_future(batcher.submit(_feeds(v), 1)) for v in (2, 3, 4)]
+        await asyncio.gather(first, *rest)
+        await batcher.stop()
+
+    _run(scenario())
+    assert model.batch_sizes == [4]  # cut when full, before the 50 ms delay ran out
+
+
+def test_full_queue_refuses_at_once():
+    model = DoublingModel(delay_s=0.2)
+
+    async def scenario():
+        batcher = MicroBatcher("m", model, max_batch_size=2, max_queue_delay_us=0, max_queue_rows=4)
+        batcher.start()
+        running = asyncio.ensure_future(batcher.submit(_feeds(0, 0), 2))
+        await asyncio.sleep(0.05)  # the first batch is running; the queue is empty again
+        queued = asyncio.ensure_future(batcher.submit(_feeds(1, 1, 1, 1), 4))
+        await asyncio.sleep(0)
+        started = time.perf_counter()
+        with pytest.raises(OverloadedError, match="queue full"):
+            await batcher.submit(_feeds(2), 1)
+        refused_in = time.perf_counter() - started
+        await asyncio.gather(running, queued)
+        await batcher.stop()
+        return refused_in
+
+    assert _run(scenario()) < 0.05
+
+
+def test_request_whose_deadline_passed_in_the_queue_is_not_run():
+    model = DoublingModel(delay_s=0.2)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        batcher = MicroBatcher("m", model, max_batch_size=1, max_queue_delay_us=0, max_queue_rows=10)
+        batcher.start()
+        running = asyncio.ensure_future(batcher.submit(_feeds(1), 1))
+        await asyncio.sleep(0.02)
+        with pytest.raises(DeadlineExceededError):
+            await batcher.submit(_feeds(2), 1, deadline=loop.time() + 0.05)
+        await running
+        await batcher.stop()
+
+    _run(scenario())
+    assert model.batch_sizes == [1]
