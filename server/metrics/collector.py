@@ -78,7 +78,9 @@ class ServingMetricsCollector:
         for snap in sorted(live, key=lambda s: s.written_at):  # the newest report of a model wins
             models.update(snap.models)
         readiness = [s.ready for s in live if s.ready is not None]
-        ready = min(readiness) if readiness else None
+        # Not ready when every process that reported readiness has gone (e.g. all workers crashed).
+        ever_reported = any(s.ready is not None for s in everyone)
+        ready = min(readiness) if readiness else (False if ever_reported else None)
 
         window = self._metrics.window
         current = window.slice_index()

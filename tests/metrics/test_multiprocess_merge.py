@@ -1,6 +1,7 @@
 """Two real serving processes write snapshots to a shared directory; a third process exports the merge."""
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -17,22 +18,25 @@ from tests.metrics.conftest import hdr_rank_percentile, one_value, scrape
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_START_TIMEOUT_S = 30
+WORKER_FLUSH_INTERVAL_S = 0.4  # stale, i.e. counted as gone, after 5 intervals: 2 s
 
 
 def _start_worker(shared_dir: Path, latencies: np.ndarray, name: str) -> subprocess.Popen:
     path = shared_dir.parent / f"{name}.npy"
     np.save(path, latencies)
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.metrics.metrics_worker", str(shared_dir), str(path)],
+        [sys.executable, "-m", "tests.metrics.metrics_worker", str(shared_dir), str(path), "--flush-interval",
+         str(WORKER_FLUSH_INTERVAL_S)],
         cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 
 def _wait_flushed(worker: subprocess.Popen) -> None:
-    deadline = time.monotonic() + WORKER_START_TIMEOUT_S
-    line = worker.stdout.readline()  # the worker prints one line as soon as its snapshot is on disk
+    """The worker prints one line as soon as its snapshot is on disk."""
+    readable, _, _ = select.select([worker.stdout], [], [], WORKER_START_TIMEOUT_S)
+    assert readable, f"worker printed nothing within {WORKER_START_TIMEOUT_S} s"
+    line = worker.stdout.readline()
     assert line.strip() == "flushed", f"worker exited with {worker.poll()} before flushing"
-    assert time.monotonic() < deadline
 
 
 def _eventually(condition, timeout_s: float, what: str) -> None:
@@ -94,12 +98,13 @@ def test_two_processes_merge_into_the_quantiles_of_the_union(shared_dir, workers
         assert one_value(text, "riskserve_model_info", precision="int8") == 1
         assert one_value(text, "riskserve_server_ready") == 1
 
-        # A crashed process (no final snapshot) keeps its totals but its gauges drop out once stale.
+        # A crashed process (no final snapshot) keeps its totals but its gauges drop out once stale
+        # (5 flush intervals of 0.4 s without a new snapshot).
         workers[1].send_signal(signal.SIGKILL)
         workers[1].wait(timeout=10)
         _eventually(
             lambda: one_value(scrape(handle.url), "riskserve_inflight_requests", method="Score") == 1,
-            timeout_s=5, what="the killed worker's in-flight gauge to drop out",
+            timeout_s=10, what="the killed worker's in-flight gauge to drop out",
         )  # fmt: skip
         text = scrape(handle.url)
         assert one_value(text, "riskserve_request_duration_seconds_count", **ok) == union.size
@@ -110,6 +115,14 @@ def test_two_processes_merge_into_the_quantiles_of_the_union(shared_dir, workers
         assert workers[0].wait(timeout=10) == 0
         text = scrape(handle.url)
         assert one_value(text, "riskserve_inflight_requests", method="Score") == 0
+
+        # Once no serving process is alive any more, the replica is not ready (the exporter itself serves
+        # nothing and never reported readiness).
+        _eventually(
+            lambda: one_value(scrape(handle.url), "riskserve_server_ready") == 0,
+            timeout_s=10, what="readiness to drop once every worker is gone",
+        )  # fmt: skip
+        assert one_value(scrape(handle.url), "riskserve_request_duration_seconds_count", **ok) == union.size
     finally:
         handle.close()
         metrics.close()
