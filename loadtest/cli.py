@@ -27,6 +27,7 @@ from loadtest.sla import evaluate
 log = logging.getLogger(__name__)
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+CI_LOG_WIDTH = 130
 BUNDLED_SCENARIOS = Path(__file__).parent / "scenarios"
 
 
@@ -62,6 +63,8 @@ def resolve_scenario_path(name: str) -> Path:
 
 def run_command(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, CI_LOG_WIDTH)  # CI logs: no wrapped table cells
     try:
         scenario = load_scenario(resolve_scenario_path(args.scenario))
         find_max = args.find_max

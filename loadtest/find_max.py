@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 from loadtest.errors import ScenarioError
 from loadtest.figures import compute_figures
-from loadtest.request_bodies import RequestPool
+from loadtest.plan import RequestPool
 from loadtest.runner import RunResult, run_scenario
 from loadtest.scenario import LoadMode, Scenario, with_overrides
 from loadtest.sla import evaluate

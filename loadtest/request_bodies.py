@@ -4,7 +4,6 @@ Each mix entry becomes a RequestPool: the gRPC method path and a list of already
 messages. Workers send these bytes as they are (no proto building, no pandas on the send path).
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pandas as pd
 from tritonclient.grpc import service_pb2
 
 from loadtest.errors import LoadTestError
+from loadtest.plan import RequestPool
 from loadtest.scenario import CallKind, MixEntry
 from server.api.gen.riskserve.v1 import scoring_pb2
 from server.config.paths import default_models_dir
@@ -56,17 +56,6 @@ METHOD_PATHS = {
     CallKind.CREDIT_ASSESS: _method_path(scoring_pb2.DESCRIPTOR, "CreditScoring", "Assess"),
     CallKind.OIP_INFER: _method_path(service_pb2.DESCRIPTOR, "GRPCInferenceService", "ModelInfer"),
 }
-
-
-@dataclass(frozen=True)
-class RequestPool:
-    """Serialized requests of one mix entry, ready for the wire."""
-
-    label: str  # e.g. "fraud.score_batch[256]", used in reports
-    method_path: str  # e.g. "/riskserve.v1.FraudScoring/Score"
-    streaming: bool  # bidirectional stream (one message per arrival) instead of a unary call
-    rows_per_request: int
-    bodies: tuple[bytes, ...]
 
 
 def _data_path(entry: MixEntry, models_dir: Path) -> Path:

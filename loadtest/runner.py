@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest.errors import LoadTestError
+from loadtest.plan import RequestPool, Schedule
 from loadtest.recording import Progress, Recording
-from loadtest.request_bodies import RequestPool, build_pool
+from loadtest.request_bodies import build_pool
 from loadtest.scenario import LoadMode, Scenario
-from loadtest.schedule import Schedule, build_schedule, worker_count
+from loadtest.schedule import build_schedule, worker_count
 from loadtest.server_metrics import ServerLatency, scrape, server_latencies
 from loadtest.worker import WorkerSpec, closed_loop_sequence, worker_main
 
@@ -69,6 +70,7 @@ def _worker_specs(scenario: Scenario, pools: tuple[RequestPool, ...], workers: i
         "pools": pools,
         "timeout_s": load.timeout_ms / 1000.0,
         "channels": load.channels_per_worker,
+        "connect_timeout_s": load.connect_timeout_s,
         "slice_s": slice_width(load.measured_s),
     }
     if load.mode is LoadMode.OPEN:

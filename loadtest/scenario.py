@@ -114,6 +114,7 @@ class Load(_Strict):
     max_in_flight: int = Field(10_000, ge=1, description="open loop: outstanding requests before sends wait")
     workers: int | Literal["auto"] = Field("auto", description="generator processes (auto: by peak rate)")
     channels_per_worker: int = Field(1, ge=1, le=64)
+    connect_timeout_s: float = Field(5.0, gt=0, le=300, description="to reach the target before the run")
     seed: int = 1
 
     @field_validator("workers")

@@ -6,31 +6,10 @@ cumulative rate, so a ramp stays a ramp. Arrivals are dealt round-robin to worke
 1/N of the rate while the total follows the schedule exactly.
 """
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from loadtest.plan import Schedule
 from loadtest.scenario import Arrival, Load, Stage
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Intended send offsets (seconds from the start, warm-up first) and the mix entry of each arrival."""
-
-    offsets_s: np.ndarray  # float64, ascending
-    calls: np.ndarray  # int16 index into the scenario's mix
-    warmup_s: float
-    measured_s: float
-
-    @property
-    def measured_count(self) -> int:
-        return int(np.count_nonzero(self.offsets_s >= self.warmup_s))
-
-    def for_worker(self, worker: int, workers: int) -> "Schedule":
-        """This worker's share: every `workers`-th arrival starting at `worker`."""
-        return Schedule(
-            self.offsets_s[worker::workers], self.calls[worker::workers], self.warmup_s, self.measured_s
-        )
 
 
 def _stage_times(stage: Stage, cumulative: np.ndarray) -> np.ndarray:

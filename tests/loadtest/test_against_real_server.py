@@ -1,0 +1,70 @@
+"""Bundled scenarios against the real `riskserve serve`: a met SLA passes, a slow server is caught.
+
+The server serves the bundled models with its own cache; the slow one gets the test-only
+`debug_inference_delay_ms` knob, which sleeps inside every ONNX Runtime call.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loadtest.cli import BUNDLED_SCENARIOS
+from server.cli.main import main
+from tests.loadtest.real_server import RiskServeProcess
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("riskserve-cache")
+
+
+def short_copy(tmp_path: Path, bundled: str, server: RiskServeProcess, **load: float) -> Path:
+    """A bundled scenario pointed at the test server, cut to a few seconds at a small rate."""
+    scenario = yaml.safe_load((BUNDLED_SCENARIOS / f"{bundled}.yaml").read_text())
+    scenario.update(target=server.target, metrics_url=server.metrics_url)
+    scenario["load"].update({"duration_s": 3, "warmup_s": 1, **load})
+    path = tmp_path / f"{bundled}.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    return path
+
+
+def test_authorization_path_scenario_passes_against_the_real_server(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with RiskServeProcess(cache_dir, tmp_path / "server.log") as server:
+        path = short_copy(tmp_path, "authorization-path", server, rate=100)
+        scenario = yaml.safe_load(path.read_text())
+        scenario["sla"]["min_throughput_rps"] = 98
+        path.write_text(yaml.safe_dump(scenario))
+        code = main(["loadtest", str(path), "--out", str(tmp_path / "out")])
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert code == 0, printed
+    assert report["verdict"] == "PASS"
+    assert report["figures"]["codes"] == {"OK": 300}
+    # the server's own view is scraped beside the client's, and is the smaller of the two
+    (fraud,) = report["server"]
+    assert (fraud["model"], fraud["method"]) == ("fraud", "Score")
+    assert fraud["requests"] >= 300
+    assert 0 < fraud["run_p99_ms"] < report["figures"]["latency_ms"]["p99"] * 1.2
+    assert fraud["window_p99_ms"] > 0
+    assert (tmp_path / "out" / "latency.png").stat().st_size > 20_000
+
+
+def test_an_artificially_slow_server_is_caught(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with RiskServeProcess(cache_dir, tmp_path / "server.log", debug_delay_ms=25) as server:
+        path = short_copy(tmp_path, "authorization-path", server, rate=20)
+        code = main(["loadtest", str(path), "--out", str(tmp_path / "out")])
+    printed = " ".join(capsys.readouterr().out.split())
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert code == 1
+    assert "p99 latency (from intended send)" in report["failed_lines"]
+    assert "FAIL: p50 latency (from intended send), p99 latency (from intended send)" in printed
+    assert "error rate" not in report["failed_lines"]  # slow, not broken: every call answered
+    assert report["figures"]["latency_ms"]["p50"] >= 25
