@@ -61,13 +61,13 @@ def test_merging_slices_of_two_recorders_gives_the_quantiles_of_the_union():
 
 
 def test_a_real_recorder_forgets_calls_after_its_window():
-    recorder = ServingMetrics(window_s=0.6, sub_windows=3)  # 0.2 s slices
+    recorder = ServingMetrics(window_s=1.5, sub_windows=3)  # 0.5 s slices: a call stays 1 to 1.5 s
     try:
         recorder.observe_call("fraud", "Score", "OK", 5e-4)
         assert _window_p50(recorder) == pytest.approx(5e-4, rel=HDR_RELATIVE_PRECISION)
         deadline = time.monotonic() + 5
         while not math.isnan(_window_p50(recorder)):
-            assert time.monotonic() < deadline, "the call never aged out of a 0.6 s window"
+            assert time.monotonic() < deadline, "the call never aged out of a 1.5 s window"
             time.sleep(0.05)
         recorder.observe_call("fraud", "Score", "OK", 2e-3)
         assert _window_p50(recorder) == pytest.approx(2e-3, rel=HDR_RELATIVE_PRECISION)
