@@ -6,6 +6,7 @@ floor on inference time, scraped by a real Prometheus with the shipped config an
 - the exported latencies are consistent with what the client saw: never above the client's, never below
   the injected inference time (issue 4)."""
 
+import subprocess
 import time
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -91,6 +92,10 @@ def test_prometheus_p99_of_a_live_server_agrees_with_its_exported_p99(riskserve,
     below_floor = one_value(text, "riskserve_inference_duration_seconds_bucket", **inference_ok, le="0.002")
     assert below_floor == 0  # no inference faster than the injected 2 ms
     assert abs(prometheus_p99 - exported_p99) <= _bucket_width(exported_p99), (prometheus_p99, exported_p99)
+    lint = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
     # The server exports what the rules and dashboard need for this model.
     assert one_value(text, "riskserve_server_ready") == 1
     assert one_value(text, "riskserve_model_info", model="fraud") == 1
