@@ -7,6 +7,7 @@ every value and returns the [N, 1] arrays ONNX Runtime takes. Nothing unreadable
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -18,6 +19,7 @@ FieldNamer = Callable[[str, int | None], str]
 
 # Money amounts are never negative, whatever a config's minimum says.
 NON_NEGATIVE_INPUTS = frozenset({"amount", "amount_sum_1h", "amount_sum_24h", "loan_amount", "annual_income"})
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 _MAX_SHOWN = 40  # characters of a bad string value echoed back in an error message
 
 
@@ -52,23 +54,31 @@ class FeatureSchema:
     ) -> dict[str, np.ndarray]:
         """Check every value of every input; return {input: [rows, 1] array} or raise InvalidInputError."""
         tensors: dict[str, np.ndarray] = {}
-        for name, low, high in self.numeric:
-            values = _column(columns, name, rows, namer)
-            array = np.asarray(values, dtype=np.float64).reshape(-1)
-            finite = np.isfinite(array)
+        if self.numeric:
+            names = [name for name, _, _ in self.numeric]
+            # One [inputs, rows] matrix: every check is one vectorized operation whatever the input count.
+            matrix = np.array([_column(columns, name, rows, namer) for name in names], dtype=np.float64)
+            lows, highs = self._bounds
+            finite = np.isfinite(matrix)
             if not finite.all():
-                row = int(np.argmin(finite))
-                raise InvalidInputError(namer(name, row), f"not a finite number ({array[row]})")
-            outside = (array < low) | (array > high)
+                column, row = np.argwhere(~finite)[0]
+                value = matrix[column, row]
+                raise InvalidInputError(namer(names[column], int(row)), f"not a finite number ({value})")
+            outside = (matrix < lows) | (matrix > highs)
             if outside.any():
-                row = int(np.argmax(outside))
+                column, row = np.argwhere(outside)[0]
+                name, value = names[column], matrix[column, row]
+                low, high = lows[column, 0], highs[column, 0]
                 problem = (
-                    f"negative amount ({array[row]:g})"
-                    if array[row] < 0 and name in NON_NEGATIVE_INPUTS
-                    else f"value {array[row]:g} outside the allowed range [{low:g}, {high:g}]"
+                    f"negative amount ({value:g})"
+                    if value < 0 and name in NON_NEGATIVE_INPUTS
+                    else f"value {value:g} outside the allowed range [{low:g}, {high:g}]"
                 )
-                raise InvalidInputError(namer(name, row), problem)
-            tensors[name] = array.astype(np.float32).reshape(-1, 1)
+                raise InvalidInputError(namer(name, int(row)), problem)
+            # Each row of this C-ordered [inputs, rows] float32 matrix is one contiguous [rows, 1] tensor.
+            as_float32 = matrix.astype(np.float32)
+            for i, name in enumerate(names):
+                tensors[name] = as_float32[i].reshape(-1, 1)
         for name, allowed in self.categorical:
             values = _column(columns, name, rows, namer)
             for row, value in enumerate(values):
@@ -76,6 +86,13 @@ class FeatureSchema:
                     raise InvalidInputError(namer(name, row), _category_problem(value, allowed))
             tensors[name] = np.asarray(values, dtype=object).reshape(-1, 1)
         return tensors
+
+    @cached_property
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """[inputs, 1] minimum and maximum, within float32's range (a larger value would become inf)."""
+        lows = np.array([[max(low, -FLOAT32_MAX)] for _, low, _ in self.numeric])
+        highs = np.array([[min(high, FLOAT32_MAX)] for _, _, high in self.numeric])
+        return lows, highs
 
 
 def _column(columns: Mapping[str, Sequence | np.ndarray], name: str, rows: int, namer: FieldNamer):
