@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from server.api.calls import CallRecorder, CallScope
+from server.api.calls import CallRecorder, CallScope, status_for
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.config.model_config import ModelTask
 from server.runtime.domain_features import (
@@ -18,7 +18,7 @@ from server.runtime.domain_features import (
     transaction_columns,
     transaction_namer,
 )
-from server.runtime.errors import InvalidInputError
+from server.runtime.errors import DrainingError, InvalidInputError
 from server.runtime.model_runtime import ModelRuntime
 from server.runtime.repository import ModelRepository
 from server.runtime.scoring import CreditScorer, FraudScorer, FraudScores
@@ -65,7 +65,7 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
         self.max_request_rows = max_request_rows
 
     def _model_name(self, requested: str) -> str:
-        return requested or self.repository.default_name(ModelTask.FRAUD)
+        return self.repository.name_for(requested, ModelTask.FRAUD)
 
     async def _score(
         self, transactions: Sequence[scoring_pb2.Transaction], model: str, prefix: str | None, call: CallScope
@@ -78,11 +78,13 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
         return _fraud_messages(transactions, scores, model_ref(runtime), call.latency_us())
 
     async def Score(self, request: scoring_pb2.Transaction, context: grpc.aio.ServicerContext):
-        async with self.calls.scope(context, request.model or "fraud", "Score") as call:
-            return (await self._score([request], self._model_name(request.model), None, call))[0]
+        model = self._model_name(request.model)
+        async with self.calls.scope(context, model, "Score") as call:
+            return (await self._score([request], model, None, call))[0]
 
     async def ScoreBatch(self, request: scoring_pb2.TransactionBatch, context: grpc.aio.ServicerContext):
-        async with self.calls.scope(context, request.model or "fraud", "ScoreBatch") as call:
+        model = self._model_name(request.model)
+        async with self.calls.scope(context, model, "ScoreBatch") as call:
             rows = len(request.transactions)
             if rows == 0:
                 raise InvalidInputError("transactions", "empty batch")
@@ -90,17 +92,19 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
                 raise InvalidInputError(
                     "transactions", f"{rows} transactions, at most {self.max_request_rows}"
                 )
-            scores = await self._score(
-                request.transactions, self._model_name(request.model), "transactions", call
-            )
+            scores = await self._score(request.transactions, model, "transactions", call)
             return scoring_pb2.FraudScoreBatch(scores=scores)
 
     async def ScoreStream(
         self, request_iterator: AsyncIterator[scoring_pb2.Transaction], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[scoring_pb2.FraudScore]:
         """Answers in arrival order; up to _STREAM_WINDOW transactions are scored concurrently. A bad
-        transaction ends the stream with INVALID_ARGUMENT naming it (by position and id)."""
-        self.calls.admission.enter()
+        transaction ends the stream with INVALID_ARGUMENT naming it (by position and id); once a drain
+        refuses new calls, the stream ends with UNAVAILABLE so the client reconnects elsewhere."""
+        try:
+            self.calls.admission.enter()
+        except DrainingError as exc:
+            await context.abort(status_for(exc), str(exc))
         try:
             pending: asyncio.Queue = asyncio.Queue(_STREAM_WINDOW)
             reader = asyncio.create_task(self._read_stream(request_iterator, context, pending))
@@ -124,10 +128,12 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
         await pending.put(None)
 
     async def _score_streamed(self, transaction, position: int, context) -> scoring_pb2.FraudScore:
-        model = transaction.model or "fraud"
+        model = self._model_name(transaction.model)
         async with self.calls.scope(context, model, "ScoreStream", admit=False) as call:
+            if self.calls.admission.refusing:
+                raise DrainingError("server is shutting down; reconnect to another instance")
             try:
-                return (await self._score([transaction], self._model_name(transaction.model), None, call))[0]
+                return (await self._score([transaction], model, None, call))[0]
             except InvalidInputError as exc:
                 ident = (
                     f" (transaction_id '{transaction.transaction_id}')" if transaction.transaction_id else ""
@@ -143,10 +149,9 @@ class CreditScoringServicer(scoring_pb2_grpc.CreditScoringServicer):
         self.calls = calls
 
     async def Assess(self, request: scoring_pb2.Application, context: grpc.aio.ServicerContext):
-        async with self.calls.scope(context, request.model or "credit", "Assess") as call:
-            runtime = self.repository.get(
-                request.model or self.repository.default_name(ModelTask.CREDIT), ModelTask.CREDIT
-            )
+        model = self.repository.name_for(request.model, ModelTask.CREDIT)
+        async with self.calls.scope(context, model, "Assess") as call:
+            runtime = self.repository.get(model, ModelTask.CREDIT)
             columns = application_columns(request, runtime.config.input_names)
             result = await CreditScorer(runtime).assess(columns, application_namer, call.deadline)
             call.queue_s, call.inference_s = result.timing.queue_s, result.timing.inference_s

@@ -6,8 +6,10 @@ once and hands each caller its slice of the output. Batches form naturally while
 `max_queue_delay_us` > 0 additionally holds a partial batch that long to let it fill.
 
 Admission control: a request that would push the queue past `max_queue_rows` is refused at once
-(OverloadedError), so overload never grows memory; a request whose deadline has passed by the time its
-batch is cut is not run (DeadlineExceededError); a caller that went away is dropped.
+(OverloadedError), so overload never grows memory; a request whose deadline cannot be met (the batches
+queued ahead of it, at the recent batch time, would outlast it) is refused at once, and one whose deadline
+has passed by the time its batch is cut is not run (DeadlineExceededError); a caller that went away is
+dropped.
 """
 
 import asyncio
@@ -75,6 +77,8 @@ class MicroBatcher:
         self._full = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{model}")
         self._worker: asyncio.Task | None = None
+        self._running = False
+        self.batch_seconds: float | None = None  # moving average of one batch's inference time
 
     @property
     def queued_rows(self) -> int:
@@ -106,8 +110,8 @@ class MicroBatcher:
                 f"{self.max_queue_rows}); retry with backoff"
             )
         loop = asyncio.get_running_loop()
-        if deadline is not None and deadline <= loop.time():
-            raise DeadlineExceededError("deadline passed before the request was queued")
+        if deadline is not None:
+            self._check_deadline(deadline - loop.time(), rows)
         request = _Request(feeds, rows, loop.create_future(), deadline, time.perf_counter())
         self._queue.append(request)
         self._queued_rows += rows
@@ -115,6 +119,19 @@ class MicroBatcher:
         if self._queued_rows >= self.max_batch_size:
             self._full.set()
         return await request.future
+
+    def _check_deadline(self, remaining_s: float, rows: int) -> None:
+        if remaining_s <= 0:
+            raise DeadlineExceededError("deadline passed before the request was queued")
+        if self.batch_seconds is None:
+            return
+        batches_ahead = -(-(self._queued_rows + rows) // self.max_batch_size) + self._running
+        expected_s = batches_ahead * self.batch_seconds
+        if expected_s > remaining_s:
+            raise DeadlineExceededError(
+                f"deadline cannot be met: about {expected_s * 1e3:.1f} ms of inference queued ahead, "
+                f"{remaining_s * 1e3:.1f} ms left; not queued"
+            )
 
     async def _serve(self) -> None:
         while True:
@@ -158,6 +175,7 @@ class MicroBatcher:
         )
         self._on_batch(rows, self._queued_rows)
         started = time.perf_counter()
+        self._running = True
         try:
             if self._handoff is InferenceHandoff.INLINE:
                 outputs = self._run_batch(feeds)
@@ -173,7 +191,11 @@ class MicroBatcher:
                         InferenceFailedError(f"model {self.model}: inference failed")
                     )
             return
+        finally:
+            self._running = False
         inference_s = time.perf_counter() - started
+        previous = self.batch_seconds
+        self.batch_seconds = inference_s if previous is None else 0.8 * previous + 0.2 * inference_s
         offset = 0
         for request in batch:
             if not request.future.done():

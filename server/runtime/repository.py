@@ -39,6 +39,15 @@ class ModelRepository:
             f"several {task.value} models are served ({', '.join(candidates)}): name one"
         )
 
+    def name_for(self, requested: str, task: ModelTask) -> str:
+        """The model a call means: the one it names, else the task's default (never raises)."""
+        if requested:
+            return requested
+        try:
+            return self.default_name(task)
+        except ModelNotFoundError:
+            return task.value  # get() then explains that no such model is served
+
     def get(self, name: str, task: ModelTask | None = None) -> ModelRuntime:
         """The ready model `name` (of `task`, when given) or a ModelNotFoundError / ModelNotReadyError."""
         if name not in self.expected:

@@ -110,3 +110,27 @@ def test_request_whose_deadline_passed_in_the_queue_is_not_run():
 
     _run(scenario())
     assert model.batch_sizes == [1]
+
+
+def test_request_whose_deadline_cannot_be_met_is_refused_at_once():
+    model = DoublingModel(delay_s=0.2)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        batcher = MicroBatcher("m", model, max_batch_size=1, max_queue_delay_us=0, max_queue_rows=10)
+        batcher.start()
+        await batcher.submit(_feeds(1), 1)  # learns that a batch takes about 0.2 s
+        running = asyncio.ensure_future(batcher.submit(_feeds(2), 1))
+        await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        with pytest.raises(DeadlineExceededError, match="cannot be met"):
+            await batcher.submit(_feeds(3), 1, deadline=loop.time() + 0.1)
+        refused_in = time.perf_counter() - started
+        ok = await batcher.submit(_feeds(4), 1, deadline=loop.time() + 2.0)  # enough time: accepted
+        await running
+        await batcher.stop()
+        return refused_in, ok
+
+    refused_in, ok = _run(scenario())
+    assert refused_in < 0.05 and ok.outputs.ravel().tolist() == [8.0]
+    assert model.batch_sizes == [1, 1, 1]
