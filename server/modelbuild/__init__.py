@@ -1,0 +1,1 @@
+"""The recipe that rebuilds the bundled fraud and credit models from seeded synthetic data."""
