@@ -40,6 +40,7 @@ class Recording:
     per_slice: dict[int, HdrHistogram] = field(default_factory=dict)  # corrected, by intended send time
     uncorrected_per_slice: dict[int, HdrHistogram] = field(default_factory=dict)
     codes: Counter = field(default_factory=Counter)  # gRPC status name -> requests
+    error_details: dict[str, str] = field(default_factory=dict)  # status name -> first message seen
     calls: Counter = field(default_factory=Counter)  # mix label -> requests answered
     scheduled: int = 0  # arrivals the schedule put in the measured window
     sent: int = 0  # of those, actually sent before the end of the run
@@ -77,6 +78,7 @@ class Recording:
             "per_slice": {s: h.encode() for s, h in self.per_slice.items()},
             "uncorrected_per_slice": {s: h.encode() for s, h in self.uncorrected_per_slice.items()},
             "codes": dict(self.codes),
+            "error_details": self.error_details,
             "calls": dict(self.calls),
             "scheduled": self.scheduled,
             "sent": self.sent,
@@ -99,6 +101,8 @@ class Recording:
             for second, blob in encoded[source].items():
                 target.setdefault(second, new_histogram()).decode_and_add(blob)
         self.codes.update(encoded["codes"])
+        for code, details in encoded["error_details"].items():
+            self.error_details.setdefault(code, details)
         self.calls.update(encoded["calls"])
         self.scheduled += encoded["scheduled"]
         self.sent += encoded["sent"]

@@ -42,6 +42,7 @@ def report_dict(result: RunResult, figures: Figures, verdict: Verdict) -> dict:
         "sla": [line.as_dict() for line in verdict.lines],
         "figures": figures.as_dict(),
         "calls": dict(rec.calls),
+        "error_details": rec.error_details,
         "server": [vars(s) for s in result.server],
         "server_metrics_scraped": result.server_metrics_scraped,
         "latency_over_time": over_time,
@@ -92,6 +93,8 @@ def print_summary(console: Console, result: RunResult, figures: Figures, verdict
         f"throughput {figures.throughput_rps:.1f} req/s{rate}, {figures.rows_per_s:.0f} rows/s; "
         f"status codes: {', '.join(f'{k} {v}' for k, v in figures.codes.items()) or 'none'}"
     )
+    for code, details in sorted(result.recording.error_details.items()):
+        console.print(f"  first {code}: {details or '(no details)'}", markup=False)
     console.print(
         f"generator: {figures.workers} worker process(es), {figures.generator_cpu_cores:.2f} CPU cores "
         f"busy ({figures.generator_cpu_s:.1f} CPU s); {figures.cpu_count_note}"

@@ -17,6 +17,7 @@ from server.api.gen.riskserve.v1 import scoring_pb2
 from server.config.paths import default_models_dir
 
 MAX_POOL_REQUESTS = 2048  # distinct bodies per mix entry; cycled through on the send path
+MAX_POOL_ROWS = 32_768  # rows turned into bodies (e.g. 128 batches of 256)
 BASE_TIMESTAMP = 1_767_225_600  # 2026-01-01T00:00:00Z; a holdout row's hour_of_day is added to it
 
 BEHAVIOUR_FIELDS = (
@@ -98,9 +99,9 @@ def transactions(frame: pd.DataFrame, path: Path, model: str | None) -> list[sco
         )
         result.append(
             scoring_pb2.Transaction(
-                transaction_id=f"lt-{index}",
-                card_id=f"lt-card-{index % 997}",
-                merchant_id=f"lt-m-{index % 89}",
+                transaction_id=str(row.get("transaction_id", f"lt-{index}")),
+                card_id=str(row.get("card_id", f"lt-card-{index % 997}")),  # tokens, never a PAN
+                merchant_id=str(row.get("merchant_id", f"lt-m-{index % 89}")),
                 amount=float(row["amount"]),
                 timestamp=int(stamps[index]),
                 behaviour=behaviour,
@@ -116,7 +117,7 @@ def applications(frame: pd.DataFrame, path: Path, model: str | None) -> list[sco
     _require(frame, (*APPLICATION_FLOATS, *APPLICATION_STRINGS), path)
     return [
         scoring_pb2.Application(
-            application_id=f"lt-{index}",
+            application_id=str(row.get("application_id", f"lt-{index}")),
             model=model or "",
             **{name: float(row[name]) for name in APPLICATION_FLOATS},
             **{name: str(row[name]) for name in APPLICATION_STRINGS},
@@ -136,30 +137,27 @@ def _oip_columns(entry: MixEntry, frame: pd.DataFrame, models_dir: Path) -> tupl
     raise LoadTestError(f"oip.infer model {entry.model_name!r} is not a bundled model: list its `inputs`")
 
 
-def _bytes_tensor(values: np.ndarray) -> bytes:
-    """BYTES tensor in the Open Inference Protocol raw layout: 4-byte little-endian length, then the bytes."""
-    parts = []
-    for value in values:
-        encoded = str(value).encode()
-        parts.append(len(encoded).to_bytes(4, "little") + encoded)
-    return b"".join(parts)
-
-
 def infer_requests(entry: MixEntry, frame: pd.DataFrame, path: Path, models_dir: Path) -> list[bytes]:
     """ModelInferRequests of `batch_size` rows, one input [rows, 1] per feature column, raw contents."""
     columns = _oip_columns(entry, frame, models_dir)
     _require(frame, columns, path)
+    tensors = []  # (name, datatype, raw bytes of every row's value)
+    for column in columns:
+        series = frame[column]
+        if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+            tensors.append((column, "FP32", series.to_numpy().astype("<f4")))
+        else:
+            encoded = [str(value).encode() for value in series]
+            tensors.append((column, "BYTES", [len(e).to_bytes(4, "little") + e for e in encoded]))
     requests = []
     for chunk in _row_chunks(len(frame), entry.batch_size):
-        request = service_pb2.ModelInferRequest(model_name=entry.model_name, id="")
-        for column in columns:
-            values = frame[column].to_numpy()[chunk]
-            numeric = pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(
-                frame[column]
-            )
-            request.inputs.add(name=column, datatype="FP32" if numeric else "BYTES", shape=[len(chunk), 1])
-            raw = values.astype("<f4").tobytes() if numeric else _bytes_tensor(values)
-            request.raw_input_contents.append(raw)
+        request = service_pb2.ModelInferRequest(model_name=entry.model_name)
+        for name, datatype, values in tensors:
+            request.inputs.add(name=name, datatype=datatype, shape=[len(chunk), 1])
+            if datatype == "FP32":
+                request.raw_input_contents.append(values[chunk].tobytes())
+            else:  # BYTES: each element a 4-byte little-endian length, then the bytes
+                request.raw_input_contents.append(b"".join(values[i] for i in chunk))
         requests.append(request.SerializeToString())
     return requests
 
@@ -170,20 +168,27 @@ def _row_chunks(rows: int, batch_size: int) -> list[np.ndarray]:
     return [np.arange(i * batch_size, (i + 1) * batch_size) % rows for i in range(count)]
 
 
+def _spread(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
+    """At most `rows` rows taken evenly across the file (a large holdout is often ordered by time)."""
+    if len(frame) <= rows:
+        return frame
+    return frame.iloc[np.linspace(0, len(frame) - 1, rows).astype(int)].reset_index(drop=True)
+
+
 def build_pool(entry: MixEntry, models_dir: Path | None = None) -> RequestPool:
     """Read the entry's rows and serialize its requests once."""
     models_dir = models_dir or default_models_dir()
     path = _data_path(entry, models_dir)
-    frame = read_rows(path)
+    frame = _spread(read_rows(path), min(MAX_POOL_ROWS, MAX_POOL_REQUESTS * entry.batch_size))
     override = entry.model if entry.model and entry.model != entry.call.default_model else None
     label = entry.call.value
     if entry.call is CallKind.OIP_INFER:
         bodies = infer_requests(entry, frame, path, models_dir)
         label = f"oip.infer:{entry.model_name}"
     elif entry.call is CallKind.CREDIT_ASSESS:
-        bodies = [m.SerializeToString() for m in applications(frame.head(MAX_POOL_REQUESTS), path, override)]
+        bodies = [m.SerializeToString() for m in applications(frame, path, override)]
     elif entry.call is CallKind.FRAUD_SCORE_BATCH:
-        rows = transactions(frame.head(MAX_POOL_REQUESTS * entry.batch_size), path, override)
+        rows = transactions(frame, path, override)
         bodies = [
             scoring_pb2.TransactionBatch(
                 transactions=[rows[i] for i in chunk], model=override or ""
@@ -191,7 +196,7 @@ def build_pool(entry: MixEntry, models_dir: Path | None = None) -> RequestPool:
             for chunk in _row_chunks(len(rows), entry.batch_size)
         ]
     else:
-        bodies = [m.SerializeToString() for m in transactions(frame.head(MAX_POOL_REQUESTS), path, override)]
+        bodies = [m.SerializeToString() for m in transactions(frame, path, override)]
     if entry.batch_size > 1:
         label = f"{label}[{entry.batch_size}]"
     return RequestPool(

@@ -156,7 +156,7 @@ class _Generator:
             for lane in by_pool.values():
                 lane.close()
         all_lanes = [lane for by_pool in lanes for lane in by_pool.values()]
-        await asyncio.gather(*(lane.drain(spec.timeout_s) for lane in all_lanes))
+        await asyncio.gather(*(lane.drain() for lane in all_lanes))
 
     def _open_stream_lanes(self) -> list[dict[int, StreamLane]]:
         lanes = []
@@ -164,7 +164,7 @@ class _Generator:
             per_channel = {}
             for mix_index, pool in enumerate(self.spec.pools):
                 if pool.streaming:
-                    lane = StreamLane(by_pool[mix_index], self._stream_done)
+                    lane = StreamLane(by_pool[mix_index], self._stream_done, self.spec.timeout_s)
                     lane.start()
                     per_channel[mix_index] = lane
             lanes.append(per_channel)
@@ -175,26 +175,40 @@ class _Generator:
     ) -> None:
         call = self._unary[index % len(self._unary)][mix_index]
         sent = time.monotonic()
+        details = ""
         try:
             await call(next(self._bodies[mix_index]), timeout=self.spec.timeout_s)
             code = "OK"
         except grpc.aio.AioRpcError as error:
-            code = error.code().name
+            code, details = error.code().name, error.details() or ""
         finally:
             self._in_flight.release()
         if measured:
-            self._finish(mix_index, intended, sent, time.monotonic(), code, slice_index)
+            self._finish(mix_index, intended, sent, time.monotonic(), code, slice_index, details)
 
-    def _stream_done(self, item: StreamItem, sent: float, done: float, code: str) -> None:
+    def _stream_done(self, item: StreamItem, sent: float, done: float, code: str, details: str) -> None:
         self._in_flight.release()
+        if code in ("OK", "DEADLINE_EXCEEDED") and done - sent > self.spec.timeout_s:
+            # as with a unary call, the caller gave up at the deadline
+            code, details = "DEADLINE_EXCEEDED", "no answer within the timeout"
+            done = sent + self.spec.timeout_s
         if item.measured:
-            self._finish(item.mix_index, item.intended, sent, done, code, item.slice_index)
+            self._finish(item.mix_index, item.intended, sent, done, code, item.slice_index, details)
 
     def _finish(
-        self, mix_index: int, intended: float, sent: float, done: float, code: str, slice_index: int
+        self,
+        mix_index: int,
+        intended: float,
+        sent: float,
+        done: float,
+        code: str,
+        slice_index: int,
+        details: str = "",
     ) -> None:
         rec = self.recording
         rec.codes[code] += 1
+        if code != "OK" and code not in rec.error_details:
+            rec.error_details[code] = details[:300]
         if code == "OK":
             pool = self.spec.pools[mix_index]
             rec.calls[pool.label] += 1
@@ -224,30 +238,34 @@ class _Generator:
                 break
             mix_index = sequence[step % len(sequence)]
             body = next(self._bodies[mix_index])
+            code, details = "OK", ""
             try:
                 if self.spec.pools[mix_index].streaming:
                     stream = streams.get(mix_index)
                     if stream is None or stream.done():
                         stream = streams[mix_index] = self._stream[channel][mix_index]()
-                    await stream.write(body)
-                    if await asyncio.wait_for(stream.read(), self.spec.timeout_s) is grpc.aio.EOF:
-                        streams.pop(mix_index)
-                        raise StreamEndedError
+                    await asyncio.wait_for(self._stream_round_trip(stream, body), self.spec.timeout_s)
                 else:
                     await self._unary[channel][mix_index](body, timeout=self.spec.timeout_s)
-                code = "OK"
             except grpc.aio.AioRpcError as error:
-                code = error.code().name
+                code, details = error.code().name, error.details() or ""
             except TimeoutError:
-                code = "DEADLINE_EXCEEDED"
+                code, details = "DEADLINE_EXCEEDED", f"no answer within {self.spec.timeout_s:g} s"
                 streams.pop(mix_index).cancel()
-            except StreamEndedError:
-                code = "UNKNOWN"  # the server closed the stream without answering
+            except (StreamEndedError, asyncio.InvalidStateError):
+                code, details = "UNKNOWN", "the server ended the stream without answering"
+                streams.pop(mix_index, None)
             if sent >= warmup_end:
                 slice_index = int((sent - warmup_end) / self.spec.slice_s)
-                self._finish(mix_index, sent, sent, time.monotonic(), code, slice_index)
+                self._finish(mix_index, sent, sent, time.monotonic(), code, slice_index, details)
         for stream in streams.values():
             stream.cancel()
+
+    @staticmethod
+    async def _stream_round_trip(stream: grpc.aio.StreamStreamCall, body: bytes) -> None:
+        await stream.write(body)
+        if await stream.read() is grpc.aio.EOF:
+            raise StreamEndedError
 
     # ---- progress ----
 

@@ -22,6 +22,7 @@ class PeerBehaviour:
     stall_ms: float = 0.0  # one blocking stall of the whole server...
     stall_after_s: float = 0.0  # ...this long after the first call arrived
     max_in_flight: int | None = None  # above it, calls are refused with RESOURCE_EXHAUSTED
+    end_stream_after: int | None = None  # a ScoreStream ends with INVALID_ARGUMENT after this many messages
 
 
 class _State:
@@ -77,7 +78,12 @@ class _Fraud(scoring_pb2_grpc.FraudScoringServicer):
         return scoring_pb2.FraudScoreBatch(scores=[_fraud_score(t) for t in request.transactions])
 
     async def ScoreStream(self, request_iterator, context):
+        limit = self.state.behaviour.end_stream_after
+        count = 0
         async for transaction in request_iterator:
+            count += 1
+            if limit is not None and count > limit:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"stream message {count}: bad amount")
             await self.state.serve_one(context, transaction)
             yield _fraud_score(transaction)
 

@@ -115,3 +115,27 @@ def test_mixed_calls_stream_batch_and_credit_are_all_answered(fraud_file: Path, 
     assert result.recording.rows_ok == sum(calls.values()) + 15 * calls["fraud.score_batch[16]"]
     kinds = {type(message).__name__ for message in received}
     assert kinds == {"Transaction", "TransactionBatch", "Application"}
+
+
+def test_streams_the_server_ends_lose_no_message_and_report_why(fraud_file: Path) -> None:
+    mix = [{"call": "fraud.score_stream", "data_file": str(fraud_file)}]
+    with PeerServer(PeerBehaviour(end_stream_after=25)) as peer:
+        result = run(peer.target, fraud_file, {"rate": 150, "duration_s": 1, "warmup_s": 0}, mix=mix)
+    figures = compute_figures(result)
+    # every scheduled message is accounted for: answered, or failed with the status that ended its stream
+    assert figures.requests == figures.scheduled == 150
+    assert figures.codes["OK"] >= 100
+    assert figures.codes["INVALID_ARGUMENT"] >= 1
+    assert "bad amount" in result.recording.error_details["INVALID_ARGUMENT"]
+
+
+def test_stream_answers_later_than_the_timeout_count_as_deadline_exceeded(fraud_file: Path) -> None:
+    mix = [{"call": "fraud.score_stream", "data_file": str(fraud_file)}]
+    with PeerServer(PeerBehaviour(delay_ms=60)) as peer:  # one message at a time: the backlog grows
+        result = run(peer.target, fraud_file, {"rate": 50, "duration_s": 1, "timeout_ms": 300}, mix=mix)
+    figures = compute_figures(result)
+    assert figures.requests == figures.scheduled == 50
+    assert figures.codes["DEADLINE_EXCEEDED"] > 10
+    # the caller gives up at the deadline, as with a unary call: latency is bounded by the timeout
+    assert figures.uncorrected_latency_ms["p999"] == pytest.approx(300, rel=0.01)
+    assert figures.max_latency_ms < 400
