@@ -11,7 +11,14 @@ from server.config.paths import BUNDLED_MODELS_DIR, default_models_dir
 
 log = logging.getLogger(__name__)
 MODEL_NAMES = ("fraud", "credit")
-MODEL_FILES = ("config.yaml", "model.onnx", "calibration.parquet", "holdout.parquet", "metrics.json", "MODEL_CARD.md")
+MODEL_FILES = (
+    "config.yaml",
+    "model.onnx",
+    "calibration.parquet",
+    "holdout.parquet",
+    "metrics.json",
+    "MODEL_CARD.md",
+)
 
 
 class BadFlagError(ValueError):
@@ -22,14 +29,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models = subparsers.add_parser("models", help="build or list the model repository")
     actions = models.add_subparsers(dest="models_command", metavar="ACTION")
     build = actions.add_parser("build", help="rebuild the bundled fraud and credit models from the seed")
-    build.add_argument("--models-dir", type=Path, default=None,
-                       help="model repository to write (default: $RISKSERVE_MODELS_DIR or the bundled models/)")
+    build.add_argument(
+        "--models-dir",
+        type=Path,
+        default=None,
+        help="model repository to write (default: $RISKSERVE_MODELS_DIR or the bundled models/)",
+    )
     build.add_argument("--only", choices=MODEL_NAMES, help="build one model only")
     build.add_argument("--seed", type=int, default=None, help="generator and training seed (default 7)")
-    build.add_argument("--fraud-rate", type=float, default=0.005,
-                       help="share of fraudulent transactions in the generated stream, in (0, 0.5) (default 0.005)")
+    build.add_argument(
+        "--fraud-rate",
+        type=float,
+        default=0.005,
+        help="share of fraudulent transactions in the generated stream, in (0, 0.5) (default 0.005)",
+    )
     build.add_argument("--rows", type=int, default=None, help=argparse.SUPPRESS)  # smaller data, for tests
-    build.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)    # tiny networks, for tests
+    build.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # tiny networks, for tests
     build.set_defaults(func=run_build)
     listing = actions.add_parser("list", help="list the models in a repository")
     listing.add_argument("--models-dir", type=Path, default=None)
@@ -84,8 +99,11 @@ def run_build(args: argparse.Namespace) -> int:
     results = []
     try:
         for name in names:
-            recipe = (fraud_recipe(seed, args.fraud_rate, args.rows, args.quick) if name == "fraud"
-                      else credit_recipe(seed, args.rows, args.quick))
+            recipe = (
+                fraud_recipe(seed, args.fraud_rate, args.rows, args.quick)
+                if name == "fraud"
+                else credit_recipe(seed, args.rows, args.quick)
+            )
             results.append(build_model(recipe, models_dir / name, _command_line(args, name), progress))
     except (ModelBuildError, GeneratorConfigError) as exc:
         print(f"riskserve models build: error: {exc}", file=sys.stderr)
@@ -99,16 +117,33 @@ def _print_summary(results, total_seconds: float) -> None:
     from rich.table import Table
 
     table = Table(title=f"riskserve models build: {total_seconds:.1f} s")
-    for column in ("model", "ROC-AUC", "PR-AUC", "KS", "Brier", "recall@1%FPR", "params", "holdout +",
-                   "review / decline", "seconds"):
+    for column in (
+        "model",
+        "ROC-AUC",
+        "PR-AUC",
+        "KS",
+        "Brier",
+        "recall@1%FPR",
+        "params",
+        "holdout +",
+        "review / decline",
+        "seconds",
+    ):
         table.add_column(column, justify="left" if column == "model" else "right")
     for result in results:
         m = result.metrics["holdout_metrics"]
         decision = result.metrics["decision"]
         table.add_row(
-            result.name, f"{m['roc_auc']:.4f}", f"{m['pr_auc']:.4f}", f"{m['ks']:.4f}", f"{m['brier']:.5f}",
-            f"{m['recall_at_1pct_fpr']:.3f}", f"{result.metrics['model']['parameters']:,}",
-            str(m["positives"]), f"{decision['review']:.4g} / {decision['decline']:.4g}", f"{result.seconds:.1f}",
+            result.name,
+            f"{m['roc_auc']:.4f}",
+            f"{m['pr_auc']:.4f}",
+            f"{m['ks']:.4f}",
+            f"{m['brier']:.5f}",
+            f"{m['recall_at_1pct_fpr']:.3f}",
+            f"{result.metrics['model']['parameters']:,}",
+            str(m["positives"]),
+            f"{decision['review']:.4g} / {decision['decline']:.4g}",
+            f"{result.seconds:.1f}",
         )
     Console(width=140).print(table)
 
@@ -128,12 +163,17 @@ def run_list(args: argparse.Namespace) -> int:
         table.add_column(column)
     for folder in sorted(p for p in models_dir.iterdir() if p.is_dir()):
         files = [f for f in MODEL_FILES if (folder / f).is_file()]
-        present = f"{len(files)}/{len(MODEL_FILES)}" + ("" if len(files) == len(MODEL_FILES) else
-                                                         " (missing " + ", ".join(sorted(set(MODEL_FILES) - set(files))) + ")")
+        present = f"{len(files)}/{len(MODEL_FILES)}" + (
+            ""
+            if len(files) == len(MODEL_FILES)
+            else " (missing " + ", ".join(sorted(set(MODEL_FILES) - set(files))) + ")"
+        )
         try:
             config = load_model_config(folder)
         except ConfigError as exc:
-            table.add_row(folder.name, "-", "-", "-", present, f"invalid: {str(exc).splitlines()[-1].strip()}")
+            table.add_row(
+                folder.name, "-", "-", "-", present, f"invalid: {str(exc).splitlines()[-1].strip()}"
+            )
             continue
         table.add_row(config.name, config.version, config.task.value, str(len(config.inputs)), present, "ok")
     Console(width=160).print(table)

@@ -13,7 +13,9 @@ DAY = 86_400
 _CARD_SPAN = 10**10
 
 
-def add_behaviour_aggregates(events: pd.DataFrame, history_start: int, rng: np.random.Generator) -> pd.DataFrame:
+def add_behaviour_aggregates(
+    events: pd.DataFrame, history_start: int, rng: np.random.Generator
+) -> pd.DataFrame:
     """Return `events` sorted by card and time with txn_count_1h/24h, amount_sum_1h/24h,
     seconds_since_last_txn, is_new_merchant and is_new_device added (flags as 0/1 floats)."""
     events = events.sort_values(["card", "t"], kind="stable").reset_index(drop=True)

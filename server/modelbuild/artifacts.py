@@ -31,10 +31,17 @@ def model_config_document(recipe: ModelRecipe, version: str, review: float, decl
         spec["description"] = FEATURE_DESCRIPTIONS[name]
         inputs.append(spec)
     document: dict[str, Any] = {
-        "name": recipe.name, "version": version, "task": recipe.task, "description": recipe.description,
-        "onnx_file": "model.onnx", "output_name": "probabilities", "label_column": recipe.features.label,
-        "calibration_file": "calibration.parquet", "holdout_file": "holdout.parquet",
-        "inputs": inputs, "decision": {"review": review, "decline": decline},
+        "name": recipe.name,
+        "version": version,
+        "task": recipe.task,
+        "description": recipe.description,
+        "onnx_file": "model.onnx",
+        "output_name": "probabilities",
+        "label_column": recipe.features.label,
+        "calibration_file": "calibration.parquet",
+        "holdout_file": "holdout.parquet",
+        "inputs": inputs,
+        "decision": {"review": review, "decline": decline},
     }
     if recipe.scorecard:
         document["scorecard"] = dict(recipe.scorecard)
@@ -42,8 +49,13 @@ def model_config_document(recipe: ModelRecipe, version: str, review: float, decl
 
 
 def write_model_folder(
-    directory: Path, recipe: ModelRecipe, config: dict[str, Any], model: onnx.ModelProto,
-    calibration: pd.DataFrame, holdout: pd.DataFrame, metrics: dict[str, Any],
+    directory: Path,
+    recipe: ModelRecipe,
+    config: dict[str, Any],
+    model: onnx.ModelProto,
+    calibration: pd.DataFrame,
+    holdout: pd.DataFrame,
+    metrics: dict[str, Any],
 ) -> None:
     """Write every file of the model's folder and check the config loads with the server's loader."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -54,6 +66,8 @@ def write_model_folder(
     holdout[holdout_columns].to_parquet(directory / "holdout.parquet", **PARQUET_OPTIONS)
     onnx.save_model(model, directory / "model.onnx")
     (directory / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False) + "\n")
-    header = f"# {recipe.name}: written by `riskserve models build`; edit thresholds here, rebuild for data.\n"
+    header = (
+        f"# {recipe.name}: written by `riskserve models build`; edit thresholds here, rebuild for data.\n"
+    )
     (directory / "config.yaml").write_text(header + yaml.safe_dump(config, sort_keys=False, width=110))
     load_model_config(directory)  # the file must load exactly as the server will load it

@@ -24,9 +24,9 @@ from server.modelbuild.splits import decision_shares
 from server.modelbuild.training import fit_pipeline, parameter_count, positive_scores
 
 Progress = Callable[[str, str, float, str], None]
-MAX_SATURATED_SHARE = 0.01   # scores exactly 0 or 1 in float32: the over-confidence trap (DESIGN.md)
-MAX_AUC_GAP = 1e-4           # ONNX vs sklearn ROC-AUC
-MAX_PROBABILITY_GAP = 1e-5   # ONNX vs sklearn, per row
+MAX_SATURATED_SHARE = 0.01  # scores exactly 0 or 1 in float32: the over-confidence trap (DESIGN.md)
+MAX_AUC_GAP = 1e-4  # ONNX vs sklearn ROC-AUC
+MAX_PROBABILITY_GAP = 1e-5  # ONNX vs sklearn, per row
 PACKAGES = ("numpy", "pandas", "scikit-learn", "skl2onnx", "onnx", "onnxruntime")
 
 
@@ -38,7 +38,9 @@ class BuildResult:
     seconds: float
 
 
-def build_model(recipe: ModelRecipe, directory: Path, command: str, progress: Progress | None = None) -> BuildResult:
+def build_model(
+    recipe: ModelRecipe, directory: Path, command: str, progress: Progress | None = None
+) -> BuildResult:
     """Rebuild `directory` from `recipe`; raise ModelBuildError if the export disagrees with sklearn."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -53,12 +55,20 @@ def build_model(recipe: ModelRecipe, directory: Path, command: str, progress: Pr
     stage("generate", t, f"{len(data):,} rows, positive rate {data[recipe.features.label].mean():.2%}")
     t = time.perf_counter()
     split = recipe.split(data)
-    stage("split", t, f"train {len(split.train):,} / calibration {len(split.calibration):,} / "
-                      f"holdout {len(split.holdout):,} ({int(split.holdout[recipe.features.label].sum())} positives)")
+    stage(
+        "split",
+        t,
+        f"train {len(split.train):,} / calibration {len(split.calibration):,} / "
+        f"holdout {len(split.holdout):,} ({int(split.holdout[recipe.features.label].sum())} positives)",
+    )
     t = time.perf_counter()
     pipeline = fit_pipeline(split.train, recipe.features, recipe.vocabulary, recipe.mlp, recipe.seed)
     epochs = int(pipeline.named_steps["mlp"].n_iter_)
-    stage("train", t, f"MLP {recipe.mlp.hidden_layers}, {parameter_count(pipeline):,} parameters, {epochs} epochs")
+    stage(
+        "train",
+        t,
+        f"MLP {recipe.mlp.hidden_layers}, {parameter_count(pipeline):,} parameters, {epochs} epochs",
+    )
     t = time.perf_counter()
     model = export_onnx(pipeline, recipe.features, recipe.name, MODEL_VERSION)
     stage("export", t, f"opset {model.opset_import[0].version}, {len(model.graph.input)} inputs")
@@ -70,35 +80,71 @@ def build_model(recipe: ModelRecipe, directory: Path, command: str, progress: Pr
     onnx_metrics = risk_metrics(labels, scores)
     sklearn_metrics = risk_metrics(labels, reference)
     gap = float(np.max(np.abs(scores - reference)))
-    _check_export(recipe.name, onnx_metrics.roc_auc, sklearn_metrics.roc_auc, gap,
-                  onnx_metrics.share_scores_exactly_0_or_1)
+    _check_export(
+        recipe.name,
+        onnx_metrics.roc_auc,
+        sklearn_metrics.roc_auc,
+        gap,
+        onnx_metrics.share_scores_exactly_0_or_1,
+    )
     review, decline = recipe.thresholds(scores)
-    stage("evaluate", t, f"ROC-AUC {onnx_metrics.roc_auc:.4f} (sklearn {sklearn_metrics.roc_auc:.4f}), "
-                         f"max |ONNX - sklearn| {gap:.1e}")
+    stage(
+        "evaluate",
+        t,
+        f"ROC-AUC {onnx_metrics.roc_auc:.4f} (sklearn {sklearn_metrics.roc_auc:.4f}), "
+        f"max |ONNX - sklearn| {gap:.1e}",
+    )
 
     t = time.perf_counter()
     model_bytes = model.SerializeToString()
     metrics: dict[str, Any] = {
-        "name": recipe.name, "version": MODEL_VERSION, "task": recipe.task, "seed": recipe.seed,
+        "name": recipe.name,
+        "version": MODEL_VERSION,
+        "task": recipe.task,
+        "seed": recipe.seed,
         "command": command,
         "holdout_metrics": onnx_metrics.as_dict(),
         "sklearn_holdout_metrics": sklearn_metrics.as_dict(),
-        "onnx_vs_sklearn": {"roc_auc_onnx": onnx_metrics.roc_auc, "roc_auc_sklearn": sklearn_metrics.roc_auc,
-                            "max_abs_probability_difference": gap},
-        "decision": {"review": review, "decline": decline, "rule": recipe.threshold_rule,
-                     "holdout_shares": decision_shares(scores, review, decline),
-                     "holdout_positive_capture": _capture(labels, scores, review, decline)},
-        "model": {"architecture": _architecture(pipeline), "hidden_layers": list(recipe.mlp.hidden_layers),
-                  "parameters": parameter_count(pipeline), "alpha": recipe.mlp.alpha, "epochs": epochs,
-                  "schedule": "early stopping on a validation split" if recipe.mlp.early_stopping
-                  else f"fixed schedule of at most {recipe.mlp.max_iter} epochs",
-                  "onnx_inputs": len(model.graph.input), "onnx_opset": model.opset_import[0].version,
-                  "onnx_sha256": hashlib.sha256(model_bytes).hexdigest(), "onnx_bytes": len(model_bytes)},
-        "data": {"generator": recipe.generator_settings, "rows": {"generated": len(data), "train": len(split.train),
-                 "calibration": len(split.calibration), "holdout": len(split.holdout)},
-                 "positive_rate": {"generated": float(data[recipe.features.label].mean()),
-                                   "train": float(split.train[recipe.features.label].mean()),
-                                   "holdout": float(labels.mean())}},
+        "onnx_vs_sklearn": {
+            "roc_auc_onnx": onnx_metrics.roc_auc,
+            "roc_auc_sklearn": sklearn_metrics.roc_auc,
+            "max_abs_probability_difference": gap,
+        },
+        "decision": {
+            "review": review,
+            "decline": decline,
+            "rule": recipe.threshold_rule,
+            "holdout_shares": decision_shares(scores, review, decline),
+            "holdout_positive_capture": _capture(labels, scores, review, decline),
+        },
+        "model": {
+            "architecture": _architecture(pipeline),
+            "hidden_layers": list(recipe.mlp.hidden_layers),
+            "parameters": parameter_count(pipeline),
+            "alpha": recipe.mlp.alpha,
+            "epochs": epochs,
+            "schedule": "early stopping on a validation split"
+            if recipe.mlp.early_stopping
+            else f"fixed schedule of at most {recipe.mlp.max_iter} epochs",
+            "onnx_inputs": len(model.graph.input),
+            "onnx_opset": model.opset_import[0].version,
+            "onnx_sha256": hashlib.sha256(model_bytes).hexdigest(),
+            "onnx_bytes": len(model_bytes),
+        },
+        "data": {
+            "generator": recipe.generator_settings,
+            "rows": {
+                "generated": len(data),
+                "train": len(split.train),
+                "calibration": len(split.calibration),
+                "holdout": len(split.holdout),
+            },
+            "positive_rate": {
+                "generated": float(data[recipe.features.label].mean()),
+                "train": float(split.train[recipe.features.label].mean()),
+                "holdout": float(labels.mean()),
+            },
+        },
         "versions": {"python": platform.python_version(), **{p: package_version(p) for p in PACKAGES}},
     }
     if "fraud_scenario" in split.holdout:
@@ -114,26 +160,39 @@ def build_model(recipe: ModelRecipe, directory: Path, command: str, progress: Pr
 
 def _check_export(name: str, onnx_auc: float, sklearn_auc: float, gap: float, saturated: float) -> None:
     if gap > MAX_PROBABILITY_GAP:
-        raise ModelBuildError(f"{name}: ONNX probabilities differ from sklearn by {gap:.2e} > {MAX_PROBABILITY_GAP}")
+        raise ModelBuildError(
+            f"{name}: ONNX probabilities differ from sklearn by {gap:.2e} > {MAX_PROBABILITY_GAP}"
+        )
     if abs(onnx_auc - sklearn_auc) > MAX_AUC_GAP:
-        raise ModelBuildError(f"{name}: ONNX ROC-AUC {onnx_auc:.5f} vs sklearn {sklearn_auc:.5f}: saturated scores?"
-                              " raise the MLP's alpha")
+        raise ModelBuildError(
+            f"{name}: ONNX ROC-AUC {onnx_auc:.5f} vs sklearn {sklearn_auc:.5f}: saturated scores?"
+            " raise the MLP's alpha"
+        )
     if saturated > MAX_SATURATED_SHARE:
-        raise ModelBuildError(f"{name}: {saturated:.2%} of holdout scores are exactly 0 or 1 (over-confident MLP);"
-                              " raise the MLP's alpha")
+        raise ModelBuildError(
+            f"{name}: {saturated:.2%} of holdout scores are exactly 0 or 1 (over-confident MLP);"
+            " raise the MLP's alpha"
+        )
 
 
 def _capture(labels: np.ndarray, scores: np.ndarray, review: float, decline: float) -> dict[str, float]:
     positives = labels == 1
-    return {"review_or_decline": float(np.mean(scores[positives] >= review)),
-            "decline": float(np.mean(scores[positives] >= decline))}
+    return {
+        "review_or_decline": float(np.mean(scores[positives] >= review)),
+        "decline": float(np.mean(scores[positives] >= decline)),
+    }
 
 
-def _scenario_recall(holdout, scores: np.ndarray, review: float, decline: float) -> dict[str, dict[str, float]]:
+def _scenario_recall(
+    holdout, scores: np.ndarray, review: float, decline: float
+) -> dict[str, dict[str, float]]:
     result = {}
     for scenario, rows in holdout.groupby("fraud_scenario").indices.items():
-        result[str(scenario)] = {"rows": int(rows.size), "flagged": float(np.mean(scores[rows] >= review)),
-                                 "declined": float(np.mean(scores[rows] >= decline))}
+        result[str(scenario)] = {
+            "rows": int(rows.size),
+            "flagged": float(np.mean(scores[rows] >= review)),
+            "declined": float(np.mean(scores[rows] >= decline)),
+        }
     return result
 
 

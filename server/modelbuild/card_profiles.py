@@ -13,17 +13,17 @@ FAVOURITES_PER_CARD = 4
 class CardProfiles:
     """Column arrays, one entry per card (index = card number)."""
 
-    home_country: np.ndarray        # index into catalogue.COUNTRIES
-    spend_level: np.ndarray         # log-scale offset of the card's amounts vs the category median
-    favourite_mccs: np.ndarray      # [cards, FAVOURITES_PER_CARD] indices into MERCHANT_CATEGORIES
-    active_hour_local: np.ndarray   # centre of the card's day, local hours
+    home_country: np.ndarray  # index into catalogue.COUNTRIES
+    spend_level: np.ndarray  # log-scale offset of the card's amounts vs the category median
+    favourite_mccs: np.ndarray  # [cards, FAVOURITES_PER_CARD] indices into MERCHANT_CATEGORIES
+    active_hour_local: np.ndarray  # centre of the card's day, local hours
     active_hour_spread: np.ndarray  # standard deviation of the hour of use
-    daily_rate: np.ndarray          # expected transactions per day
-    travel_share: np.ndarray        # share of in-person spending abroad
-    travel_country: np.ndarray      # where the card travels to when it does
-    online_abroad_share: np.ndarray # share of online purchases from foreign merchants
-    devices: np.ndarray             # usual online devices (1-3)
-    new_device_day: np.ndarray      # day a legitimate new phone/laptop appears (inf: never)
+    daily_rate: np.ndarray  # expected transactions per day
+    travel_share: np.ndarray  # share of in-person spending abroad
+    travel_country: np.ndarray  # where the card travels to when it does
+    online_abroad_share: np.ndarray  # share of online purchases from foreign merchants
+    devices: np.ndarray  # usual online devices (1-3)
+    new_device_day: np.ndarray  # day a legitimate new phone/laptop appears (inf: never)
 
     @property
     def count(self) -> int:

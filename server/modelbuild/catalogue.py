@@ -15,9 +15,9 @@ class Country:
     currency: str
     lat: float
     lon: float
-    utc_offset: int          # hours; local time = UTC + offset (no daylight saving in this world)
-    issuer_weight: float     # share of cards issued there
-    merchant_weight: float   # attractiveness as a foreign merchant / travel destination
+    utc_offset: int  # hours; local time = UTC + offset (no daylight saving in this world)
+    issuer_weight: float  # share of cards issued there
+    merchant_weight: float  # attractiveness as a foreign merchant / travel destination
 
 
 COUNTRIES: tuple[Country, ...] = (
@@ -48,7 +48,9 @@ COUNTRY_LAT = np.radians([c.lat for c in COUNTRIES])
 COUNTRY_LON = np.radians([c.lon for c in COUNTRIES])
 UTC_OFFSETS = np.array([c.utc_offset for c in COUNTRIES])
 ISSUER_WEIGHTS = np.array([c.issuer_weight for c in COUNTRIES]) / sum(c.issuer_weight for c in COUNTRIES)
-MERCHANT_WEIGHTS = np.array([c.merchant_weight for c in COUNTRIES]) / sum(c.merchant_weight for c in COUNTRIES)
+MERCHANT_WEIGHTS = np.array([c.merchant_weight for c in COUNTRIES]) / sum(
+    c.merchant_weight for c in COUNTRIES
+)
 # Countries that cross-border fraud rings cash out in more often than travellers visit them.
 FRAUD_COUNTRY_WEIGHTS = MERCHANT_WEIGHTS * np.array(
     [1.0 if c.code not in {"NG", "RO", "CN", "TH", "BR", "MX", "IN", "AE"} else 4.0 for c in COUNTRIES]
@@ -65,10 +67,12 @@ CHIP, SWIPE, TAP, MANUAL, CARD_ON_FILE, WALLET = range(6)
 class MerchantCategory:
     mcc: str
     name: str
-    median_amount: float     # in USD-equivalent
-    sigma: float             # lognormal spread of the amount
-    channel_mix: tuple[float, float, float, float, float]  # card_present, contactless, ecommerce, moto, recurring
-    popularity: float        # share of everyday spending transactions
+    median_amount: float  # in USD-equivalent
+    sigma: float  # lognormal spread of the amount
+    channel_mix: tuple[
+        float, float, float, float, float
+    ]  # card_present, contactless, ecommerce, moto, recurring
+    popularity: float  # share of everyday spending transactions
     night_owl: bool = False  # spends do not shrink at night (gambling, crypto, wire, travel)
 
 
@@ -107,7 +111,7 @@ MCC_NIGHT_OWL = np.array([m.night_owl for m in MERCHANT_CATEGORIES])
 
 def mcc_index(*codes: str) -> np.ndarray:
     """Row positions of the given MCC codes in MERCHANT_CATEGORIES."""
-    return np.array([int(np.flatnonzero(MCC_CODES == code)[0]) for code in codes])
+    return np.array([int(np.flatnonzero(code == MCC_CODES)[0]) for code in codes])
 
 
 HIGH_RISK_MCCS = mcc_index("7995", "6051", "4829")

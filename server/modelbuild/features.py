@@ -7,8 +7,8 @@ from dataclasses import dataclass
 class FeatureSet:
     """The ONNX inputs of one model (in input order) and the pre-processing the graph applies to them."""
 
-    floats: tuple[str, ...]       # float32 inputs, in ONNX input order
-    log_scaled: tuple[str, ...]   # the heavy-tailed ones (amounts, counts): log1p, then standardized
+    floats: tuple[str, ...]  # float32 inputs, in ONNX input order
+    log_scaled: tuple[str, ...]  # the heavy-tailed ones (amounts, counts): log1p, then standardized
     categorical: tuple[str, ...]  # strings, one-hot encoded (unknown values encode as all zeros)
     label: str
 
@@ -23,19 +23,53 @@ class FeatureSet:
 
 
 FRAUD_FEATURES = FeatureSet(
-    floats=("amount", "hour_of_day", "txn_count_1h", "txn_count_24h", "amount_sum_1h", "amount_sum_24h",
-            "seconds_since_last_txn", "distance_from_home_km", "is_new_merchant", "is_new_device"),
-    log_scaled=("amount", "txn_count_1h", "txn_count_24h", "amount_sum_1h", "amount_sum_24h",
-                "seconds_since_last_txn", "distance_from_home_km"),
+    floats=(
+        "amount",
+        "hour_of_day",
+        "txn_count_1h",
+        "txn_count_24h",
+        "amount_sum_1h",
+        "amount_sum_24h",
+        "seconds_since_last_txn",
+        "distance_from_home_km",
+        "is_new_merchant",
+        "is_new_device",
+    ),
+    log_scaled=(
+        "amount",
+        "txn_count_1h",
+        "txn_count_24h",
+        "amount_sum_1h",
+        "amount_sum_24h",
+        "seconds_since_last_txn",
+        "distance_from_home_km",
+    ),
     categorical=("currency", "mcc", "card_country", "merchant_country", "channel", "entry_mode"),
     label="is_fraud",
 )
 
 CREDIT_FEATURES = FeatureSet(
-    floats=("annual_income", "debt_to_income", "revolving_utilization", "delinquencies_2y", "inquiries_6m",
-            "credit_history_months", "loan_amount", "term_months", "employment_years", "open_accounts"),
-    log_scaled=("annual_income", "delinquencies_2y", "inquiries_6m", "credit_history_months", "loan_amount",
-                "employment_years", "open_accounts"),
+    floats=(
+        "annual_income",
+        "debt_to_income",
+        "revolving_utilization",
+        "delinquencies_2y",
+        "inquiries_6m",
+        "credit_history_months",
+        "loan_amount",
+        "term_months",
+        "employment_years",
+        "open_accounts",
+    ),
+    log_scaled=(
+        "annual_income",
+        "delinquencies_2y",
+        "inquiries_6m",
+        "credit_history_months",
+        "loan_amount",
+        "employment_years",
+        "open_accounts",
+    ),
     categorical=("purpose", "home_ownership"),
     label="is_default",
 )
@@ -43,9 +77,13 @@ CREDIT_FEATURES = FeatureSet(
 # Float inputs that are counts, amounts or flags (never negative) and their obvious upper bounds.
 NON_NEGATIVE = frozenset(FRAUD_FEATURES.floats + CREDIT_FEATURES.floats)
 UPPER_BOUNDS = {
-    "hour_of_day": 23.0, "is_new_merchant": 1.0, "is_new_device": 1.0,
+    "hour_of_day": 23.0,
+    "is_new_merchant": 1.0,
+    "is_new_device": 1.0,
     "distance_from_home_km": 20_040.0,  # half the Earth's circumference
-    "debt_to_income": 10.0, "revolving_utilization": 5.0, "term_months": 600.0,
+    "debt_to_income": 10.0,
+    "revolving_utilization": 5.0,
+    "term_months": 600.0,
 }
 
 FEATURE_DESCRIPTIONS = {

@@ -16,13 +16,21 @@ import pandas as pd
 
 from server.modelbuild import catalogue as cat
 from server.modelbuild.card_profiles import CardProfiles
-from server.modelbuild.legit_transactions import DAY, amounts_for, describe_purchases, local_hours, merchant_keys
+from server.modelbuild.legit_transactions import (
+    DAY,
+    amounts_for,
+    describe_purchases,
+    local_hours,
+    merchant_keys,
+)
 
 SCENARIOS = ("card_testing", "account_takeover", "high_risk_mcc_night", "velocity_spike")
 FRAUD_SHOP_OFFSET = 6_000_000  # fraud-only merchant numbers start here (throwaway or compromised shops)
 
 
-def burst_times(rng: np.random.Generator, event: np.ndarray, start: np.ndarray, mean_gap: float) -> np.ndarray:
+def burst_times(
+    rng: np.random.Generator, event: np.ndarray, start: np.ndarray, mean_gap: float
+) -> np.ndarray:
     """Timestamps of each event's transactions: the event start plus exponential gaps."""
     gaps = rng.exponential(mean_gap, event.size).astype(np.int64) + 5
     first = np.r_[True, event[1:] != event[:-1]]
@@ -62,13 +70,24 @@ def card_testing(rng: np.random.Generator, cards: CardProfiles, rows: int, days:
     card = victim[event]
     home = cards.home_country[card]
     country = _foreign_or_home(rng, home, 0.45)[event]  # one merchant and proxy per burst
-    tiny = np.where(rng.random(rows) < 0.25, 1.0, np.round(np.clip(rng.lognormal(np.log(2.5), 0.8, rows), 0.5, 30.0), 2))
+    tiny = np.where(
+        rng.random(rows) < 0.25, 1.0, np.round(np.clip(rng.lognormal(np.log(2.5), 0.8, rows), 0.5, 30.0), 2)
+    )
     mcc = cat.TESTING_MCCS[rng.integers(0, cat.TESTING_MCCS.size, event.max() + 1)][event]
     shop = FRAUD_SHOP_OFFSET + rng.integers(0, 200, event.max() + 1)[event]  # a few weak merchants
     return _frame(
-        event, card, burst_times(rng, event, start, 45.0), tiny, mcc, country, cat.ECOMMERCE,
-        np.where(rng.random(rows) < 0.6, cat.MANUAL, cat.CARD_ON_FILE), shop,
-        _fraud_device(rng, card, event, new_share=0.5), _ip_distance(rng, home, country), 1,
+        event,
+        card,
+        burst_times(rng, event, start, 45.0),
+        tiny,
+        mcc,
+        country,
+        cat.ECOMMERCE,
+        np.where(rng.random(rows) < 0.6, cat.MANUAL, cat.CARD_ON_FILE),
+        shop,
+        _fraud_device(rng, card, event, new_share=0.5),
+        _ip_distance(rng, home, country),
+        1,
     )
 
 
@@ -80,17 +99,31 @@ def account_takeover(rng: np.random.Generator, cards: CardProfiles, rows: int, d
     mcc = cat.TAKEOVER_MCCS[rng.integers(0, cat.TAKEOVER_MCCS.size, rows)]
     merchant_country = np.where(rng.random(rows) < 0.5, ip_country, home)
     boost = rng.uniform(np.log(1.2), np.log(6.0), rows)  # well above the card's usual basket
-    amount = np.round(np.clip(amounts_for(rng, mcc, cards.spend_level[card], np.full(rows, 14)) * np.exp(boost),
-                              20.0, 25_000.0), 2)
+    amount = np.round(
+        np.clip(
+            amounts_for(rng, mcc, cards.spend_level[card], np.full(rows, 14)) * np.exp(boost), 20.0, 25_000.0
+        ),
+        2,
+    )
     return _frame(
-        event, card, burst_times(rng, event, start, 1_800.0), amount, mcc, merchant_country, cat.ECOMMERCE,
+        event,
+        card,
+        burst_times(rng, event, start, 1_800.0),
+        amount,
+        mcc,
+        merchant_country,
+        cat.ECOMMERCE,
         np.where(rng.random(rows) < 0.6, cat.CARD_ON_FILE, cat.MANUAL),
         FRAUD_SHOP_OFFSET + rng.integers(0, 5_000, rows),
-        _fraud_device(rng, card, event, new_share=0.7), _ip_distance(rng, home, ip_country), 2,
+        _fraud_device(rng, card, event, new_share=0.7),
+        _ip_distance(rng, home, ip_country),
+        2,
     )
 
 
-def high_risk_mcc_night(rng: np.random.Generator, cards: CardProfiles, rows: int, days: float) -> pd.DataFrame:
+def high_risk_mcc_night(
+    rng: np.random.Generator, cards: CardProfiles, rows: int, days: float
+) -> pd.DataFrame:
     event, victim, start = burst_events(rng, cards, rows, (1, 3), days)
     home = cards.home_country[victim]
     local_small_hours = rng.uniform(0.0, 5.0, victim.size) * 3600
@@ -102,9 +135,18 @@ def high_risk_mcc_night(rng: np.random.Generator, cards: CardProfiles, rows: int
     t = burst_times(rng, event, start, 1_200.0)
     amount = amounts_for(rng, mcc, rng.normal(0.3, 0.5, rows), local_hours(t, home))
     return _frame(
-        event, card, t, amount, mcc, country, np.where(rng.random(rows) < 0.9, cat.ECOMMERCE, cat.MAIL_PHONE),
-        cat.MANUAL, FRAUD_SHOP_OFFSET + rng.integers(0, 3_000, rows),
-        _fraud_device(rng, card, event, new_share=0.5), _ip_distance(rng, home, country), 3,
+        event,
+        card,
+        t,
+        amount,
+        mcc,
+        country,
+        np.where(rng.random(rows) < 0.9, cat.ECOMMERCE, cat.MAIL_PHONE),
+        cat.MANUAL,
+        FRAUD_SHOP_OFFSET + rng.integers(0, 3_000, rows),
+        _fraud_device(rng, card, event, new_share=0.5),
+        _ip_distance(rng, home, country),
+        3,
     )
 
 
@@ -117,10 +159,18 @@ def velocity_spike(rng: np.random.Generator, cards: CardProfiles, rows: int, day
     mcc = stores[rng.integers(0, stores.size, rows)]
     amount = amounts_for(rng, mcc, rng.normal(0.4, 0.4, rows), np.full(rows, 15))
     return _frame(
-        event, card, burst_times(rng, event, start, 420.0), amount, mcc, country,
+        event,
+        card,
+        burst_times(rng, event, start, 420.0),
+        amount,
+        mcc,
+        country,
         np.where(rng.random(rows) < 0.85, cat.CARD_PRESENT, cat.CONTACTLESS),
-        np.where(rng.random(rows) < 0.4, cat.SWIPE, cat.CHIP), rng.integers(0, 5_000_000, rows),
-        np.full(rows, -1), _ip_distance(rng, home, country), 4,
+        np.where(rng.random(rows) < 0.4, cat.SWIPE, cat.CHIP),
+        rng.integers(0, 5_000_000, rows),
+        np.full(rows, -1),
+        _ip_distance(rng, home, country),
+        4,
     )
 
 
@@ -144,23 +194,36 @@ def camouflage(
     online = fraud["device_key"].to_numpy() >= 0
     near_home = np.where(online, rng.lognormal(np.log(25.0), 1.3, n), rng.lognormal(np.log(6.0), 1.1, n))
     fraud["merchant_country"] = np.where(hidden, home, fraud["merchant_country"])
-    fraud["merchant_key"] = np.where(hidden, merchant_keys(fraud["mcc"].to_numpy(), home, shop),
-                                     fraud["merchant_key"])
+    fraud["merchant_key"] = np.where(
+        hidden, merchant_keys(fraud["mcc"].to_numpy(), home, shop), fraud["merchant_key"]
+    )
     fraud["distance_km"] = np.where(hidden, np.round(near_home, 1), fraud["distance_km"])
     fraud["device_key"] = np.where(hidden & online, card.astype(np.int64) * 10_000, fraud["device_key"])
     smaller = np.round(np.maximum(fraud["amount"] * np.exp(-rng.uniform(0.0, 1.2, n)), 0.5), 2)
     fraud["amount"] = np.where(hidden & (fraud["amount"] > 20.0), smaller, fraud["amount"])
     if mimic.any():
-        copied = describe_purchases(rng, cards, card[mimic], fraud["t"].to_numpy()[mimic], np.zeros(mimic.sum(), bool))
-        for column in ("amount", "mcc", "merchant_country", "channel", "entry_mode", "merchant_key", "device_key",
-                       "distance_km"):
+        copied = describe_purchases(
+            rng, cards, card[mimic], fraud["t"].to_numpy()[mimic], np.zeros(mimic.sum(), bool)
+        )
+        for column in (
+            "amount",
+            "mcc",
+            "merchant_country",
+            "channel",
+            "entry_mode",
+            "merchant_key",
+            "device_key",
+            "distance_km",
+        ):
             values = fraud[column].to_numpy().copy()
             values[mimic] = copied[column].to_numpy()
             fraud[column] = values
     return fraud
 
 
-def _fraud_device(rng: np.random.Generator, card: np.ndarray, event: np.ndarray, new_share: float) -> np.ndarray:
+def _fraud_device(
+    rng: np.random.Generator, card: np.ndarray, event: np.ndarray, new_share: float
+) -> np.ndarray:
     """The fraudster's device (one per event) or, some of the time, the victim's own usual one."""
     own = card.astype(np.int64) * 10_000
     fraudster = 9_000_000_000 + event * 10 + rng.integers(0, 10, event.max() + 1)[event]
@@ -168,18 +231,32 @@ def _fraud_device(rng: np.random.Generator, card: np.ndarray, event: np.ndarray,
     return np.where(uses_new, fraudster, own)
 
 
-def _frame(event, card, t, amount, mcc, country, channel, entry_mode, shop, device, distance, scenario) -> pd.DataFrame:
+def _frame(
+    event, card, t, amount, mcc, country, channel, entry_mode, shop, device, distance, scenario
+) -> pd.DataFrame:
     n = card.size
     channel = np.broadcast_to(channel, n)
     entry_mode = np.broadcast_to(entry_mode, n)
     # The merchant key of a shop abroad differs from the same number at home: key includes the country.
-    return pd.DataFrame({
-        "card": card, "t": t, "amount": amount, "mcc": mcc, "merchant_country": country,
-        "channel": channel, "entry_mode": entry_mode, "merchant_key": merchant_keys(mcc, country, shop),
-        "device_key": np.where(channel == cat.ECOMMERCE, device, np.where(channel == cat.MAIL_PHONE, device, -1)),
-        "distance_km": distance, "scenario": np.full(n, scenario, dtype=np.int64),
-        "in_warmup": np.zeros(n, dtype=bool), "event": event,
-    })
+    return pd.DataFrame(
+        {
+            "card": card,
+            "t": t,
+            "amount": amount,
+            "mcc": mcc,
+            "merchant_country": country,
+            "channel": channel,
+            "entry_mode": entry_mode,
+            "merchant_key": merchant_keys(mcc, country, shop),
+            "device_key": np.where(
+                channel == cat.ECOMMERCE, device, np.where(channel == cat.MAIL_PHONE, device, -1)
+            ),
+            "distance_km": distance,
+            "scenario": np.full(n, scenario, dtype=np.int64),
+            "in_warmup": np.zeros(n, dtype=bool),
+            "event": event,
+        }
+    )
 
 
 SCENARIO_GENERATORS: dict[str, Callable[..., pd.DataFrame]] = {

@@ -13,7 +13,7 @@ from server.modelbuild import catalogue as cat
 from server.modelbuild.card_profiles import FAVOURITES_PER_CARD, CardProfiles
 
 DAY = 86_400
-FAVOURITE_SHARE = 0.65        # share of a card's spending at its favourite categories
+FAVOURITE_SHARE = 0.65  # share of a card's spending at its favourite categories
 REGULAR_MERCHANT_SHARE = 0.55  # share of spending at one of the card's ~3 regular shops per category
 SESSION_FOLLOWER_SHARE = 0.25  # transactions that follow another one of the same card within minutes
 REGULAR_MERCHANT_POOL = 50_000
@@ -28,14 +28,16 @@ def categorical(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarr
 
 def entry_modes_for(rng: np.random.Generator, channel: np.ndarray) -> np.ndarray:
     """How the card details reached the terminal, given the channel."""
-    by_channel = np.array([
-        # chip, swipe, contactless, manual, card_on_file, wallet
-        [0.90, 0.10, 0.00, 0.00, 0.00, 0.00],  # card_present
-        [0.00, 0.00, 0.70, 0.00, 0.00, 0.30],  # contactless
-        [0.00, 0.00, 0.00, 0.35, 0.45, 0.20],  # ecommerce
-        [0.00, 0.00, 0.00, 1.00, 0.00, 0.00],  # mail_phone
-        [0.00, 0.00, 0.00, 0.00, 1.00, 0.00],  # recurring
-    ])
+    by_channel = np.array(
+        [
+            # chip, swipe, contactless, manual, card_on_file, wallet
+            [0.90, 0.10, 0.00, 0.00, 0.00, 0.00],  # card_present
+            [0.00, 0.00, 0.70, 0.00, 0.00, 0.30],  # contactless
+            [0.00, 0.00, 0.00, 0.35, 0.45, 0.20],  # ecommerce
+            [0.00, 0.00, 0.00, 1.00, 0.00, 0.00],  # mail_phone
+            [0.00, 0.00, 0.00, 0.00, 1.00, 0.00],  # recurring
+        ]
+    )
     return categorical(rng, by_channel[channel])
 
 
@@ -59,7 +61,12 @@ def local_hours(t: np.ndarray, country: np.ndarray) -> np.ndarray:
 
 
 def generate_legit_events(
-    rng: np.random.Generator, cards: CardProfiles, rows: int, warmup_rows: int, days: float, warmup_days: float
+    rng: np.random.Generator,
+    cards: CardProfiles,
+    rows: int,
+    warmup_rows: int,
+    days: float,
+    warmup_days: float,
 ) -> pd.DataFrame:
     """`rows` transactions in [0, days) plus `warmup_rows` of history in [-warmup_days, 0)."""
     n = rows + warmup_rows
@@ -71,7 +78,9 @@ def generate_legit_events(
     t = day * DAY + (hour * 3600).astype(np.int64) - cat.UTC_OFFSETS[home] * 3600
     t = _cluster_sessions(rng, card, t, in_warmup)
     # Keep every row inside its period (time zones and sessions can push a few across the edges).
-    t = np.where(in_warmup, np.clip(t, -warmup_days * DAY, -1), np.clip(t, 0, days * DAY - 1)).astype(np.int64)
+    t = np.where(in_warmup, np.clip(t, -warmup_days * DAY, -1), np.clip(t, 0, days * DAY - 1)).astype(
+        np.int64
+    )
     return describe_purchases(rng, cards, card, t, in_warmup)
 
 
@@ -91,7 +100,9 @@ def describe_purchases(
     online_foreign = rng.choice(len(cat.COUNTRIES), size=n, p=cat.MERCHANT_WEIGHTS)
     travelling = in_person & (rng.random(n) < cards.travel_share[card])
     buys_abroad = (channel == cat.ECOMMERCE) & (rng.random(n) < cards.online_abroad_share[card])
-    merchant_country = np.where(travelling, cards.travel_country[card], np.where(buys_abroad, online_foreign, home))
+    merchant_country = np.where(
+        travelling, cards.travel_country[card], np.where(buys_abroad, online_foreign, home)
+    )
 
     regular = rng.random(n) < REGULAR_MERCHANT_SHARE
     regular_shop = (card * 7_919 + mcc * 104_729 + rng.integers(0, 3, n)) % REGULAR_MERCHANT_POOL
@@ -106,19 +117,33 @@ def describe_purchases(
 
     distance = _legit_distance(rng, home, merchant_country, travelling, online)
     local = local_hours(t, np.where(travelling, merchant_country, home))
-    return pd.DataFrame({
-        "card": card, "t": t, "amount": amounts_for(rng, mcc, cards.spend_level[card], local),
-        "mcc": mcc, "merchant_country": merchant_country, "channel": channel, "entry_mode": entry_mode,
-        "merchant_key": merchant_key, "device_key": device_key, "distance_km": distance,
-        "scenario": np.zeros(n, dtype=np.int64), "in_warmup": in_warmup,
-    })
+    return pd.DataFrame(
+        {
+            "card": card,
+            "t": t,
+            "amount": amounts_for(rng, mcc, cards.spend_level[card], local),
+            "mcc": mcc,
+            "merchant_country": merchant_country,
+            "channel": channel,
+            "entry_mode": entry_mode,
+            "merchant_key": merchant_key,
+            "device_key": device_key,
+            "distance_km": distance,
+            "scenario": np.zeros(n, dtype=np.int64),
+            "in_warmup": in_warmup,
+        }
+    )
 
 
-def _cluster_sessions(rng: np.random.Generator, card: np.ndarray, t: np.ndarray, period: np.ndarray) -> np.ndarray:
+def _cluster_sessions(
+    rng: np.random.Generator, card: np.ndarray, t: np.ndarray, period: np.ndarray
+) -> np.ndarray:
     """Move some transactions to a few minutes after the card's previous one (errands, shopping trips)."""
     order = np.lexsort((t, card))
     sorted_t = t[order]
-    same_card = np.r_[False, (card[order][1:] == card[order][:-1]) & (period[order][1:] == period[order][:-1])]
+    same_card = np.r_[
+        False, (card[order][1:] == card[order][:-1]) & (period[order][1:] == period[order][:-1])
+    ]
     follows = same_card & (rng.random(t.size) < SESSION_FOLLOWER_SHARE)
     gap = rng.exponential(900.0, t.size).astype(np.int64) + 30
     previous = np.r_[sorted_t[:1], sorted_t[:-1]]
@@ -129,16 +154,23 @@ def _cluster_sessions(rng: np.random.Generator, card: np.ndarray, t: np.ndarray,
 
 
 def _legit_distance(
-    rng: np.random.Generator, home: np.ndarray, merchant_country: np.ndarray, travelling: np.ndarray,
+    rng: np.random.Generator,
+    home: np.ndarray,
+    merchant_country: np.ndarray,
+    travelling: np.ndarray,
     online: np.ndarray,
 ) -> np.ndarray:
     """Distance from the cardholder's home to the terminal (in person) or to the IP location (online;
     geolocation of mobile and carrier IPs is often tens of km off)."""
     day_trip = rng.random(home.size) < 0.06
-    local = np.where(day_trip, rng.lognormal(np.log(180.0), 0.7, home.size), rng.lognormal(np.log(6.0), 1.1, home.size))
+    local = np.where(
+        day_trip, rng.lognormal(np.log(180.0), 0.7, home.size), rng.lognormal(np.log(6.0), 1.1, home.size)
+    )
     local = np.where(online, rng.lognormal(np.log(25.0), 1.3, home.size), local)
     abroad = cat.haversine_km(
-        cat.COUNTRY_LAT[home], cat.COUNTRY_LON[home],
-        cat.COUNTRY_LAT[merchant_country], cat.COUNTRY_LON[merchant_country],
+        cat.COUNTRY_LAT[home],
+        cat.COUNTRY_LON[home],
+        cat.COUNTRY_LAT[merchant_country],
+        cat.COUNTRY_LON[merchant_country],
     ) * rng.uniform(0.8, 1.2, home.size) + rng.uniform(50.0, 400.0, home.size)
     return np.round(np.minimum(np.where(travelling, abroad, local), 20_000.0), 1)

@@ -25,7 +25,10 @@ def export_onnx(pipeline: Pipeline, features: FeatureSet, name: str, version: st
     initial_types = [(n, FloatTensorType([None, 1])) for n in features.floats]
     initial_types += [(n, StringTensorType([None, 1])) for n in features.categorical]
     model = convert_sklearn(
-        pipeline, name=name, initial_types=initial_types, target_opset=TARGET_OPSET,
+        pipeline,
+        name=name,
+        initial_types=initial_types,
+        target_opset=TARGET_OPSET,
         options={id(pipeline.named_steps["mlp"]): {"zipmap": False}},
     )
     outputs = tuple(o.name for o in model.graph.output)
@@ -48,8 +51,13 @@ def onnx_session(model: onnx.ModelProto | Path | bytes) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model) \
-        if isinstance(model, Path) else model
+    source = (
+        model.SerializeToString()
+        if isinstance(model, onnx.ModelProto)
+        else str(model)
+        if isinstance(model, Path)
+        else model
+    )
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
@@ -59,6 +67,6 @@ def onnx_positive_scores(
     """Positive-class probabilities (column 1 of `probabilities`) for every row of `frame`."""
     scores = []
     for start in range(0, len(frame), batch_rows):
-        chunk = frame.iloc[start:start + batch_rows]
+        chunk = frame.iloc[start : start + batch_rows]
         scores.append(session.run(["probabilities"], onnx_feeds(chunk, features))[0][:, 1])
     return np.concatenate(scores)

@@ -17,11 +17,11 @@ from server.modelbuild.features import FeatureSet
 class Log1pTransformer(TransformerMixin, BaseEstimator):
     """log(1 + max(x, 0)): compresses heavy-tailed amounts and counts; negatives (invalid) map to 0."""
 
-    def fit(self, X, y=None):  # noqa: N803 (sklearn's signature)
+    def fit(self, X, y=None):
         self.n_features_in_ = np.asarray(X).shape[1]
         return self
 
-    def transform(self, X):  # noqa: N803
+    def transform(self, X):
         return np.log1p(np.maximum(np.asarray(X, dtype=np.float64), 0.0))
 
     def get_feature_names_out(self, input_features=None):
@@ -39,11 +39,13 @@ def _log1p_convert(scope, operator, container) -> None:
     container.add_initializer(one, TensorProto.FLOAT, [], [1.0])
     clipped = scope.get_unique_variable_name("log1p_clipped")
     shifted = scope.get_unique_variable_name("log1p_shifted")
-    container.add_node("Max", [operator.inputs[0].full_name, zero], clipped,
-                       name=scope.get_unique_operator_name("Log1pMax"))
+    container.add_node(
+        "Max", [operator.inputs[0].full_name, zero], clipped, name=scope.get_unique_operator_name("Log1pMax")
+    )
     container.add_node("Add", [clipped, one], shifted, name=scope.get_unique_operator_name("Log1pAdd"))
-    container.add_node("Log", [shifted], operator.outputs[0].full_name,
-                       name=scope.get_unique_operator_name("Log1p"))
+    container.add_node(
+        "Log", [shifted], operator.outputs[0].full_name, name=scope.get_unique_operator_name("Log1p")
+    )
 
 
 def register_log1p_converter() -> None:
@@ -55,15 +57,20 @@ def register_log1p_converter() -> None:
 
 def build_preprocessor(features: FeatureSet, categories: dict[str, list[str]]) -> ColumnTransformer:
     """The ColumnTransformer of one model. `categories` fixes each string column's vocabulary, so the
-    one-hot layout (and the list written to config.yaml) does not depend on what the sample happened to hold."""
+    one-hot layout (and the list written to config.yaml) does not depend on what the sample held."""
     encoder = OneHotEncoder(
         categories=[categories[name] for name in features.categorical],
-        handle_unknown="ignore", sparse_output=False, dtype=np.float32,
+        handle_unknown="ignore",
+        sparse_output=False,
+        dtype=np.float32,
     )
     return ColumnTransformer(
         [
-            ("log_scaled", Pipeline([("log1p", Log1pTransformer()), ("scale", StandardScaler())]),
-             list(features.log_scaled)),
+            (
+                "log_scaled",
+                Pipeline([("log1p", Log1pTransformer()), ("scale", StandardScaler())]),
+                list(features.log_scaled),
+            ),
             ("scaled", StandardScaler(), list(features.scaled)),
             ("one_hot", encoder, list(features.categorical)),
         ],

@@ -11,23 +11,29 @@ import numpy as np
 import pandas as pd
 
 from server.modelbuild.credit_applications import CreditApplicationConfig, generate_applications
-from server.modelbuild.features import CREDIT_FEATURES, FRAUD_FEATURES, FeatureSet, credit_vocabulary, fraud_vocabulary
+from server.modelbuild.features import (
+    CREDIT_FEATURES,
+    FRAUD_FEATURES,
+    FeatureSet,
+    credit_vocabulary,
+    fraud_vocabulary,
+)
 from server.modelbuild.splits import DataSplit, out_of_time_split, random_split, thresholds_for_alert_rates
 from server.modelbuild.training import MlpSettings
 from server.modelbuild.transaction_stream import TransactionStreamConfig, generate_transactions
 
 MODEL_VERSION = "1.0.0"
 DEFAULT_SEED = 7
-FRAUD_REVIEW_RATE = 0.02    # share of transactions sent to review or declined
+FRAUD_REVIEW_RATE = 0.02  # share of transactions sent to review or declined
 FRAUD_DECLINE_RATE = 0.005  # share of transactions declined
-CREDIT_REVIEW_PD = 0.15     # probability of default from which an application goes to an underwriter
-CREDIT_DECLINE_PD = 0.30    # probability of default from which it is declined
+CREDIT_REVIEW_PD = 0.15  # probability of default from which an application goes to an underwriter
+CREDIT_DECLINE_PD = 0.30  # probability of default from which it is declined
 
 
 @dataclass(frozen=True)
 class ModelRecipe:
     name: str
-    task: str                  # fraud | credit (ModelTask)
+    task: str  # fraud | credit (ModelTask)
     description: str
     features: FeatureSet
     vocabulary: dict[str, list[str]]
@@ -38,31 +44,42 @@ class ModelRecipe:
     thresholds: Callable[[np.ndarray], tuple[float, float]]
     threshold_rule: str
     id_columns: tuple[str, ...]
-    extra_columns: tuple[str, ...] = ()   # kept in the holdout besides inputs, ids and label
+    extra_columns: tuple[str, ...] = ()  # kept in the holdout besides inputs, ids and label
     scorecard: dict[str, float] = field(default_factory=dict)
     seed: int = DEFAULT_SEED
 
 
-def fraud_recipe(seed: int = DEFAULT_SEED, fraud_rate: float = 0.005, rows: int | None = None,
-                 quick: bool = False) -> ModelRecipe:
+def fraud_recipe(
+    seed: int = DEFAULT_SEED, fraud_rate: float = 0.005, rows: int | None = None, quick: bool = False
+) -> ModelRecipe:
     rows = rows or (20_000 if quick else 200_000)
     stream = TransactionStreamConfig(rows=rows, fraud_rate=fraud_rate, seed=seed)
     calibration_rows = min(5_000, rows // 10)
     holdout_rows = int(rows * 0.4) - calibration_rows
     return ModelRecipe(
-        name="fraud", task="fraud",
-        description="Card-not-present and card-present transaction fraud: probability that an authorization is fraud.",
-        features=FRAUD_FEATURES, vocabulary=fraud_vocabulary(),
-        # A fixed, short schedule: sklearn's early stopping watches accuracy, which is flat at a 0.5 % base rate.
+        name="fraud",
+        task="fraud",
+        description="Card-present and card-not-present fraud: probability that an authorization is fraud.",
+        features=FRAUD_FEATURES,
+        vocabulary=fraud_vocabulary(),
+        # A fixed, short schedule: sklearn's early stopping watches accuracy, flat at a 0.5 % base rate.
         # alpha 0.3 keeps logits moderate, so no float32 score saturates to exactly 0 (DESIGN.md).
-        mlp=MlpSettings((32, 16) if quick else (512, 256, 128), alpha=0.003 if quick else 0.3, batch_size=1024,
-                        learning_rate_init=2e-3, max_iter=20 if quick else 10, early_stopping=False),
+        mlp=MlpSettings(
+            (32, 16) if quick else (512, 256, 128),
+            alpha=0.003 if quick else 0.3,
+            batch_size=1024,
+            learning_rate_init=2e-3,
+            max_iter=20 if quick else 10,
+            early_stopping=False,
+        ),
         generator_settings={k: getattr(stream, k) for k in stream.__dataclass_fields__},
         generate=lambda: generate_transactions(stream),
         split=lambda frame: out_of_time_split(frame, 0.4, holdout_rows, calibration_rows, seed),
         thresholds=lambda scores: thresholds_for_alert_rates(scores, FRAUD_REVIEW_RATE, FRAUD_DECLINE_RATE),
-        threshold_rule=(f"review from the score at which {FRAUD_REVIEW_RATE:.1%} of holdout traffic is flagged,"
-                        f" decline from the score at which {FRAUD_DECLINE_RATE:.1%} is"),
+        threshold_rule=(
+            f"review from the score at which {FRAUD_REVIEW_RATE:.1%} of holdout traffic is flagged,"
+            f" decline from the score at which {FRAUD_DECLINE_RATE:.1%} is"
+        ),
         id_columns=("transaction_id", "card_id", "merchant_id", "timestamp"),
         extra_columns=("fraud_scenario",),
         seed=seed,
@@ -75,11 +92,18 @@ def credit_recipe(seed: int = DEFAULT_SEED, rows: int | None = None, quick: bool
     holdout_rows = 10_000 if not quick else 2_000
     calibration_rows = 4_000 if not quick else 2_000
     return ModelRecipe(
-        name="credit", task="credit",
+        name="credit",
+        task="credit",
         description="Unsecured consumer-loan applications: probability that the loan defaults.",
-        features=CREDIT_FEATURES, vocabulary=credit_vocabulary(),
-        mlp=MlpSettings((16, 8) if quick else (64, 32), alpha=0.05, batch_size=256, learning_rate_init=1e-3,
-                        max_iter=15 if quick else 80),
+        features=CREDIT_FEATURES,
+        vocabulary=credit_vocabulary(),
+        mlp=MlpSettings(
+            (16, 8) if quick else (64, 32),
+            alpha=0.05,
+            batch_size=256,
+            learning_rate_init=1e-3,
+            max_iter=15 if quick else 80,
+        ),
         generator_settings={k: getattr(applications, k) for k in applications.__dataclass_fields__},
         generate=lambda: generate_applications(applications),
         split=lambda frame: random_split(frame, holdout_rows, calibration_rows, seed),

@@ -24,34 +24,45 @@ def out_of_time_split(
     recent = stream.iloc[cut:]
     if holdout_rows + calibration_rows > len(recent):
         raise ModelBuildError(
-            f"the recent {len(recent)} rows cannot hold {holdout_rows} holdout + {calibration_rows} calibration rows;"
+            f"the recent {len(recent)} rows cannot hold {holdout_rows} holdout + {calibration_rows}"
+            " calibration rows;"
             " generate more rows or lower the holdout size"
         )
     order = np.random.default_rng(seed).permutation(len(recent))
     calibration = recent.iloc[np.sort(order[:calibration_rows])]
-    holdout = recent.iloc[np.sort(order[calibration_rows:calibration_rows + holdout_rows])]
-    return DataSplit(stream.iloc[:cut].reset_index(drop=True), calibration.reset_index(drop=True),
-                     holdout.reset_index(drop=True))
+    holdout = recent.iloc[np.sort(order[calibration_rows : calibration_rows + holdout_rows])]
+    return DataSplit(
+        stream.iloc[:cut].reset_index(drop=True),
+        calibration.reset_index(drop=True),
+        holdout.reset_index(drop=True),
+    )
 
 
 def random_split(frame: pd.DataFrame, holdout_rows: int, calibration_rows: int, seed: int) -> DataSplit:
     """Disjoint random samples (applications carry no time order worth keeping)."""
     if holdout_rows + calibration_rows >= len(frame):
-        raise ModelBuildError(f"{len(frame)} rows cannot hold {holdout_rows} holdout + {calibration_rows} calibration")
+        raise ModelBuildError(
+            f"{len(frame)} rows cannot hold {holdout_rows} holdout + {calibration_rows} calibration"
+        )
     order = np.random.default_rng(seed).permutation(len(frame))
     calibration = frame.iloc[np.sort(order[:calibration_rows])]
-    holdout = frame.iloc[np.sort(order[calibration_rows:calibration_rows + holdout_rows])]
-    train = frame.iloc[np.sort(order[calibration_rows + holdout_rows:])]
-    return DataSplit(train.reset_index(drop=True), calibration.reset_index(drop=True), holdout.reset_index(drop=True))
+    holdout = frame.iloc[np.sort(order[calibration_rows : calibration_rows + holdout_rows])]
+    train = frame.iloc[np.sort(order[calibration_rows + holdout_rows :])]
+    return DataSplit(
+        train.reset_index(drop=True), calibration.reset_index(drop=True), holdout.reset_index(drop=True)
+    )
 
 
-def thresholds_for_alert_rates(scores: np.ndarray, review_rate: float, decline_rate: float) -> tuple[float, float]:
-    """Score thresholds that send `review_rate` of traffic to review or worse and `decline_rate` to decline."""
+def thresholds_for_alert_rates(
+    scores: np.ndarray, review_rate: float, decline_rate: float
+) -> tuple[float, float]:
+    """Thresholds that send `review_rate` of traffic to review or worse and `decline_rate` to decline."""
     review = _round_sig(float(np.quantile(scores, 1.0 - review_rate)))
     decline = _round_sig(float(np.quantile(scores, 1.0 - decline_rate)))
     if not 0.0 < review < decline < 1.0:
         raise ModelBuildError(
-            f"cannot place thresholds: review {review} and decline {decline} must satisfy 0 < review < decline < 1"
+            f"cannot place thresholds: review {review} and decline {decline} must satisfy"
+            " 0 < review < decline < 1"
             " (scores too coarse or saturated)"
         )
     return review, decline

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class MlpSettings:
     hidden_layers: tuple[int, ...]
-    alpha: float                 # L2 penalty: keeps logits moderate, so float32 sigmoids do not saturate
+    alpha: float  # L2 penalty: keeps logits moderate, so float32 sigmoids do not saturate
     learning_rate_init: float = 1e-3
     batch_size: int = 512
     max_iter: int = 60
@@ -40,9 +40,14 @@ def fit_pipeline(
 ) -> Pipeline:
     """Fit pre-processing and MLP on `train` (deterministic for a given seed)."""
     classifier = MLPClassifier(
-        hidden_layer_sizes=mlp.hidden_layers, alpha=mlp.alpha, learning_rate_init=mlp.learning_rate_init,
-        batch_size=mlp.batch_size, max_iter=mlp.max_iter, early_stopping=mlp.early_stopping,
-        validation_fraction=mlp.validation_fraction, n_iter_no_change=mlp.n_iter_no_change,
+        hidden_layer_sizes=mlp.hidden_layers,
+        alpha=mlp.alpha,
+        learning_rate_init=mlp.learning_rate_init,
+        batch_size=mlp.batch_size,
+        max_iter=mlp.max_iter,
+        early_stopping=mlp.early_stopping,
+        validation_fraction=mlp.validation_fraction,
+        n_iter_no_change=mlp.n_iter_no_change,
         random_state=seed,
     )
     pipeline = Pipeline([("preprocess", build_preprocessor(features, categories)), ("mlp", classifier)])

@@ -27,10 +27,28 @@ DEFAULT_SCENARIO_MIX = {
 }
 LEGIT = "legit"
 TRANSACTION_COLUMNS = (
-    "transaction_id", "card_id", "merchant_id", "timestamp", "amount", "currency", "mcc", "card_country",
-    "merchant_country", "channel", "entry_mode", "hour_of_day", "txn_count_1h", "txn_count_24h",
-    "amount_sum_1h", "amount_sum_24h", "seconds_since_last_txn", "distance_from_home_km", "is_new_merchant",
-    "is_new_device", "fraud_scenario", "is_fraud",
+    "transaction_id",
+    "card_id",
+    "merchant_id",
+    "timestamp",
+    "amount",
+    "currency",
+    "mcc",
+    "card_country",
+    "merchant_country",
+    "channel",
+    "entry_mode",
+    "hour_of_day",
+    "txn_count_1h",
+    "txn_count_24h",
+    "amount_sum_1h",
+    "amount_sum_24h",
+    "seconds_since_last_txn",
+    "distance_from_home_km",
+    "is_new_merchant",
+    "is_new_device",
+    "fraud_scenario",
+    "is_fraud",
 )
 
 
@@ -67,7 +85,9 @@ class TransactionStreamConfig:
             raise GeneratorConfigError(f"lookalike_rate must be in [0, 0.2], got {self.lookalike_rate}")
         shares = np.array(list(self.scenario_mix.values()), dtype=float)
         if (shares < 0).any() or not np.isclose(shares.sum(), 1.0, atol=1e-6):
-            raise GeneratorConfigError(f"scenario_mix shares must be >= 0 and sum to 1, got {self.scenario_mix}")
+            raise GeneratorConfigError(
+                f"scenario_mix shares must be >= 0 and sum to 1, got {self.scenario_mix}"
+            )
 
     def scenario_rows(self) -> dict[str, int]:
         """Fraud rows per scenario: the fraud total split by the mix (largest remainder)."""
@@ -82,19 +102,27 @@ class TransactionStreamConfig:
 def generate_transactions(config: TransactionStreamConfig) -> pd.DataFrame:
     """The labelled transaction stream described by `config`, in time order."""
     rng = np.random.default_rng(config.seed)
-    cards = generate_card_profiles(rng, max(50, round(config.rows / config.transactions_per_card)), config.days)
+    cards = generate_card_profiles(
+        rng, max(50, round(config.rows / config.transactions_per_card)), config.days
+    )
     fraud_rows = config.scenario_rows()
     legit_rows = config.rows - sum(fraud_rows.values())
     warmup_rows = round(legit_rows * config.warmup_days / config.days)
     lookalike_rows = round(config.rows * config.lookalike_rate)
     parts = [
-        generate_legit_events(rng, cards, legit_rows - lookalike_rows, warmup_rows, config.days, config.warmup_days),
+        generate_legit_events(
+            rng, cards, legit_rows - lookalike_rows, warmup_rows, config.days, config.warmup_days
+        ),
         generate_lookalikes(rng, cards, lookalike_rows, config.days),
     ]
     for name, rows in fraud_rows.items():
         if rows:
             fraud = SCENARIO_GENERATORS[name](rng, cards, rows, config.days)
-            parts.append(camouflage(rng, fraud, cards, config.camouflage_share, config.mimic_share).drop(columns="event"))
+            parts.append(
+                camouflage(rng, fraud, cards, config.camouflage_share, config.mimic_share).drop(
+                    columns="event"
+                )
+            )
     events = pd.concat(parts, ignore_index=True)
     in_stream = ~events["in_warmup"].to_numpy()
     events["t"] = np.where(in_stream, np.clip(events["t"], 0, int(config.days * DAY) - 1), events["t"])
@@ -112,22 +140,31 @@ def _to_public_columns(events: pd.DataFrame, home_country: np.ndarray) -> pd.Dat
     timestamp = STREAM_START + events["t"].to_numpy(np.int64)
     scenario_names = np.array((LEGIT, *SCENARIOS))
     scenario = scenario_names[events["scenario"].to_numpy()]
-    frame = pd.DataFrame({
-        "transaction_id": pd.Series(np.arange(n)).map("txn_{:09d}".format),
-        "card_id": events["card"].map("card_{:06d}".format),
-        "merchant_id": pd.Series(merchant_key).map(lambda key: f"mer_{key:016x}"),
-        "timestamp": timestamp,
-        "amount": events["amount"].to_numpy(np.float32),
-        "currency": cat.CURRENCIES[merchant_country],
-        "mcc": cat.MCC_CODES[mcc],
-        "card_country": cat.COUNTRY_CODES[home_country[events["card"].to_numpy()]],
-        "merchant_country": cat.COUNTRY_CODES[merchant_country],
-        "channel": cat.CHANNELS[events["channel"].to_numpy()],
-        "entry_mode": cat.ENTRY_MODES[events["entry_mode"].to_numpy()],
-        "hour_of_day": ((timestamp // 3600) % 24).astype(np.float32),
-    })
-    for column in ("txn_count_1h", "txn_count_24h", "amount_sum_1h", "amount_sum_24h", "seconds_since_last_txn",
-                   "is_new_merchant", "is_new_device"):
+    frame = pd.DataFrame(
+        {
+            "transaction_id": pd.Series(np.arange(n)).map("txn_{:09d}".format),
+            "card_id": events["card"].map("card_{:06d}".format),
+            "merchant_id": pd.Series(merchant_key).map(lambda key: f"mer_{key:016x}"),
+            "timestamp": timestamp,
+            "amount": events["amount"].to_numpy(np.float32),
+            "currency": cat.CURRENCIES[merchant_country],
+            "mcc": cat.MCC_CODES[mcc],
+            "card_country": cat.COUNTRY_CODES[home_country[events["card"].to_numpy()]],
+            "merchant_country": cat.COUNTRY_CODES[merchant_country],
+            "channel": cat.CHANNELS[events["channel"].to_numpy()],
+            "entry_mode": cat.ENTRY_MODES[events["entry_mode"].to_numpy()],
+            "hour_of_day": ((timestamp // 3600) % 24).astype(np.float32),
+        }
+    )
+    for column in (
+        "txn_count_1h",
+        "txn_count_24h",
+        "amount_sum_1h",
+        "amount_sum_24h",
+        "seconds_since_last_txn",
+        "is_new_merchant",
+        "is_new_device",
+    ):
         frame[column] = events[column].to_numpy(np.float32)
     frame["distance_from_home_km"] = events["distance_km"].to_numpy(np.float32)
     frame["fraud_scenario"] = scenario
