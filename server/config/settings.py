@@ -22,6 +22,7 @@ ENV_PREFIX = "RISKSERVE_"
 
 
 class InferenceHandoff(StrEnum):
+    AUTO = "auto"  # a lone small request inline (no thread hop), concurrent load on the thread
     THREAD = "thread"  # ORT runs on one batcher thread per model; the event loop never waits on it
     INLINE = "inline"  # ORT runs on the event loop itself (only for tiny models; see docs/server.md)
 
@@ -46,7 +47,7 @@ class ServerSettings(StrictModel):
     drain_pause_s: float = Field(5.0, ge=0.0, description="after SIGTERM: still serving, health NOT_SERVING")
     grace_period_s: float = Field(20.0, ge=0.0, description="after the pause: time in-flight calls get")
     intra_op_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads per model")
-    inference_handoff: InferenceHandoff = Field(InferenceHandoff.THREAD, description="where ORT runs")
+    inference_handoff: InferenceHandoff = Field(InferenceHandoff.AUTO, description="where ORT runs")
     tls_cert_file: Path | None = Field(None, description="server certificate (PEM); with tls_key_file")
     tls_key_file: Path | None = Field(None, description="server private key (PEM)")
     tls_client_ca_file: Path | None = Field(None, description="CA for client certificates (mutual TLS)")

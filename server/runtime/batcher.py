@@ -5,6 +5,12 @@ oldest requests up to `max_batch_size` rows, concatenates their inputs (the only
 once and hands each caller its slice of the output. Batches form naturally while a previous batch runs;
 `max_queue_delay_us` > 0 additionally holds a partial batch that long to let it fill.
 
+Where ONNX Runtime runs (`handoff`, measured in docs/server.md): `thread` runs every batch on the
+model's own thread, so the event loop keeps reading requests meanwhile; `inline` runs every batch on the
+event loop; `auto` (default) runs a lone small request inline at once, without queueing (no thread hop,
+no extra event-loop turn), and everything else on the thread. A request is lone when the batcher is idle
+and the previous request arrived more than LONE_GAP_S ago: nothing suggests callers it could share with.
+
 Admission control: a request that would push the queue past `max_queue_rows` is refused at once
 (OverloadedError), so overload never grows memory; a request whose deadline cannot be met (the batches
 queued ahead of it, at the recent batch time, would outlast it) is refused at once, and one whose deadline
@@ -29,6 +35,10 @@ from server.runtime.errors import DeadlineExceededError, DrainingError, Inferenc
 log = logging.getLogger(__name__)
 
 Feeds = dict[str, np.ndarray]
+
+LONE_GAP_S = 300e-6  # `auto`: a request this long after the previous one is treated as lone
+INLINE_MAX_ROWS = 16  # `auto`: larger requests always go to the thread
+INLINE_MAX_SECONDS = 300e-6  # `auto`: a model whose lone call takes longer than this never runs inline
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class MicroBatcher:
         max_queue_rows: int,
         handoff: InferenceHandoff = InferenceHandoff.THREAD,
         on_batch: Callable[[int, int], None] | None = None,  # (batch rows, rows still queued)
+        inline_seconds: float | None = None,  # first estimate of a lone call's time (from warm-up)
     ) -> None:
         self.model = model
         self._run_batch = run_batch
@@ -79,6 +90,8 @@ class MicroBatcher:
         self._worker: asyncio.Task | None = None
         self._running = False
         self.batch_seconds: float | None = None  # moving average of one batch's inference time
+        self.inline_seconds = inline_seconds  # moving average of a lone inline call
+        self._last_submit = 0.0
 
     @property
     def queued_rows(self) -> int:
@@ -112,13 +125,37 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if deadline is not None:
             self._check_deadline(deadline - loop.time(), rows)
-        request = _Request(feeds, rows, loop.create_future(), deadline, time.perf_counter())
+        now = time.perf_counter()
+        lone, self._last_submit = now - self._last_submit > LONE_GAP_S, now
+        if self._may_run_now(rows, lone):
+            return self._run_now(feeds, rows, now)
+        request = _Request(feeds, rows, loop.create_future(), deadline, now)
         self._queue.append(request)
         self._queued_rows += rows
         self._work.set()
         if self._queued_rows >= self.max_batch_size:
             self._full.set()
         return await request.future
+
+    def _may_run_now(self, rows: int, lone: bool) -> bool:
+        if self._handoff is not InferenceHandoff.AUTO or self._queue or self._running:
+            return False
+        fast = self.inline_seconds is None or self.inline_seconds < INLINE_MAX_SECONDS
+        return lone and rows <= INLINE_MAX_ROWS and fast
+
+    def _run_now(self, feeds: Feeds, rows: int, submitted: float) -> BatchResult:
+        """Run one request on the event loop, synchronously: nothing can interleave, so no queue."""
+        self._on_batch(rows, self._queued_rows)
+        started = time.perf_counter()
+        try:
+            outputs = self._run_batch(feeds)
+        except Exception as exc:
+            log.error("event=inference_failed model=%s rows=%d error=%r", self.model, rows, str(exc))
+            raise InferenceFailedError(f"model {self.model}: inference failed") from exc
+        inference_s = time.perf_counter() - started
+        previous = self.inline_seconds
+        self.inline_seconds = inference_s if previous is None else 0.8 * previous + 0.2 * inference_s
+        return BatchResult(outputs, started - submitted, inference_s, rows)
 
     def _check_deadline(self, remaining_s: float, rows: int) -> None:
         if remaining_s <= 0:

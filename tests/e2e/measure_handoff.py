@@ -1,8 +1,8 @@
-"""Measure where ONNX Runtime should run: inline on the event loop, or on the model's batcher thread.
+"""Measure where ONNX Runtime should run: inline on the event loop, on the model's batcher thread, or auto.
 
     .venv/bin/python -m tests.e2e.measure_handoff [--models-dir models] [--repeats 3]
 
-For each repeat, both modes are started as `riskserve serve` subprocesses (one after the other, same
+For each repeat, the three modes are started as `riskserve serve` subprocesses (one after the other, same
 payloads, same client) and measured: sequential unary Score (p50/p99), 16 concurrent unary callers, and
 4 concurrent ScoreBatch(256) callers next to 8 unary callers (does a big batch stall small calls?).
 Prints medians over repeats. Not a test: speed is never asserted by tests.
@@ -27,6 +27,7 @@ from tests.e2e.model_factory import write_model
 from tests.e2e.requests import transaction
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+MODES = ("inline", "thread", "auto")
 
 
 def start(models_dir: Path, handoff: str, cache: Path) -> tuple[subprocess.Popen, str]:
@@ -132,7 +133,7 @@ def main() -> None:
         write_model(models_dir / "fraud", "fraud", batching={"max_batch_size": 256, "max_queue_delay_us": 0})
     results: dict[str, dict[str, list[float]]] = {}
     for _ in range(args.repeats):
-        for handoff in ("inline", "thread"):
+        for handoff in MODES:
             process, target = start(models_dir, handoff, scratch / "cache")
             try:
                 row = results.setdefault(handoff, {})
@@ -154,10 +155,16 @@ def main() -> None:
                 process.wait(30)
     keys = list(results["inline"])
     print(f"models: {models_dir}; medians over {args.repeats} repeats; latencies in µs, rps in calls/s")
-    print(f"{'metric':<18}{'inline':>12}{'thread':>12}{'thread/inline':>15}")
+    print(
+        f"{'metric':<18}" + "".join(f"{m:>10}" for m in MODES) + f"{'thread/inline':>15}{'auto/inline':>13}"
+    )
     for key in keys:
-        inline, thread = (statistics.median(results[m][key]) for m in ("inline", "thread"))
-        print(f"{key:<18}{inline:>12.0f}{thread:>12.0f}{thread / inline:>15.2f}")
+        value = {m: statistics.median(results[m][key]) for m in MODES}
+        print(
+            f"{key:<18}"
+            + "".join(f"{value[m]:>10.0f}" for m in MODES)
+            + f"{value['thread'] / value['inline']:>15.2f}{value['auto'] / value['inline']:>13.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ class DoublingModel:
 
     def __call__(self, feeds):
         self.threads.add(threading.current_thread().name)
-        time.sleep(self.delay_s)
+        if self.delay_s:
+            time.sleep(self.delay_s)
         self.batch_sizes.append(len(feeds["x"]))
         return feeds["x"] * 2
 
@@ -53,8 +54,18 @@ def test_concurrent_requests_share_batches_and_get_their_own_rows(handoff):
         assert result.outputs.ravel().tolist() == [2 * i, 2 * i + 1]
     assert sum(model.batch_sizes) == 20 and max(model.batch_sizes) <= 8
     assert len(model.batch_sizes) < 10  # requests were batched together
-    on_loop_thread = handoff is InferenceHandoff.INLINE
-    assert all(name.startswith("ort-m") for name in model.threads) != on_loop_thread
+    on_thread = {name.startswith("ort-m") for name in model.threads}
+    assert (
+        on_thread
+        == {
+            InferenceHandoff.THREAD: {True},
+            InferenceHandoff.INLINE: {False},
+            InferenceHandoff.AUTO: {
+                True,
+                False,
+            },  # the first (lone) request inline, the concurrent rest batched
+        }[handoff]
+    )
 
 
 def test_queue_delay_lets_a_batch_fill():
@@ -134,3 +145,55 @@ def test_request_whose_deadline_cannot_be_met_is_refused_at_once():
     refused_in, ok = _run(scenario())
     assert refused_in < 0.05 and ok.outputs.ravel().tolist() == [8.0]
     assert model.batch_sizes == [1, 1, 1]
+
+
+def test_auto_runs_a_lone_request_inline_and_concurrent_ones_on_the_thread():
+    model = DoublingModel()
+
+    async def scenario():
+        batcher = MicroBatcher(
+            "m",
+            model,
+            max_batch_size=8,
+            max_queue_delay_us=1000,
+            max_queue_rows=100,
+            handoff=InferenceHandoff.AUTO,
+        )
+        batcher.start()
+        lone = []
+        for value in (1, 2, 3):
+            lone.append(await batcher.submit(_feeds(value), 1))
+            await asyncio.sleep(0.002)  # a sequential caller: gaps well above LONE_GAP_S
+        threads_after_lone = set(model.threads)
+        burst = await asyncio.gather(*(batcher.submit(_feeds(v), 1) for v in range(10, 16)))
+        await batcher.stop()
+        return lone, threads_after_lone, burst
+
+    lone, threads_after_lone, burst = _run(scenario())
+    assert [r.outputs.item() for r in lone] == [2, 4, 6] and all(r.batch_rows == 1 for r in lone)
+    assert threads_after_lone == {"MainThread"}  # no thread hop for a lone caller
+    assert [r.outputs.item() for r in burst] == [20, 22, 24, 26, 28, 30]
+    assert any(name.startswith("ort-m") for name in model.threads)
+    assert max(r.batch_rows for r in burst) > 1  # the burst shared batches
+
+
+def test_auto_never_runs_a_slow_model_on_the_event_loop():
+    model = DoublingModel()
+
+    async def scenario():
+        batcher = MicroBatcher(
+            "m",
+            model,
+            max_batch_size=8,
+            max_queue_delay_us=0,
+            max_queue_rows=100,
+            handoff=InferenceHandoff.AUTO,
+            inline_seconds=0.05,
+        )  # warm-up measured 50 ms
+        batcher.start()
+        result = await batcher.submit(_feeds(1), 1)
+        await batcher.stop()
+        return result
+
+    assert _run(scenario()).outputs.item() == 2
+    assert {name.startswith("ort-m") for name in model.threads} == {True}

@@ -16,7 +16,7 @@ def test_defaults_serve_the_bundled_models_on_localhost():
         "127.0.0.1",
         9100,
     )
-    assert settings.models == () and settings.inference_handoff is InferenceHandoff.THREAD
+    assert settings.models == () and settings.inference_handoff is InferenceHandoff.AUTO
     assert settings.debug_inference_delay_ms == 0 and settings.tls_cert_file is None
 
 
