@@ -26,6 +26,8 @@ class Figures:
     send_lag_p99_ms: float | None
     send_lag_max_ms: float | None
     slot_waits: int
+    timeouts: int  # calls that waited out their deadline
+    timeout_rate: float
     generator_cpu_cores: float  # CPU seconds of all workers / wall seconds
     generator_cpu_s: float
     workers: int
@@ -65,6 +67,8 @@ def compute_figures(result: RunResult) -> Figures:
         send_lag_p99_ms=percentile_ms(rec.send_lag, 99.0),
         send_lag_max_ms=rec.send_lag.get_max_value() / 1000 if rec.send_lag.get_total_count() else None,
         slot_waits=rec.slot_waits,
+        timeouts=rec.timeouts,
+        timeout_rate=rec.timeouts / requests if requests else 0.0,
         generator_cpu_cores=cpu_s / wall if wall else 0.0,
         generator_cpu_s=cpu_s,
         workers=result.workers,

@@ -46,6 +46,7 @@ class Recording:
     sent: int = 0  # of those, actually sent before the end of the run
     rows_ok: int = 0  # rows scored successfully (batch calls carry many)
     slot_waits: int = 0  # sends that waited for an in-flight slot (server back-pressure)
+    timeouts: int = 0  # calls the caller gave up on at its deadline (not the server's fast refusals)
     slice_s: float = 1.0  # width of the time slices of per_slice
     cpu_s: float = 0.0  # generator CPU time (user + system)
     wall_s: float = 0.0
@@ -84,6 +85,7 @@ class Recording:
             "sent": self.sent,
             "rows_ok": self.rows_ok,
             "slot_waits": self.slot_waits,
+            "timeouts": self.timeouts,
             "slice_s": self.slice_s,
             "cpu_s": self.cpu_s,
             "wall_s": self.wall_s,
@@ -108,6 +110,7 @@ class Recording:
         self.sent += encoded["sent"]
         self.rows_ok += encoded["rows_ok"]
         self.slot_waits += encoded["slot_waits"]
+        self.timeouts += encoded["timeouts"]
         self.slice_s = encoded["slice_s"]
         self.cpu_s += encoded["cpu_s"]
         self.wall_s = max(self.wall_s, encoded["wall_s"])

@@ -93,6 +93,10 @@ def print_summary(console: Console, result: RunResult, figures: Figures, verdict
         f"throughput {figures.throughput_rps:.1f} req/s{rate}, {figures.rows_per_s:.0f} rows/s; "
         f"status codes: {', '.join(f'{k} {v}' for k, v in figures.codes.items()) or 'none'}"
     )
+    if figures.timeouts:
+        console.print(
+            f"  {figures.timeouts} calls waited out their {result.scenario.load.timeout_ms:g} ms deadline"
+        )
     for code, details in sorted(result.recording.error_details.items()):
         console.print(f"  first {code}: {details or '(no details)'}", markup=False)
     console.print(

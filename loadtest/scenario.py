@@ -171,6 +171,9 @@ class Sla(_Strict):
     min_throughput_rps: float | None = Field(None, ge=0, description="successful requests per second")
     expect_codes: tuple[str, ...] = Field((), description="status codes that must be seen at least once")
     max_code_rate: dict[str, float] = Field({}, description="per status code: maximum share of requests")
+    max_timeout_rate: float | None = Field(
+        None, ge=0, le=1, description="maximum share of calls the caller waited out to their deadline"
+    )
     max_send_lag_ms: float = Field(10.0, gt=0, description="p99 generator lag beyond which it fell behind")
 
     @field_validator("expect_codes")

@@ -64,6 +64,15 @@ def _code_lines(sla: Sla, figures: Figures) -> list[SlaLine]:
     for code in sla.expect_codes:
         seen = figures.codes.get(code, 0)
         lines.append(SlaLine(f"{code} seen", ">= 1 request", f"{seen} requests", seen >= 1))
+    if sla.max_timeout_rate is not None:
+        lines.append(
+            SlaLine(
+                "timeouts (caller waited out the deadline)",
+                f"<= {sla.max_timeout_rate:.4%}",
+                f"{figures.timeout_rate:.4%}",
+                figures.timeout_rate <= sla.max_timeout_rate,
+            )
+        )
     for code, limit in sla.max_code_rate.items():
         rate = figures.codes.get(code, 0) / figures.requests if figures.requests else 0.0
         lines.append(SlaLine(f"{code} rate", f"<= {limit:.4%}", f"{rate:.4%}", rate <= limit))

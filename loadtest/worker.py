@@ -29,7 +29,8 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 256 * 1024 * 1024),
     ("grpc.max_receive_message_length", 256 * 1024 * 1024),
 ]
-LATENCY_CODES = frozenset({"OK", "DEADLINE_EXCEEDED"})  # others are refusals, counted as errors only
+# A DEADLINE_EXCEEDED this close to the timeout is the caller giving up; earlier, the server refused fast.
+TIMEOUT_SHARE = 0.95
 
 
 class StreamEndedError(Exception):
@@ -216,7 +217,10 @@ class _Generator:
             self._answered += 1
         else:
             self._errors += 1
-        if code in LATENCY_CODES:
+        # latency covers answers and calls the caller waited out; fast refusals are errors only
+        timed_out = code == "DEADLINE_EXCEEDED" and done - sent >= TIMEOUT_SHARE * self.spec.timeout_s
+        rec.timeouts += timed_out
+        if code == "OK" or timed_out:
             rec.record(slice_index, done - intended, done - sent)
             record_us(self._progress_histogram, done - intended)
 

@@ -21,7 +21,8 @@ class PeerBehaviour:
     delay_ms: float = 0.0  # added to every answer (awaited: other calls proceed)
     stall_ms: float = 0.0  # one blocking stall of the whole server...
     stall_after_s: float = 0.0  # ...this long after the first call arrived
-    max_in_flight: int | None = None  # above it, calls are refused with RESOURCE_EXHAUSTED
+    max_in_flight: int | None = None  # above it, calls are refused at once with `refusal`
+    refusal: grpc.StatusCode = grpc.StatusCode.RESOURCE_EXHAUSTED
     end_stream_after: int | None = None  # a ScoreStream ends with INVALID_ARGUMENT after this many messages
 
 
@@ -46,7 +47,7 @@ class _State:
             self.stalled = True
             time.sleep(b.stall_ms / 1000)  # blocks the event loop on purpose: every call waits
         if b.max_in_flight is not None and self.in_flight >= b.max_in_flight:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full")
+            await context.abort(b.refusal, "queue full")
         self.in_flight += 1
         try:
             if b.delay_ms:

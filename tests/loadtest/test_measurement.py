@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import grpc
 import pytest
 
 from loadtest.figures import compute_figures
@@ -66,7 +67,7 @@ def test_a_server_stall_reaches_both_views_when_sends_are_not_held_back(fraud_fi
 
 
 def test_refusals_with_resource_exhausted_pass_the_overload_sla(fraud_file: Path) -> None:
-    sla = {"expect_codes": ["RESOURCE_EXHAUSTED"], "max_code_rate": {"DEADLINE_EXCEEDED": 0.0}}
+    sla = {"expect_codes": ["RESOURCE_EXHAUSTED"], "max_timeout_rate": 0.0}
     with PeerServer(PeerBehaviour(delay_ms=50, max_in_flight=2)) as peer:
         result = run(peer.target, fraud_file, {"rate": 200, "duration_s": 1, "timeout_ms": 300}, sla)
     figures = compute_figures(result)
@@ -75,14 +76,41 @@ def test_refusals_with_resource_exhausted_pass_the_overload_sla(fraud_file: Path
     assert verdict.passed, verdict.lines
 
 
+def test_fast_deadline_refusals_are_errors_but_not_timeouts_or_latencies(fraud_file: Path) -> None:
+    behaviour = PeerBehaviour(delay_ms=50, max_in_flight=2, refusal=grpc.StatusCode.DEADLINE_EXCEEDED)
+    with PeerServer(behaviour) as peer:
+        result = run(
+            peer.target,
+            fraud_file,
+            {"rate": 200, "duration_s": 1, "timeout_ms": 500},
+            {"max_timeout_rate": 0.0, "max_error_rate": 0.01},
+        )
+    figures = compute_figures(result)
+    verdict = evaluate(result.scenario.sla, figures)
+    assert figures.codes["DEADLINE_EXCEEDED"] > figures.codes["OK"] > 0
+    assert figures.timeouts == 0
+    assert result.recording.corrected.get_total_count() == figures.codes["OK"]  # answers only
+    assert figures.latency_ms["p50"] >= 50  # the answered calls' 50 ms, not the instant refusals
+    assert verdict.failed_lines == ["error rate"]
+
+
 def test_timeouts_instead_of_refusals_fail_the_overload_sla(fraud_file: Path) -> None:
-    sla = {"expect_codes": ["RESOURCE_EXHAUSTED"], "max_code_rate": {"DEADLINE_EXCEEDED": 0.0}}
+    sla = {
+        "expect_codes": ["RESOURCE_EXHAUSTED"],
+        "max_timeout_rate": 0.0,
+        "max_code_rate": {"DEADLINE_EXCEEDED": 0.0},
+    }
     with PeerServer(PeerBehaviour(delay_ms=400)) as peer:
         result = run(peer.target, fraud_file, {"rate": 50, "duration_s": 1, "timeout_ms": 200}, sla)
     figures = compute_figures(result)
     verdict = evaluate(result.scenario.sla, figures)
     assert figures.codes == {"DEADLINE_EXCEEDED": 50}
-    assert verdict.failed_lines == ["RESOURCE_EXHAUSTED seen", "DEADLINE_EXCEEDED rate"]
+    assert figures.timeouts == 50
+    assert verdict.failed_lines == [
+        "RESOURCE_EXHAUSTED seen",
+        "timeouts (caller waited out the deadline)",
+        "DEADLINE_EXCEEDED rate",
+    ]
     # timed-out calls count in latency at what the caller waited: the deadline
     assert figures.latency_ms["p50"] == pytest.approx(200, rel=0.15)
 
