@@ -4,6 +4,7 @@ Each stage reports to a `progress(stage, seconds, detail)` callback so the CLI c
 """
 
 import hashlib
+import logging
 import platform
 import time
 from collections.abc import Callable
@@ -23,10 +24,12 @@ from server.modelbuild.recipe import MODEL_VERSION, ModelRecipe
 from server.modelbuild.splits import decision_shares
 from server.modelbuild.training import fit_pipeline, parameter_count, positive_scores
 
+log = logging.getLogger(__name__)
 Progress = Callable[[str, str, float, str], None]
 MAX_SATURATED_SHARE = 0.01  # scores exactly 0 or 1 in float32: the over-confidence trap (DESIGN.md)
 MAX_AUC_GAP = 1e-4  # ONNX vs sklearn ROC-AUC
 MAX_PROBABILITY_GAP = 1e-5  # ONNX vs sklearn, per row
+MIN_HOLDOUT_POSITIVES = 200  # below this, recall at 0.5 % alert rates moves by whole percent per case
 PACKAGES = ("numpy", "pandas", "scikit-learn", "skl2onnx", "onnx", "onnxruntime")
 
 
@@ -55,12 +58,22 @@ def build_model(
     stage("generate", t, f"{len(data):,} rows, positive rate {data[recipe.features.label].mean():.2%}")
     t = time.perf_counter()
     split = recipe.split(data)
+    holdout_positives = int(split.holdout[recipe.features.label].sum())
+    thin = holdout_positives < MIN_HOLDOUT_POSITIVES
     stage(
         "split",
         t,
         f"train {len(split.train):,} / calibration {len(split.calibration):,} / "
-        f"holdout {len(split.holdout):,} ({int(split.holdout[recipe.features.label].sum())} positives)",
+        f"holdout {len(split.holdout):,} ({holdout_positives} positives"
+        + (f"; WARNING: fewer than {MIN_HOLDOUT_POSITIVES}, metrics will be noisy)" if thin else ")"),
     )
+    if thin:
+        log.warning(
+            "thin holdout model=%s positives=%d minimum=%d",
+            recipe.name,
+            holdout_positives,
+            MIN_HOLDOUT_POSITIVES,
+        )
     t = time.perf_counter()
     pipeline = fit_pipeline(split.train, recipe.features, recipe.vocabulary, recipe.mlp, recipe.seed)
     epochs = int(pipeline.named_steps["mlp"].n_iter_)

@@ -45,7 +45,7 @@ def test_onnx_inputs_match_the_config(bundled):
 def test_config_categories_are_the_encoders_categories(bundled):
     config, model, _ = bundled
     encoded = {
-        node.input[0]: [s.decode() for s in next(a.strings for a in node.attribute if a.name == "cats_strings")]
+        node.input[0]: [s.decode() for a in node.attribute if a.name == "cats_strings" for s in a.strings]
         for node in model.graph.node
         if node.op_type == "OneHotEncoder"
     }

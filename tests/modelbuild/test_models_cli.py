@@ -11,7 +11,8 @@ from server.config import load_model_config
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     models_dir = tmp_path_factory.mktemp("models")
-    code = main(["models", "build", "--models-dir", str(models_dir), "--quick", "--rows", "20000", "--seed", "5"])
+    flags = ["--models-dir", str(models_dir), "--quick", "--rows", "20000", "--seed", "5"]
+    code = main(["models", "build", *flags])
     return code, models_dir
 
 

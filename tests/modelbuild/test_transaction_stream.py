@@ -1,4 +1,4 @@
-"""The card-transaction generator: rates, scenario mix, determinism, and aggregates consistent with history."""
+"""The card-transaction generator: rates, scenario mix, determinism, aggregates consistent with history."""
 
 import numpy as np
 import pandas as pd
