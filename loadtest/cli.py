@@ -48,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", type=Path, help="report folder (default: loadtest-results/<scenario>-<time>)"
     )
     parser.add_argument("--target", help="HOST:PORT, overrides the scenario's target")
+    parser.add_argument("--metrics-url", help="the server's /metrics URL, overrides the scenario's")
     parser.add_argument("--duration", type=float, help="measured seconds (find-max: per trial)")
     parser.add_argument("--rate", type=float, help="constant open-loop rate, requests/s (find-max: start)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds, overrides the scenario")
@@ -71,6 +72,7 @@ def run_command(args: argparse.Namespace) -> int:
         scenario = with_overrides(
             scenario,
             target=args.target,
+            metrics_url=args.metrics_url,
             rate=args.rate,
             warmup_s=args.warmup,
             duration_s=None if find_max else args.duration,

@@ -259,6 +259,7 @@ def with_overrides(
     scenario: Scenario,
     *,
     target: str | None = None,
+    metrics_url: str | None = None,
     duration_s: float | None = None,
     rate: float | None = None,
     warmup_s: float | None = None,
@@ -268,6 +269,8 @@ def with_overrides(
     load = raw["load"]
     if target is not None:
         raw["target"] = target
+    if metrics_url is not None:
+        raw["metrics_url"] = metrics_url
     if rate is not None:
         if scenario.load.mode is LoadMode.CLOSED:
             raise ScenarioError("--rate applies to open-loop scenarios; this one is mode: closed")
