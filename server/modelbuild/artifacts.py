@@ -45,6 +45,8 @@ def model_config_document(recipe: ModelRecipe, version: str, review: float, decl
     }
     if recipe.scorecard:
         document["scorecard"] = dict(recipe.scorecard)
+    # The data files carry ids (and the fraud scenario) for tracing; they are not model inputs.
+    document["quantization"] = {"ignored_columns": [*recipe.id_columns, *recipe.extra_columns]}
     return document
 
 
