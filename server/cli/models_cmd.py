@@ -1,6 +1,7 @@
 """`riskserve models build|list`: rebuild the bundled models from the seeded generator, list a repository."""
 
 import argparse
+import importlib.util
 import logging
 import shlex
 import sys
@@ -81,6 +82,13 @@ def run_build(args: argparse.Namespace) -> int:
         _validate(args)
     except BadFlagError as exc:
         print(f"riskserve models build: error: {exc}", file=sys.stderr)
+        return 2
+    if importlib.util.find_spec("skl2onnx") is None:
+        print(
+            "riskserve models build: error: skl2onnx is not installed; install the training extra:"
+            " pip install 'riskserve[train]'",
+            file=sys.stderr,
+        )
         return 2
     # Training-only imports (sklearn pipelines, skl2onnx) stay out of the serving path.
     from server.modelbuild.build import build_model
