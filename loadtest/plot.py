@@ -27,52 +27,81 @@ def _distribution(histogram) -> tuple[np.ndarray, np.ndarray]:
     return -np.log10(1 - quantiles), np.asarray(values)
 
 
-def write_png(path: Path, result: RunResult) -> Path:
-    """Two panels: percentiles per time slice (uncorrected p99 dashed) and the distribution."""
-    rec = result.recording
-    sla = result.scenario.sla
-    figure, (over_time, distribution) = plt.subplots(1, 2, figsize=(13, 4.8))
+def _latency_over_time(axes, result: RunResult) -> None:
+    rec, sla = result.recording, result.scenario.sla
     slices = sorted(rec.per_slice)
     starts = [i * rec.slice_s for i in slices]
     label = "from intended send" if result.open_loop else "closed loop"
     for percentile, name in OVER_TIME:
         values = [rec.per_slice[s].get_value_at_percentile(percentile) / 1000 for s in slices]
-        over_time.plot(starts, values, marker=".", label=f"{name} ({label})")
+        axes.plot(starts, values, marker=".", label=f"{name} ({label})")
     if result.open_loop:
         values = [rec.uncorrected_per_slice[s].get_value_at_percentile(99.0) / 1000 for s in slices]
-        over_time.plot(starts, values, linestyle="--", color="grey", label="p99 from actual send")
+        axes.plot(starts, values, linestyle="--", color="grey", label="p99 from actual send")
     if sla.p99_ms is not None:
-        over_time.axhline(sla.p99_ms, color="red", linewidth=1, label=f"SLA p99 {sla.p99_ms:g} ms")
-    over_time.set(
+        axes.axhline(sla.p99_ms, color="red", linewidth=1, label=f"SLA p99 {sla.p99_ms:g} ms")
+    axes.set(
         title=f"Latency over time ({rec.slice_s:g} s slices, by intended send time)",
-        xlabel="seconds into the measured run",
         ylabel="latency, ms",
         yscale="log",
     )
-    over_time.legend(fontsize=8)
-    over_time.grid(True, which="both", alpha=0.3)
+    if slices:
+        axes.legend(fontsize=8)
+    axes.grid(True, which="both", alpha=0.3)
 
+
+def _requests_over_time(axes, result: RunResult) -> None:
+    rec = result.recording
+    slices = sorted(set(rec.ok_per_slice) | set(rec.errors_per_slice))
+    starts = [i * rec.slice_s for i in slices]
+    axes.plot(
+        starts, [rec.ok_per_slice[s] / rec.slice_s for s in slices], color="tab:green", label="answered OK"
+    )
+    axes.plot(
+        starts, [rec.errors_per_slice[s] / rec.slice_s for s in slices], color="tab:red", label="errors"
+    )
+    axes.set(
+        title="Requests per second (by intended send time)",
+        xlabel="seconds into the measured run",
+        ylabel="requests/s",
+    )
+    axes.legend(fontsize=8)
+    axes.grid(True, alpha=0.3)
+
+
+def _distribution_panel(axes, result: RunResult) -> None:
+    rec, sla = result.recording, result.scenario.sla
+    label = "from intended send" if result.open_loop else "closed loop"
     curves = [(rec.corrected if result.open_loop else rec.uncorrected, f"client, {label}")]
     if result.open_loop:
         curves.append((rec.uncorrected, "client, from actual send"))
     for histogram, name in curves:
         x, y = _distribution(histogram)
-        distribution.plot(x, y, label=name)
+        axes.plot(x, y, label=name)
     for field, x in (("p50_ms", 0.301), ("p90_ms", 1.0), ("p99_ms", 2.0), ("p999_ms", 3.0)):
         target = getattr(sla, field)
         if target is not None:
-            distribution.plot([x], [target], marker="x", color="red", markersize=9, linestyle="none")
-    ticks = [0.301, 1, 2, 3, 4, 5]
-    distribution.xaxis.set_major_locator(FixedLocator(ticks))
-    distribution.xaxis.set_major_formatter(FuncFormatter(lambda x, _: TICK_LABELS.get(round(x, 3), "")))
-    distribution.set(
+            axes.plot([x], [target], marker="x", color="red", markersize=9, linestyle="none")
+    axes.xaxis.set_major_locator(FixedLocator([0.301, 1, 2, 3, 4, 5]))
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda x, _: TICK_LABELS.get(round(x, 3), "")))
+    axes.set(
         title="Latency by percentile (red x: SLA targets)",
         xlabel="percentile",
         ylabel="latency, ms",
         yscale="log",
     )
-    distribution.legend(fontsize=8)
-    distribution.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+    axes.grid(True, which="both", alpha=0.3)
+
+
+def write_png(path: Path, result: RunResult) -> Path:
+    """Latency percentiles and request rates over time (left), latency by percentile (right)."""
+    figure = plt.figure(figsize=(14, 7))
+    grid = figure.add_gridspec(2, 2, height_ratios=(3, 2))
+    over_time = figure.add_subplot(grid[0, 0])
+    _latency_over_time(over_time, result)
+    _requests_over_time(figure.add_subplot(grid[1, 0], sharex=over_time), result)
+    _distribution_panel(figure.add_subplot(grid[:, 1]), result)
     figure.suptitle(f"{result.scenario.name}: {result.scenario.target}, started {result.started_at}")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

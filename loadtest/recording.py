@@ -41,6 +41,8 @@ class Recording:
     uncorrected_per_slice: dict[int, HdrHistogram] = field(default_factory=dict)
     codes: Counter = field(default_factory=Counter)  # gRPC status name -> requests
     error_details: dict[str, str] = field(default_factory=dict)  # status name -> first message seen
+    ok_per_slice: Counter = field(default_factory=Counter)  # slice -> answered requests
+    errors_per_slice: Counter = field(default_factory=Counter)  # slice -> failed requests
     calls: Counter = field(default_factory=Counter)  # mix label -> requests answered
     scheduled: int = 0  # arrivals the schedule put in the measured window
     sent: int = 0  # of those, actually sent before the end of the run
@@ -80,6 +82,8 @@ class Recording:
             "uncorrected_per_slice": {s: h.encode() for s, h in self.uncorrected_per_slice.items()},
             "codes": dict(self.codes),
             "error_details": self.error_details,
+            "ok_per_slice": dict(self.ok_per_slice),
+            "errors_per_slice": dict(self.errors_per_slice),
             "calls": dict(self.calls),
             "scheduled": self.scheduled,
             "sent": self.sent,
@@ -103,6 +107,8 @@ class Recording:
             for second, blob in encoded[source].items():
                 target.setdefault(second, new_histogram()).decode_and_add(blob)
         self.codes.update(encoded["codes"])
+        self.ok_per_slice.update(encoded["ok_per_slice"])
+        self.errors_per_slice.update(encoded["errors_per_slice"])
         for code, details in encoded["error_details"].items():
             self.error_details.setdefault(code, details)
         self.calls.update(encoded["calls"])

@@ -208,6 +208,7 @@ class _Generator:
     ) -> None:
         rec = self.recording
         rec.codes[code] += 1
+        (rec.ok_per_slice if code == "OK" else rec.errors_per_slice)[slice_index] += 1
         if code != "OK" and code not in rec.error_details:
             rec.error_details[code] = details[:300]
         if code == "OK":
