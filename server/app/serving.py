@@ -14,8 +14,10 @@ from server.api.calls import Admission, CallRecorder
 from server.app.grpc_server import build_server
 from server.app.health import HealthState
 from server.app.startup import discover_models, load_model
+from server.config.errors import ConfigError
 from server.config.settings import ServerSettings
 from server.metrics import ServingMetrics, start_metrics_http_server
+from server.quantization.errors import QuantizationError
 from server.runtime.repository import ModelRepository
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,10 @@ class RiskServer:
             await self.health.set_serving(True)
             self.metrics.set_ready(True)
             log.info("event=serving models=%d", len(configs))
+            self._ready.set()
+        except (ConfigError, QuantizationError) as exc:  # a bad model, data or config file: say which
+            log.error("event=startup_failed error=%r", str(exc))
+            self.startup_error = exc
             self._ready.set()
         except Exception as exc:
             log.exception("event=startup_failed error=%r", str(exc))

@@ -2,7 +2,8 @@
 
 The request comes from, in order of application: a random row of the model's holdout file (the default),
 a JSON file (`--json FILE`, or `-` for stdin; flat feature names like the holdout columns, or the proto's
-JSON form), then `--field name=value` overrides. `hour_of_day` becomes a `timestamp` on 2024-01-01 UTC.
+JSON form), then `--field name=value` overrides. Without a `timestamp`, `hour_of_day` becomes one on
+2024-01-01 UTC.
 """
 
 import argparse
@@ -88,12 +89,16 @@ def _typed(field: FieldDescriptor, value: Any) -> Any:
 def build_request(args: argparse.Namespace, models_dir: Path):
     message_type = _MESSAGES[args.task]
     values: dict[str, Any] = {}
+    sources = []
     if args.json_file is None or args.random_holdout_row:
-        for name, value in holdout_row(models_dir, args.model or args.task, args.seed).items():
-            _set(values, name, value, message_type)
+        sources.append(holdout_row(models_dir, args.model or args.task, args.seed))
     if args.json_file is not None:
         text = sys.stdin.read() if args.json_file == "-" else Path(args.json_file).read_text()
-        for name, value in json.loads(text).items():
+        sources.append(json.loads(text))
+    for source in sources:
+        if "timestamp" in source:  # the real time wins over the derived hour
+            source = {k: v for k, v in source.items() if k != "hour_of_day"}
+        for name, value in source.items():
             _set(values, name, value, message_type)
     for item in args.field:
         name, sep, value = item.partition("=")
