@@ -121,10 +121,18 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
             self.calls.admission.leave()
 
     async def _read_stream(self, request_iterator, context, pending: asyncio.Queue) -> None:
+        """Start scoring each message as it arrives; end with None, or with the read error as a failed
+        future so the answering side ends the stream instead of waiting forever."""
         position = 0
-        async for transaction in request_iterator:
-            await pending.put(asyncio.create_task(self._score_streamed(transaction, position, context)))
-            position += 1
+        try:
+            async for transaction in request_iterator:
+                await pending.put(asyncio.create_task(self._score_streamed(transaction, position, context)))
+                position += 1
+        except Exception as exc:  # the request stream broke (not a cancellation): end the answers too
+            failed = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            await pending.put(failed)
+            return
         await pending.put(None)
 
     async def _score_streamed(self, transaction, position: int, context) -> scoring_pb2.FraudScore:
