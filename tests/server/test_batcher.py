@@ -197,3 +197,28 @@ def test_auto_never_runs_a_slow_model_on_the_event_loop():
 
     assert _run(scenario()).outputs.item() == 2
     assert {name.startswith("ort-m") for name in model.threads} == {True}
+
+
+def test_sub_millisecond_queue_delay_collects_requests_arriving_over_several_loop_turns():
+    model = DoublingModel()
+
+    async def scenario():
+        batcher = MicroBatcher(
+            "m",
+            model,
+            max_batch_size=4,
+            max_queue_delay_us=800,
+            max_queue_rows=100,
+            handoff=InferenceHandoff.THREAD,
+        )
+        batcher.start()
+        pending = []
+        for value in (1, 2, 3, 4):
+            pending.append(asyncio.ensure_future(batcher.submit(_feeds(value), 1)))
+            await asyncio.sleep(0)  # each request arrives on a later event-loop turn
+        results = await asyncio.gather(*pending)
+        await batcher.stop()
+        return results
+
+    assert [r.outputs.item() for r in _run(scenario())] == [2, 4, 6, 8]
+    assert model.batch_sizes == [4]
