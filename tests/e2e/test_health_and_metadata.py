@@ -72,23 +72,28 @@ def test_deadline_passed_in_the_queue_is_not_run(start_server, tmp_path):
     assert (batches, rows) == (1, 1), "the late request must not reach ONNX Runtime"
 
 
-def test_metrics_endpoint_reports_p99_consistent_with_client_latency(server):
-    """Known traffic: the server-side p99 is below what the client saw and not absurdly smaller."""
-    with grpc.insecure_channel(server.target) as channel:
+def test_metrics_endpoint_reports_p99_consistent_with_client_latency(start_server, model_repo):
+    """Known traffic to a fresh server: the exported p99 (server side) lies below the p99 the client saw,
+    and not absurdly far below it."""
+    fresh = start_server(model_repo).wait_ready()
+    with grpc.insecure_channel(fresh.target) as channel:
         fraud = scoring_pb2_grpc.FraudScoringStub(channel)
-        fraud.Score(transaction(), timeout=5)
         client = []
         for i in range(200):
             started = time.perf_counter()
             fraud.Score(transaction(f"m-{i}"), timeout=5)
             client.append(time.perf_counter() - started)
-    samples = _scrape(server.server.metrics_port)
+    samples = _scrape(fresh.server.metrics_port)
     p99 = samples[
         (
             "riskserve_request_latency_window_seconds",
             (("method", "Score"), ("model", "fraud"), ("quantile", "0.99")),
         )
     ]
+    assert (
+        samples[("riskserve_request_latency_window_seconds_count", (("method", "Score"), ("model", "fraud")))]
+        == 200
+    )
     assert 0 < p99 <= np.percentile(client, 99) * 1.05
     assert p99 >= np.percentile(client, 50) * 0.05  # server time is part of client time
     assert samples[("riskserve_server_ready", ())] == 1
