@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import logging
 import multiprocessing.connection
+import selectors
 import time
 from dataclasses import dataclass
 
@@ -52,10 +53,22 @@ class WorkerSpec:
     slice_s: float  # width of the time slices of the latency-over-time histograms
 
 
+def precise_timer_loop() -> asyncio.AbstractEventLoop:
+    """An event loop whose timers wake within ~0.2 ms instead of ~1 ms.
+
+    The default epoll selector rounds every wait up to a whole millisecond, so each send would leave
+    up to 1 ms late (0.8 ms median measured here), and that lateness is charged to the server in
+    latency from the intended send. select() waits with microsecond resolution (0.15 ms median), and a
+    worker watches only a few file descriptors, so its O(n) scan costs nothing here.
+    """
+    return asyncio.SelectorEventLoop(selectors.SelectSelector())
+
+
 def worker_main(spec: WorkerSpec, results, start_conn: multiprocessing.connection.Connection) -> None:
     """Process entry point: connect, report ready, wait for the common start time, run, ship the recording."""
     try:
-        asyncio.run(_Generator(spec, results).run(start_conn))
+        with asyncio.Runner(loop_factory=precise_timer_loop) as runner:
+            runner.run(_Generator(spec, results).run(start_conn))
     except Exception as exc:  # reported to the parent, which fails the run with it
         results.put(("error", spec.worker, f"{type(exc).__name__}: {exc}"))
 
