@@ -102,8 +102,16 @@ class CallRecorder:
 
     @asynccontextmanager
     async def scope(
-        self, context: grpc.aio.ServicerContext, model: str, method: str, *, admit: bool = True
+        self,
+        context: grpc.aio.ServicerContext,
+        model: str,
+        method: str,
+        *,
+        admit: bool = True,
+        abort: bool = True,
     ) -> AsyncIterator[CallScope]:
+        """`abort=False` records the outcome but re-raises the error, for work running in a task other than
+        the RPC's handler (a streamed message): only the handler may end the RPC (see `end_rpc`)."""
         label = model if model in self.known_models else UNKNOWN_MODEL_LABEL
         remaining = context.time_remaining()
         deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
@@ -122,6 +130,8 @@ class CallRecorder:
                 self.metrics.count_failed(label, "inference_error")
             else:
                 self.metrics.count_rejected(label, _REJECT_REASON.get(type(exc), "other"))
+            if not abort:
+                raise
             await context.abort(code, str(exc))
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
@@ -133,6 +143,8 @@ class CallRecorder:
             log.exception("event=internal_error model=%s method=%s", label, method)
             code = grpc.StatusCode.INTERNAL
             self.metrics.count_failed(label, "internal")
+            if not abort:
+                raise
             await context.abort(code, "internal server error (logged)")
         finally:
             if entered:
@@ -140,3 +152,10 @@ class CallRecorder:
             self.metrics.observe_call(
                 label, method, code.name, time.perf_counter() - call.started, call.queue_s, call.inference_s
             )
+
+
+async def end_rpc(context: grpc.aio.ServicerContext, error: Exception) -> None:
+    """End the RPC for an error that a helper task raised (see CallRecorder.scope(abort=False))."""
+    if isinstance(error, ScoringError):
+        await context.abort(status_for(error), str(error))
+    await context.abort(grpc.StatusCode.INTERNAL, "internal server error (logged)")

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from server.api.calls import CallRecorder, CallScope, status_for
+from server.api.calls import CallRecorder, CallScope, end_rpc, status_for
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.config.model_config import ModelTask
 from server.runtime.domain_features import (
@@ -110,7 +110,11 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
             reader = asyncio.create_task(self._read_stream(request_iterator, context, pending))
             try:
                 while (task := await pending.get()) is not None:
-                    yield await task
+                    try:
+                        answer = await task
+                    except Exception as exc:  # a ScoringError, or unexpected: end_rpc maps it
+                        await end_rpc(context, exc)
+                    yield answer
             finally:
                 reader.cancel()
                 while not pending.empty():
@@ -137,7 +141,7 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
 
     async def _score_streamed(self, transaction, position: int, context) -> scoring_pb2.FraudScore:
         model = self._model_name(transaction.model)
-        async with self.calls.scope(context, model, "ScoreStream", admit=False) as call:
+        async with self.calls.scope(context, model, "ScoreStream", admit=False, abort=False) as call:
             if self.calls.admission.refusing:
                 raise DrainingError("server is shutting down; reconnect to another instance")
             try:
