@@ -27,6 +27,13 @@ def _distribution(histogram) -> tuple[np.ndarray, np.ndarray]:
     return -np.log10(1 - quantiles), np.asarray(values)
 
 
+def _plain_log_ticks(axes) -> None:
+    """Log-scale latency axes labelled 2, 5, 10 ms rather than 2x10^0."""
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    axes.yaxis.set_major_formatter(plain)
+    axes.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "235" else ""))
+
+
 def _latency_over_time(axes, result: RunResult) -> None:
     rec, sla = result.recording, result.scenario.sla
     slices = sorted(rec.per_slice)
@@ -45,6 +52,7 @@ def _latency_over_time(axes, result: RunResult) -> None:
         ylabel="latency, ms",
         yscale="log",
     )
+    _plain_log_ticks(axes)
     if slices:
         axes.legend(fontsize=8)
     axes.grid(True, which="both", alpha=0.3)
@@ -90,6 +98,7 @@ def _distribution_panel(axes, result: RunResult) -> None:
         ylabel="latency, ms",
         yscale="log",
     )
+    _plain_log_ticks(axes)
     axes.legend(fontsize=8)
     axes.grid(True, which="both", alpha=0.3)
 

@@ -57,9 +57,15 @@ class RunResult:
         return self.scenario.load.measured_s
 
 
-def slice_width(measured_s: float) -> float:
-    """Time resolution of the latency-over-time view: about 60 slices, 0.1 s to 10 s each."""
-    return min(10.0, max(0.1, round(measured_s / 60, 1)))
+SAMPLES_PER_SLICE = 200  # so a slice's p99 is not just its maximum
+
+
+def slice_width(measured_s: float, rate: float | None) -> float:
+    """Time resolution of the latency-over-time view: up to 60 slices of ~200 requests, at least 10."""
+    width = measured_s / 60
+    if rate:
+        width = max(width, SAMPLES_PER_SLICE / rate)
+    return round(min(max(width, 0.1), max(0.1, measured_s / 10)), 1)
 
 
 def _worker_specs(scenario: Scenario, pools: tuple[RequestPool, ...], workers: int) -> list[WorkerSpec]:
@@ -71,7 +77,7 @@ def _worker_specs(scenario: Scenario, pools: tuple[RequestPool, ...], workers: i
         "timeout_s": load.timeout_ms / 1000.0,
         "channels": load.channels_per_worker,
         "connect_timeout_s": load.connect_timeout_s,
-        "slice_s": slice_width(load.measured_s),
+        "slice_s": slice_width(load.measured_s, load.peak_rate or None),
     }
     if load.mode is LoadMode.OPEN:
         schedule = build_schedule(load, weights)
