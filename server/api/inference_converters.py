@@ -120,11 +120,20 @@ def request_columns(
 
 
 def infer_response(
-    request: service_pb2.ModelInferRequest, config: ModelConfig, probabilities: np.ndarray
+    request: service_pb2.ModelInferRequest,
+    config: ModelConfig,
+    probabilities: np.ndarray,
+    facts: dict[str, str],
+    latency_us: int,
 ) -> service_pb2.ModelInferResponse:
+    """The answer, with the served model's facts (precision, gate_verdict) and the server latency as
+    response parameters, as the domain API's ModelRef carries them."""
     response = service_pb2.ModelInferResponse(
         model_name=config.name, model_version=config.version, id=request.id
     )
+    for key, value in facts.items():
+        response.parameters[key].string_param = value
+    response.parameters["server_latency_us"].int64_param = latency_us
     output = response.outputs.add(name=OUTPUT_NAME, datatype="FP32")
     output.shape.extend(probabilities.shape)
     response.raw_output_contents.append(np.ascontiguousarray(probabilities, dtype="<f4").tobytes())

@@ -77,4 +77,5 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             feeds = runtime.schema.validate(columns, rows, tensor_namer)
             result = await runtime.infer(feeds, rows, call.deadline)
             call.queue_s, call.inference_s = result.queue_s, result.inference_s
-            return infer_response(request, runtime.config, result.outputs)
+            facts = {"precision": runtime.facts.precision, "gate_verdict": runtime.facts.gate_verdict}
+            return infer_response(request, runtime.config, result.outputs, facts, call.latency_us())

@@ -83,6 +83,9 @@ def test_model_infer_with_raw_contents_matches_the_domain_api(client, channel):
     np.testing.assert_allclose(probabilities[:, 1], domain, atol=1e-6)
     response = result.get_response()
     assert response.model_name == "fraud" and response.model_version == "1.0.0-test"
+    assert response.parameters["precision"].string_param == "fp32"
+    assert response.parameters["gate_verdict"].string_param == "disabled"
+    assert response.parameters["server_latency_us"].int64_param > 0
 
 
 def test_unknown_model_and_version_are_not_found(client):

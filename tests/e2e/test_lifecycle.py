@@ -1,5 +1,8 @@
 """Health transitions and SIGTERM drain of a real `riskserve serve` process."""
 
+import os
+import subprocess
+import sys
 import time
 
 import grpc
@@ -7,6 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.api.gen.riskserve.v1 import scoring_pb2_grpc
+from tests.e2e.conftest import REPO_ROOT
 from tests.e2e.model_factory import write_model
 from tests.e2e.requests import transaction
 
@@ -63,3 +67,22 @@ def test_health_transitions_and_sigterm_drain_under_in_flight_load(spawn_server,
         assert [f.result().transaction_id for f in in_flight] == [f"f-{i}" for i in range(6)]
     assert process.process.wait(20) == 0, "".join(process.log)
     _wait_for(lambda: any("event=drain_finished inflight_left=0 clean=True" in x for x in process.log), 2)
+
+
+def test_bad_settings_exit_2_naming_the_setting(tmp_path):
+    def serve(*args: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "server.cli.main", "serve", *args],
+            cwd=REPO_ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    done = serve("--models-dir", str(tmp_path / "nowhere"), "--port", "0", "--metrics-port", "0")
+    assert done.returncode == 2 and "models_dir: not a directory" in done.stderr
+    done = serve(RISKSERVE_GRACE_PERIOD_S="soon")
+    assert (
+        done.returncode == 2 and "grace_period_s" in done.stderr and "RISKSERVE_GRACE_PERIOD_S" in done.stderr
+    )
