@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import queue
 import resource
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -131,10 +132,15 @@ def run_scenario(
     workers = worker_count(scenario.load, os.cpu_count() or 1)
     specs = _worker_specs(scenario, pools, workers)
     parent_cpu = _cpu_seconds()
-    before = scrape(scenario.metrics_url)
+    scrapes: dict[str, str | None] = {}
+
+    def scrape_before() -> None:  # at the end of the warm-up, so the server's view covers the measured time
+        scrapes["before"] = scrape(scenario.metrics_url)
+
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    recording = _run_workers(specs, scenario, on_progress)
+    recording = _run_workers(specs, scenario, on_progress, scrape_before)
     after = scrape(scenario.metrics_url)
+    before = scrapes.get("before")
     log.info(
         "event=run_done scenario=%s workers=%d requests=%d", scenario.name, len(specs), recording.requests
     )
@@ -155,7 +161,12 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _run_workers(specs: list[WorkerSpec], scenario: Scenario, on_progress: ProgressSink | None) -> Recording:
+def _run_workers(
+    specs: list[WorkerSpec],
+    scenario: Scenario,
+    on_progress: ProgressSink | None,
+    at_measure_start: Callable[[], None],
+) -> Recording:
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     processes, start_pipes = [], []
@@ -170,12 +181,15 @@ def _run_workers(specs: list[WorkerSpec], scenario: Scenario, on_progress: Progr
         process.start()
         processes.append(process)
         start_pipes.append(sender)
+    load = scenario.load
+    timer: threading.Timer | None = None
     try:
         _wait_ready(results, len(specs))
         start = time.monotonic() + START_DELAY_S
         for pipe in start_pipes:
             pipe.send(start)
-        load = scenario.load
+        timer = threading.Timer(max(0.0, start + load.warmup_s - time.monotonic()), at_measure_start)
+        timer.start()
         deadline = start + load.warmup_s + load.measured_s + load.timeout_ms / 1000 + FINISH_GRACE_S
         return _collect(results, len(specs), start, deadline, on_progress)
     except BaseException:
@@ -186,6 +200,9 @@ def _run_workers(specs: list[WorkerSpec], scenario: Scenario, on_progress: Progr
             process.terminate()
         raise
     finally:
+        if timer is not None:
+            timer.cancel()
+            timer.join()
         for process in processes:
             process.join(timeout=5)
 

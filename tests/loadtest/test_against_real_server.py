@@ -49,7 +49,7 @@ def test_authorization_path_scenario_passes_against_the_real_server(
     # the server's own view is scraped beside the client's, and is the smaller of the two
     (fraud,) = report["server"]
     assert (fraud["model"], fraud["method"]) == ("fraud", "Score")
-    assert fraud["requests"] >= 300
+    assert fraud["requests"] == pytest.approx(300, abs=15)  # scraped after the warm-up: the measured calls
     assert 0 < fraud["run_p99_ms"] < report["figures"]["latency_ms"]["p99"] * 1.2
     assert fraud["window_p99_ms"] > 0
     assert (tmp_path / "out" / "latency.png").stat().st_size > 20_000
