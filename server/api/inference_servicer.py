@@ -79,3 +79,16 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             call.queue_s, call.inference_s = result.queue_s, result.inference_s
             facts = {"precision": runtime.facts.precision, "gate_verdict": runtime.facts.gate_verdict}
             return infer_response(request, runtime.config, result.outputs, facts, call.latency_us())
+
+    async def _not_implemented(self, request, context):
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "riskserve implements the Open Inference Protocol and ModelConfig, not this Triton extension",
+        )
+
+    # Triton's repository, shared-memory, statistics, trace, log and streaming extensions: answered cleanly
+    # (the generated base class would raise NotImplementedError and log a traceback per call).
+    ModelStreamInfer = ModelStatistics = RepositoryIndex = RepositoryModelLoad = _not_implemented
+    RepositoryModelUnload = SystemSharedMemoryStatus = SystemSharedMemoryRegister = _not_implemented
+    SystemSharedMemoryUnregister = CudaSharedMemoryStatus = CudaSharedMemoryRegister = _not_implemented
+    CudaSharedMemoryUnregister = TraceSetting = LogSettings = _not_implemented

@@ -1,8 +1,10 @@
 """The Open Inference Protocol through Triton's own client, unchanged."""
 
+import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from server.api.gen.riskserve.v1 import scoring_pb2_grpc
@@ -99,3 +101,10 @@ def test_unknown_model_and_version_are_not_found(client):
     with pytest.raises(InferenceServerException) as error:
         client.get_model_metadata("no-such-model")
     assert error.value.status() == "StatusCode.NOT_FOUND"
+
+
+def test_other_triton_extensions_answer_unimplemented(channel):
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as error:
+        stub.RepositoryIndex(service_pb2.RepositoryIndexRequest(), timeout=5)
+    assert error.value.code() is grpc.StatusCode.UNIMPLEMENTED and "Triton extension" in error.value.details()
