@@ -164,6 +164,10 @@ def _nan_value(r):
     _tensor(r, "txn_count_24h").contents.fp32_contents[0] = float("nan")
 
 
+def _too_many_rows(r):
+    r.inputs[0].shape[0] = 513
+
+
 def _unknown_output(r):
     r.outputs.add(name="logits")
 
@@ -192,6 +196,7 @@ def _raw_wrong_length(r):
         (_unknown_category, "inputs[currency][1]", "unknown value 'XYZ'"),
         (_nan_value, "inputs[txn_count_24h][0]", "not a finite number"),
         (_unknown_output, "outputs[logits]", "unknown output"),
+        (_too_many_rows, "inputs[amount].shape", "513 rows, at most 512"),
         (_raw_wrong_length, "inputs[amount]", "raw FP32 contents hold 7 bytes"),
     ],
 )
