@@ -6,7 +6,6 @@ take place (target unreachable, request data missing).
 
 import argparse
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -23,8 +22,6 @@ from loadtest.request_bodies import build_pool
 from loadtest.runner import RunResult, run_scenario
 from loadtest.scenario import load_scenario, with_overrides
 from loadtest.sla import evaluate
-
-log = logging.getLogger(__name__)
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 CI_LOG_WIDTH = 130

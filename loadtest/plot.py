@@ -34,9 +34,17 @@ def _plain_log_ticks(axes) -> None:
     axes.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "235" else ""))
 
 
+def _no_answers(axes, title: str) -> None:
+    axes.text(0.5, 0.5, "no answered requests", ha="center", va="center", transform=axes.transAxes)
+    axes.set(title=title)
+
+
 def _latency_over_time(axes, result: RunResult) -> None:
     rec, sla = result.recording, result.scenario.sla
     slices = sorted(rec.per_slice)
+    if not slices:
+        _no_answers(axes, "Latency over time")
+        return
     starts = [i * rec.slice_s for i in slices]
     label = "from intended send" if result.open_loop else "closed loop"
     for percentile, name in OVER_TIME:
@@ -53,8 +61,7 @@ def _latency_over_time(axes, result: RunResult) -> None:
         yscale="log",
     )
     _plain_log_ticks(axes)
-    if slices:
-        axes.legend(fontsize=8)
+    axes.legend(fontsize=8)
     axes.grid(True, which="both", alpha=0.3)
 
 
@@ -79,6 +86,9 @@ def _requests_over_time(axes, result: RunResult) -> None:
 
 def _distribution_panel(axes, result: RunResult) -> None:
     rec, sla = result.recording, result.scenario.sla
+    if rec.uncorrected.get_total_count() == 0:
+        _no_answers(axes, "Latency by percentile")
+        return
     label = "from intended send" if result.open_loop else "closed loop"
     curves = [(rec.corrected if result.open_loop else rec.uncorrected, f"client, {label}")]
     if result.open_loop:

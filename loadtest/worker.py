@@ -8,7 +8,6 @@ charged to the server) is recorded as send lag. Closed loop: `concurrency` calle
 
 import asyncio
 import itertools
-import logging
 import multiprocessing.connection
 import selectors
 import time
@@ -20,8 +19,6 @@ import numpy as np
 from loadtest.plan import RequestPool, Schedule
 from loadtest.recording import Progress, Recording, new_histogram, record_us
 from loadtest.stream_lane import StreamItem, StreamLane
-
-log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.5
 LATE_STOP_S = 1.0  # arrivals not sent within this long after the schedule's end are dropped (and reported)

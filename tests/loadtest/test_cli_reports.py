@@ -105,3 +105,23 @@ def test_find_max_brackets_the_rate_where_the_sla_breaks(fraud_file: Path) -> No
     assert found.max_rate_rps is not None and 80 <= found.max_rate_rps < 320
     assert any(not passed and rate > found.max_rate_rps for rate, passed in rates)
     assert found.best_run is not None and not found.limited_by_generator
+
+
+def test_a_run_where_every_call_is_refused_still_reports_and_says_why(
+    tmp_path: Path, fraud_file: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    with PeerServer(PeerBehaviour(max_in_flight=0)) as peer:
+        path = write_scenario(
+            tmp_path, scenario_for(peer.target, fraud_file, {"p99_ms": 10, "max_error_rate": 0})
+        )
+        code = main(["loadtest", str(path), "--out", str(out)])
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert code == 1
+    assert report["figures"]["codes"] == {"RESOURCE_EXHAUSTED": 100}
+    assert report["error_details"] == {"RESOURCE_EXHAUSTED": "queue full"}
+    assert "first RESOURCE_EXHAUSTED: queue full" in printed
+    lines = {line["name"]: line for line in report["sla"]}
+    assert lines["p99 latency (from intended send)"]["measured"] == "no answers"
+    assert (out / "latency.png").read_bytes().startswith(b"\x89PNG")
