@@ -60,15 +60,8 @@ class ServerThread:
 
 
 def test_settings(models_dir: Path, cache_dir: Path, **overrides) -> ServerSettings:
-    return ServerSettings(
-        models_dir=models_dir,
-        cache_dir=cache_dir,
-        port=0,
-        metrics_port=0,
-        drain_pause_s=0.0,
-        grace_period_s=2.0,
-        **overrides,
-    )
+    defaults = dict(port=0, metrics_port=0, drain_pause_s=0.0, grace_period_s=2.0)
+    return ServerSettings(models_dir=models_dir, cache_dir=cache_dir, **(defaults | overrides))
 
 
 test_settings.__test__ = False  # a helper, not a test

@@ -1,6 +1,8 @@
 """Health transitions and SIGTERM drain of a real `riskserve serve` process."""
 
+import asyncio
 import os
+import queue
 import subprocess
 import sys
 import time
@@ -86,3 +88,23 @@ def test_bad_settings_exit_2_naming_the_setting(tmp_path):
     assert (
         done.returncode == 2 and "grace_period_s" in done.stderr and "RISKSERVE_GRACE_PERIOD_S" in done.stderr
     )
+
+
+def test_open_stream_is_ended_unavailable_once_a_drain_refuses_calls(start_server, model_repo):
+    running = start_server(model_repo, drain_pause_s=0.3, grace_period_s=5).wait_ready()
+    outgoing: queue.Queue = queue.Queue()
+    requests = iter(outgoing.get, None)
+    with grpc.insecure_channel(running.target) as channel:
+        answers = scoring_pb2_grpc.FraudScoringStub(channel).ScoreStream(requests, timeout=10)
+        outgoing.put(transaction("s-0"))
+        assert next(answers).transaction_id == "s-0"
+        drained = asyncio.run_coroutine_threadsafe(running.server.drain(), running.loop)
+        outgoing.put(transaction("s-1"))  # during the pause: still answered
+        assert next(answers).transaction_id == "s-1"
+        time.sleep(0.5)
+        outgoing.put(transaction("s-2"))  # after the pause: the stream ends, the client reconnects
+        with pytest.raises(grpc.RpcError) as error:
+            next(answers)
+        assert error.value.code() is grpc.StatusCode.UNAVAILABLE
+        outgoing.put(None)
+    assert drained.result(10) is True  # the stream let go, so the drain finished cleanly
