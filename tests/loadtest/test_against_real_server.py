@@ -32,15 +32,20 @@ def short_copy(tmp_path: Path, bundled: str, server: RiskServeProcess, **load: f
     return path
 
 
+@pytest.fixture(scope="module")
+def server(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    with RiskServeProcess(cache_dir, tmp_path_factory.mktemp("log") / "server.log") as running:
+        yield running
+
+
 def test_authorization_path_scenario_passes_against_the_real_server(
-    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, server: RiskServeProcess, capsys: pytest.CaptureFixture
 ) -> None:
-    with RiskServeProcess(cache_dir, tmp_path / "server.log") as server:
-        path = short_copy(tmp_path, "authorization-path", server, rate=100)
-        scenario = yaml.safe_load(path.read_text())
-        scenario["sla"]["min_throughput_rps"] = 98
-        path.write_text(yaml.safe_dump(scenario))
-        code = main(["loadtest", str(path), "--out", str(tmp_path / "out")])
+    path = short_copy(tmp_path, "authorization-path", server, rate=100)
+    scenario = yaml.safe_load(path.read_text())
+    scenario["sla"]["min_throughput_rps"] = 98
+    path.write_text(yaml.safe_dump(scenario))
+    code = main(["loadtest", str(path), "--out", str(tmp_path / "out")])
     printed = capsys.readouterr().out
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert code == 0, printed
@@ -53,6 +58,36 @@ def test_authorization_path_scenario_passes_against_the_real_server(
     assert 0 < fraud["run_p99_ms"] < report["figures"]["latency_ms"]["p99"] * 1.2
     assert fraud["window_p99_ms"] > 0
     assert (tmp_path / "out" / "latency.png").stat().st_size > 20_000
+
+
+def test_the_open_inference_protocol_loads_the_real_server_too(
+    tmp_path: Path, server: RiskServeProcess
+) -> None:
+    path = tmp_path / "oip.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "oip",
+                "target": server.target,
+                "metrics_url": server.metrics_url,
+                "protocol": "oip",
+                "mix": [
+                    {"call": "oip.infer", "model": "fraud", "weight": 3},
+                    {"call": "oip.infer", "model": "credit", "batch_size": 8},
+                ],
+                "load": {"rate": 60, "duration_s": 1.5, "warmup_s": 0.5},
+                "sla": {"max_error_rate": 0},
+            }
+        )
+    )
+    assert main(["loadtest", str(path), "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["figures"]["codes"] == {"OK": 90}
+    assert set(report["calls"]) == {"oip.infer:fraud", "oip.infer:credit[8]"}
+    assert {(s["model"], s["method"]) for s in report["server"]} == {
+        ("fraud", "ModelInfer"),
+        ("credit", "ModelInfer"),
+    }
 
 
 def test_an_artificially_slow_server_is_caught(
