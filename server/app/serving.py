@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_STARTUP_FAILED = 1
+EXIT_INTERRUPTED = 130
 
 
 class RiskServer:
@@ -127,11 +128,17 @@ class RiskServer:
         self._stopped.set()
 
     async def run_until_signal(self) -> int:
-        """Serve until SIGTERM/SIGINT, then drain. Exit status: 0 after a drain, 1 if startup failed."""
+        """Serve until SIGTERM/SIGINT, then drain; a second signal stops at once.
+
+        Exit status: 0 after a drain, 1 if startup failed, 130 if a second signal cut the drain short."""
         loop = asyncio.get_running_loop()
-        stop_requested = asyncio.Event()
+        stop_requested, stop_now = asyncio.Event(), asyncio.Event()
+
+        def on_signal() -> None:
+            (stop_now if stop_requested.is_set() else stop_requested).set()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop_requested.set)
+            loop.add_signal_handler(signum, on_signal)
         await self.start()
         ready = asyncio.create_task(self._ready.wait())
         requested = asyncio.create_task(stop_requested.wait())
@@ -141,6 +148,15 @@ class RiskServer:
             return EXIT_STARTUP_FAILED
         await requested
         ready.cancel()
-        await self.drain()
+        draining = asyncio.create_task(self.drain())
+        forced = asyncio.create_task(stop_now.wait())
+        await asyncio.wait({draining, forced}, return_when=asyncio.FIRST_COMPLETED)
+        status = EXIT_OK
+        if not draining.done():
+            log.warning("event=drain_interrupted inflight=%d action=stop_now", self.admission.inflight)
+            draining.cancel()
+            await self.stop()
+            status = EXIT_INTERRUPTED
+        forced.cancel()
         self.metrics.close()
-        return EXIT_OK
+        return status
