@@ -23,7 +23,10 @@ ENV PATH=/opt/riskserve/.venv/bin:$PATH \
 VOLUME ["/var/cache/riskserve"]
 EXPOSE 50051 9100
 USER riskserve
-# Quantization and the accuracy gate run before SERVING; a warm cache makes this seconds, a cold one ~30 s.
+# Quantization and the accuracy gate run before SERVING; a warm cache makes this seconds, a cold one ~10-30 s.
+# `riskserve health` asks 127.0.0.1 on RISKSERVE_PORT (default 50051), so it follows `-e RISKSERVE_PORT=...`.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=90s --retries=3 \
-  CMD ["riskserve", "health", "--target", "127.0.0.1:50051"]
+  CMD ["riskserve", "health"]
+# Exec form: riskserve is PID 1 and drains on SIGTERM (drain_pause_s + grace_period_s, 25 s by default),
+# so stop it with `docker stop -t 30` (Docker's default 10 s would SIGKILL mid-drain).
 ENTRYPOINT ["riskserve", "serve"]
