@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
+import onnx.numpy_helper
 from onnxruntime.quantization import (
     CalibrationMethod,
     QuantFormat,
@@ -69,8 +70,30 @@ def preprocess(fp32_path: Path, output_path: Path) -> None:
     quant_pre_process(str(typed_path), str(output_path), skip_symbolic_shape=True)
     typed_path.unlink()
     model = onnx.load(str(output_path))
-    if _type_ml_outputs(model):
+    retyped = _type_ml_outputs(model)
+    if _flatten_gemm_biases(model) or retyped:
         onnx.save(onnx.shape_inference.infer_shapes(model), str(output_path))
+
+
+def _flatten_gemm_biases(model: onnx.ModelProto) -> bool:
+    """Give each Gemm a 1-D bias: [1, N] -> [N] (same broadcast result); True if any was changed.
+
+    skl2onnx's intercepts are [1, N], and the fused Gemm keeps that shape. ORT's per-channel weight-scale
+    adjustment for int32 biases indexes the bias per output channel and fails on a 2-D one ("truth value
+    of an array ... is ambiguous"), so `per_channel: true` would crash without this.
+    """
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    changed = False
+    for node in graph.node:
+        if node.op_type != "Gemm" or len(node.input) < 3 or node.input[2] not in initializers:
+            continue
+        bias = initializers[node.input[2]]
+        if len(bias.dims) == 2 and bias.dims[0] == 1:
+            flat = onnx.numpy_helper.to_array(bias).reshape(-1)
+            bias.CopyFrom(onnx.numpy_helper.from_array(flat, bias.name))
+            changed = True
+    return changed
 
 
 # ai.onnx.ml ops whose output is a float tensor that ONNX's shape inference leaves untyped; the first four

@@ -152,3 +152,16 @@ def test_fallback_to_int16_keeps_the_sensitive_layer_quantized(model_folder, tmp
     assert (step["layer"], step["precision"]) == (FIRST_LAYER, "int16")
     assert prepared.report["layers"]["int16"] == [FIRST_LAYER]
     assert FIRST_LAYER not in prepared.report["layers"]["fp32"]
+
+
+def test_per_channel_weights_quantize_a_model_with_row_vector_biases(model_folder, tmp_path: Path) -> None:
+    # skl2onnx intercepts are [1, N]; ORT's per-channel bias check failed on them before pre-processing
+    # flattened Gemm biases to [N].
+    prepared = prepare_model(model_folder("plain", per_channel=True), tmp_path / "cache")
+    assert prepared.report["config"]["per_channel"] is True
+    assert prepared.precision is Precision.INT8
+    model = onnx.load(str(prepared.model_path))
+    weight_scales = [
+        init for init in model.graph.initializer if init.name.startswith("coefficient") and "scale" in init.name
+    ]
+    assert weight_scales and all(len(init.dims) == 1 and init.dims[0] > 1 for init in weight_scales)
