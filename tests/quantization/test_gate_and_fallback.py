@@ -162,6 +162,8 @@ def test_per_channel_weights_quantize_a_model_with_row_vector_biases(model_folde
     assert prepared.precision is Precision.INT8
     model = onnx.load(str(prepared.model_path))
     weight_scales = [
-        init for init in model.graph.initializer if init.name.startswith("coefficient") and "scale" in init.name
+        init
+        for init in model.graph.initializer
+        if init.name.startswith("coefficient") and "scale" in init.name
     ]
     assert weight_scales and all(len(init.dims) == 1 and init.dims[0] > 1 for init in weight_scales)
