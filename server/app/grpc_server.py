@@ -9,6 +9,7 @@ from server.api.calls import CallRecorder
 from server.api.domain_servicers import CreditScoringServicer, FraudScoringServicer
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.api.inference_servicer import InferenceServicer
+from server.app.admission import ConcurrencyLimit
 from server.app.health import HealthState
 from server.config.settings import ServerSettings
 from server.runtime.repository import ModelRepository
@@ -26,15 +27,28 @@ def _credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
 
 
 def build_server(
-    settings: ServerSettings, repository: ModelRepository, calls: CallRecorder, health: HealthState
+    settings: ServerSettings,
+    repository: ModelRepository,
+    calls: CallRecorder,
+    health: HealthState,
+    *,
+    reuse_port: bool = False,
 ) -> tuple[grpc.aio.Server, int]:
-    """Create the server with every service registered and bind its port; returns (server, bound port)."""
+    """Create the server with every service registered and bind its port; returns (server, bound port).
+
+    `reuse_port` (worker processes of one supervisor): every worker binds the same port with SO_REUSEPORT
+    and the kernel spreads connections over them. Otherwise a second server on the port is an error, not a
+    silent split."""
+    interceptors = []
+    if settings.max_concurrent_rpcs > 0:
+        interceptors.append(ConcurrencyLimit(settings.max_concurrent_rpcs, calls.metrics))
     server = grpc.aio.server(
+        interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
-            ("grpc.so_reuseport", 0),  # a second server on the same port is an error, not a silent split
-        ]
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ],
     )
     scoring_pb2_grpc.add_FraudScoringServicer_to_server(
         FraudScoringServicer(repository, calls, settings.max_request_rows), server

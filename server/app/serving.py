@@ -8,6 +8,7 @@ drain:  (SIGTERM / SIGINT) health NOT_SERVING at once -> keep serving `drain_pau
 
 import asyncio
 import logging
+import os
 import signal
 
 from server.api.calls import Admission, CallRecorder
@@ -28,10 +29,16 @@ EXIT_INTERRUPTED = 130
 
 
 class RiskServer:
-    """Run in-process with `await start()` ... `await drain()`, or via `run_until_signal()`."""
+    """Run in-process with `await start()` ... `await drain()`, or via `run_until_signal()`.
 
-    def __init__(self, settings: ServerSettings, metrics: ServingMetrics | None = None) -> None:
+    `worker` (an index) makes it one of a supervisor's serving processes (server/app/supervisor.py): it binds
+    the port with SO_REUSEPORT and opens no metrics port (the supervisor exports the merged metrics)."""
+
+    def __init__(
+        self, settings: ServerSettings, metrics: ServingMetrics | None = None, *, worker: int | None = None
+    ) -> None:
         self.settings = settings
+        self.worker = worker
         self.metrics = metrics or ServingMetrics()
         self.health = HealthState()
         self.admission = Admission()
@@ -49,27 +56,40 @@ class RiskServer:
         configs = discover_models(self.settings)  # bad configs fail here, before anything listens
         self.repository = ModelRepository({c.name: c.task for c in configs})
         calls = CallRecorder(self.admission, self.metrics, set(self.repository.expected))
-        self._metrics_http = start_metrics_http_server(
-            self.metrics, host=self.settings.metrics_host, port=self.settings.metrics_port
-        )
-        self.metrics_port = self._metrics_http.port
+        if self.worker is None:
+            self._metrics_http = start_metrics_http_server(
+                self.metrics, host=self.settings.metrics_host, port=self.settings.metrics_port
+            )
+            self.metrics_port = self._metrics_http.port
         self.metrics.set_ready(False)
         await self.health.set_serving(False)
-        self._server, self.port = build_server(self.settings, self.repository, calls, self.health)
-        await self._server.start()
-        log.info(
-            "event=listening address=%s:%d metrics_port=%d models=%s",
-            self.settings.host,
-            self.port,
-            self.metrics_port,
-            ",".join(self.repository.expected),
+        self._server, self.port = build_server(
+            self.settings, self.repository, calls, self.health, reuse_port=self.worker is not None
         )
+        await self._server.start()
+        if self.worker is None:
+            log.info(
+                "event=listening address=%s:%d metrics_port=%d models=%s",
+                self.settings.host,
+                self.port,
+                self.metrics_port,
+                ",".join(self.repository.expected),
+            )
+        else:
+            log.info(
+                "event=worker_listening worker=%d pid=%d address=%s:%d models=%s",
+                self.worker,
+                os.getpid(),
+                self.settings.host,
+                self.port,
+                ",".join(self.repository.expected),
+            )
         self._loading = asyncio.get_running_loop().create_task(self._load_models(configs))
 
     async def _load_models(self, configs) -> None:
         try:
             for config in configs:
-                runtime = await asyncio.to_thread(load_model, config, self.settings)
+                runtime = await asyncio.to_thread(load_model, config, self.settings, self.worker is None)
                 name = config.name
                 runtime.on_batch = lambda rows, queued, name=name: self._record_batch(name, rows, queued)
                 runtime.start()
@@ -127,8 +147,8 @@ class RiskServer:
             self._metrics_http.close()
         self._stopped.set()
 
-    async def run_until_signal(self) -> int:
-        """Serve until SIGTERM/SIGINT, then drain; a second signal stops at once.
+    async def run_until_signal(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> int:
+        """Serve until one of `signals`, then drain; a second signal stops at once.
 
         Exit status: 0 after a drain, 1 if startup failed, 130 if a second signal cut the drain short."""
         loop = asyncio.get_running_loop()
@@ -137,7 +157,7 @@ class RiskServer:
         def on_signal() -> None:
             (stop_now if stop_requested.is_set() else stop_requested).set()
 
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in signals:
             loop.add_signal_handler(signum, on_signal)
         await self.start()
         ready = asyncio.create_task(self._ready.wait())

@@ -39,13 +39,14 @@ def discover_models(settings: ServerSettings) -> list[ModelConfig]:
     return configs
 
 
-def load_model(config: ModelConfig, settings: ServerSettings) -> ModelRuntime:
-    """Quantize (or load from cache), open the session and warm it up. Blocking; run it off the loop."""
+def load_model(config: ModelConfig, settings: ServerSettings, print_summary: bool = True) -> ModelRuntime:
+    """Quantize (or load from cache), open the session and warm it up. Blocking; run it off the loop.
+    `print_summary=False` in worker processes: their supervisor printed it once."""
     started = time.perf_counter()
     prepared = prepare_model(
         config, Path(settings.cache_dir), progress=lambda m: log.info("event=prepare %s", m)
     )
-    if prepared.report:
+    if prepared.report and print_summary:
         print(format_summary(prepared.report), file=sys.stderr)
     runtime = ModelRuntime.load(config, prepared, settings)
     sizes = runtime.warm_up()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from server.config.errors import ConfigError
-from server.config.settings import load_settings
+from server.config.settings import ServerSettings, load_settings
 
 EXIT_BAD_CONFIG = 2
 
@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="serve only this model (repeatable; default: every model in the repository)",
     )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="serving processes sharing the port (default 1)"
+    )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
     parser.set_defaults(func=run)
 
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         "models_dir": args.models_dir,
         "cache_dir": args.cache_dir,
         "models": tuple(args.models) if args.models else None,
+        "workers": args.workers,
         "log_level": args.log_level,
     }
     try:
@@ -60,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from server.app.serving import RiskServer
 
     configure_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1:
+        return _run_workers(settings)
 
     async def main() -> int:
         try:
@@ -69,3 +75,19 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_BAD_CONFIG
 
     return asyncio.run(main())
+
+
+def _run_workers(settings: ServerSettings) -> int:
+    """A supervisor and `settings.workers` serving processes (server/app/supervisor.py)."""
+    from server.app.supervisor import EXIT_FAILED, run_supervisor
+    from server.metrics import MetricsPortError
+    from server.quantization.errors import QuantizationError
+
+    try:
+        return run_supervisor(settings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except (QuantizationError, MetricsPortError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED

@@ -54,6 +54,15 @@ class ServerSettings(StrictModel):
     debug_inference_delay_ms: float = Field(
         0.0, ge=0.0, description="TEST ONLY: sleep this long in every ONNX Runtime call"
     )
+    workers: int = Field(
+        1, ge=1, le=64, description="serving processes on one port (SO_REUSEPORT); 1 = a single process"
+    )
+    metrics_shared_dir: Path | None = Field(
+        None, description="workers > 1: directory of per-process metric snapshots (default: a temp dir)"
+    )
+    max_concurrent_rpcs: int = Field(
+        256, ge=0, description="RPCs one process holds; beyond, RESOURCE_EXHAUSTED at once (0: no limit)"
+    )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: LogFormat = LogFormat.KEYVALUE
 
