@@ -51,12 +51,9 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_BAD_INPUT
         if prepared.verdict is GateVerdict.FAILED:
             status = EXIT_GATE_FAILED
-        report = {**prepared.report, "served_model": str(prepared.model_path),
-                  "report_path": str(prepared.report_path) if prepared.report_path else None}
-        reports.append(report)
+        reports.append(prepared.report)
         if not args.json:
-            print(format_summary(report))
-            print(f"report: {prepared.report_path}\n")
+            print(format_summary(prepared.report))
     if args.json:
         print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
     return status

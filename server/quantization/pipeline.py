@@ -184,6 +184,12 @@ def _prepared(
         "distinct_score_ratio",
         "max_flip_rate",
     )
+    # Where the evidence is, for the summary (not stored in the cached report: paths move with the cache).
+    report = {
+        **report,
+        "served_model": str(model_path),
+        "report_path": str(report_path) if report_path else None,
+    }
     accuracy = report.get("accuracy", {})
     deltas = {k: float(accuracy[k]) for k in accuracy_keys if k in accuracy}
     deltas.update({f"flip_rate_{k}": float(v) for k, v in accuracy.get("flip_rates", {}).items()})

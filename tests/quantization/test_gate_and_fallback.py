@@ -27,7 +27,11 @@ def test_plain_model_passes_the_gate_as_int8(model_folder, tmp_path: Path) -> No
     assert prepared.metric_deltas["roc_auc_delta"] == report["accuracy"]["roc_auc_delta"]
     ops = {node.op_type for node in onnx.load(str(prepared.model_path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    assert "verdict PASSED" in format_summary(report)
+    summary = format_summary(report)
+    assert "verdict PASSED" in summary
+    assert summary.count("PASS │") == len(report["gate"]["final"]["checks"]) and "FAIL" not in summary
+    assert f"cache key: {report['cache_key']}" in summary
+    assert f"report: {prepared.report_path}" in summary
 
 
 def test_sensitive_layer_falls_back_to_fp32_and_ends_within_budget(model_folder, tmp_path: Path) -> None:
@@ -47,6 +51,11 @@ def test_sensitive_layer_falls_back_to_fp32_and_ends_within_budget(model_folder,
     )
     assert FIRST_LAYER in report["layers"]["fp32"] and report["layers"]["int8"] == [SECOND_LAYER]
     assert report["gate"]["final"]["passed"] is True
+    # The reviewer sees the layer, its precision and the reason, next to the before/after budget values.
+    summary = format_summary(report)
+    assert "first INT8" in summary
+    layer_row = next(line for line in summary.splitlines() if FIRST_LAYER in line)
+    assert "FP32" in layer_row and "tuner: INT8 failed" in layer_row
 
 
 def test_model_that_cannot_pass_is_served_fp32_with_failed_verdict(
@@ -62,7 +71,10 @@ def test_model_that_cannot_pass_is_served_fp32_with_failed_verdict(
     assert prepared.report["gate"]["final"]["passed"] is False
     assert "serving FP32" in prepared.report["warnings"][0]
     assert any("event=quantization_gate_failed" in r.getMessage() for r in caplog.records)
-    assert "verdict FAILED, serving fp32" in format_summary(prepared.report)
+    summary = format_summary(prepared.report)
+    assert "verdict FAILED, serving fp32" in summary
+    assert "FAIL │" in summary and "Layers of the best INT8 candidate (not served)" in summary
+    assert f"served model: {config.onnx_path}" in summary
     # The cached verdict is the same: a warm start must not serve the failed model as INT8.
     again = prepare_model(config, tmp_path / "cache")
     assert again.from_cache and again.verdict is GateVerdict.FAILED and again.model_path == config.onnx_path

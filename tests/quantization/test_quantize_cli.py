@@ -1,0 +1,43 @@
+"""`riskserve quantize`: exit status per outcome, the reviewer's summary, the full report as JSON."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from server.cli.main import main
+
+
+def _quantize(models_dir: Path, cache: Path, *args: str) -> int:
+    return main(["quantize", *args, "--models-dir", str(models_dir), "--cache-dir", str(cache)])
+
+
+def test_passing_model_exits_0_with_summary_then_loads_from_cache(model_folder, tmp_path, capsys) -> None:
+    model_folder("plain")
+    assert _quantize(tmp_path, tmp_path / "cache", "plain") == 0
+    out = capsys.readouterr().out
+    assert "verdict PASSED, serving int8" in out and "built now" in out and "report: " in out
+    assert _quantize(tmp_path, tmp_path / "cache", "plain") == 0
+    assert "from cache" in capsys.readouterr().out
+
+
+def test_failed_gate_exits_3_and_json_says_fp32(model_folder, tmp_path, capsys) -> None:
+    config = model_folder("hopeless")
+    assert _quantize(tmp_path, tmp_path / "cache", "hopeless", "--json") == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "failed" and report["precision"] == "fp32"
+    assert report["served_model"] == str(config.onnx_path)
+
+
+def test_bad_data_exits_2_naming_the_problem(model_folder, tmp_path, capsys) -> None:
+    config = model_folder("plain")
+    frame = pd.read_parquet(config.calibration_path)
+    frame.drop(columns=["velocity"]).to_parquet(config.calibration_path)
+    assert _quantize(tmp_path, tmp_path / "cache", "plain") == 2
+    assert "missing columns: velocity" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_unknown_model_exits_2(tmp_path, capsys) -> None:
+    assert _quantize(tmp_path, tmp_path / "cache", "nosuchmodel") == 2
+    assert "nosuchmodel" in capsys.readouterr().err
