@@ -1,0 +1,127 @@
+"""Scenario 1: SIGTERM in the middle of a steady open-loop stream of unary Score calls.
+
+Each call is classified: OK; refused with UNAVAILABLE "shutting down" (expected after the drain pause);
+not accepted because nothing listened any more (connection refused, after the process closed its port);
+anything else is counted as lost. A grpc.health.v1 Watch on a second channel times NOT_SERVING.
+"""
+
+import asyncio
+import re
+import time
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from benchmarks.reliability.openloop import Record, open_loop
+from benchmarks.reliability.payloads import SCORE, holdout_transactions, unary
+from benchmarks.reliability.server_process import ServerProcess
+
+SETTINGS = {"drain_pause_s": "2", "grace_period_s": "10"}
+TIMEOUT_S = 2.0
+AFTER_EXIT_S = 0.5
+NOT_LISTENING = ("failed to connect", "connection refused")
+
+
+def classify(record: Record) -> str:
+    if record.code is grpc.StatusCode.OK:
+        return "ok"
+    details = record.details.lower()
+    if record.code is grpc.StatusCode.UNAVAILABLE and "shutting down" in details:
+        return "refused_unavailable_draining"
+    if record.code is grpc.StatusCode.UNAVAILABLE and any(s in details for s in NOT_LISTENING):
+        return "not_accepted_port_closed"
+    return "lost"
+
+
+async def _watch_health(target: str, events: list[tuple[float, str]]) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            async for answer in stub.Watch(
+                health_pb2.HealthCheckRequest(service="riskserve.v1.FraudScoring")
+            ):
+                events.append((time.time(), health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)))
+        except grpc.aio.AioRpcError as error:
+            events.append((time.time(), f"stream ended {error.code().name}"))
+
+
+def _log_time(line: str) -> float | None:
+    found = re.match(r"ts=(\S+ \S+)", line)
+    if not found:
+        return None
+    return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").astimezone().timestamp()
+
+
+async def run(server: ServerProcess, rate: float, before_s: float, seed: int) -> dict[str, Any]:
+    bodies = [t.SerializeToString() for t in holdout_transactions(2000, seed)]
+    health: list[tuple[float, str]] = []
+    watcher = asyncio.create_task(_watch_health(server.target, health))
+    marks: dict[str, float] = {}
+
+    def keep_going(elapsed: float) -> bool:
+        return "exit" not in marks or time.monotonic() - marks["exit"] < AFTER_EXIT_S
+
+    async def terminate() -> None:
+        await asyncio.sleep(before_s)
+        marks["sigterm"], marks["sigterm_wall"] = time.monotonic(), time.time()
+        server.signal()
+        await asyncio.to_thread(server.proc.wait)
+        marks["exit"] = time.monotonic()
+
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        killer = asyncio.create_task(terminate())
+        run_ = await open_loop(unary(channel, SCORE), bodies, rate, keep_going, TIMEOUT_S)
+        records = await run_.finish()
+        await killer
+    await asyncio.wait_for(watcher, 5)
+
+    sigterm, pause = marks["sigterm"], float(SETTINGS["drain_pause_s"])
+    phases: dict[str, Counter] = {
+        "before_sigterm": Counter(),
+        "during_pause": Counter(),
+        "after_pause": Counter(),
+    }
+    for r in records:
+        phase = (
+            "before_sigterm"
+            if r.sent < sigterm
+            else "during_pause"
+            if r.sent < sigterm + pause
+            else "after_pause"
+        )
+        phases[phase][classify(r)] += 1
+    lost = [r for r in records if classify(r) == "lost"]
+    first_change = next(((t, s) for t, s in health if s != "SERVING"), None)
+    finished = server.log_lines("drain_finished")
+    finished_at = _log_time(finished[0]) if finished else None
+    ok_before = sorted(
+        r.latency_s * 1000 for r in records if r.sent < sigterm and r.code is grpc.StatusCode.OK
+    )
+    return {
+        "settings": SETTINGS,
+        "rate_per_s": rate,
+        "sigterm_after_s": before_s,
+        "calls": len(records),
+        "outcomes": dict(Counter(classify(r) for r in records)),
+        "by_phase": {k: dict(v) for k, v in phases.items()},
+        "lost_examples": sorted({f"{r.code.name}: {r.details[:120]}" for r in lost})[:10],
+        "exit_status": server.proc.returncode,
+        "sigterm_to_exit_s": round(marks["exit"] - sigterm, 3),
+        "health_first_change": first_change[1] if first_change else None,
+        "health_not_serving_ms_after_sigterm": (
+            round((first_change[0] - marks["sigterm_wall"]) * 1000, 1) if first_change else None
+        ),
+        "drain_finished_log": finished[0].split("event=", 1)[1] if finished else None,
+        "drain_finished_s_after_sigterm": (
+            round(finished_at - marks["sigterm_wall"], 3) if finished_at is not None else None
+        ),
+        "ok_p99_ms_before_sigterm": round(ok_before[int(0.99 * (len(ok_before) - 1))], 2)
+        if ok_before
+        else None,
+        "command": f"open-loop unary Score at {rate:g}/s, deadline {TIMEOUT_S:g} s, "
+        f"SIGTERM after {before_s:g} s, sending until {AFTER_EXIT_S:g} s after the process exited; "
+        "health Watch on a second channel",
+    }
