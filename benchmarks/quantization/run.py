@@ -1,11 +1,12 @@
 """FP32 vs INT8 for each bundled model, side by side in one run.
 
-    python -m benchmarks.quantization [MODEL ...] [--models-dir DIR] [--seconds S] [--output FILE]
+    python -m benchmarks.quantization [MODEL ...] [--models-dir D] [--seconds S] [--repeats N] [--output F]
 
 For each model: a cold start through the real startup pipeline (empty cache) and a warm start (cache hit),
-then FP32 and the served model timed in alternating rounds at batch 1, 32 and 256 under the serving
-session options, an ORT profile of where the time goes at batch 256, and the same model quantized in
-dynamic mode for comparison. Prints a table and writes everything as JSON.
+then FP32, the served INT8 model and the variants of benchmarks/quantization/variants.py (each checked
+against the model's gate) timed in alternating rounds at batch 1, 32 and 256 under the serving session
+options, `--repeats` times (ratios are the median over repeats), plus an ORT profile of where the time
+goes at batch 256. Prints the tables and writes everything as JSON.
 """
 
 import argparse
@@ -15,42 +16,31 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.quantization import variants
 from benchmarks.quantization.op_profile import front_end_nodes, profile_model
 from server.config import load_model_config
 from server.config.model_config import ModelConfig
 from server.config.paths import default_models_dir
-from server.config.quantization_config import QuantizationConfig, QuantizationMode
 from server.quantization.calibration_data import load_feature_table
+from server.quantization.evaluation import score_model
 from server.quantization.model_graph import load_model_graph
 from server.quantization.pipeline import prepare_model
-from server.quantization.quantizer import QuantizationRecipe, preprocess, quantize
-from server.quantization.speed import speedup, time_models
+from server.quantization.quantizer import preprocess
+from server.quantization.speed import BatchTiming, speedup, time_models
 
 BATCH_SIZES = (1, 32, 256)
 PROFILE_ROUNDS = 3
 GOALS = {"size_ratio_max": 0.3, "throughput_ratio_at_256_min": 2.5}
 
 
-def _with_quantization(config: ModelConfig, **changes: Any) -> ModelConfig:
-    q = QuantizationConfig.model_validate({**config.quantization.model_dump(), **changes})
-    return config.model_copy(update={"quantization": q})
-
-
 def _preprocessed(config: ModelConfig, scratch: Path) -> Path:
     path = scratch / "fp32-preprocessed.onnx"
     preprocess(config.onnx_path, path)
     return path
-
-
-def _dynamic_model(config: ModelConfig, head: tuple[str, ...], scratch: Path) -> Path:
-    """The same model quantized in dynamic mode (output head kept FP32), whatever its gate says."""
-    pre, out = scratch / "fp32-preprocessed.onnx", scratch / "dynamic.onnx"
-    q = _with_quantization(config, mode=QuantizationMode.DYNAMIC).quantization
-    quantize(pre, out, QuantizationRecipe(head), q, False, scratch / "unused.json", None)
-    return out
 
 
 def _quietest_profiles(models: dict[str, Path], feeds, output: str, front_end: set[str]) -> dict[str, Any]:
@@ -65,7 +55,20 @@ def _quietest_profiles(models: dict[str, Path], feeds, output: str, front_end: s
     return best
 
 
-def benchmark_model(config: ModelConfig, seconds: float) -> dict[str, Any]:
+def _median_ratios(runs: list[dict[str, dict[int, BatchTiming]]], name: str) -> dict[str, Any]:
+    """Per batch size: the median over repeats of `name`'s throughput over FP32's, and every repeat's."""
+    per_run = [speedup(run["fp32"], run[name]) for run in runs]
+    return {
+        str(size): {
+            "median": float(np.median([r[size] for r in per_run])),
+            "runs": [round(r[size], 3) for r in per_run],
+        }
+        for size in BATCH_SIZES
+    }
+
+
+def benchmark_model(config: ModelConfig, seconds: float, repeats: int) -> dict[str, Any]:
+    q = config.quantization
     with tempfile.TemporaryDirectory(prefix="riskserve-bench-") as scratch_name:
         scratch = Path(scratch_name)
         started = time.perf_counter()
@@ -76,26 +79,54 @@ def benchmark_model(config: ModelConfig, seconds: float) -> dict[str, Any]:
         warm_seconds = time.perf_counter() - started
         assert warm.from_cache
 
-        graph = load_model_graph(config.onnx_path, config.quantization.op_types, config.output_name)
-        holdout = load_feature_table(
-            config.holdout_path,
-            graph.input_dtypes,
-            min_rows=1,
-            label_column=config.label_column,
-            ignored_columns=config.quantization.ignored_columns,
-        )
+        graph = load_model_graph(config.onnx_path, q.op_types, config.output_name)
+        tables = {
+            name: load_feature_table(
+                path,
+                graph.input_dtypes,
+                min_rows=1,
+                max_rows=q.calibration_rows if name == "calibration" else None,
+                label_column=config.label_column,
+                require_label=name == "holdout",
+                ignored_columns=q.ignored_columns,
+            )
+            for name, path in (("calibration", config.calibration_path), ("holdout", config.holdout_path))
+        }
+        holdout = tables["holdout"]
         head = tuple(cold.report["layers"]["output_head_kept_fp32"])
+        preprocessed = _preprocessed(config, scratch)
+        ungated = variants.ungated_int8(
+            config, preprocessed, head, cold.report["cpu"]["reduce_range"], tables["calibration"], scratch
+        )
         models = {
             "fp32": config.onnx_path,
             "int8": cold.model_path,
             # FP32 after our pre-processing (typed front end, MatMul+Add fused into Gemm): the fairest FP32.
-            "fp32_preprocessed": _preprocessed(config, scratch),
-            "dynamic": _dynamic_model(config, head, scratch),
+            "fp32_preprocessed": preprocessed,
+            "int8_ungated": ungated,
+            "int8_float_head_input": variants.float_head_input(ungated, head[0], scratch),
+            "dynamic": variants.dynamic_int8(config, preprocessed, head, scratch),
         }
-        timings = time_models(models, holdout, config.output_name, BATCH_SIZES, seconds)
-        two_threads = time_models(
-            {"fp32": models["fp32"], "int8": models["int8"]}, holdout, config.output_name, (256,), seconds, 2
-        )
+        fp32_scores = score_model(config.onnx_path, holdout, config.output_name)
+        gates = {
+            name: variants.gate_figures(config, path, holdout, fp32_scores)
+            for name, path in models.items()
+            if name not in ("fp32", "fp32_preprocessed")
+        }
+        runs = [
+            time_models(models, holdout, config.output_name, BATCH_SIZES, seconds) for _ in range(repeats)
+        ]
+        two_threads = [
+            time_models(
+                {"fp32": models["fp32"], "int8": models["int8"]},
+                holdout,
+                config.output_name,
+                (256,),
+                seconds,
+                2,
+            )
+            for _ in range(repeats)
+        ]
         feeds256 = {name: values[:256] for name, values in holdout.feeds.items()}
         first_layer = next(n for n in graph.model.graph.node if n.name == graph.quantizable_layers[0])
         front_end = front_end_nodes(config.onnx_path, first_layer.input[0])
@@ -110,17 +141,16 @@ def benchmark_model(config: ModelConfig, seconds: float) -> dict[str, Any]:
         "cold_start_seconds": cold_seconds,
         "warm_start_seconds": warm_seconds,
         "sizes_bytes": sizes,
-        "size_ratio": sizes["int8"] / sizes["fp32"],
-        "timings": {name: {str(k): v.as_dict() for k, v in t.items()} for name, t in timings.items()},
-        "throughput_ratio": {str(k): v for k, v in speedup(timings["fp32"], timings["int8"]).items()},
-        "throughput_ratio_vs_preprocessed_fp32": {
-            str(k): v for k, v in speedup(timings["fp32_preprocessed"], timings["int8"]).items()
+        "size_ratio": {name: size / sizes["fp32"] for name, size in sizes.items()},
+        "repeats": repeats,
+        "timings_last_repeat": {
+            name: {str(k): v.as_dict() for k, v in t.items()} for name, t in runs[-1].items()
         },
-        "two_intra_op_threads_batch_256": {name: t[256].as_dict() for name, t in two_threads.items()},
-        "two_threads_throughput_ratio_256": speedup(two_threads["fp32"], two_threads["int8"])[256],
-        "dynamic_throughput_ratio": {
-            str(k): v for k, v in speedup(timings["fp32"], timings["dynamic"]).items()
-        },
+        "throughput_ratio": {name: _median_ratios(runs, name) for name in models if name != "fp32"},
+        "two_threads_throughput_ratio_256": float(
+            np.median([speedup(r["fp32"], r["int8"])[256] for r in two_threads])
+        ),
+        "gate": gates,
         "profile_batch_256_us": profile,
         "accuracy": {
             k: accuracy.get(k)
@@ -130,6 +160,8 @@ def benchmark_model(config: ModelConfig, seconds: float) -> dict[str, Any]:
                 "pr_auc_delta",
                 "ks_delta",
                 "brier_delta",
+                "mean_abs_score_diff",
+                "max_abs_score_diff",
                 "max_flip_rate",
                 "psi",
                 "distinct_score_ratio",
@@ -140,58 +172,72 @@ def benchmark_model(config: ModelConfig, seconds: float) -> dict[str, Any]:
 
 
 def print_table(results: list[dict[str, Any]], console: Console) -> None:
-    table = Table(title="FP32 vs INT8 (static QDQ), same process, alternating rounds, medians")
-    for column in (
+    table = Table(
+        title="FP32 vs served INT8 (static QDQ), same process, alternating rounds, median of repeats"
+    )
+    columns = (
         "model",
         "verdict",
         "size",
         "thr@1",
         "thr@32",
         "thr@256",
-        "vs Gemm FP32@256",
-        "dyn@256",
-        "2 threads@256",
+        "2 thr@256",
         "AUC delta",
-        "max flip",
-        "PSI",
-        "cold s",
-        "warm s",
-    ):
+        "PR-AUC delta",
+    )
+    columns += ("max flip", "PSI", "|diff| max", "cold s", "warm s")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("model", "verdict") else "right")
     for r in results:
-        t, a = r["throughput_ratio"], r["accuracy"]
+        t, a = r["throughput_ratio"]["int8"], r["accuracy"]
         table.add_row(
             r["model"],
             r["verdict"],
-            f"{r['size_ratio']:.2f}x",
-            f"{t['1']:.2f}x",
-            f"{t['32']:.2f}x",
-            f"{t['256']:.2f}x",
-            f"{r['throughput_ratio_vs_preprocessed_fp32']['256']:.2f}x",
-            f"{r['dynamic_throughput_ratio']['256']:.2f}x",
+            f"{r['size_ratio']['int8']:.2f}x",
+            *(f"{t[size]['median']:.2f}x" for size in ("1", "32", "256")),
             f"{r['two_threads_throughput_ratio_256']:.2f}x",
             f"{a['roc_auc_delta']:+.5f}",
+            f"{a['pr_auc_delta']:+.5f}",
             f"{a['max_flip_rate']:.3%}",
             f"{a['psi']:.1e}",
+            f"{a['max_abs_score_diff']:.3f}",
             f"{r['cold_start_seconds']:.1f}",
             f"{r['warm_start_seconds']:.2f}",
         )
     console.print(table)
-    profile = Table(title="Where the time goes at batch 256 (ORT profiler, kernel µs per run)")
-    for column in ("model", "precision", "front end", "MLP + head", "total", "ceiling if MLP took 0"):
-        profile.add_column(column, justify="left" if column in ("model", "precision") else "right")
+    options = Table(title="Every variant vs FP32 (same rounds): size, throughput, and the model's own gate")
+    for column in ("model", "variant", "size", "thr@1", "thr@32", "thr@256", "gate", "distinct ratio"):
+        options.add_column(column, justify="left" if column in ("model", "variant", "gate") else "right")
     for r in results:
-        fp32 = r["profile_batch_256_us"]["fp32"]
-        ceiling = fp32["total_us"] / fp32["front_end_us"]  # the best any MLP speed-up could do (Amdahl)
-        for name in ("fp32", "fp32_preprocessed", "int8", "dynamic"):
-            s = r["profile_batch_256_us"][name]
+        for name, ratios in r["throughput_ratio"].items():
+            gate = r["gate"].get(name)
+            options.add_row(
+                r["model"],
+                name,
+                f"{r['size_ratio'][name]:.2f}x",
+                *(f"{ratios[size]['median']:.2f}x" for size in ("1", "32", "256")),
+                "-"
+                if gate is None
+                else ("PASS" if gate["passed"] else "FAIL " + "; ".join(gate["failures"])),
+                "-" if gate is None else f"{gate['distinct_score_ratio']:.3f}",
+            )
+    console.print(options)
+    profile = Table(title="Where the time goes at batch 256 (ORT profiler, kernel µs per run, quietest of 3)")
+    for column in ("model", "variant", "front end", "MLP + head", "total", "top ops (µs)"):
+        profile.add_column(
+            column, justify="left" if column in ("model", "variant", "top ops (µs)") else "right"
+        )
+    for r in results:
+        for name, s in r["profile_batch_256_us"].items():
+            top = ", ".join(f"{op} {us:.0f}" for op, us in list(s["by_op_us"].items())[:4])
             profile.add_row(
                 r["model"],
                 name,
-                f"{s['front_end_us']:.1f}",
-                f"{s['mlp_and_head_us']:.1f}",
-                f"{s['total_us']:.1f}",
-                f"{ceiling:.2f}x" if name == "fp32" else "",
+                f"{s['front_end_us']:.0f}",
+                f"{s['mlp_and_head_us']:.0f}",
+                f"{s['total_us']:.0f}",
+                top,
             )
     console.print(profile)
 
@@ -205,11 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="*", default=["fraud", "credit"])
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per model and batch size")
+    parser.add_argument("--repeats", type=int, default=3, help="timing repeats; ratios are their median")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/quantization/results.json"))
     args = parser.parse_args(argv)
     models_dir = args.models_dir or default_models_dir()
-    results = [benchmark_model(load_model_config(models_dir / name), args.seconds) for name in args.models]
-    print_table(results, Console(width=150))
+    results = [
+        benchmark_model(load_model_config(models_dir / name), args.seconds, args.repeats)
+        for name in args.models
+    ]
+    print_table(results, Console(width=170))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(
         json.dumps({"goals_fraud": GOALS, "batch_sizes": BATCH_SIZES, "results": results}, indent=2)
