@@ -22,7 +22,8 @@ ENV PATH=/opt/riskserve/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1
 VOLUME ["/var/cache/riskserve"]
 EXPOSE 50051 9100
-USER riskserve
+# Numeric, so runtimes can check runAsNonRoot without reading /etc/passwd (uid of `riskserve` above).
+USER 10001
 # Quantization and the accuracy gate run before SERVING; a warm cache makes this seconds, a cold one ~10-30 s.
 # `riskserve health` asks 127.0.0.1 on RISKSERVE_PORT (default 50051), so it follows `-e RISKSERVE_PORT=...`.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=90s --retries=3 \

@@ -90,3 +90,20 @@ def flags_and_args(words: list[str]) -> tuple[dict[str, str], list[str]]:
         flags[key] = value
         index += 1
     return flags, words[index:]
+
+
+def image_user(final: Stage) -> tuple[str, int]:
+    """(name, uid) of the final stage's USER, created in that stage by `useradd --uid UID NAME`."""
+    user = final.last("USER")
+    assert user is not None, "no USER: the server would run as root"
+    value = user.value.split(":")[0]
+    for run in final.all("RUN"):
+        words = run.words()
+        if "useradd" not in words:
+            continue
+        command = words[words.index("useradd") + 1 :]
+        command = command[: command.index("&&")] if "&&" in command else command
+        name, uid = command[-1], int(command[command.index("--uid") + 1])
+        if value in {name, str(uid)}:
+            return name, uid
+    raise AssertionError(f"USER {value} is never created with useradd --uid")

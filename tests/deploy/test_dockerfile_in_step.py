@@ -14,7 +14,7 @@ import pytest
 from server.cli import health_cmd, serve_cmd
 from server.cli.main import build_parser
 from server.config.settings import ServerSettings
-from tests.deploy.dockerfile import Instruction, Stage, flags_and_args, parse_dockerfile
+from tests.deploy.dockerfile import Instruction, Stage, flags_and_args, image_user, parse_dockerfile
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PORT = ServerSettings.model_fields["port"].default
@@ -142,12 +142,9 @@ def test_healthcheck_asks_riskserve_health_on_the_grpc_port(final: Stage) -> Non
 
 
 def test_runs_as_a_non_root_user_created_in_the_image(final: Stage) -> None:
-    user = final.last("USER")
-    assert user is not None, "no USER: the server would run as root"
-    name = user.value.split(":")[0]
-    assert name not in {"root", "0"}
-    created = " ".join(r.value for r in final.all("RUN"))
-    assert re.search(rf"useradd\b[^&]*\b{re.escape(name)}\b", created), f"user {name} is never created"
+    name, uid = image_user(final)
+    assert name != "root" and uid != 0
+    assert final.last("USER").value.split(":")[0] == str(uid), "numeric USER: runAsNonRoot can verify it"
 
 
 def test_bundled_models_are_where_the_server_looks_for_them(build: Stage, final: Stage) -> None:
@@ -163,7 +160,7 @@ def test_cache_dir_is_the_volume_owned_by_the_server_user(final: Stage) -> None:
     cache_dir = final.env()["RISKSERVE_CACHE_DIR"]
     volumes = [v for instruction in final.all("VOLUME") for v in instruction.words()]
     assert volumes == [cache_dir]
-    user = final.last("USER").value.split(":")[0]
+    user, _uid = image_user(final)
     runs = " ".join(r.value for r in final.all("RUN"))
     assert re.search(rf"chown [^&]*{re.escape(user)}[^&]* {re.escape(cache_dir)}\b", runs), runs
 

@@ -15,7 +15,7 @@ import yaml
 from server.cli import serve_cmd
 from server.cli.main import build_parser
 from server.config.settings import ENV_PREFIX, ServerSettings, load_settings
-from tests.deploy.dockerfile import parse_dockerfile
+from tests.deploy.dockerfile import image_user, parse_dockerfile
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "deploy" / "kubernetes"
@@ -114,8 +114,7 @@ def test_resources_fit_a_two_core_replica(container: dict) -> None:
 
 def test_runs_as_the_images_non_root_user_with_writable_volumes(pod: dict, container: dict) -> None:
     (final,) = parse_dockerfile(REPO / "Dockerfile")[-1:]
-    useradd = next(r.words() for r in final.all("RUN") if "useradd" in r.value)
-    image_uid = int(useradd[useradd.index("--uid") + 1])
+    _name, image_uid = image_user(final)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == pod["securityContext"]["fsGroup"] == image_uid
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
