@@ -121,6 +121,11 @@ def test_runs_as_the_images_non_root_user_with_writable_volumes(pod: dict, conta
     cache_dir = str(_settings(container).cache_dir)
     assert cache_dir == final.env()["RISKSERVE_CACHE_DIR"], "same cache dir as the image"
     assert cache_dir in mounts
+    shared_dir = _settings(container).metrics_shared_dir
+    if shared_dir is not None:
+        (volume,) = [m["name"] for m in container["volumeMounts"] if m["mountPath"] == str(shared_dir)]
+        (spec,) = [v for v in pod["volumes"] if v["name"] == volume]
+        assert spec["emptyDir"].get("medium") == "Memory", "metric snapshots belong in memory"
     if container["securityContext"].get("readOnlyRootFilesystem"):
         assert "/tmp" in mounts, "quantization writes scratch files under /tmp"
     volumes = {v["name"] for v in pod["volumes"]}
