@@ -7,6 +7,7 @@ anything else is counted as lost. A grpc.health.v1 Watch on a second channel tim
 
 import asyncio
 import re
+import statistics
 import time
 from collections import Counter
 from datetime import datetime
@@ -16,12 +17,14 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchmarks.reliability.openloop import Record, open_loop
-from benchmarks.reliability.payloads import SCORE, holdout_transactions, unary
+from benchmarks.reliability.payloads import SCORE, SCORE_BATCH, holdout_transactions, unary
 from benchmarks.reliability.server_process import ServerProcess
+from server.api.gen.riskserve.v1 import scoring_pb2
 
 SETTINGS = {"drain_pause_s": "2", "grace_period_s": "10"}
 TIMEOUT_S = 2.0
 AFTER_EXIT_S = 0.5
+BATCH, BATCH_RATE = 256, 20.0  # a companion stream of ScoreBatch(256), so calls are in flight at the cut
 NOT_LISTENING = ("failed to connect", "connection refused")
 
 
@@ -56,7 +59,12 @@ def _log_time(line: str) -> float | None:
 
 
 async def run(server: ServerProcess, rate: float, before_s: float, seed: int) -> dict[str, Any]:
-    bodies = [t.SerializeToString() for t in holdout_transactions(2000, seed)]
+    rows = holdout_transactions(2000, seed)
+    bodies = [t.SerializeToString() for t in rows]
+    batch_bodies = [
+        scoring_pb2.TransactionBatch(transactions=rows[i : i + BATCH]).SerializeToString()
+        for i in range(0, len(rows) - BATCH, BATCH)
+    ]
     health: list[tuple[float, str]] = []
     watcher = asyncio.create_task(_watch_health(server.target, health))
     marks: dict[str, float] = {}
@@ -73,8 +81,12 @@ async def run(server: ServerProcess, rate: float, before_s: float, seed: int) ->
 
     async with grpc.aio.insecure_channel(server.target) as channel:
         killer = asyncio.create_task(terminate())
+        batches = asyncio.create_task(
+            open_loop(unary(channel, SCORE_BATCH), batch_bodies, BATCH_RATE, keep_going, TIMEOUT_S)
+        )
         run_ = await open_loop(unary(channel, SCORE), bodies, rate, keep_going, TIMEOUT_S)
         records = await run_.finish()
+        batch_records = await (await batches).finish()
         await killer
     await asyncio.wait_for(watcher, 5)
 
@@ -93,7 +105,11 @@ async def run(server: ServerProcess, rate: float, before_s: float, seed: int) ->
             else "after_pause"
         )
         phases[phase][classify(r)] += 1
-    lost = [r for r in records if classify(r) == "lost"]
+    batch_phases: dict[str, Counter] = {}
+    for r in batch_records:
+        phase = "before_pause_end" if r.sent < sigterm + pause else "after_pause"
+        batch_phases.setdefault(phase, Counter())[classify(r)] += 1
+    lost = [r for r in records + batch_records if classify(r) == "lost"]
     first_change = next(((t, s) for t, s in health if s != "SERVING"), None)
     finished = server.log_lines("drain_finished")
     finished_at = _log_time(finished[0]) if finished else None
@@ -107,6 +123,9 @@ async def run(server: ServerProcess, rate: float, before_s: float, seed: int) ->
         "calls": len(records),
         "outcomes": dict(Counter(classify(r) for r in records)),
         "by_phase": {k: dict(v) for k, v in phases.items()},
+        "batch_calls": len(batch_records),
+        "batch_outcomes": dict(Counter(classify(r) for r in batch_records)),
+        "batch_by_phase": {k: dict(v) for k, v in batch_phases.items()},
         "lost_examples": sorted({f"{r.code.name}: {r.details[:120]}" for r in lost})[:10],
         "exit_status": server.proc.returncode,
         "sigterm_to_exit_s": round(marks["exit"] - sigterm, 3),
@@ -122,6 +141,38 @@ async def run(server: ServerProcess, rate: float, before_s: float, seed: int) ->
         if ok_before
         else None,
         "command": f"open-loop unary Score at {rate:g}/s, deadline {TIMEOUT_S:g} s, "
-        f"SIGTERM after {before_s:g} s, sending until {AFTER_EXIT_S:g} s after the process exited; "
-        "health Watch on a second channel",
+        f"plus ScoreBatch({BATCH}) at {BATCH_RATE:g}/s; SIGTERM after {before_s:g} s, sending until "
+        f"{AFTER_EXIT_S:g} s after the process exited; health Watch on a second channel",
+    }
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several drain runs (each on a fresh server) as one: counts summed, times as medians and maxima."""
+    outcomes: Counter = Counter()
+    batch_outcomes: Counter = Counter()
+    phases: dict[str, Counter] = {}
+    for r in runs:
+        outcomes.update(r["outcomes"])
+        batch_outcomes.update(r["batch_outcomes"])
+        for phase, counts in r["by_phase"].items():
+            phases.setdefault(phase, Counter()).update(counts)
+    exits = [r["sigterm_to_exit_s"] for r in runs]
+    health = [r["health_not_serving_ms_after_sigterm"] for r in runs]
+    return {
+        **{k: runs[0][k] for k in ("settings", "rate_per_s", "sigterm_after_s", "command")},
+        "runs": len(runs),
+        "calls": sum(r["calls"] for r in runs),
+        "outcomes": dict(outcomes),
+        "by_phase": {k: dict(v) for k, v in phases.items()},
+        "batch_calls": sum(r["batch_calls"] for r in runs),
+        "batch_outcomes": dict(batch_outcomes),
+        "lost_examples": sorted({e for r in runs for e in r["lost_examples"]})[:10],
+        "exit_statuses": [r["exit_status"] for r in runs],
+        "sigterm_to_exit_s": {"median": statistics.median(exits), "max": max(exits)},
+        "health_not_serving_ms_after_sigterm": (
+            {"median": statistics.median(health), "max": max(health)} if None not in health else None
+        ),
+        "drain_finished_logs": [r["drain_finished_log"] for r in runs],
+        "ok_p99_ms_before_sigterm": [r["ok_p99_ms_before_sigterm"] for r in runs],
+        "per_run": runs,
     }

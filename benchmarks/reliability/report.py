@@ -3,23 +3,59 @@
 from typing import Any
 
 COMMAND = ".venv/bin/python -m benchmarks.reliability"
+METHOD = """
+### How these are measured
+
+`benchmarks/reliability/` starts `riskserve serve` with `RISKSERVE_*` settings on free 127.0.0.1 ports. By
+default it runs the committed `HEAD` exported to the work folder (`--source head`), so uncommitted edits
+in the checkout do not leak into the figures; `--source worktree` runs the installed checkout instead. The
+quantization cache lives in the work folder (`--work-dir`, default `/tmp/riskserve-reliab`), so only the
+first run quantizes. `--quick` shortens every scenario (about 1 minute); `--only drain,overload` picks
+scenarios; `--server-setting workers=2` passes any server setting to every server started; `--drain-runs N`
+repeats the drain on fresh servers. Counts are exact; times depend on the shared machine.
+
+- **Drain**: an open-loop client sends unary `Score` at a fixed rate (plus a slower `ScoreBatch(256)`
+  stream, so longer calls are in flight) and sends SIGTERM mid-run; a `grpc.health.v1` Watch on a second
+  channel times NOT_SERVING. Each call is classified by its outcome and by when it was sent (before
+  SIGTERM, during the drain pause, after it). A call is *lost* if it ends with anything other than OK,
+  UNAVAILABLE "shutting down", or UNAVAILABLE because nothing listens on the port any more.
+- **Bad inputs**: each corrupted request must end with its documented status (INVALID_ARGUMENT, NOT_FOUND
+  for an unknown model) and a message that starts with the field; a good request must return one score
+  per row. RSS is read from `/proc/<pid>/status` (VmRSS, summed over the server's processes).
+- **Overload**: the capacity is measured first (closed loop), then `ScoreBatch(256)` is offered at twice
+  that, open loop, while RSS is sampled every 50 ms; a DEADLINE_EXCEEDED whose message is the client's own
+  "Deadline Exceeded" is a call that waited out its deadline, any other is the server's fast refusal.
+- **Batch invariance**: probabilities are compared bit for bit (`==` on the float64 the server returns).
+"""
 
 
 def _mib(kb: int) -> str:
     return f"{kb / 1024:.0f} MiB"
 
 
+def _join(values: list) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in counts.items())
+
+
 def _summary(s: dict[str, Any]) -> list[str]:
     rows = ["| Scenario | Measured | Goal |", "|---|---|---|"]
     if d := s.get("drain"):
-        o = d["outcomes"]
+        o, h = d["outcomes"], d["health_not_serving_ms_after_sigterm"]
+        exits = ", ".join(str(e) for e in d["exit_statuses"])
         rows.append(
-            f"| Drain under load: SIGTERM during {d['rate_per_s']:g}/s unary `Score` | "
+            f"| Drain under load: SIGTERM during {d['rate_per_s']:g}/s unary `Score`, {d['runs']} run(s) | "
             f"**{o.get('lost', 0)} lost** of {d['calls']:,}; {o.get('ok', 0):,} OK, "
             f"{o.get('refused_unavailable_draining', 0):,} refused UNAVAILABLE after the pause, "
-            f"{o.get('not_accepted_port_closed', 0):,} not accepted (port closed); exit {d['exit_status']} "
-            f"after {d['sigterm_to_exit_s']:.2f} s; health NOT_SERVING "
-            f"{d['health_not_serving_ms_after_sigterm']} ms after SIGTERM | 0 lost, exit 0 |"
+            f"{o.get('not_accepted_port_closed', 0):,} not accepted (port closed); exit status {exits}, "
+            f"{d['sigterm_to_exit_s']['median']:.2f} s from SIGTERM to exit (median; max "
+            f"{d['sigterm_to_exit_s']['max']:.2f}); health NOT_SERVING "
+            + (f"{h['median']} ms after SIGTERM (max {h['max']})" if h else "NOT seen")
+            + f"; companion `ScoreBatch(256)` stream: {_counts(d['batch_outcomes'])} of {d['batch_calls']:,}"
+            + " | 0 lost, exit 0 |"
         )
     if b := s.get("bad_inputs"):
         o = b["outcomes"]
@@ -69,14 +105,15 @@ def _details(s: dict[str, Any]) -> list[str]:
                 f"{counts.get('refused_unavailable_draining', 0):,} | "
                 f"{counts.get('not_accepted_port_closed', 0):,} | {counts.get('lost', 0):,} |"
             )
+        logs = sorted(set(d["drain_finished_logs"]), key=str)
+        finished = [r["drain_finished_s_after_sigterm"] for r in d["per_run"]]
         out += [
             "",
-            f"Server log: `{d['drain_finished_log']}`, "
-            f"{d['drain_finished_s_after_sigterm']} s after SIGTERM; "
-            f"process exit {d['sigterm_to_exit_s']} s after SIGTERM with status {d['exit_status']}. "
-            f"Client p99 before SIGTERM {d['ok_p99_ms_before_sigterm']} ms (from intended send time). "
-            '"Not accepted" = the client could not connect any more (connection refused) once the server '
-            'had closed its port; "lost" = any other failure (CANCELLED, reset, INTERNAL, a deadline).'
+            f"Server log: `{'`, `'.join(str(x) for x in logs)}`, {_join(finished)} s after SIGTERM. "
+            f"Client p99 before SIGTERM {_join(d['ok_p99_ms_before_sigterm'])} ms "
+            '(from intended send time). "Not accepted" = the client could not connect any more (connection '
+            'refused) once the server had closed its port; "lost" = any other failure (CANCELLED, reset, '
+            "INTERNAL, a deadline)."
             + (f" Lost examples: {'; '.join(d['lost_examples'])}." if d["lost_examples"] else ""),
         ]
     if b := s.get("bad_inputs"):
@@ -122,10 +159,16 @@ def render(results: dict[str, Any]) -> str:
         "default settings unless named, and one grpc.aio client process. Generator and server share the "
         f"machine's {m['cpus']} cores (load average {m['load_avg_at_start']:.1f} at the start, other jobs "
         "running), so latencies are the shared machine's; the counts are what the figures are about. "
-        "Raw figures: `benchmarks/reliability/results.json`.",
+        "Raw figures: `benchmarks/reliability/results.json`."
+        + (
+            " Extra server settings: "
+            + ", ".join(f"`{k}={v}`" for k, v in results["server_settings"].items())
+            if results.get("server_settings")
+            else ""
+        ),
         "",
         *_summary(results["scenarios"]),
         *_details(results["scenarios"]),
-        "",
+        METHOD,
     ]
     return "\n".join(lines)

@@ -13,13 +13,14 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.reliability import bad_inputs, drain, invariance, overload
-from benchmarks.reliability.report import render
+from benchmarks.reliability.report import COMMAND, render
 from benchmarks.reliability.server_process import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,12 +31,26 @@ SCENARIOS = ("invariance", "bad_inputs", "overload", "drain")
 SEED = 7
 
 
-def _git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "server"], cwd=REPO, capture_output=True, text=True
-    )
-    return out.stdout.strip() + ("+uncommitted server/ changes" if dirty.stdout.strip() else "")
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _server_source(source: str, work_dir: Path) -> tuple[Path | None, str]:
+    """`head`: the committed tree exported to work_dir (others' uncommitted edits do not leak in);
+    `worktree`: the installed package as it is on disk. Returns (source dir or None, commit label)."""
+    commit = _git("rev-parse", "--short", "HEAD")
+    if source == "worktree":
+        dirty = _git("status", "--porcelain", "server", "models")
+        return None, commit + ("+uncommitted server/ or models/ changes" if dirty else "")
+    target = work_dir / f"src-{commit}"
+    if not target.is_dir():
+        partial = work_dir / f"src-{commit}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(partial)], input=archive.stdout, check=True)
+        partial.rename(target)
+    return target, commit
 
 
 def _plan(quick: bool) -> dict[str, Any]:
@@ -45,7 +60,8 @@ def _plan(quick: bool) -> dict[str, Any]:
         "overload_capacity_s": 2.0 if quick else 3.0,
         "overload_load_s": 5.0 if quick else 10.0,
         "drain_rate_per_s": 300.0,
-        "drain_sigterm_after_s": 2.0 if quick else 4.0,
+        "drain_sigterm_after_s": 2.0 if quick else 3.0,
+        "drain_runs": 2 if quick else 8,
     }
 
 
@@ -67,19 +83,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter runs (about 1 minute)")
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK, help="logs and quantization cache")
+    parser.add_argument(
+        "--server-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra riskserve setting for every server started (as RISKSERVE_<NAME>), e.g. workers=2",
+    )
+    parser.add_argument(
+        "--drain-runs", type=int, help="drain runs, each on a fresh server (default 8; quick 2)"
+    )
+    parser.add_argument(
+        "--source",
+        choices=("head", "worktree"),
+        default="head",
+        help="server code: the committed HEAD, exported (default), or the working tree as installed",
+    )
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--markdown", type=Path, default=REPO / "docs" / "reliability.md")
     args = parser.parse_args(argv)
+    extra = dict(item.split("=", 1) for item in args.server_setting)
     names = [n for n in args.only.split(",") if n]
     unknown = set(names) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     plan = _plan(args.quick)
+    if args.drain_runs:
+        plan["drain_runs"] = args.drain_runs
     args.work_dir.mkdir(parents=True, exist_ok=True)
     cache = args.work_dir / "cache"
+    source_dir, commit = _server_source(args.source, args.work_dir)
     began = time.monotonic()
     results: dict[str, Any] = {
-        "commit": _git_commit(),
+        "commit": commit,
+        "server_source": args.source,
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "quick": args.quick,
         "machine": {
@@ -88,11 +125,12 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
         },
         "plan": plan,
+        "server_settings": extra,
         "scenarios": {},
     }
     main_names = [n for n in names if n != "drain"]
     if main_names:
-        server = ServerProcess(args.work_dir, cache, {}, "main")
+        server = ServerProcess(args.work_dir, cache, extra, "main", source_dir)
         server.start()
         results["startup_s_main"] = round(server.start_seconds, 1)
         try:
@@ -100,19 +138,30 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
     if "drain" in names:
-        server = ServerProcess(args.work_dir, cache, drain.SETTINGS, "drain")
-        server.start()
-        try:
-            results["scenarios"]["drain"] = asyncio.run(
-                drain.run(server, plan["drain_rate_per_s"], plan["drain_sigterm_after_s"], SEED)
+        runs = []
+        for index in range(plan["drain_runs"]):
+            server = ServerProcess(
+                args.work_dir, cache, {**extra, **drain.SETTINGS}, f"drain-{index}", source_dir
             )
-        finally:
-            server.stop()
+            server.start()
+            try:
+                runs.append(
+                    asyncio.run(
+                        drain.run(
+                            server, plan["drain_rate_per_s"], plan["drain_sigterm_after_s"], SEED + index
+                        )
+                    )
+                )
+            finally:
+                server.stop()
+        results["scenarios"]["drain"] = drain.combine(runs)
     results["machine"]["load_avg_at_end"] = os.getloadavg()[0]
     results["seconds"] = round(time.monotonic() - began, 1)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     markdown = render(results)
-    args.markdown.write_text(markdown)
+    args.markdown.write_text(
+        f"<!-- written by `{COMMAND}`; edit benchmarks/reliability/report.py -->\n{markdown}"
+    )
     if NOTES.parent.is_dir():
         NOTES.write_text(markdown)
     print(markdown)

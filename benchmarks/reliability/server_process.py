@@ -92,9 +92,14 @@ class RssSampler:
 
 
 class ServerProcess:
-    """One `riskserve serve` on the bundled models; settings given as RISKSERVE_* variables."""
+    """One `riskserve serve` on the bundled models; settings given as RISKSERVE_* variables.
 
-    def __init__(self, work_dir: Path, cache_dir: Path, settings: dict[str, str], name: str) -> None:
+    `source_dir`: run the server code (and bundled models) of that source tree, e.g. an exported commit,
+    instead of the installed (editable) package."""
+
+    def __init__(
+        self, work_dir: Path, cache_dir: Path, settings: dict[str, str], name: str, source_dir: Path | None
+    ) -> None:
         self.port, self.metrics_port = free_port(), free_port()
         self.log_path = work_dir / f"server-{name}.log"
         self.env = {
@@ -107,6 +112,9 @@ class ServerProcess:
             **{f"RISKSERVE_{k.upper()}": v for k, v in settings.items()},
         }
         self.settings = settings
+        self.source_dir = source_dir
+        if source_dir is not None:
+            self.env["PYTHONPATH"] = str(source_dir)
         self.proc: subprocess.Popen | None = None
         self.start_seconds = 0.0
 
@@ -121,10 +129,13 @@ class ServerProcess:
 
     def start(self) -> None:
         """Start and wait until health says SERVING (raises with the log's tail otherwise)."""
-        riskserve = Path(sys.executable).parent / "riskserve"
+        if self.source_dir is None:
+            command = [str(Path(sys.executable).parent / "riskserve"), "serve"]
+        else:
+            command = [sys.executable, "-m", "server.cli.main", "serve"]
         log = self.log_path.open("w")
         began = time.monotonic()
-        self.proc = subprocess.Popen([str(riskserve), "serve"], env=self.env, stdout=log, stderr=log)
+        self.proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=log, cwd=self.source_dir)
         with grpc.insecure_channel(self.target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() - began < START_TIMEOUT_S:
