@@ -9,7 +9,7 @@ from server.api.calls import CallRecorder
 from server.api.domain_servicers import CreditScoringServicer, FraudScoringServicer
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.api.inference_servicer import InferenceServicer
-from server.app.admission import ConcurrencyLimit
+from server.app.admission import AdmissionGate
 from server.app.health import HealthState
 from server.config.settings import ServerSettings
 from server.runtime.repository import ModelRepository
@@ -33,17 +33,17 @@ def build_server(
     health: HealthState,
     *,
     reuse_port: bool = False,
-) -> tuple[grpc.aio.Server, int]:
-    """Create the server with every service registered and bind its port; returns (server, bound port).
+) -> tuple[grpc.aio.Server, int, AdmissionGate]:
+    """Create the server with every service registered and bind its port.
+
+    Returns (server, bound port, admission gate: server/app/admission.py).
 
     `reuse_port` (worker processes of one supervisor): every worker binds the same port with SO_REUSEPORT
     and the kernel spreads connections over them. Otherwise a second server on the port is an error, not a
     silent split."""
-    interceptors = []
-    if settings.max_concurrent_rpcs > 0:
-        interceptors.append(ConcurrencyLimit(settings.max_concurrent_rpcs, calls.metrics))
+    gate = AdmissionGate(settings.max_concurrent_rpcs, settings.max_concurrent_batch_rpcs, calls.metrics)
     server = grpc.aio.server(
-        interceptors=interceptors,
+        interceptors=[gate] if gate.enabled else [],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -71,4 +71,4 @@ def build_server(
     credentials = _credentials(settings)
     address = settings.grpc_address
     port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
-    return server, port
+    return server, port, gate

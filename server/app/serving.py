@@ -48,6 +48,7 @@ class RiskServer:
         self._ready = asyncio.Event()
         self._stopped = asyncio.Event()
         self._server = None
+        self._gate = None  # AdmissionGate: refusals at the door (server/app/admission.py)
         self._metrics_http = None
         self._loading: asyncio.Task | None = None
 
@@ -63,7 +64,7 @@ class RiskServer:
             self.metrics_port = self._metrics_http.port
         self.metrics.set_ready(False)
         await self.health.set_serving(False)
-        self._server, self.port = build_server(
+        self._server, self.port, self._gate = build_server(
             self.settings, self.repository, calls, self.health, reuse_port=self.worker is not None
         )
         await self._server.start()

@@ -63,6 +63,9 @@ class ServerSettings(StrictModel):
     max_concurrent_rpcs: int = Field(
         256, ge=0, description="RPCs one process holds; beyond, RESOURCE_EXHAUSTED at once (0: no limit)"
     )
+    max_concurrent_batch_rpcs: int = Field(
+        4, ge=0, description="ScoreBatch RPCs one process holds; beyond, RESOURCE_EXHAUSTED (0: no limit)"
+    )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: LogFormat = LogFormat.KEYVALUE
 
