@@ -13,9 +13,7 @@ from pathlib import Path
 from server.config import ConfigError, load_model_config
 from server.config.paths import default_cache_dir, default_models_dir
 from server.quantization.errors import QuantizationError
-from server.quantization.pipeline import prepare_model
 from server.quantization.prepared_model import GateVerdict
-from server.quantization.summary import format_summary
 
 EXIT_GATE_FAILED = 3
 EXIT_BAD_INPUT = 2
@@ -37,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from server.quantization.pipeline import prepare_model  # not at import: other commands stay fast
+    from server.quantization.summary import format_summary
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     models_dir = args.models_dir or default_models_dir()
     cache_dir = args.cache_dir or default_cache_dir()

@@ -13,20 +13,20 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnxruntime
 
 from server.config.model_config import ModelConfig
 from server.config.quantization_config import QuantizationMode
 from server.quantization import report as reports
-from server.quantization.build import build
 from server.quantization.cache import CacheCorruptionError, QuantizationCache, cache_key
-from server.quantization.calibration_data import load_feature_table
 from server.quantization.cpu_features import choose_reduce_range, read_cpu_profile
 from server.quantization.errors import ModelFileError
-from server.quantization.model_graph import ModelGraph, load_model_graph
 from server.quantization.prepared_model import GateVerdict, Precision, PreparedModel
+
+if TYPE_CHECKING:
+    from server.quantization.model_graph import ModelGraph
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,11 @@ def prepare_model(
         return cached
 
     say(f"{config.name}: quantizing (cache miss)")
+    # Imported here: the cold path needs pandas, onnx and scikit-learn, a warm start (cache hit) does not.
+    from server.quantization.build import build
+    from server.quantization.calibration_data import load_feature_table
+    from server.quantization.model_graph import load_model_graph
+
     graph = load_model_graph(config.onnx_path, q.op_types, config.output_name)
     _check_config_matches_model(config, graph)
     calibration = load_feature_table(
@@ -138,7 +143,7 @@ def _load_cached(cache: QuantizationCache, config: ModelConfig, key: str) -> Pre
     )
 
 
-def _check_config_matches_model(config: ModelConfig, graph: ModelGraph) -> None:
+def _check_config_matches_model(config: ModelConfig, graph: "ModelGraph") -> None:
     declared = {spec.name: spec.dtype for spec in config.inputs}
     if declared != graph.input_dtypes:
         only_config = sorted(set(declared) - set(graph.input_dtypes))

@@ -4,7 +4,7 @@ import platform
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -12,12 +12,13 @@ import onnxruntime
 
 from server.config.model_config import ModelConfig
 from server.config.quantization_config import QuantizationMode
-from server.quantization.build import BuildOutcome
-from server.quantization.calibration_data import FeatureTable
 from server.quantization.cpu_features import CpuProfile
-from server.quantization.model_graph import ModelGraph
 from server.quantization.prepared_model import GateVerdict, Precision
-from server.quantization.speed import speedup
+
+if TYPE_CHECKING:  # the cold path's modules pull in pandas and scikit-learn; a warm start needs neither
+    from server.quantization.build import BuildOutcome
+    from server.quantization.calibration_data import FeatureTable
+    from server.quantization.model_graph import ModelGraph
 
 REPORT_FORMAT = 1
 DYNAMIC_WARNING = (
@@ -41,7 +42,7 @@ def versions() -> dict[str, str]:
     }
 
 
-def verdict_of(config: ModelConfig, outcome: BuildOutcome) -> GateVerdict:
+def verdict_of(config: ModelConfig, outcome: "BuildOutcome") -> GateVerdict:
     if not outcome.tuning.passed:
         return GateVerdict.FAILED
     return GateVerdict.PASSED_WITH_FALLBACK if outcome.tuning.steps else GateVerdict.PASSED
@@ -49,16 +50,18 @@ def verdict_of(config: ModelConfig, outcome: BuildOutcome) -> GateVerdict:
 
 def build_report(
     config: ModelConfig,
-    graph: ModelGraph,
+    graph: "ModelGraph",
     cpu: CpuProfile,
     reduce_range: tuple[bool, str],
-    calibration: FeatureTable,
-    holdout: FeatureTable,
-    outcome: BuildOutcome,
+    calibration: "FeatureTable",
+    holdout: "FeatureTable",
+    outcome: "BuildOutcome",
     cache_key: str,
     seconds: dict[str, float],
 ) -> dict[str, Any]:
     """The full JSON report of a cold run."""
+    from server.quantization.speed import speedup
+
     q = config.quantization
     graph = outcome.graph
     verdict = verdict_of(config, outcome)
