@@ -1,0 +1,333 @@
+"""Side-by-side serving benchmark (issue 5): echo floor, riskserve, MLServer; one invocation, 127.0.0.1.
+
+    .venv/bin/python -m benchmarks.serving            # about 8 minutes
+    .venv/bin/python -m benchmarks.serving --quick    # about 2-3 minutes, coarser
+
+Every server runs as its own process for the whole run; the same request bytes (loadtest's request pools
+built from the fraud holdout) go to each. Sequential latency uses one blocking grpcio channel, repeats
+interleaved target by target; load uses the project's open-loop generator (loadtest/) at rising rates,
+targets interleaved rate by rate. Prints the tables, writes results JSON and a markdown copy.
+"""
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import onnxruntime
+
+from benchmarks.serving import goals as g
+from benchmarks.serving.mlserver_peer import MLSERVER_VERSION, start_mlserver
+from benchmarks.serving.openloop import LoadTarget, Search, Trial, TrialTiming, climb, run_trial
+from benchmarks.serving.payloads import BATCH_ROWS, MODEL, Payloads, build_payloads
+from benchmarks.serving.sequential import run_sequential
+from benchmarks.serving.targets import (
+    REPO,
+    ServerProcess,
+    quantized_model,
+    riskserve_supports_workers,
+    start_echo,
+    start_riskserve,
+    wait_listening,
+    wait_model_ready,
+)
+
+HERE = Path(__file__).resolve().parent
+UNARY_LADDER = [100, 200, 400, 700, 1000, 1400, 2000, 2800, 4000, 5600]
+BATCH_LADDER = [50, 100, 150, 200, 250, 300, 400, 500, 700]
+UNARY_P99_MS = 10.0
+BATCH_P99_MS = 25.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    sequential_calls: int
+    sequential_repeats: int
+    timing: TrialTiming
+    refine_steps: int
+    same_rate_repeats: int
+
+
+FULL = Plan(2000, 3, TrialTiming(measured_s=4.0, warmup_s=1.0), refine_steps=2, same_rate_repeats=2)
+QUICK = Plan(800, 3, TrialTiming(measured_s=2.0, warmup_s=0.5), refine_steps=1, same_rate_repeats=1)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="shorter trials and fewer steps (~2-3 min)")
+    parser.add_argument("--work-dir", type=Path, default=HERE / "work",
+                        help="logs, quantization cache, MLServer venv and model folder")
+    parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    parser.add_argument("--markdown", type=Path, default=None, help="default: <work-dir>/results.md")
+    parser.add_argument("--no-mlserver", action="store_true", help="skip the peer (no venv install)")
+    parser.add_argument("--mlserver-workers", type=int, default=1,
+                        help="MLServer parallel_workers (default 1, its own default; 0 = in-process)")
+    parser.add_argument("--riskserve-workers", type=int, default=2,
+                        help="also measure `riskserve serve --workers N` when supported (0: skip)")
+    return parser.parse_args(argv)
+
+
+class Servers:
+    """Starts every server up front and stops them all at the end, whatever happens."""
+
+    def __init__(self) -> None:
+        self.started: list[ServerProcess] = []
+
+    def add(self, server: ServerProcess, ready: bool) -> ServerProcess | None:
+        self.started.append(server)
+        if not ready:
+            log(f"{server.label} did not become ready; see {server.log_path}")
+            server.stop()
+            return None
+        log(f"{server.label} ready on {server.target}")
+        return server
+
+    def stop_all(self) -> None:
+        for server in reversed(self.started):
+            server.stop()
+
+
+def start_servers(args: argparse.Namespace, servers: Servers) -> dict[str, ServerProcess | None]:
+    work, cache = args.work_dir, args.work_dir / "cache"
+    echo = start_echo(work)
+    riskserve = start_riskserve(work, cache)
+    found: dict[str, ServerProcess | None] = {
+        "echo": servers.add(echo, wait_listening(echo)),
+        "riskserve": servers.add(riskserve, wait_model_ready(riskserve, MODEL, timeout_s=300)),
+    }
+    if found["echo"] is None or found["riskserve"] is None:
+        raise SystemExit("the echo floor and riskserve must both start")
+    found["riskserve_workers"] = None
+    if args.riskserve_workers > 1:
+        if riskserve_supports_workers():
+            multi = start_riskserve(work, cache, workers=args.riskserve_workers)
+            found["riskserve_workers"] = servers.add(multi, wait_model_ready(multi, MODEL, timeout_s=300))
+        else:
+            log("riskserve serve has no --workers option yet: multi-process row skipped")
+    found["mlserver"] = None
+    if not args.no_mlserver:
+        onnx = quantized_model(cache, MODEL)  # riskserve's gated INT8 file, byte for byte
+        peer = start_mlserver(work, MODEL, onnx, args.mlserver_workers)
+        ready = wait_model_ready(peer, MODEL, timeout_s=120)
+        if not ready and args.mlserver_workers > 0:
+            peer.stop()
+            log(f"MLServer with parallel_workers: {args.mlserver_workers} did not start; "
+                "retrying with parallel_workers: 0")
+            args.mlserver_workers = 0
+            peer = start_mlserver(work, MODEL, onnx, 0)
+            ready = wait_model_ready(peer, MODEL, timeout_s=120)
+        found["mlserver"] = servers.add(peer, ready)
+    return found
+
+
+def sequential_phase(targets: list[tuple[str, str, str, str | None]], payloads: Payloads, plan: Plan) -> dict:
+    """(label, target, kind, floor label) run `repeats` times interleaved; medians per label."""
+    runs: dict[str, list[dict]] = {label: [] for label, _, _, _ in targets}
+    pools = payloads.pools()
+    for repeat in range(plan.sequential_repeats):
+        for label, target, kind, _ in targets:
+            summary = run_sequential(target, pools[kind], plan.sequential_calls)
+            runs[label].append(summary.as_dict())
+            log(f"sequential {repeat + 1}/{plan.sequential_repeats} {label}: p50 {summary.p50_us} µs, "
+                f"p99 {summary.p99_us} µs")
+    medians = {}
+    for label, _, _, floor in targets:
+        rows = runs[label]
+        medians[label] = {
+            key: g.median([r[key] for r in rows]) for key in ("p50_us", "p90_us", "p99_us", "p999_us")
+        }
+        medians[label]["floor"] = floor
+        medians[label]["client_cpu_cores"] = g.median([r["client_cpu_s"] / r["seconds"] for r in rows])
+    return {"runs": runs, "medians": medians}
+
+
+def show(trial: Trial) -> None:
+    verdict = "sustained" if trial.sustained else f"FAIL ({', '.join(trial.failed_lines)})"
+    p99 = "-" if trial.p99_ms is None else f"{trial.p99_ms:.2f} ms"
+    log(f"  {trial.target:<32} {trial.rate_rps:7g}/s  p99 {p99:>10}  "
+        f"generator {trial.generator_cpu_cores:.2f} cores  {verdict}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    markdown_path = args.markdown or args.work_dir / "results.md"
+    started = time.monotonic()
+    log("building request payloads from the fraud holdout (same bytes for every server)")
+    payloads = build_payloads()
+    servers = Servers()
+    try:
+        found = start_servers(args, servers)
+        results = run_phases(found, payloads, plan, args)
+    finally:
+        servers.stop_all()
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    markdown = render_markdown(results, args)
+    markdown_path.write_text(markdown)
+    print("\n" + markdown)
+    log(f"results: {args.output}; markdown: {markdown_path}; {results['elapsed_s']:.0f} s")
+    return 0
+
+
+def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Namespace) -> dict:
+    echo, rs, multi, peer = found["echo"], found["riskserve"], found["riskserve_workers"], found["mlserver"]
+    seq_targets = [
+        ("echo floor Score", echo.target, "score", None),
+        ("riskserve Score", rs.target, "score", "echo floor Score"),
+        ("echo floor ModelInfer", echo.target, "infer", None),
+        ("riskserve ModelInfer", rs.target, "infer", "echo floor ModelInfer"),
+    ]
+    if multi:
+        seq_targets.append((f"{multi.label} Score", multi.target, "score", "echo floor Score"))
+    if peer:
+        seq_targets.append(("MLServer ModelInfer", peer.target, "infer", "echo floor ModelInfer"))
+    log("sequential unary calls, one connection, repeats interleaved")
+    sequential = sequential_phase(seq_targets, payloads, plan)
+
+    pools = payloads.pools()
+    unary = [
+        LoadTarget("riskserve Score", rs.target, "score", pools["score"], rs.metrics_url),
+        LoadTarget("riskserve ModelInfer", rs.target, "infer", pools["infer"], rs.metrics_url),
+    ]
+    if multi:
+        unary += [
+            LoadTarget(f"{multi.label} Score", multi.target, "score", pools["score"], multi.metrics_url),
+            LoadTarget(f"{multi.label} ModelInfer", multi.target, "infer", pools["infer"], multi.metrics_url),
+        ]
+    if peer:
+        unary.append(LoadTarget("MLServer ModelInfer", peer.target, "infer", pools["infer"]))
+    log(f"open loop, unary, rising rates (sustained: p99 < {UNARY_P99_MS:g} ms, <= 0.1 % errors)")
+    unary_searches = climb(unary, UNARY_LADDER, UNARY_P99_MS, plan.timing, plan.refine_steps, show)
+    by_name = {s.load.name: s for s in unary_searches}
+
+    peer_search = by_name.get("MLServer ModelInfer")
+    same_rate: dict = {"rate_rps": None, "trials": {}}
+    if peer_search and peer_search.max_rate_rps:
+        rate = peer_search.max_rate_rps
+        compared = [t for t in unary if t.kind == "infer"]
+        log(f"same rate, ABAB: every ModelInfer target at MLServer's highest sustained rate, {rate:g} req/s")
+        trials: dict[str, list[Trial]] = {t.name: [] for t in compared}
+        for _ in range(plan.same_rate_repeats):
+            for load in compared:
+                trial = run_trial(load, rate, UNARY_P99_MS, plan.timing)
+                trials[load.name].append(trial)
+                show(trial)
+        same_rate = {"rate_rps": rate, "trials": {k: [t.as_dict() for t in v] for k, v in trials.items()}}
+
+    batch = [LoadTarget(f"riskserve ScoreBatch[{BATCH_ROWS}]", rs.target, "score_batch",
+                        pools["score_batch"], rs.metrics_url)]
+    if multi:
+        batch.append(LoadTarget(f"{multi.label} ScoreBatch[{BATCH_ROWS}]", multi.target, "score_batch",
+                                pools["score_batch"], multi.metrics_url))
+    log(f"open loop, ScoreBatch of {BATCH_ROWS}, rising rates (sustained: p99/call < {BATCH_P99_MS:g} ms)")
+    batch_searches = climb(batch, BATCH_LADDER, BATCH_P99_MS, plan.timing, plan.refine_steps, show)
+
+    goal_list = judge(sequential, by_name, same_rate, batch_searches, multi)
+    return {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m benchmarks.serving" + (" --quick" if args.quick else ""),
+        "machine": {"cpus": _cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
+                    "grpcio": grpc.__version__, "onnxruntime": onnxruntime.__version__},
+        "servers": {k: (v.label if v else None) for k, v in found.items()},
+        "mlserver": {"version": MLSERVER_VERSION, "parallel_workers": args.mlserver_workers}
+        if peer else None,
+        "plan": {"sequential_calls": plan.sequential_calls, "sequential_repeats": plan.sequential_repeats,
+                 "trial_measured_s": plan.timing.measured_s, "trial_warmup_s": plan.timing.warmup_s,
+                 "unary_ladder": UNARY_LADDER, "batch_ladder": BATCH_LADDER},
+        "sequential": sequential,
+        "unary_load": [s.as_dict() for s in unary_searches],
+        "same_rate": same_rate,
+        "batch_load": [s.as_dict() for s in batch_searches],
+        "goals": [goal.as_dict() for goal in goal_list],
+    }
+
+
+def _cpu_count() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def judge(sequential: dict, by_name: dict[str, Search], same_rate: dict, batch: list[Search],
+          multi: ServerProcess | None) -> list[g.Goal]:
+    runs = sequential["runs"]
+    goal_list = g.sequential_goals(runs["echo floor Score"], runs["riskserve Score"])
+    peer = by_name.get("MLServer ModelInfer")
+    candidates = [by_name["riskserve ModelInfer"]]
+    if multi:
+        candidates.append(by_name[f"{multi.label} ModelInfer"])
+    best = max(candidates, key=lambda s: s.max_rate_rps or 0.0)
+    goal_list.append(g.rate_goal(best, peer))
+    rate = same_rate["rate_rps"]
+    if rate is not None:
+        ours_name = best.load.name
+        ours = [Trial(**t) for t in same_rate["trials"].get(ours_name, [])]
+        theirs = [Trial(**t) for t in same_rate["trials"].get("MLServer ModelInfer", [])]
+        goal_list.append(g.same_rate_goal(rate, ours, theirs))
+    else:
+        goal_list.append(g.same_rate_goal(None, [], []))
+    best_batch = max(batch, key=lambda s: s.best.rows_per_s if s.best else 0.0)
+    goal_list.append(g.batch_goal(best_batch, BATCH_ROWS))
+    return goal_list
+
+
+def render_markdown(results: dict, args: argparse.Namespace) -> str:
+    def searches(key: str) -> list[Search]:
+        return [_search_from_dict(d) for d in results[key]]
+
+    goals = [g.Goal(**d) for d in results["goals"]]
+    unary, batch = searches("unary_load"), searches("batch_load")
+    parts = [
+        f"Run {results['generated_at']}, `{results['command']}`, {results['machine']['cpus']} cores shared "
+        f"by servers, generator and other work; {results['elapsed_s']:.0f} s.",
+        "",
+        g.goals_table(goals),
+        "",
+        g.sequential_table(results["sequential"]["medians"]),
+        "",
+        g.max_rates_table(unary + batch),
+        "",
+        "<details><summary>every open-loop trial</summary>",
+        "",
+        g.climb_table(unary),
+        "",
+        g.climb_table(batch, unit="calls/s"),
+        "",
+        "</details>",
+        "",
+    ]
+    same = results["same_rate"]
+    if same["rate_rps"] is not None:
+        parts += [f"Same rate ({same['rate_rps']:g} req/s, MLServer's highest sustained), ABAB:", ""]
+        for name, trials in same["trials"].items():
+            p99s = ", ".join(f"{t['p99_ms']:.2f}" for t in trials if t["p99_ms"] is not None)
+            parts.append(f"- {name}: p99 {p99s} ms")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def _search_from_dict(data: dict) -> Search:
+    trials = [Trial(**t) for t in data["trials"]]
+    name = data["target"]
+    search = Search(LoadTarget(name, "", "", None, None))  # type: ignore[arg-type]
+    for trial in trials:
+        search.record(trial)
+    return search
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Issue 5's goals, each judged as a ratio from one run's figures, and the markdown tables of that run."""
+
+import statistics
+from dataclasses import asdict, dataclass
+
+from benchmarks.serving.openloop import Search, Trial
+
+UNARY_P50_MAX_RATIO = 1.3
+UNARY_P99_MAX_RATIO = 2.0
+SUSTAINED_RATE_MIN_RATIO = 3.0
+SAME_RATE_P99_MAX_RATIO = 1 / 3
+BATCH_MIN_ROWS_PER_S = 50_000
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    target: str
+    measured: str
+    ratio: float | None
+    met: bool | None  # None: not measured in this run
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def sequential_goals(echo_runs: list[dict], riskserve_runs: list[dict]) -> list[Goal]:
+    """Riskserve unary Score vs the echo floor, medians of the interleaved repeats."""
+    goals = []
+    for key, limit in (("p50_us", UNARY_P50_MAX_RATIO), ("p99_us", UNARY_P99_MAX_RATIO)):
+        floor = median([run[key] for run in echo_runs])
+        ours = median([run[key] for run in riskserve_runs])
+        ratio = ours / floor
+        goals.append(Goal(
+            f"unary Score {key[:3]} vs echo floor",
+            f"<= {limit:g}x",
+            f"{ours:.0f} µs vs {floor:.0f} µs = {ratio:.2f}x",
+            ratio,
+            ratio <= limit,
+        ))
+    return goals
+
+
+def rate_goal(ours: Search, peer: Search | None) -> Goal:
+    if peer is None or peer.max_rate_rps is None or ours.max_rate_rps is None:
+        return Goal("sustained rate (p99 < 10 ms) vs MLServer", f">= {SUSTAINED_RATE_MIN_RATIO:g}x",
+                    "not measured", None, None)
+    ratio = ours.max_rate_rps / peer.max_rate_rps
+    return Goal(
+        "sustained rate (p99 < 10 ms) vs MLServer",
+        f">= {SUSTAINED_RATE_MIN_RATIO:g}x",
+        f"{ours.load.name} {ours.max_rate_rps:g} req/s vs {peer.max_rate_rps:g} req/s = {ratio:.2f}x",
+        ratio,
+        ratio >= SUSTAINED_RATE_MIN_RATIO,
+    )
+
+
+def same_rate_goal(rate: float | None, ours: list[Trial], peer: list[Trial]) -> Goal:
+    name = "p99 at MLServer's highest sustained rate"
+    ours_p99 = [t.p99_ms for t in ours if t.p99_ms is not None]
+    peer_p99 = [t.p99_ms for t in peer if t.p99_ms is not None]
+    if rate is None or not ours_p99 or not peer_p99:
+        return Goal(name, "<= 1/3 of MLServer's", "not measured", None, None)
+    ratio = median(ours_p99) / median(peer_p99)
+    return Goal(
+        name,
+        "<= 1/3 of MLServer's",
+        f"at {rate:g} req/s: {median(ours_p99):.2f} ms vs {median(peer_p99):.2f} ms = {ratio:.2f}x",
+        ratio,
+        ratio <= SAME_RATE_P99_MAX_RATIO,
+    )
+
+
+def batch_goal(batch: Search, rows: int) -> Goal:
+    name = f"ScoreBatch of {rows}, p99/call < 25 ms"
+    if batch.best is None:
+        return Goal(name, f">= {BATCH_MIN_ROWS_PER_S:,} transactions/s", "no rate sustained", 0.0, False)
+    rows_per_s = batch.best.rows_per_s
+    ratio = rows_per_s / BATCH_MIN_ROWS_PER_S
+    return Goal(
+        name,
+        f">= {BATCH_MIN_ROWS_PER_S:,} transactions/s",
+        f"{batch.load.name}: {rows_per_s:,.0f} transactions/s ({batch.best.rate_rps:g} calls/s, "
+        f"p99 {batch.best.p99_ms:.1f} ms) = {ratio:.2f}x the goal",
+        ratio,
+        rows_per_s >= BATCH_MIN_ROWS_PER_S,
+    )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def goals_table(goals: list[Goal]) -> str:
+    lines = ["| goal | target | measured (this run) | met |", "|---|---|---|---|"]
+    for goal in goals:
+        met = "n/a" if goal.met is None else ("yes" if goal.met else "**no**")
+        lines.append(f"| {goal.name} | {goal.target} | {goal.measured} | {met} |")
+    return "\n".join(lines)
+
+
+def sequential_table(summary: dict[str, dict]) -> str:
+    """summary: label -> {"p50_us": median, "p99_us": ..., "floor_label": ...}."""
+    lines = [
+        "| sequential, one connection | p50 µs | p90 µs | p99 µs | p99.9 µs | p50 / floor | p99 / floor |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, row in summary.items():
+        floor = summary.get(row["floor"]) if row.get("floor") else None
+        p50_ratio = f"{row['p50_us'] / floor['p50_us']:.2f}x" if floor else "-"
+        p99_ratio = f"{row['p99_us'] / floor['p99_us']:.2f}x" if floor else "-"
+        lines.append(
+            f"| {label} | {row['p50_us']:.0f} | {row['p90_us']:.0f} | {row['p99_us']:.0f} | "
+            f"{row['p999_us']:.0f} | {p50_ratio} | {p99_ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def climb_table(searches: list[Search], unit: str = "req/s") -> str:
+    """Every trial, by rate: client p50/p99 from intended send, server p99, generator CPU."""
+    lines = [
+        f"| target | rate {unit} | sustained | p50 ms | p99 ms | server p99 ms | answered/s | "
+        "generator CPU cores | failed |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for search in searches:
+        for trial in sorted(search.trials, key=lambda t: t.rate_rps):
+            lines.append(
+                f"| {trial.target} | {trial.rate_rps:g} | {'yes' if trial.sustained else 'no'} | "
+                f"{_ms(trial.p50_ms)} | {_ms(trial.p99_ms)} | {_ms(trial.server_p99_ms)} | "
+                f"{trial.throughput_rps:.0f} | {trial.generator_cpu_cores:.2f} | "
+                f"{', '.join(trial.failed_lines) or '-'} |"
+            )
+    return "\n".join(lines)
+
+
+def max_rates_table(searches: list[Search]) -> str:
+    lines = [
+        "| target | highest sustained rate | p99 there ms | generator CPU cores there |",
+        "|---|---:|---:|---:|",
+    ]
+    for search in searches:
+        best = search.best
+        lines.append(
+            f"| {search.load.name} | {'none' if best is None else f'{best.rate_rps:g}'} | "
+            f"{_ms(best.p99_ms if best else None)} | "
+            f"{'-' if best is None else f'{best.generator_cpu_cores:.2f}'} |"
+        )
+    return "\n".join(lines)

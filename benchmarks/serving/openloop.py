@@ -1,0 +1,177 @@
+"""Open-loop load at rising rates through the project's load generator (loadtest/), one short trial per rate.
+
+A trial is a constant-rate open-loop run timed from the intended send (coordinated-omission free, HDR
+histograms merged across generator processes). A rate is *sustained* when the trial meets: client p99 from
+intended send under the limit, at most 0.1 % errors, at least 98 % of the scheduled rate answered OK, and
+the generator kept its schedule (else the client, not the server, was the limit).
+
+The search is shared by every target: all targets climb the same ladder of rates, interleaved rate by rate
+(so they see the same background load on the shared cores), each stopping at its first failure; then each
+bisects between its last pass and first failure a few times.
+"""
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from benchmarks.serving.payloads import mix_entry
+from loadtest.figures import compute_figures
+from loadtest.plan import RequestPool
+from loadtest.runner import run_scenario
+from loadtest.scenario import parse_scenario
+from loadtest.sla import evaluate
+
+MAX_ERROR_RATE = 0.001
+MIN_ANSWERED_SHARE = 0.98
+
+
+@dataclass(frozen=True)
+class LoadTarget:
+    """One server and one kind of call to load it with."""
+
+    name: str  # e.g. "riskserve Score"
+    target: str  # host:port
+    kind: str  # payload kind: score | score_batch | infer
+    pool: RequestPool
+    metrics_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Trial:
+    target: str
+    rate_rps: float
+    sustained: bool
+    failed_lines: list[str]
+    p50_ms: float | None
+    p99_ms: float | None
+    p999_ms: float | None
+    uncorrected_p99_ms: float | None
+    throughput_rps: float
+    rows_per_s: float
+    error_rate: float
+    codes: dict[str, int]
+    send_lag_p99_ms: float | None
+    generator_workers: int
+    generator_cpu_cores: float
+    server_p99_ms: float | None  # the server's own histogram p99 over the run (riskserve only)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrialTiming:
+    measured_s: float
+    warmup_s: float
+    timeout_ms: float = 1000.0
+
+
+def run_trial(load: LoadTarget, rate: float, p99_limit_ms: float, timing: TrialTiming) -> Trial:
+    """One constant-rate open-loop trial judged against the sustained-rate criteria."""
+    entry = mix_entry(load.kind).model_dump(mode="python", exclude_none=True)
+    raw = {
+        "name": f"bench-{load.name}-{rate:g}".replace(" ", "-"),
+        "target": load.target,
+        "protocol": "oip" if load.kind == "infer" else "riskserve",
+        "mix": [entry],
+        "load": {
+            "mode": "open",
+            "arrival": "constant",
+            "rate": rate,
+            "duration_s": timing.measured_s,
+            "warmup_s": timing.warmup_s,
+            "timeout_ms": timing.timeout_ms,
+        },
+        "sla": {
+            "p99_ms": p99_limit_ms,
+            "max_error_rate": MAX_ERROR_RATE,
+            "min_throughput_rps": MIN_ANSWERED_SHARE * rate,
+        },
+    }
+    if load.metrics_url:
+        raw["metrics_url"] = load.metrics_url
+    scenario = parse_scenario(raw, f"benchmark trial {load.name}")
+    result = run_scenario(scenario, pools=(load.pool,))
+    figures = compute_figures(result)
+    verdict = evaluate(scenario.sla, figures)
+    server_p99 = next((s.run_p99_ms for s in result.server if s.run_p99_ms is not None), None)
+    return Trial(
+        target=load.name,
+        rate_rps=rate,
+        sustained=verdict.passed,
+        failed_lines=verdict.failed_lines,
+        p50_ms=figures.latency_ms["p50"],
+        p99_ms=figures.latency_ms["p99"],
+        p999_ms=figures.latency_ms["p999"],
+        uncorrected_p99_ms=figures.uncorrected_latency_ms["p99"],
+        throughput_rps=figures.throughput_rps,
+        rows_per_s=figures.rows_per_s,
+        error_rate=figures.error_rate,
+        codes=figures.codes,
+        send_lag_p99_ms=figures.send_lag_p99_ms,
+        generator_workers=figures.workers,
+        generator_cpu_cores=figures.generator_cpu_cores,
+        server_p99_ms=server_p99,
+    )
+
+
+@dataclass
+class Search:
+    """A target's climb: every trial, its best sustained rate and first failing rate."""
+
+    load: LoadTarget
+    trials: list[Trial] = field(default_factory=list)
+    best: Trial | None = None
+    first_failure: Trial | None = None
+
+    @property
+    def max_rate_rps(self) -> float | None:
+        return self.best.rate_rps if self.best else None
+
+    def as_dict(self) -> dict:
+        return {
+            "target": self.load.name,
+            "max_sustained_rps": self.max_rate_rps,
+            "limited_by_generator": bool(
+                self.first_failure and "generator kept schedule" in self.first_failure.failed_lines
+            ),
+            "trials": [t.as_dict() for t in sorted(self.trials, key=lambda t: t.rate_rps)],
+        }
+
+    def record(self, trial: Trial) -> None:
+        self.trials.append(trial)
+        if trial.sustained:
+            if self.best is None or trial.rate_rps > self.best.rate_rps:
+                self.best = trial
+        elif self.first_failure is None or trial.rate_rps < self.first_failure.rate_rps:
+            self.first_failure = trial
+
+
+def climb(
+    loads: list[LoadTarget],
+    ladder: list[float],
+    p99_limit_ms: float,
+    timing: TrialTiming,
+    refine_steps: int,
+    on_trial: Callable[[Trial], None],
+) -> list[Search]:
+    """Climb the shared ladder interleaved, then bisect each target's bracket `refine_steps` times."""
+    searches = [Search(load) for load in loads]
+    for rate in ladder:
+        climbing = [s for s in searches if s.first_failure is None]
+        if not climbing:
+            break
+        for search in climbing:
+            trial = run_trial(search.load, rate, p99_limit_ms, timing)
+            search.record(trial)
+            on_trial(trial)
+    for search in searches:
+        for _ in range(refine_steps):
+            if search.best is None or search.first_failure is None:
+                break
+            low, high = search.best.rate_rps, search.first_failure.rate_rps
+            if high - low <= 0.05 * low:
+                break
+            trial = run_trial(search.load, round((low + high) / 2), p99_limit_ms, timing)
+            search.record(trial)
+            on_trial(trial)
+    return searches

@@ -1,0 +1,44 @@
+"""The same request bytes for every server and every client: the load generator's own request pools.
+
+Built once from the fraud holdout by `loadtest.request_bodies` (already-serialized protobuf), so the
+sequential client and the open-loop generator send byte-identical requests to the echo floor, riskserve
+and MLServer.
+"""
+
+from dataclasses import dataclass
+
+from loadtest.plan import RequestPool
+from loadtest.request_bodies import build_pool
+from loadtest.scenario import CallKind, MixEntry
+
+MODEL = "fraud"
+BATCH_ROWS = 256
+
+
+@dataclass(frozen=True)
+class Payloads:
+    score: RequestPool  # FraudScoring.Score, one Transaction
+    score_batch: RequestPool  # FraudScoring.ScoreBatch, BATCH_ROWS transactions
+    infer: RequestPool  # GRPCInferenceService.ModelInfer, one row as [1, 1] tensors
+
+    def pools(self) -> dict[str, RequestPool]:
+        return {"score": self.score, "score_batch": self.score_batch, "infer": self.infer}
+
+
+def mix_entry(kind: str) -> MixEntry:
+    """The load generator's mix entry for a payload kind ("score", "score_batch", "infer")."""
+    if kind == "score":
+        return MixEntry(call=CallKind.FRAUD_SCORE)
+    if kind == "score_batch":
+        return MixEntry(call=CallKind.FRAUD_SCORE_BATCH, batch_size=BATCH_ROWS)
+    if kind == "infer":
+        return MixEntry(call=CallKind.OIP_INFER, model=MODEL)
+    raise ValueError(f"unknown payload kind {kind!r}")
+
+
+def build_payloads() -> Payloads:
+    return Payloads(
+        score=build_pool(mix_entry("score")),
+        score_batch=build_pool(mix_entry("score_batch")),
+        infer=build_pool(mix_entry("infer")),
+    )
