@@ -11,6 +11,7 @@ targets interleaved rate by rate. Prints the tables, writes results JSON and a m
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -57,23 +58,42 @@ FULL = Plan(2000, 3, TrialTiming(measured_s=4.0, warmup_s=1.0), refine_steps=2, 
 QUICK = Plan(800, 3, TrialTiming(measured_s=2.0, warmup_s=0.5), refine_steps=1, same_rate_repeats=1)
 
 
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.serving",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="shorter trials and fewer steps (~2-3 min)")
-    parser.add_argument("--work-dir", type=Path, default=HERE / "work",
-                        help="logs, quantization cache, MLServer venv and model folder")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=HERE / "work",
+        help="logs, quantization cache, MLServer venv and model folder",
+    )
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--markdown", type=Path, default=None, help="default: <work-dir>/results.md")
     parser.add_argument("--no-mlserver", action="store_true", help="skip the peer (no venv install)")
-    parser.add_argument("--mlserver-workers", type=int, default=1,
-                        help="MLServer parallel_workers (default 1, its own default; 0 = in-process)")
-    parser.add_argument("--riskserve-workers", type=int, default=2,
-                        help="also measure `riskserve serve --workers N` when supported (0: skip)")
+    parser.add_argument(
+        "--mlserver-workers",
+        type=int,
+        default=1,
+        help="MLServer parallel_workers (default 1, its own default; 0 = in-process)",
+    )
+    parser.add_argument(
+        "--riskserve-workers",
+        type=int,
+        default=2,
+        help="also measure `riskserve serve --workers N` when supported (0: skip)",
+    )
     return parser.parse_args(argv)
 
 
@@ -121,8 +141,10 @@ def start_servers(args: argparse.Namespace, servers: Servers) -> dict[str, Serve
         ready = wait_model_ready(peer, MODEL, timeout_s=120)
         if not ready and args.mlserver_workers > 0:
             peer.stop()
-            log(f"MLServer with parallel_workers: {args.mlserver_workers} did not start; "
-                "retrying with parallel_workers: 0")
+            log(
+                f"MLServer with parallel_workers: {args.mlserver_workers} did not start; "
+                "retrying with parallel_workers: 0"
+            )
             args.mlserver_workers = 0
             peer = start_mlserver(work, MODEL, onnx, 0)
             ready = wait_model_ready(peer, MODEL, timeout_s=120)
@@ -138,8 +160,10 @@ def sequential_phase(targets: list[tuple[str, str, str, str | None]], payloads: 
         for label, target, kind, _ in targets:
             summary = run_sequential(target, pools[kind], plan.sequential_calls)
             runs[label].append(summary.as_dict())
-            log(f"sequential {repeat + 1}/{plan.sequential_repeats} {label}: p50 {summary.p50_us} µs, "
-                f"p99 {summary.p99_us} µs")
+            log(
+                f"sequential {repeat + 1}/{plan.sequential_repeats} {label}: p50 {summary.p50_us} µs, "
+                f"p99 {summary.p99_us} µs"
+            )
     medians = {}
     for label, _, _, floor in targets:
         rows = runs[label]
@@ -154,8 +178,10 @@ def sequential_phase(targets: list[tuple[str, str, str, str | None]], payloads: 
 def show(trial: Trial) -> None:
     verdict = "sustained" if trial.sustained else f"FAIL ({', '.join(trial.failed_lines)})"
     p99 = "-" if trial.p99_ms is None else f"{trial.p99_ms:.2f} ms"
-    log(f"  {trial.target:<32} {trial.rate_rps:7g}/s  p99 {p99:>10}  "
-        f"generator {trial.generator_cpu_cores:.2f} cores  {verdict}")
+    log(
+        f"  {trial.target:<32} {trial.rate_rps:7g}/s  p99 {p99:>10}  "
+        f"generator {trial.generator_cpu_cores:.2f} cores  {verdict}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     markdown_path = args.markdown or args.work_dir / "results.md"
     started = time.monotonic()
+    load_before = load_average()
     log("building request payloads from the fraud holdout (same bytes for every server)")
     payloads = build_payloads()
     servers = Servers()
@@ -173,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         servers.stop_all()
     results["elapsed_s"] = round(time.monotonic() - started, 1)
+    results["machine"]["load_average_1_5_15"] = {"before": load_before, "after": load_average()}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     markdown = render_markdown(results, args)
@@ -227,11 +255,25 @@ def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Names
                 show(trial)
         same_rate = {"rate_rps": rate, "trials": {k: [t.as_dict() for t in v] for k, v in trials.items()}}
 
-    batch = [LoadTarget(f"riskserve ScoreBatch[{BATCH_ROWS}]", rs.target, "score_batch",
-                        pools["score_batch"], rs.metrics_url)]
+    batch = [
+        LoadTarget(
+            f"riskserve ScoreBatch[{BATCH_ROWS}]",
+            rs.target,
+            "score_batch",
+            pools["score_batch"],
+            rs.metrics_url,
+        )
+    ]
     if multi:
-        batch.append(LoadTarget(f"{multi.label} ScoreBatch[{BATCH_ROWS}]", multi.target, "score_batch",
-                                pools["score_batch"], multi.metrics_url))
+        batch.append(
+            LoadTarget(
+                f"{multi.label} ScoreBatch[{BATCH_ROWS}]",
+                multi.target,
+                "score_batch",
+                pools["score_batch"],
+                multi.metrics_url,
+            )
+        )
     log(f"open loop, ScoreBatch of {BATCH_ROWS}, rising rates (sustained: p99/call < {BATCH_P99_MS:g} ms)")
     batch_searches = climb(batch, BATCH_LADDER, BATCH_P99_MS, plan.timing, plan.refine_steps, show)
 
@@ -239,14 +281,25 @@ def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Names
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m benchmarks.serving" + (" --quick" if args.quick else ""),
-        "machine": {"cpus": _cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-                    "grpcio": grpc.__version__, "onnxruntime": onnxruntime.__version__},
+        "machine": {
+            "cpus": _cpu_count(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "grpcio": grpc.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
         "servers": {k: (v.label if v else None) for k, v in found.items()},
         "mlserver": {"version": MLSERVER_VERSION, "parallel_workers": args.mlserver_workers}
-        if peer else None,
-        "plan": {"sequential_calls": plan.sequential_calls, "sequential_repeats": plan.sequential_repeats,
-                 "trial_measured_s": plan.timing.measured_s, "trial_warmup_s": plan.timing.warmup_s,
-                 "unary_ladder": UNARY_LADDER, "batch_ladder": BATCH_LADDER},
+        if peer
+        else None,
+        "plan": {
+            "sequential_calls": plan.sequential_calls,
+            "sequential_repeats": plan.sequential_repeats,
+            "trial_measured_s": plan.timing.measured_s,
+            "trial_warmup_s": plan.timing.warmup_s,
+            "unary_ladder": UNARY_LADDER,
+            "batch_ladder": BATCH_LADDER,
+        },
         "sequential": sequential,
         "unary_load": [s.as_dict() for s in unary_searches],
         "same_rate": same_rate,
@@ -256,13 +309,16 @@ def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Names
 
 
 def _cpu_count() -> int:
-    import os
-
     return os.cpu_count() or 0
 
 
-def judge(sequential: dict, by_name: dict[str, Search], same_rate: dict, batch: list[Search],
-          multi: ServerProcess | None) -> list[g.Goal]:
+def judge(
+    sequential: dict,
+    by_name: dict[str, Search],
+    same_rate: dict,
+    batch: list[Search],
+    multi: ServerProcess | None,
+) -> list[g.Goal]:
     runs = sequential["runs"]
     goal_list = g.sequential_goals(runs["echo floor Score"], runs["riskserve Score"])
     peer = by_name.get("MLServer ModelInfer")
@@ -292,7 +348,9 @@ def render_markdown(results: dict, args: argparse.Namespace) -> str:
     unary, batch = searches("unary_load"), searches("batch_load")
     parts = [
         f"Run {results['generated_at']}, `{results['command']}`, {results['machine']['cpus']} cores shared "
-        f"by servers, generator and other work; {results['elapsed_s']:.0f} s.",
+        f"by servers, generator and other work; {results['elapsed_s']:.0f} s; load average (1/5/15 min) "
+        f"{results['machine']['load_average_1_5_15']['before']} before, "
+        f"{results['machine']['load_average_1_5_15']['after']} after.",
         "",
         g.goals_table(goals),
         "",
@@ -322,10 +380,7 @@ def render_markdown(results: dict, args: argparse.Namespace) -> str:
 def _search_from_dict(data: dict) -> Search:
     trials = [Trial(**t) for t in data["trials"]]
     name = data["target"]
-    search = Search(LoadTarget(name, "", "", None, None))  # type: ignore[arg-type]
-    for trial in trials:
-        search.record(trial)
-    return search
+    return Search(LoadTarget(name, "", "", None, None), trials)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -21,7 +21,9 @@ CANNED_PROBABILITIES = np.array([[0.99, 0.01]], dtype=np.float32).tobytes()
 class EchoFraudScoring(scoring_pb2_grpc.FraudScoringServicer):
     async def Score(self, request: scoring_pb2.Transaction, context: grpc.aio.ServicerContext):
         return scoring_pb2.FraudScore(
-            transaction_id=request.transaction_id, probability=0.01, risk_score=10,
+            transaction_id=request.transaction_id,
+            probability=0.01,
+            risk_score=10,
             decision=scoring_pb2.APPROVE,
         )
 

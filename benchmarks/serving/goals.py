@@ -35,20 +35,27 @@ def sequential_goals(echo_runs: list[dict], riskserve_runs: list[dict]) -> list[
         floor = median([run[key] for run in echo_runs])
         ours = median([run[key] for run in riskserve_runs])
         ratio = ours / floor
-        goals.append(Goal(
-            f"unary Score {key[:3]} vs echo floor",
-            f"<= {limit:g}x",
-            f"{ours:.0f} µs vs {floor:.0f} µs = {ratio:.2f}x",
-            ratio,
-            ratio <= limit,
-        ))
+        goals.append(
+            Goal(
+                f"unary Score {key[:3]} vs echo floor",
+                f"<= {limit:g}x",
+                f"{ours:.0f} µs vs {floor:.0f} µs = {ratio:.2f}x",
+                ratio,
+                ratio <= limit,
+            )
+        )
     return goals
 
 
 def rate_goal(ours: Search, peer: Search | None) -> Goal:
     if peer is None or peer.max_rate_rps is None or ours.max_rate_rps is None:
-        return Goal("sustained rate (p99 < 10 ms) vs MLServer", f">= {SUSTAINED_RATE_MIN_RATIO:g}x",
-                    "not measured", None, None)
+        return Goal(
+            "sustained rate (p99 < 10 ms) vs MLServer",
+            f">= {SUSTAINED_RATE_MIN_RATIO:g}x",
+            "not measured",
+            None,
+            None,
+        )
     ratio = ours.max_rate_rps / peer.max_rate_rps
     return Goal(
         "sustained rate (p99 < 10 ms) vs MLServer",
@@ -106,8 +113,9 @@ def goals_table(goals: list[Goal]) -> str:
 def sequential_table(summary: dict[str, dict]) -> str:
     """summary: label -> {"p50_us": median, "p99_us": ..., "floor_label": ...}."""
     lines = [
-        "| sequential, one connection | p50 µs | p90 µs | p99 µs | p99.9 µs | p50 / floor | p99 / floor |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| sequential, one connection | p50 µs | p90 µs | p99 µs | p99.9 µs | p50 / floor | p99 / floor "
+        "| client CPU cores |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, row in summary.items():
         floor = summary.get(row["floor"]) if row.get("floor") else None
@@ -115,7 +123,7 @@ def sequential_table(summary: dict[str, dict]) -> str:
         p99_ratio = f"{row['p99_us'] / floor['p99_us']:.2f}x" if floor else "-"
         lines.append(
             f"| {label} | {row['p50_us']:.0f} | {row['p90_us']:.0f} | {row['p99_us']:.0f} | "
-            f"{row['p999_us']:.0f} | {p50_ratio} | {p99_ratio} |"
+            f"{row['p999_us']:.0f} | {p50_ratio} | {p99_ratio} | {row.get('client_cpu_cores', 0):.2f} |"
         )
     return "\n".join(lines)
 

@@ -26,8 +26,14 @@ def ensure_mlserver_venv(work_dir: Path) -> Path:
         print(f"installing MLServer {MLSERVER_VERSION} into {venv} (once) ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
         subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "--quiet", f"mlserver=={MLSERVER_VERSION}",
-             f"onnxruntime=={onnxruntime.__version__}", UVLOOP_PIN],
+            [
+                str(venv / "bin" / "pip"),
+                "install",
+                "--quiet",
+                f"mlserver=={MLSERVER_VERSION}",
+                f"onnxruntime=={onnxruntime.__version__}",
+                UVLOOP_PIN,
+            ],
             check=True,
         )
         marker.touch()
@@ -45,21 +51,36 @@ def start_mlserver(work_dir: Path, model_name: str, onnx_path: Path, parallel_wo
     shutil.copy(RUNTIME_MODULE, model_dir / "mlserver_runtime.py")
     shutil.copy(onnx_path, model_dir / "model.onnx")
     grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
-    (root / "settings.json").write_text(json.dumps({
-        "host": "127.0.0.1", "grpc_port": grpc_port, "http_port": http_port,
-        "metrics_port": metrics_port, "parallel_workers": parallel_workers, "debug": False,
-    }))
-    (model_dir / "model-settings.json").write_text(json.dumps({
-        "name": model_name,
-        "implementation": "mlserver_runtime.OnnxRiskRuntime",
-        "parameters": {"uri": str(model_dir / "model.onnx")},
-    }))
+    (root / "settings.json").write_text(
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "grpc_port": grpc_port,
+                "http_port": http_port,
+                "metrics_port": metrics_port,
+                "parallel_workers": parallel_workers,
+                "debug": False,
+            }
+        )
+    )
+    (model_dir / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": model_name,
+                "implementation": "mlserver_runtime.OnnxRiskRuntime",
+                "parameters": {"uri": str(model_dir / "model.onnx")},
+            }
+        )
+    )
     log_path = work_dir / f"mlserver-workers{parallel_workers}.log"
     env = {**os.environ, "PYTHONPATH": str(model_dir)}
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [str(venv / "bin" / "mlserver"), "start", str(root)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=root,
         )
     label = f"MLServer {MLSERVER_VERSION} (parallel_workers: {parallel_workers})"
     return ServerProcess(label, process, grpc_port, log_path)

@@ -116,34 +116,59 @@ def run_trial(load: LoadTarget, rate: float, p99_limit_ms: float, timing: TrialT
 
 @dataclass
 class Search:
-    """A target's climb: every trial, its best sustained rate and first failing rate."""
+    """A target's climb: every trial; a rate counts as sustained when any of its trials was."""
 
     load: LoadTarget
     trials: list[Trial] = field(default_factory=list)
-    best: Trial | None = None
-    first_failure: Trial | None = None
+
+    def record(self, trial: Trial) -> None:
+        self.trials.append(trial)
+
+    @property
+    def best(self) -> Trial | None:
+        """The best trial at the highest sustained rate."""
+        passed = [t for t in self.trials if t.sustained]
+        return max(passed, key=lambda t: (t.rate_rps, -(t.p99_ms or 0.0))) if passed else None
+
+    @property
+    def first_failure(self) -> Trial | None:
+        """The lowest rate above the best where every trial failed."""
+        floor = self.best.rate_rps if self.best else 0.0
+        sustained = {t.rate_rps for t in self.trials if t.sustained}
+        failed = [t for t in self.trials if t.rate_rps > floor and t.rate_rps not in sustained]
+        return min(failed, key=lambda t: t.rate_rps) if failed else None
 
     @property
     def max_rate_rps(self) -> float | None:
         return self.best.rate_rps if self.best else None
 
     def as_dict(self) -> dict:
+        failure = self.first_failure
         return {
             "target": self.load.name,
             "max_sustained_rps": self.max_rate_rps,
-            "limited_by_generator": bool(
-                self.first_failure and "generator kept schedule" in self.first_failure.failed_lines
-            ),
+            "limited_by_generator": bool(failure and "generator kept schedule" in failure.failed_lines),
             "trials": [t.as_dict() for t in sorted(self.trials, key=lambda t: t.rate_rps)],
         }
 
-    def record(self, trial: Trial) -> None:
-        self.trials.append(trial)
+
+def _try_rate(
+    search: Search,
+    rate: float,
+    p99_limit_ms: float,
+    timing: TrialTiming,
+    retries: int,
+    on_trial: Callable[[Trial], None],
+) -> bool:
+    """Run trials at `rate` until one is sustained or `1 + retries` failed (a noisy neighbour on the
+    shared cores can spoil one short trial); True when sustained."""
+    for _ in range(1 + retries):
+        trial = run_trial(search.load, rate, p99_limit_ms, timing)
+        search.record(trial)
+        on_trial(trial)
         if trial.sustained:
-            if self.best is None or trial.rate_rps > self.best.rate_rps:
-                self.best = trial
-        elif self.first_failure is None or trial.rate_rps < self.first_failure.rate_rps:
-            self.first_failure = trial
+            return True
+    return False
 
 
 def climb(
@@ -153,25 +178,25 @@ def climb(
     timing: TrialTiming,
     refine_steps: int,
     on_trial: Callable[[Trial], None],
+    retries: int = 1,
 ) -> list[Search]:
     """Climb the shared ladder interleaved, then bisect each target's bracket `refine_steps` times."""
     searches = [Search(load) for load in loads]
+    stopped: set[str] = set()
     for rate in ladder:
-        climbing = [s for s in searches if s.first_failure is None]
+        climbing = [s for s in searches if s.load.name not in stopped]
         if not climbing:
             break
         for search in climbing:
-            trial = run_trial(search.load, rate, p99_limit_ms, timing)
-            search.record(trial)
-            on_trial(trial)
+            if not _try_rate(search, rate, p99_limit_ms, timing, retries, on_trial):
+                stopped.add(search.load.name)
     for search in searches:
         for _ in range(refine_steps):
-            if search.best is None or search.first_failure is None:
+            best, failure = search.best, search.first_failure
+            if best is None or failure is None:
                 break
-            low, high = search.best.rate_rps, search.first_failure.rate_rps
+            low, high = best.rate_rps, failure.rate_rps
             if high - low <= 0.05 * low:
                 break
-            trial = run_trial(search.load, round((low + high) / 2), p99_limit_ms, timing)
-            search.record(trial)
-            on_trial(trial)
+            _try_rate(search, round((low + high) / 2), p99_limit_ms, timing, 0, on_trial)
     return searches

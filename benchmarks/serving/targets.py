@@ -72,8 +72,18 @@ def start_riskserve(work_dir: Path, cache_dir: Path, workers: int | None = None)
     port, metrics_port = free_port(), free_port()
     label = "riskserve" if workers is None else f"riskserve --workers {workers}"
     command = [
-        str(RISKSERVE), "serve", "--port", str(port), "--metrics-port", str(metrics_port),
-        "--model", "fraud", "--cache-dir", str(cache_dir), "--log-level", "WARNING",
+        str(RISKSERVE),
+        "serve",
+        "--port",
+        str(port),
+        "--metrics-port",
+        str(metrics_port),
+        "--model",
+        "fraud",
+        "--cache-dir",
+        str(cache_dir),
+        "--log-level",
+        "WARNING",
     ]
     if workers is not None:
         command += ["--workers", str(workers)]
