@@ -6,6 +6,7 @@ them. Excluding a layer or widening it to 16 bits does not change the FP32 activ
 """
 
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from onnxruntime.quantization import (
     quantize_dynamic,
     quantize_static,
 )
+from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from server.config.quantization_config import CalibrationMethod as ConfigMethod
@@ -33,6 +35,7 @@ _METHODS = {
     ConfigMethod.PERCENTILE: CalibrationMethod.Percentile,
 }
 _TYPES = {ConfigQuantType.UINT8: QuantType.QUInt8, ConfigQuantType.INT8: QuantType.QInt8}
+ENTROPY_HISTOGRAM_BINS = 2048  # ORT's default for percentile; entropy's search needs more bins than 128
 _TYPES_16 = {ConfigQuantType.UINT8: QuantType.QUInt16, ConfigQuantType.INT8: QuantType.QInt16}
 
 
@@ -125,6 +128,26 @@ def _type_ml_outputs(model: onnx.ModelProto) -> bool:
     return added
 
 
+def _calibrate_entropy(
+    preprocessed_path: Path, config: QuantizationConfig, reader: FeatureBatchReader, ranges_path: Path
+) -> None:
+    """Entropy (KL) calibration with a histogram finer than the 8-bit grid, ranges saved to `ranges_path`.
+
+    `quantize_static` builds its entropy calibrator with 128 histogram bins and 128 quantized bins, which
+    leaves the KL search a single candidate, the full range: "entropy" would silently equal minmax.
+    """
+    with tempfile.TemporaryDirectory(prefix="riskserve-entropy-") as scratch:
+        calibrator = create_calibrator(
+            preprocessed_path,
+            list(config.op_types),
+            augmented_model_path=str(Path(scratch) / "augmented.onnx"),
+            calibrate_method=CalibrationMethod.Entropy,
+            extra_options={"num_bins": ENTROPY_HISTOGRAM_BINS, "num_quantized_bins": 128},
+        )
+        calibrator.collect_data(reader)
+        save_tensors_data(calibrator.compute_data(), ranges_path)
+
+
 def quantize(
     preprocessed_path: Path,
     output_path: Path,
@@ -154,6 +177,9 @@ def quantize(
     if calibrates and calibration_reader is None:
         raise ValueError("static quantization needs calibration data on its first run")
     if calibration_reader is not None:
+        calibration_reader.rewind()
+    if calibrates and config.calibration_method is ConfigMethod.ENTROPY:
+        _calibrate_entropy(preprocessed_path, config, calibration_reader, ranges_path)
         calibration_reader.rewind()
     overrides = {
         tensor: [{"quant_type": _TYPES_16[config.activation_type]}] for tensor in recipe.int16_inputs.values()

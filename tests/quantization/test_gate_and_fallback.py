@@ -179,3 +179,11 @@ def test_per_channel_weights_quantize_a_model_with_row_vector_biases(model_folde
         if init.name.startswith("coefficient") and "scale" in init.name
     ]
     assert weight_scales and all(len(init.dims) == 1 and init.dims[0] > 1 for init in weight_scales)
+
+
+def test_entropy_calibration_is_not_minmax_in_disguise(model_folder, tmp_path: Path) -> None:
+    # quantize_static's own entropy calibrator has 128 bins for 128 levels: its only candidate range is the
+    # full one, so it used to give exactly the minmax model.
+    minmax = prepare_model(model_folder(), tmp_path / "a").report["accuracy"]
+    entropy = prepare_model(model_folder(calibration_method="entropy"), tmp_path / "b").report["accuracy"]
+    assert entropy["mean_abs_score_diff"] != minmax["mean_abs_score_diff"]
