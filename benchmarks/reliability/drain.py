@@ -2,10 +2,14 @@
 
 Each call is classified: OK; refused with UNAVAILABLE "shutting down" (expected after the drain pause);
 not accepted because nothing listened any more (connection refused, after the process closed its port);
-anything else is counted as lost. A grpc.health.v1 Watch on a second channel times NOT_SERVING.
+refused as overloaded (RESOURCE_EXHAUSTED, "deadline cannot be met"); timed out (the client's deadline);
+anything else (CANCELLED, INTERNAL, a reset) is lost. Timeouts count as failures too; the phase (sent
+before SIGTERM, during the pause, after it) tells a busy machine from the drain. A grpc.health.v1 Watch
+on a second channel times NOT_SERVING.
 """
 
 import asyncio
+import os
 import re
 import statistics
 import time
@@ -36,7 +40,13 @@ def classify(record: Record) -> str:
         return "refused_unavailable_draining"
     if record.code is grpc.StatusCode.UNAVAILABLE and any(s in details for s in NOT_LISTENING):
         return "not_accepted_port_closed"
-    return "lost"
+    if record.code is grpc.StatusCode.RESOURCE_EXHAUSTED or (
+        record.code is grpc.StatusCode.DEADLINE_EXCEEDED and "cannot be met" in details
+    ):
+        return "refused_overloaded"  # the server's fast load refusals: a busy machine, not the drain
+    if record.code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "timed_out"  # the client's deadline ran out
+    return "lost"  # CANCELLED, INTERNAL, UNKNOWN, a reset connection ...
 
 
 async def _watch_health(target: str, events: list[tuple[float, str]]) -> None:
@@ -126,8 +136,9 @@ async def run(server: ServerProcess, rate: float, before_s: float, seed: int) ->
         "batch_calls": len(batch_records),
         "batch_outcomes": dict(Counter(classify(r) for r in batch_records)),
         "batch_by_phase": {k: dict(v) for k, v in batch_phases.items()},
-        "lost_examples": sorted({f"{r.code.name}: {r.details[:120]}" for r in lost})[:10],
+        "lost_by_status": dict(Counter(f"{r.code.name}: {r.details[:80]}" for r in lost).most_common(10)),
         "exit_status": server.proc.returncode,
+        "load_avg_1min": os.getloadavg()[0],
         "sigterm_to_exit_s": round(marks["exit"] - sigterm, 3),
         "health_first_change": first_change[1] if first_change else None,
         "health_not_serving_ms_after_sigterm": (
@@ -166,11 +177,14 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "by_phase": {k: dict(v) for k, v in phases.items()},
         "batch_calls": sum(r["batch_calls"] for r in runs),
         "batch_outcomes": dict(batch_outcomes),
-        "lost_examples": sorted({e for r in runs for e in r["lost_examples"]})[:10],
+        "lost_by_status": dict(sum((Counter(r["lost_by_status"]) for r in runs), Counter()).most_common(10)),
+        "load_avg_1min": [r["load_avg_1min"] for r in runs],
         "exit_statuses": [r["exit_status"] for r in runs],
         "sigterm_to_exit_s": {"median": statistics.median(exits), "max": max(exits)},
         "health_not_serving_ms_after_sigterm": (
-            {"median": statistics.median(health), "max": max(health)} if None not in health else None
+            {"median": round(statistics.median(health), 1), "max": max(health)}
+            if None not in health
+            else None
         ),
         "drain_finished_logs": [r["drain_finished_log"] for r in runs],
         "ok_p99_ms_before_sigterm": [r["ok_p99_ms_before_sigterm"] for r in runs],

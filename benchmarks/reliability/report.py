@@ -1,5 +1,6 @@
 """The markdown section written to docs/reliability.md (and the lead's copy of its table)."""
 
+from collections.abc import Iterable
 from typing import Any
 
 COMMAND = ".venv/bin/python -m benchmarks.reliability"
@@ -33,7 +34,7 @@ def _mib(kb: int) -> str:
     return f"{kb / 1024:.0f} MiB"
 
 
-def _join(values: list) -> str:
+def _join(values: Iterable) -> str:
     return ", ".join(str(v) for v in values)
 
 
@@ -48,14 +49,16 @@ def _summary(s: dict[str, Any]) -> list[str]:
         exits = ", ".join(str(e) for e in d["exit_statuses"])
         rows.append(
             f"| Drain under load: SIGTERM during {d['rate_per_s']:g}/s unary `Score`, {d['runs']} run(s) | "
-            f"**{o.get('lost', 0)} lost** of {d['calls']:,}; {o.get('ok', 0):,} OK, "
+            f"**{o.get('lost', 0)} lost**, {o.get('timed_out', 0)} timed out of {d['calls']:,}; "
+            f"{o.get('ok', 0):,} OK, "
             f"{o.get('refused_unavailable_draining', 0):,} refused UNAVAILABLE after the pause, "
-            f"{o.get('not_accepted_port_closed', 0):,} not accepted (port closed); exit status {exits}, "
+            f"{o.get('not_accepted_port_closed', 0):,} not accepted (port closed), "
+            f"{o.get('refused_overloaded', 0):,} refused as overloaded; exit status {exits}, "
             f"{d['sigterm_to_exit_s']['median']:.2f} s from SIGTERM to exit (median; max "
             f"{d['sigterm_to_exit_s']['max']:.2f}); health NOT_SERVING "
             + (f"{h['median']} ms after SIGTERM (max {h['max']})" if h else "NOT seen")
             + f"; companion `ScoreBatch(256)` stream: {_counts(d['batch_outcomes'])} of {d['batch_calls']:,}"
-            + " | 0 lost, exit 0 |"
+            + " | 0 lost, 0 timed out, exit 0 |"
         )
     if b := s.get("bad_inputs"):
         o = b["outcomes"]
@@ -63,7 +66,8 @@ def _summary(s: dict[str, Any]) -> list[str]:
             f"| Bad-input barrage: {b['bad']:,} corrupted + {b['good']:,} good requests | "
             f"{o.get('bad_refused_as_documented', 0):,}/{b['bad']:,} refused with the documented status "
             f"naming the field, **{o.get('bad_scored', 0)} scored**, {o.get('good_ok', 0):,}/{b['good']:,} "
-            f"good OK; alive: {'yes' if b['server_alive'] else 'NO'}, RSS {_mib(b['rss_kb_before'])} → "
+            f'good OK ({o.get("busy_retries", 0):,} "server busy" refusals retried); '
+            f"alive: {'yes' if b['server_alive'] else 'NO'}, RSS {_mib(b['rss_kb_before'])} → "
             f"{_mib(b['rss_kb_after'])} | all refused, 0 scored, all good OK |"
         )
     if v := s.get("overload"):
@@ -96,14 +100,16 @@ def _details(s: dict[str, Any]) -> list[str]:
             f"**Drain under load** (`drain_pause_s={d['settings']['drain_pause_s']}`, "
             f"`grace_period_s={d['settings']['grace_period_s']}`; {d['command']}).",
             "",
-            "| Calls sent | OK | refused UNAVAILABLE (draining) | not accepted (port closed) | lost |",
-            "|---|---:|---:|---:|---:|",
+            "| Unary calls sent | OK | refused UNAVAILABLE (draining) | not accepted (port closed) "
+            "| refused as overloaded | timed out | lost |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for phase, counts in d["by_phase"].items():
             out.append(
                 f"| {phase.replace('_', ' ')} | {counts.get('ok', 0):,} | "
                 f"{counts.get('refused_unavailable_draining', 0):,} | "
-                f"{counts.get('not_accepted_port_closed', 0):,} | {counts.get('lost', 0):,} |"
+                f"{counts.get('not_accepted_port_closed', 0):,} | {counts.get('refused_overloaded', 0):,} | "
+                f"{counts.get('timed_out', 0):,} | {counts.get('lost', 0):,} |"
             )
         logs = sorted(set(d["drain_finished_logs"]), key=str)
         finished = [r["drain_finished_s_after_sigterm"] for r in d["per_run"]]
@@ -112,9 +118,15 @@ def _details(s: dict[str, Any]) -> list[str]:
             f"Server log: `{'`, `'.join(str(x) for x in logs)}`, {_join(finished)} s after SIGTERM. "
             f"Client p99 before SIGTERM {_join(d['ok_p99_ms_before_sigterm'])} ms "
             '(from intended send time). "Not accepted" = the client could not connect any more (connection '
-            'refused) once the server had closed its port; "lost" = any other failure (CANCELLED, reset, '
-            "INTERNAL, a deadline)."
-            + (f" Lost examples: {'; '.join(d['lost_examples'])}." if d["lost_examples"] else ""),
+            'refused) once the server had closed its port; "refused as overloaded" = RESOURCE_EXHAUSTED '
+            'or the server\'s "deadline cannot be met"; "timed out" = the client\'s deadline ran out; '
+            '"lost" = any other failure (CANCELLED, reset, INTERNAL). Load average during the runs: '
+            f"{_join(round(x, 1) for x in d['load_avg_1min'])}."
+            + (
+                " Lost, by status: " + "; ".join(f"{n} × `{k}`" for k, n in d["lost_by_status"].items()) + "."
+                if d["lost_by_status"]
+                else ""
+            ),
         ]
     if b := s.get("bad_inputs"):
         out += [
@@ -157,7 +169,8 @@ def render(results: dict[str, Any]) -> str:
         f"Measured on commit `{results['commit']}` ({results['date_utc']} UTC) with `{COMMAND}{quick}` "
         f"({results['seconds']:.0f} s): `riskserve serve` as a subprocess on the bundled INT8 models, "
         "default settings unless named, and one grpc.aio client process. Generator and server share the "
-        f"machine's {m['cpus']} cores (load average {m['load_avg_at_start']:.1f} at the start, other jobs "
+        f"machine's {m['cpus']} cores (1-minute load average {m['load_avg_at_start']:.1f} at the start, "
+        f"{m['load_avg_at_end']:.1f} at the end; other jobs "
         "running), so latencies are the shared machine's; the counts are what the figures are about. "
         "Raw figures: `benchmarks/reliability/results.json`."
         + (
