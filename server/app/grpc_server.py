@@ -26,6 +26,17 @@ def _credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
     )
 
 
+def _pending_limit(limit: int) -> list[tuple[str, int]]:
+    """gRPC core's bound on calls received but not yet requested by Python (random early drop from half the
+    limit, all beyond it). Core ends those calls CANCELLED; Python never sees them (docs/server.md)."""
+    if limit <= 0:
+        return []
+    return [
+        ("grpc.server.max_pending_requests", max(1, limit // 2)),
+        ("grpc.server.max_pending_requests_hard_limit", limit),
+    ]
+
+
 def build_server(
     settings: ServerSettings,
     repository: ModelRepository,
@@ -48,6 +59,7 @@ def build_server(
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
+            *_pending_limit(settings.max_pending_rpcs),
         ],
     )
     scoring_pb2_grpc.add_FraudScoringServicer_to_server(

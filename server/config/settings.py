@@ -66,6 +66,9 @@ class ServerSettings(StrictModel):
     max_concurrent_batch_rpcs: int = Field(
         4, ge=0, description="ScoreBatch RPCs one process holds; beyond, RESOURCE_EXHAUSTED (0: no limit)"
     )
+    max_pending_rpcs: int = Field(
+        0, ge=0, description="calls gRPC core holds unrequested; beyond, it cancels them (0: gRPC's default)"
+    )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: LogFormat = LogFormat.KEYVALUE
 
