@@ -119,8 +119,11 @@ def _layers_table(report: dict[str, Any]) -> Table:
             precision, why = "FP32", "exclude_layers in the model's config"
         elif name in layers["int16"]:
             precision, why = "INT16 act.", "int16_layers in the model's config"
-        else:
+        elif report["precision"] == "int8":
             precision, why = "INT8", "within budget"
+        else:
+            stopped = report["tuning"]["stopped_because"]
+            precision, why = "INT8", f"left INT8 in the rejected candidate (tuner: {stopped})"
         table.add_row(name, precision, why)
     return table
 

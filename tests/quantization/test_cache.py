@@ -77,3 +77,15 @@ def test_force_rebuilds_and_no_staging_folders_remain(model_folder, tmp_path: Pa
     assert not forced.from_cache
     leftovers = [p.name for p in (tmp_path / config.name).iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_changed_model_file_misses_the_cache(model_folder, tmp_path: Path) -> None:
+    import onnx
+
+    config = model_folder()
+    first = prepare_model(config, tmp_path)
+    model = onnx.load(str(config.onnx_path))
+    model.doc_string = "retrained"  # any byte change of the FP32 model is a new key
+    onnx.save(model, str(config.onnx_path))
+    second = prepare_model(config, tmp_path)
+    assert not second.from_cache and second.report["cache_key"] != first.report["cache_key"]

@@ -74,6 +74,7 @@ def test_model_that_cannot_pass_is_served_fp32_with_failed_verdict(
     summary = format_summary(prepared.report)
     assert "verdict FAILED, serving fp32" in summary
     assert "FAIL │" in summary and "Layers of the best INT8 candidate (not served)" in summary
+    assert "within budget" not in summary
     assert f"served model: {config.onnx_path}" in summary
     # The cached verdict is the same: a warm start must not serve the failed model as INT8.
     again = prepare_model(config, tmp_path / "cache")
