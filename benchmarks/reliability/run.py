@@ -99,9 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         default="head",
         help="server code: the committed HEAD, exported (default), or the working tree as installed",
     )
+    parser.add_argument("--render-only", action="store_true", help="rewrite the markdown from --output")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--markdown", type=Path, default=REPO / "docs" / "reliability.md")
     args = parser.parse_args(argv)
+    if args.render_only:
+        _write_markdown(json.loads(args.output.read_text()), args.markdown)
+        return 0
     extra = dict(item.split("=", 1) for item in args.server_setting)
     names = [n for n in args.only.split(",") if n]
     unknown = set(names) - set(SCENARIOS)
@@ -158,11 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"]["load_avg_at_end"] = os.getloadavg()[0]
     results["seconds"] = round(time.monotonic() - began, 1)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
-    markdown = render(results)
-    args.markdown.write_text(
-        f"<!-- written by `{COMMAND}`; edit benchmarks/reliability/report.py -->\n{markdown}"
-    )
-    if NOTES.parent.is_dir():
-        NOTES.write_text(markdown)
-    print(markdown)
+    _write_markdown(results, args.markdown)
     return 0
+
+
+def _write_markdown(results: dict[str, Any], path: Path) -> None:
+    markdown = render(results)
+    path.write_text(f"<!-- written by `{COMMAND}`; edit benchmarks/reliability/report.py -->\n{markdown}")
+    if NOTES.parent.is_dir():
+        NOTES.write_text(
+            f"{markdown}\nServer findings with reproductions: {NOTES.parent / 'requests-reliab.md'}\n"
+        )
+    print(markdown)
