@@ -21,7 +21,7 @@ from pathlib import Path
 
 from benchmarks.serving.payloads import MODEL, build_payloads
 from benchmarks.serving.sequential import run_sequential
-from benchmarks.serving.targets import start_riskserve, wait_model_ready
+from benchmarks.serving.targets import start_echo, start_riskserve, wait_listening, wait_model_ready
 
 HERE = Path(__file__).resolve().parent
 PY_SPY = Path(sys.executable).with_name("py-spy")
@@ -70,14 +70,16 @@ def classify(stack: str) -> str:
     return AIO
 
 
-def profile(seconds: float, calls_cap: int, work: Path) -> dict:
-    server = start_riskserve(work, work / "cache")
+def profile(seconds: float, work: Path, echo: bool = False) -> dict:
+    """Profile riskserve (or, with `echo`, the echo floor) under sequential Score calls."""
+    server = start_echo(work) if echo else start_riskserve(work, work / "cache")
     try:
-        if not wait_model_ready(server, MODEL, timeout_s=300):
-            raise SystemExit(f"riskserve did not start; see {server.log_path}")
+        ready = wait_listening(server) if echo else wait_model_ready(server, MODEL, timeout_s=300)
+        if not ready:
+            raise SystemExit(f"{server.label} did not start; see {server.log_path}")
         pool = build_payloads().score
         run_sequential(server.target, pool, 2000)  # warm
-        raw = work / "profile.raw"
+        raw = work / f"profile-{'echo' if echo else 'riskserve'}.raw"
         spy = subprocess.Popen(
             [
                 str(PY_SPY),
@@ -127,6 +129,7 @@ def profile(seconds: float, calls_cap: int, work: Path) -> dict:
     calls, wall = result["calls"], result["seconds"]
     per_call = {name: count / 1000 / calls * 1e6 for name, count in stacks.items()}  # 1000 Hz sampling
     return {
+        "server": server.label,
         "calls": calls,
         "wall_s": wall,
         "wall_us_per_call": wall / calls * 1e6,
@@ -158,15 +161,19 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--no-echo", action="store_true", help="skip profiling the echo floor")
     parser.add_argument("--work-dir", type=Path, default=HERE / "work")
     parser.add_argument("--output", type=Path, default=HERE / "profile.json")
     args = parser.parse_args()
     if not PY_SPY.exists():
         raise SystemExit(f"py-spy not found at {PY_SPY}: .venv/bin/pip install py-spy")
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    data = profile(args.seconds, 0, args.work_dir)
+    data = {"riskserve": profile(args.seconds, args.work_dir)}
+    print(markdown(data["riskserve"]), flush=True)
+    if not args.no_echo:
+        data["echo floor"] = profile(args.seconds, args.work_dir, echo=True)
+        print("\necho floor, same client:\n" + markdown(data["echo floor"]))
     args.output.write_text(json.dumps(data, indent=2) + "\n")
-    print(markdown(data))
     return 0
 
 
