@@ -67,7 +67,7 @@ class ServerSettings(StrictModel):
         4, ge=0, description="ScoreBatch RPCs one process holds; beyond, RESOURCE_EXHAUSTED (0: no limit)"
     )
     max_pending_rpcs: int = Field(
-        0, ge=0, description="calls gRPC core holds unrequested; beyond, it cancels them (0: gRPC's default)"
+        64, ge=0, description="calls gRPC core holds unrequested; beyond, it cancels them (0: gRPC default)"
     )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: LogFormat = LogFormat.KEYVALUE
