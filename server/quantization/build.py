@@ -57,6 +57,7 @@ class QuantizationWorkbench:
         self.calibration_runs = 0
         self._count = 0
         preprocess(config.onnx_path, self.preprocessed)
+        self.layer_weights: dict[str, int] = {}  # set by build() once the pre-processed graph is loaded
         self.fp32_scores = score_model(config.onnx_path, holdout, config.output_name)
 
     def attempt(self, recipe: QuantizationRecipe) -> tuple[Attempt, Path]:
@@ -67,7 +68,9 @@ class QuantizationWorkbench:
             self.calibration_runs += 1
         scores = score_model(path, self.holdout, self.config.output_name)
         comparison = self.compare(scores)
-        return Attempt(recipe, comparison, check_budget(comparison, q.budget)), path
+        gate = check_budget(comparison, q.budget)
+        fp32_weights = sum(self.layer_weights.get(name, 0) for name in recipe.fp32_layers)
+        return Attempt(recipe, comparison, gate, path.stat().st_size, fp32_weights), path
 
     def compare(self, scores: np.ndarray) -> AccuracyComparison:
         assert self.holdout.labels is not None
@@ -79,6 +82,16 @@ class QuantizationWorkbench:
 def activation_inputs(graph: ModelGraph) -> dict[str, str]:
     """Each quantizable layer's activation input tensor (input 0), for 16-bit overrides."""
     return {n.name: n.input[0] for n in graph.model.graph.node if n.name in graph.quantizable_layers}
+
+
+def layer_weights(graph: ModelGraph) -> dict[str, int]:
+    """Each quantizable layer's constant parameters (weights and bias), counted in elements."""
+    sizes = {init.name: int(np.prod(init.dims)) for init in graph.model.graph.initializer}
+    return {
+        n.name: sum(sizes.get(name, 0) for name in n.input[1:])
+        for n in graph.model.graph.node
+        if n.name in graph.quantizable_layers
+    }
 
 
 def build(
@@ -98,6 +111,7 @@ def build(
     started = time.perf_counter()
     bench = QuantizationWorkbench(config, graph, reduce_range, workdir, calibration, holdout)
     graph = load_model_graph(bench.preprocessed, q.op_types, config.output_name)
+    bench.layer_weights = layer_weights(graph)
     _check_configured_layers(config, graph)
     seconds["preprocess_and_fp32_scoring"] = time.perf_counter() - started
 
@@ -120,7 +134,9 @@ def build(
     precision = q.fallback_precision
     if q.mode is QuantizationMode.DYNAMIC and precision is FallbackPrecision.INT16:
         precision = FallbackPrecision.FP32  # 16-bit activations exist only in static QDQ
-    tuning = tune(initial, quantized, try_recipe, q.max_fallback_layers, precision, inputs)
+    # The FP32 head's input may be left float (static QDQ only: dynamic quantizes at the consumer's input).
+    float_head = head[0] if head and q.mode is QuantizationMode.STATIC else None
+    tuning = tune(initial, quantized, try_recipe, q.max_fallback_layers, precision, inputs, float_head)
     seconds["tune"] = time.perf_counter() - started
 
     unprotected = None

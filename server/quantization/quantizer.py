@@ -7,7 +7,7 @@ them. Excluding a layer or widening it to 16 bits does not change the FP32 activ
 
 import logging
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import onnx
@@ -26,6 +26,7 @@ from server.config.quantization_config import CalibrationMethod as ConfigMethod
 from server.config.quantization_config import QuantizationConfig, QuantizationMode
 from server.config.quantization_config import QuantType as ConfigQuantType
 from server.quantization.calibration_data import FeatureBatchReader
+from server.quantization.float_input import keep_input_float
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +42,26 @@ _TYPES_16 = {ConfigQuantType.UINT8: QuantType.QUInt16, ConfigQuantType.INT8: Qua
 
 @dataclass(frozen=True)
 class QuantizationRecipe:
-    """Which layers stay FP32 and which get 16-bit activations; everything else of `op_types` is INT8."""
+    """Which layers stay FP32 and which get 16-bit activations; everything else of `op_types` is INT8.
+
+    `float_input_layer`: a (FP32) layer whose activation input is left float, without the QuantizeLinear ->
+    DequantizeLinear pair in front of it (static only; see float_input.py).
+    """
 
     fp32_layers: tuple[str, ...] = ()
     int16_layers: tuple[str, ...] = ()
     int16_inputs: dict[str, str] = field(default_factory=dict)  # layer -> its activation input tensor
+    float_input_layer: str | None = None
 
     def with_fp32(self, layer: str) -> "QuantizationRecipe":
-        return QuantizationRecipe((*self.fp32_layers, layer), self.int16_layers, self.int16_inputs)
+        return replace(self, fp32_layers=(*self.fp32_layers, layer))
 
     def with_int16(self, layer: str, activation: str) -> "QuantizationRecipe":
         inputs = {**self.int16_inputs, layer: activation}
-        return QuantizationRecipe(self.fp32_layers, (*self.int16_layers, layer), inputs)
+        return replace(self, int16_layers=(*self.int16_layers, layer), int16_inputs=inputs)
+
+    def with_float_input(self, layer: str) -> "QuantizationRecipe":
+        return replace(self, float_input_layer=layer)
 
 
 def preprocess(fp32_path: Path, output_path: Path) -> None:
@@ -201,4 +210,10 @@ def quantize(
     )
     if calibrates:
         log.info("event=calibrated method=%s ranges=%s", config.calibration_method.value, ranges_path.name)
+    if recipe.float_input_layer is not None:
+        model = onnx.load(str(output_path))
+        if keep_input_float(model, onnx.load(str(preprocessed_path)), recipe.float_input_layer):
+            onnx.save(model, str(output_path))
+        else:
+            log.info("event=float_input_noop layer=%s reason=input_not_quantized", recipe.float_input_layer)
     return calibrates

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the cold path's modules pull in pandas and scikit-learn; a 
     from server.quantization.calibration_data import FeatureTable
     from server.quantization.model_graph import ModelGraph
 
-REPORT_FORMAT = 1
+REPORT_FORMAT = 2  # 2: tuning steps have a kind; layers.float_head_input
 DYNAMIC_WARNING = (
     "dynamic quantization computes activation ranges per batch: a row's score depends on the other rows in "
     "its batch, so this model must not be served with batching"
@@ -127,6 +127,7 @@ def build_report(
             "fp32": list(final.recipe.fp32_layers),
             "int16": list(final.recipe.int16_layers),
             "int8": [n for n in int8_layers if n not in final.recipe.int16_layers],
+            "float_head_input": final.recipe.float_input_layer is not None,
             "unprotected_distinct_score_ratio": outcome.unprotected_distinct_score_ratio,
         },
         "budget": q.budget.model_dump(mode="json"),

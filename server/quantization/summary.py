@@ -93,6 +93,8 @@ def _fallback_reason(step: dict[str, Any], report: dict[str, Any], failing: list
     figures = ", ".join(f"{n} {after[_FIGURE_OF_CHECK[n]]:.4g}" for n in failing if n in _FIGURE_OF_CHECK)
     text = f"tuner: INT8 failed {', '.join(failing) or 'the budget'}"
     moved = f"; {step['precision'].upper()} here gives {figures}" if figures else ""
+    if step.get("kind") == "head_input" and figures:
+        moved = f"; head input left float (last INT8 layer outputs float) gives {figures}"
     within = ", within budget" if after["gate_shortfall"] == 0 else ""
     return f"{text}{moved}{within} (most effective of {len(step['sensitivity'])} candidates)"
 
@@ -125,6 +127,9 @@ def _layers_table(report: dict[str, Any]) -> Table:
             stopped = report["tuning"]["stopped_because"]
             precision, why = "INT8", f"left INT8 in the rejected candidate (tuner: {stopped})"
         table.add_row(name, precision, why)
+    for step in report["tuning"]["fallback_layers"]:
+        if step.get("kind") == "head_input":
+            table.add_row(step["layer"], "FP32 act.", _fallback_reason(step, report, failing))
     return table
 
 

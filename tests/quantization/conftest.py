@@ -18,6 +18,9 @@ def _trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "sensitive": write_model_folder(root / "sensitive", ModelSpec(outlier_feature=True)).directory,
         # Same data, one hidden layer: after protecting the output there is one INT8 layer and nothing to
         # fall back to without leaving INT8 altogether.
+        # Narrow last hidden layer (4 units): on an 8-bit grid its 4 outputs collapse the FP32 head's scores
+        # into ties (distinct-score ratio ~0.5); leaving the head's input float restores them.
+        "narrow": write_model_folder(root / "narrow", ModelSpec(hidden=(8, 4))).directory,
         "hopeless": write_model_folder(
             root / "hopeless", ModelSpec(hidden=(16,), outlier_feature=True)
         ).directory,

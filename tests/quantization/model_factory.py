@@ -25,6 +25,7 @@ CHANNELS = ("pos", "ecom", "atm")
 LABEL = "is_fraud"
 # Layer names after pre-processing: ORT's optimizer fuses each MatMul + Add into a Gemm named like this.
 FIRST_LAYER, SECOND_LAYER = "MatMul/MatMulAddFusion", "MatMul1/MatMulAddFusion"
+THIRD_LAYER = "MatMul2/MatMulAddFusion"  # the output head of the two-hidden-layer models
 
 
 @dataclass(frozen=True)
