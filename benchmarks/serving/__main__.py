@@ -52,10 +52,15 @@ class Plan:
     timing: TrialTiming
     refine_steps: int
     same_rate_repeats: int
+    retries: int  # extra trials at a failed rate before a target stops climbing (neighbours' bursts)
 
 
-FULL = Plan(2000, 3, TrialTiming(measured_s=4.0, warmup_s=1.0), refine_steps=2, same_rate_repeats=2)
-QUICK = Plan(800, 3, TrialTiming(measured_s=2.0, warmup_s=0.5), refine_steps=1, same_rate_repeats=1)
+FULL = Plan(
+    2000, 3, TrialTiming(measured_s=4.0, warmup_s=1.0), refine_steps=2, same_rate_repeats=2, retries=2
+)
+QUICK = Plan(
+    800, 3, TrialTiming(measured_s=2.0, warmup_s=0.5), refine_steps=1, same_rate_repeats=1, retries=1
+)
 
 
 def load_average() -> list[float]:
@@ -238,7 +243,9 @@ def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Names
     if peer:
         unary.append(LoadTarget("MLServer ModelInfer", peer.target, "infer", pools["infer"]))
     log(f"open loop, unary, rising rates (sustained: p99 < {UNARY_P99_MS:g} ms, <= 0.1 % errors)")
-    unary_searches = climb(unary, UNARY_LADDER, UNARY_P99_MS, plan.timing, plan.refine_steps, show)
+    unary_searches = climb(
+        unary, UNARY_LADDER, UNARY_P99_MS, plan.timing, plan.refine_steps, show, plan.retries
+    )
     by_name = {s.load.name: s for s in unary_searches}
 
     peer_search = by_name.get("MLServer ModelInfer")
@@ -275,7 +282,9 @@ def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Names
             )
         )
     log(f"open loop, ScoreBatch of {BATCH_ROWS}, rising rates (sustained: p99/call < {BATCH_P99_MS:g} ms)")
-    batch_searches = climb(batch, BATCH_LADDER, BATCH_P99_MS, plan.timing, plan.refine_steps, show)
+    batch_searches = climb(
+        batch, BATCH_LADDER, BATCH_P99_MS, plan.timing, plan.refine_steps, show, plan.retries
+    )
 
     goal_list = judge(sequential, by_name, same_rate, batch_searches, multi)
     return {
