@@ -139,3 +139,55 @@ def test_a_dead_worker_is_logged_and_the_supervisor_exits_non_zero(spawn_server,
     _wait_for(
         lambda: any("event=worker_exited" in x and f"pid={pids[0]}" in x for x in process.log), 2, "log"
     )
+
+
+def measure_spread(repeats: int = 5, channel_counts: tuple[int, ...] = (2, 4, 8, 16)) -> dict[int, list]:
+    """How SO_REUSEPORT spreads N client connections over 2 workers (docs/server.md "Processes"): the bundled
+    fraud model, N channels of 20 Score calls each, counted per worker from the shared metrics directory."""
+    import subprocess
+    import sys
+    import tempfile
+    import threading
+
+    from tests.e2e.conftest import REPO_ROOT
+
+    shared_dir = Path(tempfile.mkdtemp(prefix="riskserve-spread-"))
+    env = {**os.environ, "RISKSERVE_METRICS_SHARED_DIR": str(shared_dir), "RISKSERVE_DRAIN_PAUSE_S": "0"}
+    command = [sys.executable, "-m", "server.cli.main", "serve", "--workers", "2", "--port", "0"]
+    command += ["--metrics-port", "0", "--model", "fraud"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    log: list[str] = []
+    while sum("event=serving" in line for line in log) < 2:
+        line = process.stderr.readline()
+        assert line, "".join(log)
+        log.append(line)
+    threading.Thread(target=lambda: process.stderr.read(), daemon=True).start()
+    text = "".join(log)
+    target = "127.0.0.1:" + re.search(r"event=listening address=\S+:(\d+)", text)[1]
+    pids = [int(p) for p in re.search(r"worker_pids=([\d,]+)", text)[1].split(",")]
+    results: dict[int, list] = {}
+    try:
+        for count in channel_counts:
+            for _ in range(repeats):
+                before = _score_counts_by_pid(shared_dir)
+                channels = [grpc.insecure_channel(target, options=SEPARATE_CONNECTION) for _ in range(count)]
+                for channel in channels:
+                    fraud = scoring_pb2_grpc.FraudScoringStub(channel)
+                    for i in range(20):
+                        fraud.Score(transaction(f"t-{i}"), timeout=5)
+                    channel.close()
+                time.sleep(1.3)
+                after = _score_counts_by_pid(shared_dir)
+                per_worker = [round((after.get(p, 0) - before.get(p, 0)) / 20) for p in pids]
+                results.setdefault(count, []).append(per_worker)
+            print(f"{count:>3} channels: channels per worker, each repeat: {results[count]}", flush=True)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    return results
+
+
+if __name__ == "__main__":  # .venv/bin/python -m tests.e2e.test_workers [repeats]
+    import sys
+
+    measure_spread(int(sys.argv[1]) if len(sys.argv) > 1 else 5)
