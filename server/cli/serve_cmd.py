@@ -2,6 +2,7 @@
 
 Settings come from flags > RISKSERVE_* environment variables > --config YAML > defaults
 (see docs/server.md for every setting). SIGTERM or Ctrl-C drains gracefully and exits 0.
+`--workers N` (N > 1): a supervisor and N serving processes on one port (docs/server.md, Processes).
 """
 
 import argparse
