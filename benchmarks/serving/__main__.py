@@ -389,7 +389,9 @@ def render_markdown(results: dict, args: argparse.Namespace) -> str:
 def _search_from_dict(data: dict) -> Search:
     trials = [Trial(**t) for t in data["trials"]]
     name = data["target"]
-    return Search(LoadTarget(name, "", "", None, None), trials)  # type: ignore[arg-type]
+    search = Search(LoadTarget(name, "", "", None, None), trials)  # type: ignore[arg-type]
+    search.stopped_listening_after = data.get("stopped_listening_after_rate")
+    return search
 
 
 if __name__ == "__main__":

@@ -153,8 +153,11 @@ def max_rates_table(searches: list[Search]) -> str:
     ]
     for search in searches:
         best = search.best
+        rate = "none" if best is None else f"{best.rate_rps:g}"
+        if search.stopped_listening_after is not None:
+            rate += f" (stopped accepting connections at {search.stopped_listening_after:g}/s)"
         lines.append(
-            f"| {search.load.name} | {'none' if best is None else f'{best.rate_rps:g}'} | "
+            f"| {search.load.name} | {rate} | "
             f"{_ms(best.p99_ms if best else None)} | "
             f"{'-' if best is None else f'{best.generator_cpu_cores:.2f}'} |"
         )

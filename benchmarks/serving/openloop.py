@@ -10,6 +10,7 @@ The search is shared by every target: all targets climb the same ladder of rates
 bisects between its last pass and first failure a few times.
 """
 
+import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -120,6 +121,7 @@ class Search:
 
     load: LoadTarget
     trials: list[Trial] = field(default_factory=list)
+    stopped_listening_after: float | None = None  # rate of the trial after which the port refused
 
     def record(self, trial: Trial) -> None:
         self.trials.append(trial)
@@ -148,6 +150,7 @@ class Search:
             "target": self.load.name,
             "max_sustained_rps": self.max_rate_rps,
             "limited_by_generator": bool(failure and "generator kept schedule" in failure.failed_lines),
+            "stopped_listening_after_rate": self.stopped_listening_after,
             "trials": [t.as_dict() for t in sorted(self.trials, key=lambda t: t.rate_rps)],
         }
 
@@ -168,7 +171,20 @@ def _try_rate(
         on_trial(trial)
         if trial.sustained:
             return True
+        if trial.throughput_rps == 0 and not listening(search.load.target):
+            search.stopped_listening_after = rate
+            return False
     return False
+
+
+def listening(target: str) -> bool:
+    """Whether host:port still accepts a TCP connection (a server that stopped listening gets no more)."""
+    host, port = target.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def climb(
@@ -188,12 +204,15 @@ def climb(
         if not climbing:
             break
         for search in climbing:
+            if search.stopped_listening_after is not None:
+                stopped.add(search.load.name)
+                continue
             if not _try_rate(search, rate, p99_limit_ms, timing, retries, on_trial):
                 stopped.add(search.load.name)
     for search in searches:
         for _ in range(refine_steps):
             best, failure = search.best, search.first_failure
-            if best is None or failure is None:
+            if search.stopped_listening_after is not None or best is None or failure is None:
                 break
             low, high = best.rate_rps, failure.rate_rps
             if high - low <= 0.05 * low:
