@@ -83,7 +83,7 @@ def start_riskserve(work_dir: Path, cache_dir: Path, workers: int | None = None)
         "--cache-dir",
         str(cache_dir),
         "--log-level",
-        "WARNING",
+        "INFO",
     ]
     if workers is not None:
         command += ["--workers", str(workers)]
