@@ -95,8 +95,10 @@ def benchmark_model(config: ModelConfig, seconds: float, repeats: int) -> dict[s
         holdout = tables["holdout"]
         head = tuple(cold.report["layers"]["output_head_kept_fp32"])
         preprocessed = _preprocessed(config, scratch)
+        graph_pre = load_model_graph(preprocessed, q.op_types, config.output_name)
+        reduce_range = cold.report["cpu"]["reduce_range"]
         ungated = variants.ungated_int8(
-            config, preprocessed, head, cold.report["cpu"]["reduce_range"], tables["calibration"], scratch
+            config, preprocessed, head, reduce_range, tables["calibration"], scratch
         )
         models = {
             "fp32": config.onnx_path,
@@ -104,7 +106,10 @@ def benchmark_model(config: ModelConfig, seconds: float, repeats: int) -> dict[s
             # FP32 after our pre-processing (typed front end, MatMul+Add fused into Gemm): the fairest FP32.
             "fp32_preprocessed": preprocessed,
             "int8_ungated": ungated,
-            "int8_float_head_input": variants.float_head_input(ungated, head[0], scratch),
+            "head_input_relu": variants.head_input_relu(ungated, head[0], scratch),
+            "last_hidden_fp32": variants.last_hidden_fp32(
+                config, preprocessed, head, graph_pre.quantizable_layers, reduce_range, scratch
+            ),
             "dynamic": variants.dynamic_int8(config, preprocessed, head, scratch),
         }
         fp32_scores = score_model(config.onnx_path, holdout, config.output_name)

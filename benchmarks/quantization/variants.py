@@ -1,8 +1,10 @@
 """Variants of a model the gate does not serve, built only to explain where the speed and size goals stand.
 
 - `int8_ungated`: every hidden layer INT8, output head FP32, no tuner fallback (the pipeline's first attempt).
-- `int8_float_head_input`: as `int8_ungated`, but the Q/DQ pair on the head's input is removed (and the Relu
-  the quantizer folded into it restored), so the FP32 head sees an FP32 activation instead of 8-bit levels.
+- `head_input_relu`: as `int8_ungated`, but the Q/DQ pair on the head's input is removed and the folded Relu
+  restored as a Relu node: ORT then runs the last layer as DequantizeLinear + FP32 Gemm (no QGemm). The
+  tuner's head-input move restores it as Max instead (server/quantization/float_input.py), which fuses.
+- `last_hidden_fp32`: the last hidden layer moved to FP32 (what the tuner served before the head-input move).
 - `dynamic`: ORT dynamic quantization (per-batch activation ranges; not batch-invariant).
 
 Each is scored on the holdout set and checked against the model's own budget, like the pipeline does.
@@ -41,7 +43,22 @@ def ungated_int8(
     return out
 
 
-def float_head_input(int8_path: Path, head_layer: str, scratch: Path) -> Path:
+def last_hidden_fp32(
+    config: ModelConfig,
+    preprocessed: Path,
+    head: tuple[str, ...],
+    layers: tuple[str, ...],
+    reduce_range: bool,
+    scratch: Path,
+) -> Path:
+    """Static INT8 with the layer before the head kept FP32 too (ranges reused from `ungated_int8`)."""
+    out = scratch / "last-hidden-fp32.onnx"
+    recipe = QuantizationRecipe((*head, layers[layers.index(head[0]) - 1]))
+    quantize(preprocessed, out, recipe, config.quantization, reduce_range, scratch / "ranges.json", None)
+    return out
+
+
+def head_input_relu(int8_path: Path, head_layer: str, scratch: Path) -> Path:
     """Bypass QuantizeLinear -> DequantizeLinear in front of `head_layer`, restoring the folded Relu."""
     model = onnx.load(str(int8_path))
     nodes = list(model.graph.node)
@@ -54,7 +71,7 @@ def float_head_input(int8_path: Path, head_layer: str, scratch: Path) -> Path:
     kept.insert(kept.index(head), relu)
     del model.graph.node[:]
     model.graph.node.extend(kept)
-    out = scratch / "int8-float-head-input.onnx"
+    out = scratch / "head-input-relu.onnx"
     onnx.save(model, str(out))
     return out
 

@@ -63,7 +63,9 @@ class QuantizationConfig(StrictModel):
     )
     int16_layers: tuple[str, ...] = Field((), description="node names whose activations use 16-bit QDQ")
     exclude_layers: tuple[str, ...] = Field((), description="node names always kept in FP32")
-    max_fallback_layers: int = Field(8, ge=0, description="layers the tuner may move back to FP32")
+    max_fallback_layers: int = Field(
+        8, ge=0, description="tuner moves at most: layers out of INT8, or the head input left float"
+    )
     fallback_precision: FallbackPrecision = Field(
         FallbackPrecision.FP32, description="where the tuner moves a sensitive layer"
     )
