@@ -60,10 +60,12 @@ class Admission:
     def __init__(self) -> None:
         self.refusing = False
         self.inflight = 0
+        self.last_arrival = time.monotonic()  # any call reaching a handler, refused or not
         self._idle = asyncio.Event()
         self._idle.set()
 
     def enter(self) -> None:
+        self.last_arrival = time.monotonic()
         if self.refusing:
             raise DrainingError("server is shutting down; retry on another instance")
         self.inflight += 1
@@ -81,6 +83,19 @@ class Admission:
             return True
         except TimeoutError:
             return False
+
+    async def wait_quiet(self, quiet_s: float, timeout_s: float) -> bool:
+        """Until no call has arrived for `quiet_s` (True), or `timeout_s` passed (False).
+
+        Calls gRPC accepted but the event loop has not yet handed to a handler are invisible to
+        `inflight`; while they keep arriving, the server must stay up to refuse them with UNAVAILABLE
+        (which clients retry elsewhere) rather than stop and have gRPC cancel them."""
+        until = time.monotonic() + timeout_s
+        while time.monotonic() - self.last_arrival < quiet_s:
+            if time.monotonic() >= until:
+                return False
+            await asyncio.sleep(min(quiet_s / 4, 0.05))
+        return True
 
 
 @dataclass

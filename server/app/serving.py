@@ -3,13 +3,15 @@
 start:  metrics endpoint -> gRPC server listening (health NOT_SERVING) -> per model, off the event loop:
         prepare_model -> session -> warm-up -> batcher -> health SERVING once every model is ready.
 drain:  (SIGTERM / SIGINT) health NOT_SERVING at once -> keep serving `drain_pause_s` so load balancers
-        notice -> refuse new calls with UNAVAILABLE -> in-flight calls get `grace_period_s` -> stop.
+        notice -> refuse new calls with UNAVAILABLE -> in-flight calls get `grace_period_s` -> keep refusing
+        until no call arrived for 0.25 s (at most 2 s, within the grace) -> stop.
 """
 
 import asyncio
 import logging
 import os
 import signal
+import time
 
 from server.api.calls import Admission, CallRecorder
 from server.app.grpc_server import build_server
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_STARTUP_FAILED = 1
 EXIT_INTERRUPTED = 130
+DRAIN_QUIET_S = 0.25  # after the grace wait: stop once no call arrived for this long ...
+DRAIN_LINGER_MAX_S = 2.0  # ... or after this long (never past the grace period)
+STOP_GRACE_S = 1.0  # gRPC's own grace for calls a handler already runs when the server stops
 
 
 class RiskServer:
@@ -131,17 +136,28 @@ class RiskServer:
         self.metrics.set_ready(False)
         await asyncio.sleep(self.settings.drain_pause_s)
         self.admission.refusing = True
+        grace_ends = time.monotonic() + self.settings.grace_period_s
         finished = await self.admission.wait_idle(self.settings.grace_period_s)
-        log.info("event=drain_finished inflight_left=%d clean=%s", self.admission.inflight, finished)
-        await self.stop()
+        # Calls still arriving (or queued inside gRPC, not yet seen by a handler) are refused with
+        # UNAVAILABLE until the door is quiet: stopping now would have gRPC cancel them instead.
+        linger_s = max(0.0, min(grace_ends - time.monotonic(), DRAIN_LINGER_MAX_S))
+        quiet = await self.admission.wait_quiet(DRAIN_QUIET_S, linger_s)
+        log.info(
+            "event=drain_finished inflight_left=%d clean=%s quiet=%s",
+            self.admission.inflight,
+            finished,
+            quiet,
+        )
+        await self.stop(STOP_GRACE_S)
         return finished
 
-    async def stop(self) -> None:
-        """Stop at once: cancel loading, stop batchers and the server, close the metrics endpoint."""
+    async def stop(self, grace_s: float = 0.2) -> None:
+        """Stop now: cancel loading, stop the server (calls it already runs get `grace_s`), stop the
+        batchers, close the metrics endpoint."""
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()
         if self._server is not None:
-            await self._server.stop(0.2)
+            await self._server.stop(grace_s)
         for runtime in self.repository.runtimes:
             await runtime.stop()
         if self._metrics_http is not None:

@@ -5,6 +5,7 @@ import os
 import queue
 import subprocess
 import sys
+import threading
 import time
 
 import grpc
@@ -108,3 +109,47 @@ def test_open_stream_is_ended_unavailable_once_a_drain_refuses_calls(start_serve
         assert error.value.code() is grpc.StatusCode.UNAVAILABLE
         outgoing.put(None)
     assert drained.result(10) is True  # the stream let go, so the drain finished cleanly
+
+
+
+def test_a_drain_under_overload_answers_every_call_ok_or_unavailable(spawn_server, tmp_path):
+    """Calls waiting inside gRPC when the drain starts (an overloaded event loop has not even read them
+    yet) are refused with UNAVAILABLE, which clients retry elsewhere; stopping the server while they wait
+    would have gRPC cancel them. The client behaves like one that fails over: it stops sending to this
+    server once told it is shutting down."""
+    write_model(tmp_path / "fraud", "fraud", batching={"max_batch_size": 1, "max_queue_delay_us": 0})
+    process = spawn_server(
+        tmp_path,
+        models="fraud",
+        drain_pause_s=0.3,
+        grace_period_s=5,
+        inference_handoff="inline",  # each call blocks the loop: calls pile up inside gRPC
+        debug_inference_delay_ms=4,
+        max_pending_rpcs=0,  # gRPC's own (large) bound, so the pile is not shed on arrival
+        max_concurrent_rpcs=0,
+    )
+    told_to_leave = threading.Event()
+
+    def on_done(future: grpc.Future) -> None:
+        if future.exception() is not None and future.code() is grpc.StatusCode.UNAVAILABLE:
+            told_to_leave.set()
+
+    with grpc.insecure_channel(process.target) as channel:
+        _wait_for(lambda: _status(channel) == SERVING, 30)
+        fraud = scoring_pb2_grpc.FraudScoringStub(channel)
+        pending = []
+        started = time.monotonic()
+        for i in range(3000):  # open loop at 500 calls/s, about twice what the server can score
+            time.sleep(max(0.0, started + i / 500 - time.monotonic()))
+            if i == 250:
+                process.terminate()
+            if told_to_leave.is_set():
+                break
+            future = fraud.Score.future(transaction(f"d-{i}"), timeout=20)
+            future.add_done_callback(on_done)
+            pending.append(future)
+        codes = [f.code() for f in pending]
+    assert process.process.wait(20) == 0, "".join(process.log)
+    counts = {code.name: codes.count(code) for code in set(codes)}
+    assert set(counts) == {"OK", "UNAVAILABLE"}, counts
+
