@@ -157,9 +157,18 @@ class MicroBatcher:
             log.error("event=inference_failed model=%s rows=%d error=%r", self.model, rows, str(exc))
             raise InferenceFailedError(f"model {self.model}: inference failed") from exc
         inference_s = time.perf_counter() - started
-        previous = self.inline_seconds
-        self.inline_seconds = inference_s if previous is None else 0.8 * previous + 0.2 * inference_s
+        self._update_inline_estimate(inference_s)
         return BatchResult(outputs, started - submitted, inference_s, rows)
+
+    def _update_inline_estimate(self, seconds: float) -> None:
+        previous = self.inline_seconds
+        self.inline_seconds = seconds if previous is None else 0.8 * previous + 0.2 * seconds
+
+    def _timed_run(self, feeds: Feeds) -> tuple[np.ndarray, float]:
+        """The ONNX Runtime call alone, timed where it runs (without the thread hand-off)."""
+        started = time.perf_counter()
+        outputs = self._run_batch(feeds)
+        return outputs, time.perf_counter() - started
 
     def _check_deadline(self, remaining_s: float, rows: int) -> None:
         if remaining_s <= 0:
@@ -230,10 +239,10 @@ class MicroBatcher:
         self._running = True
         try:
             if self._handoff is InferenceHandoff.INLINE:
-                outputs = self._run_batch(feeds)
+                outputs, ort_s = self._timed_run(feeds)
             else:
-                outputs = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._run_batch, feeds
+                outputs, ort_s = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._timed_run, feeds
                 )
         except Exception as exc:  # an ORT failure fails this batch's callers, never the worker
             log.error("event=inference_failed model=%s rows=%d error=%r", self.model, rows, str(exc))
@@ -248,6 +257,10 @@ class MicroBatcher:
         inference_s = time.perf_counter() - started
         previous = self.batch_seconds
         self.batch_seconds = inference_s if previous is None else 0.8 * previous + 0.2 * inference_s
+        if rows <= INLINE_MAX_ROWS:
+            # Small batches on the thread keep the inline estimate current, so one lone call slowed by a
+            # busy machine cannot keep every later lone call off the inline path for good.
+            self._update_inline_estimate(ort_s)
         offset = 0
         for request in batch:
             if not request.future.done():

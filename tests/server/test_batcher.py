@@ -199,6 +199,35 @@ def test_auto_never_runs_a_slow_model_on_the_event_loop():
     assert {name.startswith("ort-m") for name in model.threads} == {True}
 
 
+
+def test_auto_goes_back_inline_once_a_slow_spell_has_passed():
+    """One lone call slowed by a busy machine must not keep every later lone call on the thread."""
+    model = DoublingModel()
+
+    async def scenario():
+        batcher = MicroBatcher(
+            "m",
+            model,
+            max_batch_size=8,
+            max_queue_delay_us=0,
+            max_queue_rows=100,
+            handoff=InferenceHandoff.AUTO,
+            inline_seconds=0.05,  # a lone call once took 50 ms
+        )
+        batcher.start()
+        threads = []
+        for value in range(30):
+            model.threads.clear()
+            await batcher.submit(_feeds(value), 1)
+            threads.append(model.threads.copy())
+            await asyncio.sleep(0.001)  # lone: well past the lone-call gap
+        await batcher.stop()
+        return threads
+
+    threads = _run(scenario())
+    assert any(name.startswith("ort-m") for name in threads[0])  # first on the thread: estimate too high
+    assert threads[-1] == {"MainThread"}  # the fast calls on the thread brought the estimate down
+
 def test_sub_millisecond_queue_delay_collects_requests_arriving_over_several_loop_turns():
     model = DoublingModel()
 
