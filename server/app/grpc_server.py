@@ -11,6 +11,7 @@ from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.api.inference_servicer import InferenceServicer
 from server.app.admission import AdmissionGate
 from server.app.health import HealthState
+from server.app.listen import ListenError, bind_errno
 from server.config.settings import ServerSettings
 from server.runtime.repository import ModelRepository
 
@@ -37,6 +38,28 @@ def _pending_limit(limit: int) -> list[tuple[str, int]]:
     ]
 
 
+def _connection_age(age_s: float, grace_s: float) -> list[tuple[str, int]]:
+    """Close each client connection after `age_s` (GOAWAY: calls on it get `grace_s` more), so clients
+    reconnect and re-resolve DNS, finding replicas added since (docs/deployment.md). 0: never."""
+    if age_s <= 0:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", max(1, round(age_s * 1000))),
+        ("grpc.max_connection_age_grace_ms", round(grace_s * 1000)),
+    ]
+
+
+def server_options(settings: ServerSettings, *, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """The gRPC core channel arguments the server is built with."""
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        *_pending_limit(settings.max_pending_rpcs),
+        *_connection_age(settings.max_connection_age_s, settings.max_connection_age_grace_s),
+    ]
+
+
 def build_server(
     settings: ServerSettings,
     repository: ModelRepository,
@@ -47,7 +70,8 @@ def build_server(
 ) -> tuple[grpc.aio.Server, int, AdmissionGate]:
     """Create the server with every service registered and bind its port.
 
-    Returns (server, bound port, admission gate: server/app/admission.py).
+    Returns (server, bound port, admission gate: server/app/admission.py); ListenError if the address
+    cannot be bound.
 
     `reuse_port` (worker processes of one supervisor): every worker binds the same port with SO_REUSEPORT
     and the kernel spreads connections over them. Otherwise a second server on the port is an error, not a
@@ -55,12 +79,7 @@ def build_server(
     gate = AdmissionGate(settings.max_concurrent_rpcs, settings.max_concurrent_batch_rpcs, calls.metrics)
     server = grpc.aio.server(
         interceptors=[gate] if gate.enabled else [],
-        options=[
-            ("grpc.max_receive_message_length", settings.max_message_bytes),
-            ("grpc.max_send_message_length", settings.max_message_bytes),
-            ("grpc.so_reuseport", 1 if reuse_port else 0),
-            *_pending_limit(settings.max_pending_rpcs),
-        ],
+        options=server_options(settings, reuse_port=reuse_port),
     )
     scoring_pb2_grpc.add_FraudScoringServicer_to_server(
         FraudScoringServicer(repository, calls, settings.max_request_rows), server
@@ -81,6 +100,13 @@ def build_server(
         server,
     )
     credentials = _credentials(settings)
-    address = settings.grpc_address
-    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    host, address = settings.host, settings.grpc_address
+    if not reuse_port and settings.port != 0 and (code := bind_errno(host, settings.port)) is not None:
+        raise ListenError(host, settings.port, code, "--port")  # before gRPC logs its own bind error
+    try:
+        port = (
+            server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+        )
+    except RuntimeError as exc:  # gRPC says only "Failed to bind to address ...": find out why
+        raise ListenError(host, settings.port, bind_errno(host, settings.port), "--port") from exc
     return server, port, gate

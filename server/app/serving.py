@@ -16,10 +16,11 @@ import time
 from server.api.calls import Admission, CallRecorder
 from server.app.grpc_server import build_server
 from server.app.health import HealthState
+from server.app.listen import start_metrics
 from server.app.startup import discover_models, load_model
 from server.config.errors import ConfigError
 from server.config.settings import ServerSettings
-from server.metrics import ServingMetrics, start_metrics_http_server
+from server.metrics import ServingMetrics
 from server.quantization.errors import QuantizationError
 from server.runtime.repository import ModelRepository
 
@@ -58,20 +59,26 @@ class RiskServer:
         self._loading: asyncio.Task | None = None
 
     async def start(self) -> None:
-        """Listen at once (health NOT_SERVING) and load the models in the background."""
+        """Listen at once (health NOT_SERVING) and load the models in the background.
+
+        ListenError (server/app/listen.py) if the gRPC or metrics address cannot be listened on."""
         configs = discover_models(self.settings)  # bad configs fail here, before anything listens
         self.repository = ModelRepository({c.name: c.task for c in configs})
         calls = CallRecorder(self.admission, self.metrics, set(self.repository.expected))
         if self.worker is None:
-            self._metrics_http = start_metrics_http_server(
-                self.metrics, host=self.settings.metrics_host, port=self.settings.metrics_port
-            )
+            settings = self.settings
+            self._metrics_http = start_metrics(self.metrics, settings.metrics_host, settings.metrics_port)
             self.metrics_port = self._metrics_http.port
         self.metrics.set_ready(False)
         await self.health.set_serving(False)
-        self._server, self.port, self._gate = build_server(
-            self.settings, self.repository, calls, self.health, reuse_port=self.worker is not None
-        )
+        try:
+            self._server, self.port, self._gate = build_server(
+                self.settings, self.repository, calls, self.health, reuse_port=self.worker is not None
+            )
+        except Exception:  # ListenError: the port is taken; free the metrics port before saying so
+            if self._metrics_http is not None:
+                self._metrics_http.close()
+            raise
         await self._server.start()
         if self.worker is None:
             log.info(

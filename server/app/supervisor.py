@@ -26,10 +26,11 @@ import time
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from server.app.listen import ListenError, start_metrics
 from server.app.logging_setup import configure_logging
 from server.app.startup import discover_models
 from server.config.settings import ServerSettings
-from server.metrics import ServingMetrics, reset_shared_dir, start_metrics_http_server
+from server.metrics import ServingMetrics, reset_shared_dir
 from server.quantization.pipeline import prepare_model
 from server.quantization.summary import format_summary
 
@@ -77,8 +78,9 @@ def _worker_main(settings: ServerSettings, index: int, supervisor_pid: int) -> N
 
 
 def _reserve_port(host: str, port: int) -> socket.socket:
-    """Fail if anything listens on host:port, then hold the port (bound, not listening, SO_REUSEPORT) so
-    the workers can join it and another server cannot (its own probe fails). Port 0 picks a free one."""
+    """ListenError if anything listens on host:port; else hold the port (bound, not listening,
+    SO_REUSEPORT) so the workers can join it and another server cannot (its own probe fails). Port 0 picks
+    a free one."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
@@ -88,7 +90,7 @@ def _reserve_port(host: str, port: int) -> socket.socket:
         try:  # no SO_REUSEPORT: fails while another server (or reservation) holds the port
             probe.bind(address)
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+            raise ListenError(host, port, exc.errno, "--port") from exc
         address = probe.getsockname()
     finally:
         probe.close()
@@ -145,7 +147,12 @@ class Supervisor:
         reservation = _reserve_port(settings.host, settings.port)
         port = reservation.getsockname()[1]
         metrics = ServingMetrics(shared_dir=shared_dir)
-        http = start_metrics_http_server(metrics, settings.metrics_host, settings.metrics_port)
+        try:
+            http = start_metrics(metrics, settings.metrics_host, settings.metrics_port)
+        except ListenError:
+            metrics.close()
+            reservation.close()
+            raise
         worker_settings = settings.model_copy(update={"port": port, "metrics_shared_dir": shared_dir})
         context = multiprocessing.get_context("spawn")
         try:

@@ -3,6 +3,7 @@
 Settings come from flags > RISKSERVE_* environment variables > --config YAML > defaults
 (see docs/server.md for every setting). SIGTERM or Ctrl-C drains gracefully and exits 0.
 `--workers N` (N > 1): a supervisor and N serving processes on one port (docs/server.md, Processes).
+Exit 1 if startup failed (e.g. a port in use: one line on stderr), 2 for bad settings.
 """
 
 import argparse
@@ -61,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    from server.app.listen import ListenError
     from server.app.logging_setup import configure_logging
-    from server.app.serving import RiskServer
+    from server.app.serving import EXIT_STARTUP_FAILED, RiskServer
 
     configure_logging(settings.log_level, settings.log_format)
     if settings.workers > 1:
@@ -74,14 +76,17 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_CONFIG
+        except ListenError as exc:  # one line, no traceback: the port is taken
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_STARTUP_FAILED
 
     return asyncio.run(main())
 
 
 def _run_workers(settings: ServerSettings) -> int:
     """A supervisor and `settings.workers` serving processes (server/app/supervisor.py)."""
+    from server.app.listen import ListenError
     from server.app.supervisor import EXIT_FAILED, run_supervisor
-    from server.metrics import MetricsPortError
     from server.quantization.errors import QuantizationError
 
     try:
@@ -89,6 +94,6 @@ def _run_workers(settings: ServerSettings) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
-    except (QuantizationError, MetricsPortError, OSError) as exc:
+    except (QuantizationError, ListenError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED

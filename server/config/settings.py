@@ -69,6 +69,12 @@ class ServerSettings(StrictModel):
     max_pending_rpcs: int = Field(
         64, ge=0, description="calls gRPC core holds unrequested; beyond, it cancels them (0: gRPC default)"
     )
+    max_connection_age_s: float = Field(
+        0.0, ge=0.0, description="close client connections this old (GOAWAY) so clients re-resolve (0: never)"
+    )
+    max_connection_age_grace_s: float = Field(
+        30.0, ge=0.0, description="after max_connection_age_s: time calls on the old connection get"
+    )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: LogFormat = LogFormat.KEYVALUE
 

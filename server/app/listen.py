@@ -1,0 +1,60 @@
+"""Listening on a port: one clear error when the gRPC or metrics address cannot be taken.
+
+gRPC reports a failed bind only as RuntimeError("Failed to bind to address ..."), and the metrics server as
+MetricsPortError; both become a ListenError whose message is the one line `riskserve serve` prints:
+`cannot listen on 127.0.0.1:50051: address already in use (another riskserve?); choose another --port ...`.
+"""
+
+import errno
+import os
+import socket
+
+from server.metrics import MetricsHttpServer, MetricsPortError, ServingMetrics, start_metrics_http_server
+
+
+class ListenError(RuntimeError):
+    """An address the server needs cannot be listened on (startup failed)."""
+
+    def __init__(self, host: str, port: int, code: int | None, flag: str) -> None:
+        self.host, self.port, self.errno = host, port, code
+        super().__init__(listen_error_message(host, port, code, flag))
+
+
+def listen_error_message(host: str, port: int, code: int | None, flag: str) -> str:
+    """One line naming the address, the reason and what to do."""
+    if code == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {host}:{port}: address already in use (another riskserve?); "
+            f"choose another {flag} or stop the process using it"
+        )
+    reason = os.strerror(code).lower() if code else "bind failed"
+    return f"cannot listen on {host}:{port}: {reason}; check --host and {flag}"
+
+
+def bind_errno(host: str, port: int) -> int | None:
+    """Why host:port cannot be bound, found by trying it (as gRPC does, with SO_REUSEADDR); None if it can."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror:
+        return errno.EADDRNOTAVAIL
+    probe = socket.socket(family, kind, proto)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+    except OSError as exc:
+        return exc.errno
+    finally:
+        probe.close()
+    return None
+
+
+def start_metrics(metrics: ServingMetrics, host: str, port: int) -> MetricsHttpServer:
+    """The /metrics endpoint; ListenError if its address is taken."""
+    try:
+        return start_metrics_http_server(metrics, host, port)
+    except MetricsPortError as exc:
+        cause = exc.__cause__
+        code = cause.errno if isinstance(cause, OSError) else None
+        raise ListenError(host, port, code, "--metrics-port") from exc
