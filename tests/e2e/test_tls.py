@@ -1,12 +1,16 @@
-"""TLS: with a certificate and key configured, the server answers only TLS clients that trust it."""
+"""TLS: with a certificate and key configured, the server answers only TLS clients that trust it; and
+`riskserve health` (the Docker HEALTHCHECK, exec probes) follows the same settings to reach it."""
 
+import os
 import shutil
 import subprocess
+import sys
 
 import grpc
 import pytest
 
 from server.api.gen.riskserve.v1 import scoring_pb2_grpc
+from tests.e2e.conftest import REPO_ROOT
 from tests.e2e.requests import transaction
 
 
@@ -51,3 +55,33 @@ def test_tls_server_scores_for_a_trusting_client_only(start_server, model_repo, 
     with grpc.insecure_channel(secure.target) as channel, pytest.raises(grpc.RpcError) as error:
         scoring_pb2_grpc.FraudScoringStub(channel).Score(transaction(), timeout=2)
     assert error.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+def _health(port: int, **env_settings) -> subprocess.CompletedProcess:
+    """`riskserve health` in a subprocess with only these RISKSERVE_* settings, as a container runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RISKSERVE_")}
+    env |= {f"RISKSERVE_{k.upper()}": str(v) for k, v in (env_settings | {"port": port}).items()}
+    command = [sys.executable, "-m", "server.cli.main", "health", "--timeout", "5"]
+    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_health_command_speaks_tls_from_the_servers_settings(start_server, model_repo, certificate):
+    cert, key = certificate
+    secure = start_server(model_repo, tls_cert_file=cert, tls_key_file=key).wait_ready()
+    answered = _health(secure.server.port, tls_cert_file=cert, tls_key_file=key)
+    assert answered.returncode == 0, answered.stderr
+    assert "SERVING" in answered.stdout
+    plaintext = _health(secure.server.port)
+    assert plaintext.returncode != 0
+    assert "UNAVAILABLE" in plaintext.stderr
+
+
+def test_health_command_presents_the_servers_pair_under_mtls(start_server, model_repo, certificate):
+    cert, key = certificate  # self-signed: it is its own CA, so it also vouches for itself as a client
+    mutual = start_server(model_repo, tls_cert_file=cert, tls_key_file=key, tls_client_ca_file=cert)
+    mutual.wait_ready()
+    settings = {"tls_cert_file": cert, "tls_key_file": key}
+    answered = _health(mutual.server.port, **settings, tls_client_ca_file=cert)
+    assert answered.returncode == 0, answered.stderr
+    refused = _health(mutual.server.port, **settings)  # TLS, but no client certificate
+    assert refused.returncode != 0
