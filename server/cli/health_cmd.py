@@ -38,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=None, help="host:port of the server (default 127.0.0.1:50051)")
     parser.add_argument(
         "--service",
@@ -50,7 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tls-cert", type=Path, default=None, help="client certificate (PEM) for mTLS")
     parser.add_argument("--tls-key", type=Path, default=None, help="client private key (PEM) for mTLS")
     parser.add_argument("--tls-server-name", default=None, help="name to verify in the server certificate")
-    parser.set_defaults(func=run)
 
 
 @dataclass(frozen=True)
@@ -128,3 +132,15 @@ def run(args: argparse.Namespace) -> int:
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
     print(f"{target} {args.service or '(server)'}: {status}")
     return 0 if answer.status == health_pb2.HealthCheckResponse.SERVING else EXIT_NOT_SERVING
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m server.cli.health_cmd`: the same check without importing every other subcommand
+    (~0.4 s of CPU instead of ~1 s: cheaper for frequent exec probes)."""
+    parser = argparse.ArgumentParser(prog="riskserve health", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

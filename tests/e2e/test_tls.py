@@ -57,11 +57,17 @@ def test_tls_server_scores_for_a_trusting_client_only(start_server, model_repo, 
     assert error.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
-def _health(port: int, **env_settings) -> subprocess.CompletedProcess:
+RISKSERVE_HEALTH = ("server.cli.main", "health")
+LIGHT_HEALTH = ("server.cli.health_cmd",)  # the same check, fewer imports (for frequent exec probes)
+
+
+def _health(
+    port: int, module: tuple[str, ...] = RISKSERVE_HEALTH, **env_settings
+) -> subprocess.CompletedProcess:
     """`riskserve health` in a subprocess with only these RISKSERVE_* settings, as a container runs it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RISKSERVE_")}
     env |= {f"RISKSERVE_{k.upper()}": str(v) for k, v in (env_settings | {"port": port}).items()}
-    command = [sys.executable, "-m", "server.cli.main", "health", "--timeout", "5"]
+    command = [sys.executable, "-m", *module, "--timeout", "5"]
     return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=30)
 
 
@@ -81,7 +87,7 @@ def test_health_command_presents_the_servers_pair_under_mtls(start_server, model
     mutual = start_server(model_repo, tls_cert_file=cert, tls_key_file=key, tls_client_ca_file=cert)
     mutual.wait_ready()
     settings = {"tls_cert_file": cert, "tls_key_file": key}
-    answered = _health(mutual.server.port, **settings, tls_client_ca_file=cert)
+    answered = _health(mutual.server.port, LIGHT_HEALTH, **settings, tls_client_ca_file=cert)
     assert answered.returncode == 0, answered.stderr
-    refused = _health(mutual.server.port, **settings)  # TLS, but no client certificate
+    refused = _health(mutual.server.port, LIGHT_HEALTH, **settings)  # TLS, but no client certificate
     assert refused.returncode != 0
