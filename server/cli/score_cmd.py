@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import pandas as pd
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
@@ -58,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def holdout_row(models_dir: Path, model: str, seed: int | None) -> dict[str, Any]:
     """A random row of `models_dir/<model>/holdout.parquet` (label column dropped later by name)."""
+    import pandas as pd  # only here: keeps the other riskserve commands (e.g. health probes) light
+
     frame = pd.read_parquet(models_dir / model / "holdout.parquet")
     return frame.sample(1, random_state=seed).iloc[0].to_dict()
 
