@@ -24,6 +24,8 @@ from server.runtime.repository import ModelRepository
 from server.runtime.scoring import CreditScorer, FraudScorer, FraudScores
 
 _STREAM_WINDOW = 256  # streamed transactions scored concurrently (so they can share batches)
+_UNARY_NAMER = transaction_namer(None)
+_BATCH_NAMER = transaction_namer("transactions")
 
 
 def model_ref(runtime: ModelRuntime) -> scoring_pb2.ModelRef:
@@ -31,6 +33,18 @@ def model_ref(runtime: ModelRuntime) -> scoring_pb2.ModelRef:
     return scoring_pb2.ModelRef(
         name=facts.name, version=facts.version, precision=facts.precision, gate_verdict=facts.gate_verdict
     )
+
+
+class _FraudModel:
+    """Per served runtime, built once: its scorer, input names and ModelRef message."""
+
+    __slots__ = ("input_names", "ref", "runtime", "scorer")
+
+    def __init__(self, runtime: ModelRuntime) -> None:
+        self.runtime = runtime
+        self.scorer = FraudScorer(runtime)
+        self.input_names = tuple(runtime.config.input_names)
+        self.ref = model_ref(runtime)
 
 
 def _fraud_messages(
@@ -49,11 +63,7 @@ def _fraud_messages(
             server_latency_us=latency_us,
         )
         for t, p, r, d in zip(
-            transactions,
-            scores.probabilities.tolist(),
-            scores.risk_scores.tolist(),
-            scores.decisions.tolist(),
-            strict=True,
+            transactions, scores.probabilities, scores.risk_scores, scores.decisions, strict=True
         )
     ]
 
@@ -63,6 +73,15 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
         self.repository = repository
         self.calls = calls
         self.max_request_rows = max_request_rows
+        self._models: dict[str, _FraudModel] = {}
+
+    def _model(self, model: str) -> _FraudModel:
+        """The ready runtime's per-model constants (rebuilt if the repository now serves another runtime)."""
+        runtime = self.repository.get(model, ModelTask.FRAUD)
+        cached = self._models.get(model)
+        if cached is None or cached.runtime is not runtime:
+            cached = self._models[model] = _FraudModel(runtime)
+        return cached
 
     def _model_name(self, requested: str) -> str:
         return self.repository.name_for(requested, ModelTask.FRAUD)
@@ -70,12 +89,17 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
     async def _score(
         self, transactions: Sequence[scoring_pb2.Transaction], model: str, prefix: str | None, call: CallScope
     ) -> list[scoring_pb2.FraudScore]:
-        runtime = self.repository.get(model, ModelTask.FRAUD)
-        namer = transaction_namer(prefix)
-        columns = transaction_columns(transactions, runtime.config.input_names, namer)
-        scores = await FraudScorer(runtime).score(columns, len(transactions), namer, call.deadline)
-        call.queue_s, call.inference_s = scores.timing.queue_s, scores.timing.inference_s
-        return _fraud_messages(transactions, scores, model_ref(runtime), call.latency_us())
+        served = self._model(model)
+        namer = (
+            _UNARY_NAMER
+            if prefix is None
+            else (_BATCH_NAMER if prefix == "transactions" else transaction_namer(prefix))
+        )
+        columns = transaction_columns(transactions, served.input_names, namer)
+        scores = await served.scorer.score(columns, len(transactions), namer, call.deadline)
+        timing = scores.timing
+        call.queue_s, call.inference_s = timing.queue_s, timing.inference_s
+        return _fraud_messages(transactions, scores, served.ref, call.latency_us())
 
     async def Score(self, request: scoring_pb2.Transaction, context: grpc.aio.ServicerContext):
         model = self._model_name(request.model)

@@ -12,6 +12,7 @@ Decisions compare the probability with the config's thresholds: below `review` a
 review, from `decline` decline (the same rule for fraud probability and probability of default).
 """
 
+from bisect import bisect_right
 from enum import IntEnum
 
 import numpy as np
@@ -40,11 +41,44 @@ def decide(probabilities: np.ndarray, thresholds: DecisionConfig) -> np.ndarray:
     return decisions
 
 
+def decide_one(probability: float, thresholds: DecisionConfig) -> int:
+    """`decide` for one plain float (the unary hot path; the same comparisons, so the same answer)."""
+    if probability >= thresholds.decline:
+        return Decision.DECLINE.value
+    if probability >= thresholds.review:
+        return Decision.REVIEW.value
+    return Decision.APPROVE.value
+
+
 def fraud_risk_scores(probabilities: np.ndarray) -> np.ndarray:
     """0-999 risk score per row (see the module doc for the mapping)."""
     p = np.clip(np.asarray(probabilities, dtype=np.float64), 10.0**_LOG10_FLOOR, 1.0)
     scaled = RISK_SCORE_MAX * (np.log10(p) - _LOG10_FLOOR) / -_LOG10_FLOOR
     return np.clip(np.round(scaled), 0, RISK_SCORE_MAX).astype(np.int32)
+
+
+def fraud_risk_score_one(probability: float) -> int:
+    """`fraud_risk_scores` of one plain float, without numpy: a lookup in the score's step boundaries,
+    which come from `fraud_risk_scores` itself, so the answer is the same to the last bit."""
+    if 0.0 <= probability <= 1.0:  # NaN and out-of-range values take the vectorized path
+        return bisect_right(_RISK_SCORE_FLOORS, probability)
+    return int(fraud_risk_scores(np.array([probability]))[0])
+
+
+def _risk_score_floors() -> list[float]:
+    """Entry s-1 is the smallest float64 p in [0, 1] with risk score >= s (s = 1..999).
+
+    Found by bisecting every boundary at once over float64 bit patterns (ordered like the values for
+    p >= 0), evaluating `fraud_risk_scores`, which is monotone non-decreasing: 63 vectorized steps."""
+    targets = np.arange(1, RISK_SCORE_MAX + 1)
+    low = np.zeros(RISK_SCORE_MAX, dtype=np.int64)  # bits of 0.0: score 0, below every target
+    high = np.full(RISK_SCORE_MAX, np.float64(1.0).view(np.int64))  # bits of 1.0: score 999
+    while (high - low > 1).any():
+        middle = low + (high - low) // 2
+        reached = fraud_risk_scores(middle.view(np.float64)) >= targets
+        high = np.where(reached, middle, high)
+        low = np.where(reached, low, middle)
+    return high.view(np.float64).tolist()
 
 
 def scorecard_points(probability_of_default: np.ndarray, scorecard: ScorecardConfig) -> np.ndarray:
@@ -53,3 +87,6 @@ def scorecard_points(probability_of_default: np.ndarray, scorecard: ScorecardCon
     factor = scorecard.points_to_double_odds / np.log(2.0)
     offset = scorecard.base_score - factor * np.log(scorecard.base_odds)
     return np.round(offset + factor * np.log((1.0 - pd_) / pd_)).astype(np.int32)
+
+
+_RISK_SCORE_FLOORS = _risk_score_floors()  # ~3 ms at import

@@ -83,6 +83,10 @@ def transaction_columns(
     transactions: Sequence[scoring_pb2.Transaction], input_names: Sequence[str], namer: FieldNamer
 ) -> dict[str, Sequence | np.ndarray]:
     """One column per model input; checks presence of `timestamp` and `behaviour` (see module doc)."""
+    if len(transactions) == 1:
+        columns = _one_transaction_columns(transactions[0], tuple(input_names))
+        if columns is not None:
+            return columns
     if not all(t.HasField("behaviour") for t in transactions):
         row = next(i for i, t in enumerate(transactions) if not t.HasField("behaviour"))
         field = namer("txn_count_1h", row).rsplit(".", 1)[0]
@@ -98,6 +102,25 @@ def transaction_columns(
             row = int(np.argmax(stamps <= 0))
             raise InvalidInputError(namer(DERIVED_HOUR, row), "missing (unix seconds, UTC, must be > 0)")
         columns[DERIVED_HOUR] = (stamps // SECONDS_PER_HOUR) % 24
+    return columns
+
+
+def _one_transaction_columns(
+    transaction: scoring_pb2.Transaction, input_names: tuple[str, ...]
+) -> dict[str, Sequence] | None:
+    """The unary hot path: one-value columns of plain Python values (the hour as an int, the same number
+    the general path computes), or None when a field is missing, for the general path to report."""
+    if not transaction.HasField("behaviour"):
+        return None
+    read, fields = _transaction_reader(input_names)
+    columns: dict[str, Sequence] = {
+        field: (value,) for field, value in zip(fields, read(transaction), strict=True)
+    }
+    if DERIVED_HOUR in input_names:
+        (stamp,) = columns.pop("timestamp")
+        if stamp <= 0:
+            return None
+        columns[DERIVED_HOUR] = ((stamp // SECONDS_PER_HOUR) % 24,)
     return columns
 
 

@@ -5,6 +5,7 @@ and names fields its own way (`transactions[3].currency`, `inputs[currency][3]`)
 every value and returns the [N, 1] arrays ONNX Runtime takes. Nothing unreadable is ever scored.
 """
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,6 +21,7 @@ FieldNamer = Callable[[str, int | None], str]
 # Money amounts are never negative, whatever a config's minimum says.
 NON_NEGATIVE_INPUTS = frozenset({"amount", "amount_sum_1h", "amount_sum_24h", "loan_amount", "annual_income"})
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+_EXACT_INT = 2**53  # integers up to this convert to float64 exactly, whichever way
 _MAX_SHOWN = 40  # characters of a bad string value echoed back in an error message
 
 
@@ -53,7 +55,11 @@ class FeatureSchema:
         self, columns: Mapping[str, Sequence | np.ndarray], rows: int, namer: FieldNamer = plain_namer
     ) -> dict[str, np.ndarray]:
         """Check every value of every input; return {input: [rows, 1] array} or raise InvalidInputError."""
-        tensors: dict[str, np.ndarray] = {}
+        if rows == 1:
+            tensors = self._validate_one_row(columns)
+            if tensors is not None:
+                return tensors
+        tensors = {}
         if self.numeric:
             names = [name for name, _, _ in self.numeric]
             # One [inputs, rows] matrix: every check is one vectorized operation whatever the input count.
@@ -86,6 +92,62 @@ class FeatureSchema:
                     raise InvalidInputError(namer(name, row), _category_problem(value, allowed))
             tensors[name] = np.asarray(values, dtype=object).reshape(-1, 1)
         return tensors
+
+    def _validate_one_row(self, columns: Mapping[str, Sequence | np.ndarray]) -> dict[str, np.ndarray] | None:
+        """One valid row in plain Python (the unary hot path): the same tensors as the general path, or
+        None at anything unusual (a missing, mis-sized, non-plain or bad value), which the general path
+        then reports with its usual message."""
+        numbers: list[float] = []
+        append = numbers.append
+        isfinite = math.isfinite
+        get = columns.get
+        for name, low, high in self._plain_bounds:
+            values = get(name)
+            if values is None or len(values) != 1:
+                return None
+            value = values[0]
+            kind = value.__class__
+            if kind is int or kind is np.int64:
+                if not -_EXACT_INT <= value <= _EXACT_INT:
+                    return None
+                value = float(value)
+            elif kind is np.float32 or kind is np.float64:
+                value = float(value)  # exact
+            elif kind is not float and kind is not bool:
+                return None
+            if not isfinite(value) or value < low or value > high:
+                return None
+            append(value)
+        # [inputs, 1, 1] float32, converted like the general path's float64 -> float32 astype; each item
+        # is a contiguous [1, 1] view, as there.
+        tensors = dict(
+            zip(
+                self._numeric_names,
+                np.array(numbers, dtype=np.float64).astype(np.float32).reshape(-1, 1, 1),
+                strict=True,
+            )
+        )
+        for name, allowed in self.categorical:
+            values = get(name)
+            if values is None or len(values) != 1:
+                return None
+            value = values[0]
+            if value.__class__ is not str or value not in allowed:
+                return None
+            tensors[name] = np.array([[value]], dtype=object)
+        return tensors
+
+    @cached_property
+    def _numeric_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _, _ in self.numeric)
+
+    @cached_property
+    def _plain_bounds(self) -> tuple[tuple[str, float, float], ...]:
+        """(name, minimum, maximum) as plain floats, clipped to float32's range like `_bounds`."""
+        lows, highs = self._bounds
+        return tuple(
+            (name, float(lows[i, 0]), float(highs[i, 0])) for i, (name, _, _) in enumerate(self.numeric)
+        )
 
     @cached_property
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:

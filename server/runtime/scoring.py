@@ -9,7 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server.runtime.decisions import decide, fraud_risk_scores, scorecard_points
+from server.runtime.decisions import (
+    decide,
+    decide_one,
+    fraud_risk_score_one,
+    fraud_risk_scores,
+    scorecard_points,
+)
 from server.runtime.features import FieldNamer
 from server.runtime.model_runtime import ModelRuntime
 from server.runtime.reasons import Reason, counterfactual_rows, top_reasons
@@ -25,11 +31,11 @@ class Timing:
 
 @dataclass(frozen=True)
 class FraudScores:
-    """Per-row results, in request order."""
+    """Per-row results, in request order, as plain Python numbers."""
 
-    probabilities: np.ndarray  # float64 [N]
-    risk_scores: np.ndarray  # int32 [N], 0-999
-    decisions: np.ndarray  # int32 [N], values of Decision
+    probabilities: list[float]
+    risk_scores: list[int]  # 0-999
+    decisions: list[int]  # values of Decision
     timing: Timing
 
 
@@ -49,14 +55,24 @@ class FraudScorer:
     async def score(
         self, columns: Mapping[str, Sequence], rows: int, namer: FieldNamer, deadline: float | None
     ) -> FraudScores:
-        feeds = self.runtime.schema.validate(columns, rows, namer)
-        result = await self.runtime.infer(feeds, rows, deadline)
+        runtime = self.runtime
+        feeds = runtime.schema.validate(columns, rows, namer)
+        result = await runtime.infer(feeds, rows, deadline)
+        timing = Timing(result.queue_s, result.inference_s)
+        if rows == 1:  # the unary hot path: plain floats, no numpy round trips (same numbers)
+            probability = float(result.outputs[0, POSITIVE_CLASS])
+            return FraudScores(
+                [probability],
+                [fraud_risk_score_one(probability)],
+                [decide_one(probability, runtime.config.decision)],
+                timing,
+            )
         probabilities = result.outputs[:, POSITIVE_CLASS].astype(np.float64)
         return FraudScores(
-            probabilities,
-            fraud_risk_scores(probabilities),
-            decide(probabilities, self.runtime.config.decision),
-            Timing(result.queue_s, result.inference_s),
+            probabilities.tolist(),
+            fraud_risk_scores(probabilities).tolist(),
+            decide(probabilities, runtime.config.decision).tolist(),
+            timing,
         )
 
 

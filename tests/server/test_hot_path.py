@@ -1,0 +1,142 @@
+"""The unary fast paths (one row in plain Python) give exactly what the general, vectorized paths give."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from server.config.model_config import load_model_config
+from server.config.paths import BUNDLED_MODELS_DIR
+from server.runtime.decisions import (
+    _RISK_SCORE_FLOORS,
+    decide,
+    decide_one,
+    fraud_risk_score_one,
+    fraud_risk_scores,
+)
+from server.runtime.domain_features import transaction_columns, transaction_namer
+from server.runtime.errors import InvalidInputError
+from server.runtime.features import FeatureSchema
+from tests.e2e.requests import TIMESTAMP_14H, risky_transaction, transaction
+
+FRAUD_DIR = BUNDLED_MODELS_DIR / "fraud"
+pytestmark = pytest.mark.skipif(not (FRAUD_DIR / "config.yaml").is_file(), reason="fraud model not built")
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_model_config(FRAUD_DIR)
+
+
+@pytest.fixture(scope="module")
+def schema(config) -> FeatureSchema:
+    return FeatureSchema.from_config(config)
+
+
+def test_one_row_tensors_equal_the_general_path_on_holdout_rows(config, schema):
+    holdout = pd.read_parquet(config.holdout_path, columns=config.input_names).head(300)
+    columns = {c: holdout[c].tolist() for c in config.input_names}
+    together = schema.validate(columns, len(holdout))  # general path
+    for row in range(len(holdout)):
+        one = {c: [values[row]] for c, values in columns.items()}
+        assert schema._validate_one_row(one) is not None  # the fast path is taken
+        tensors = schema.validate(one, 1)
+        assert list(tensors) == list(together)
+        for name, tensor in tensors.items():
+            expected = together[name][row : row + 1]
+            assert tensor.shape == (1, 1) and tensor.dtype == expected.dtype and tensor.flags["C_CONTIGUOUS"]
+            assert tensor.tolist() == expected.tolist()
+            assert tensor.dtype == object or tensor.tobytes() == expected.tobytes()
+
+
+def test_one_transaction_columns_equal_the_batch_path(config, schema):
+    names = config.input_names
+    namer = transaction_namer(None)
+    transactions = [
+        transaction(),
+        risky_transaction(),
+        transaction(timestamp=TIMESTAMP_14H + 9 * 3600 + 59),
+        transaction(amount=0.0, behaviour={"txn_count_1h": 0}),
+    ]
+    pair = transaction_columns([*transactions, transactions[0]], names, namer)  # general path
+    for row, message in enumerate(transactions):
+        one = transaction_columns([message], names, namer)
+        assert {k: [v[0]] for k, v in one.items()} == {k: [v[row]] for k, v in pair.items()}
+        general = schema.validate({k: [v[row]] * 2 for k, v in pair.items()}, 2)
+        for name, tensor in schema.validate(one, 1, namer).items():
+            assert tensor.tolist() == general[name][:1].tolist()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"amount": float("nan")}, "amount[0]: not a finite number (nan)"),
+        ({"amount": float("inf")}, "amount[0]: not a finite number (inf)"),
+        ({"amount": -0.5}, "amount[0]: negative amount (-0.5)"),
+        ({"amount": 1e39}, "amount[0]: value 1e+39 outside the allowed range"),
+        ({"hour_of_day": 24}, "hour_of_day[0]: value 24 outside the allowed range [0, 23]"),
+        ({"hour_of_day": 2**60}, "hour_of_day[0]: value 1.15292e+18 outside the allowed range [0, 23]"),
+        ({"currency": "XXX"}, "currency[0]: unknown value 'XXX'"),
+        ({"currency": ""}, "currency[0]: missing"),
+        ({"amount": None}, "amount: missing"),
+    ],
+)
+def test_one_bad_row_reports_like_the_general_path(config, schema, overrides, message):
+    row = {
+        c: [v.ravel()[0].item() if v.dtype != object else v.ravel()[0]] for c, v in _reference(config).items()
+    }
+    for name, value in overrides.items():
+        if value is None:
+            del row[name]
+        else:
+            row[name] = [value]
+    with pytest.raises(InvalidInputError) as caught:
+        schema.validate(row, 1)
+    assert str(caught.value).startswith(message)
+
+
+def test_numpy_scalars_and_bools_validate_like_plain_numbers(config, schema):
+    plain = {
+        c: [v.ravel()[0].item() if v.dtype != object else v.ravel()[0]] for c, v in _reference(config).items()
+    }
+    mixed = dict(plain, amount=[np.float32(plain["amount"][0])], is_new_device=[True])
+    mixed["hour_of_day"] = [np.int64(plain["hour_of_day"][0])]
+    expected = schema.validate({k: v * 2 for k, v in mixed.items()}, 2)
+    for name, tensor in schema.validate(mixed, 1).items():
+        assert tensor.tolist() == expected[name][:1].tolist()
+
+
+def test_risk_score_of_one_probability_matches_the_vectorized_mapping():
+    rng = np.random.default_rng(7)
+    floors = np.array(_RISK_SCORE_FLOORS)
+    p = np.concatenate(
+        [
+            rng.random(20_000),
+            10 ** rng.uniform(-7, 0, 20_000),
+            rng.random(20_000).astype(np.float32).astype(np.float64),
+            floors,
+            np.nextafter(floors, 0),
+            np.nextafter(floors, 2),
+            [0.0, -0.0, 1.0, 1e-6, 1e-7, -1.0, 2.0],
+        ]
+    )
+    expected = fraud_risk_scores(p).tolist()
+    assert [fraud_risk_score_one(x) for x in p.tolist()] == expected
+
+
+def test_decision_of_one_probability_matches_decide(config):
+    thresholds = config.decision
+    p = [
+        0.0,
+        thresholds.review,
+        np.nextafter(thresholds.review, 0),
+        thresholds.decline,
+        0.5,
+        1.0,
+        float("nan"),
+    ]
+    assert [decide_one(x, thresholds) for x in p] == decide(np.array(p), thresholds).tolist()
+
+
+def _reference(config) -> dict[str, np.ndarray]:
+    holdout = pd.read_parquet(config.holdout_path, columns=config.input_names).head(1)
+    return {c: holdout[c].to_numpy().reshape(1, 1) for c in config.input_names}
