@@ -1,11 +1,15 @@
 """The unary fast paths (one row in plain Python) give exactly what the general, vectorized paths give."""
 
+import asyncio
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from server.config.model_config import load_model_config
 from server.config.paths import BUNDLED_MODELS_DIR
+from server.config.settings import ServerSettings
+from server.quantization.prepared_model import GateVerdict, Precision, PreparedModel
 from server.runtime.decisions import (
     _RISK_SCORE_FLOORS,
     decide,
@@ -15,7 +19,9 @@ from server.runtime.decisions import (
 )
 from server.runtime.domain_features import transaction_columns, transaction_namer
 from server.runtime.errors import InvalidInputError
-from server.runtime.features import FeatureSchema
+from server.runtime.features import FeatureSchema, plain_namer
+from server.runtime.model_runtime import ModelRuntime
+from server.runtime.scoring import FraudScorer
 from tests.e2e.requests import TIMESTAMP_14H, risky_transaction, transaction
 
 FRAUD_DIR = BUNDLED_MODELS_DIR / "fraud"
@@ -140,3 +146,34 @@ def test_decision_of_one_probability_matches_decide(config):
 def _reference(config) -> dict[str, np.ndarray]:
     holdout = pd.read_parquet(config.holdout_path, columns=config.input_names).head(1)
     return {c: holdout[c].to_numpy().reshape(1, 1) for c in config.input_names}
+
+
+def test_unary_scores_equal_plain_session_run_and_vectorized_mapping(config):
+    """FraudScorer on a real ModelRuntime (inline, one row at a time) vs session.run on the general path."""
+    prepared = PreparedModel(
+        config.name, config.version, config.onnx_path, Precision.FP32, GateVerdict.DISABLED
+    )
+    runtime = ModelRuntime.load(config, prepared, ServerSettings())
+    holdout = pd.read_parquet(config.holdout_path, columns=config.input_names).head(64)
+    columns = {c: holdout[c].tolist() for c in config.input_names}
+    tensors = runtime.schema.validate(columns, len(holdout))  # the general path
+    expected = np.concatenate(
+        [
+            runtime.session.run([config.output_name], {k: v[i : i + 1] for k, v in tensors.items()})[0]
+            for i in range(len(holdout))  # one row per run, like the unary calls (batch size changes bits)
+        ]
+    )[:, 1].astype(np.float64)
+
+    async def score_each() -> list:
+        runtime.start()
+        try:
+            scorer = FraudScorer(runtime)
+            rows = [{c: [v[i]] for c, v in columns.items()} for i in range(len(holdout))]
+            return [await scorer.score(row, 1, plain_namer, None) for row in rows]
+        finally:
+            await runtime.stop()
+
+    answers = asyncio.run(score_each())
+    assert [a.probabilities[0] for a in answers] == expected.tolist()
+    assert [a.risk_scores[0] for a in answers] == fraud_risk_scores(expected).tolist()
+    assert [a.decisions[0] for a in answers] == decide(expected, config.decision).tolist()
