@@ -132,6 +132,12 @@ class ServingMetrics:
         """Context manager counting an RPC as in flight while its body runs."""
         return _InflightGuard(self, (model, method))
 
+    def inflight_add(self, model: str, method: str, delta: int) -> None:
+        """Count an RPC in (+1) or out (-1) of flight: what `inflight` does, without a guard object."""
+        key = (model, method)
+        with self._lock:
+            self._inflight[key] = self._inflight.get(key, 0) + delta
+
     def _add_inflight(self, key: LabelValues, delta: int) -> None:
         with self._lock:
             self._inflight[key] = self._inflight.get(key, 0) + delta
