@@ -21,6 +21,13 @@ from server.runtime.features import FeatureSchema
 
 log = logging.getLogger(__name__)
 
+# Rows per ONNX Runtime call for a model whose scores would otherwise depend on the batch: FP32 GEMM
+# kernels pick their blocking by the number of rows, so a row alone and the same row in a batch can
+# differ in the last bits. Every call then carries exactly this many rows (padded), so a row's score
+# never depends on its batch mates. Static INT8 (integer accumulation) does not need it.
+FIXED_CHUNK_ROWS = 8
+INVARIANCE_CHECK_ROWS = 64
+
 
 def warmup_batch_sizes(max_batch_size: int) -> list[int]:
     """Powers of two up to max_batch_size, and max_batch_size itself: the shapes the batcher produces
@@ -67,21 +74,48 @@ class ModelRuntime:
         self._session_run = binding.run if hasattr(binding, "run") else session.run
         self._debug_delay_s = settings.debug_inference_delay_ms / 1e3
         self._handoff = settings.inference_handoff
+        self.chunk_rows: int | None = None  # set by check_batch_invariance when ORT needs fixed chunks
         self.batcher: MicroBatcher | None = None
         self.on_batch = None  # set by the app to feed batch-size / queue-depth metrics
         self.single_row_seconds: float | None = None  # measured by warm_up
 
     @classmethod
     def load(cls, config: ModelConfig, prepared: PreparedModel, settings: ServerSettings) -> "ModelRuntime":
-        """Create the session on the prepared ONNX file and read the reference row (blocking)."""
+        """Create the session on the prepared ONNX file, read the reference row and check that a row's
+        score does not depend on its batch (blocking)."""
         session = create_session(prepared.model_path, latency_session_options(settings.intra_op_threads))
-        return cls(config, prepared, session, reference_row(config), settings)
+        runtime = cls(config, prepared, session, reference_row(config), settings)
+        invariant = runtime.check_batch_invariance(calibration_rows(config, INVARIANCE_CHECK_ROWS))
+        log_level = logging.INFO if invariant else logging.ERROR
+        log.log(
+            log_level,
+            "event=batch_invariance model=%s precision=%s invariant=%s chunk_rows=%s",
+            config.name,
+            prepared.precision.value,
+            invariant,
+            runtime.chunk_rows or "off",
+        )
+        return runtime
 
     def run_batch(self, feeds: Feeds) -> np.ndarray:
-        """One ONNX Runtime call on validated [N, 1] inputs -> the output [N, 2] (blocking)."""
+        """ONNX Runtime on validated [N, 1] inputs -> the output [N, 2] (blocking)."""
         if self._debug_delay_s:
             time.sleep(self._debug_delay_s)
+        if self.chunk_rows is None:
+            return self._run_once(feeds)
+        return _run_in_fixed_chunks(self._run_once, feeds, self.chunk_rows)
+
+    def _run_once(self, feeds: Feeds) -> np.ndarray:
         return self._session_run(self._output_names, feeds, None)[0]  # no RunOptions
+
+    def check_batch_invariance(self, rows: Feeds) -> bool:
+        """Score `rows` one by one and together; if ORT's answers differ in any bit, switch to fixed-size
+        chunks and check again. Returns whether the served scores are batch-invariant (blocking)."""
+        self.chunk_rows = None
+        if _batch_invariant(self.run_batch, rows):
+            return True
+        self.chunk_rows = FIXED_CHUNK_ROWS
+        return _batch_invariant(self.run_batch, rows)
 
     def warm_up(self) -> list[int]:
         """Run the model once at every batch size the batcher can produce often (blocking).
@@ -121,6 +155,40 @@ class ModelRuntime:
         """Queue validated inputs for the next batch; the output rows come back in the same order."""
         assert self.batcher is not None, "ModelRuntime.start() was not called"
         return await self.batcher.submit(feeds, rows, deadline)
+
+
+def _run_in_fixed_chunks(run, feeds: Feeds, chunk: int) -> np.ndarray:
+    """`run` on consecutive chunks of exactly `chunk` rows (the last one padded by repeating its final
+    row); the padding's outputs are dropped."""
+    rows = len(next(iter(feeds.values())))
+    outputs = []
+    for start in range(0, rows, chunk):
+        part = {name: column[start : start + chunk] for name, column in feeds.items()}
+        short = chunk - min(chunk, rows - start)
+        if short:
+            part = {name: np.concatenate([c, np.repeat(c[-1:], short, axis=0)]) for name, c in part.items()}
+        outputs.append(run(part)[: chunk - short])
+    return np.concatenate(outputs)
+
+
+def _batch_invariant(run, rows: Feeds) -> bool:
+    """Bit-for-bit equal outputs for every row alone, in one batch, and in a batch in reverse order."""
+    count = len(next(iter(rows.values())))
+    together = run(rows)
+    alone = np.concatenate([run({k: v[i : i + 1] for k, v in rows.items()}) for i in range(count)])
+    backwards = run({k: v[::-1] for k, v in rows.items()})[::-1]
+    return np.array_equal(together, alone) and np.array_equal(together, backwards)
+
+
+def calibration_rows(config: ModelConfig, count: int) -> Feeds:
+    """The first `count` complete rows of the calibration file as model feeds ([N, 1] arrays)."""
+    frame = pd.read_parquet(config.calibration_path, columns=config.input_names).dropna().head(count)
+    feeds: Feeds = {}
+    for spec in config.inputs:
+        column = frame[spec.name].to_numpy()
+        dtype = np.float32 if spec.dtype == "float32" else object
+        feeds[spec.name] = column.astype(dtype).reshape(-1, 1)
+    return feeds
 
 
 def reference_row(config: ModelConfig) -> dict[str, np.ndarray]:

@@ -1,0 +1,54 @@
+"""A transaction's score never depends on which other rows shared its ONNX Runtime call, bit for bit,
+also for a model served in FP32 (whose GEMM kernels round differently by batch size)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from server.config import load_model_config
+from server.config.quantization_config import QuantizationMode
+from server.config.settings import ServerSettings
+from server.quantization.pipeline import prepare_model
+from server.runtime import model_runtime
+from server.runtime.model_runtime import FIXED_CHUNK_ROWS, ModelRuntime, calibration_rows
+from tests.e2e.conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def fp32_fraud(tmp_path_factory) -> ModelRuntime:
+    config = load_model_config(REPO_ROOT / "models" / "fraud")
+    config = config.model_copy(
+        update={"quantization": config.quantization.model_copy(update={"mode": QuantizationMode.NONE})}
+    )
+    prepared = prepare_model(config, tmp_path_factory.mktemp("cache"))
+    assert prepared.precision.value == "fp32"
+    return ModelRuntime.load(config, prepared, ServerSettings())
+
+
+def _holdout_feeds(runtime: ModelRuntime, rows: int) -> dict[str, np.ndarray]:
+    frame = pd.read_parquet(runtime.config.holdout_path).sample(rows, random_state=3)
+    return {
+        spec.name: frame[spec.name].to_numpy().astype(np.float32 if spec.dtype == "float32" else object)
+        .reshape(-1, 1)
+        for spec in runtime.config.inputs
+    }
+
+
+def test_plain_fp32_calls_are_not_batch_invariant_so_startup_switches_to_fixed_chunks(fp32_fraud):
+    plain = fp32_fraud._run_once
+    rows = calibration_rows(fp32_fraud.config, 64)
+    assert not model_runtime._batch_invariant(plain, rows)  # what the check guards against
+    assert fp32_fraud.chunk_rows == FIXED_CHUNK_ROWS
+
+
+def test_every_row_scores_the_same_alone_and_in_random_batches(fp32_fraud):
+    feeds = _holdout_feeds(fp32_fraud, 600)
+    alone = np.concatenate(
+        [fp32_fraud.run_batch({k: v[i : i + 1] for k, v in feeds.items()}) for i in range(600)]
+    )
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        size = int(rng.integers(2, 300))
+        picked = rng.choice(600, size, replace=False)
+        batch = fp32_fraud.run_batch({k: v[picked] for k, v in feeds.items()})
+        assert np.array_equal(batch, alone[picked]), f"a batch of {size} changed some rows' scores"
