@@ -101,6 +101,9 @@ class ModelRuntime:
         """ONNX Runtime on validated [N, 1] inputs -> the output [N, 2] (blocking)."""
         if self._debug_delay_s:
             time.sleep(self._debug_delay_s)
+        return self._infer(feeds)
+
+    def _infer(self, feeds: Feeds) -> np.ndarray:
         if self.chunk_rows is None:
             return self._run_once(feeds)
         return _run_in_fixed_chunks(self._run_once, feeds, self.chunk_rows)
@@ -112,10 +115,10 @@ class ModelRuntime:
         """Score `rows` one by one and together; if ORT's answers differ in any bit, switch to fixed-size
         chunks and check again. Returns whether the served scores are batch-invariant (blocking)."""
         self.chunk_rows = None
-        if _batch_invariant(self.run_batch, rows):
+        if _batch_invariant(self._infer, rows):
             return True
         self.chunk_rows = FIXED_CHUNK_ROWS
-        return _batch_invariant(self.run_batch, rows)
+        return _batch_invariant(self._infer, rows)
 
     def warm_up(self) -> list[int]:
         """Run the model once at every batch size the batcher can produce often (blocking).
