@@ -3,7 +3,6 @@
 import math
 
 import grpc
-import numpy as np
 import pytest
 
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
