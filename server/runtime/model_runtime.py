@@ -113,11 +113,16 @@ class ModelRuntime:
 
     def check_batch_invariance(self, rows: Feeds) -> bool:
         """Score `rows` one by one and together; if ORT's answers differ in any bit, switch to fixed-size
-        chunks and check again. Returns whether the served scores are batch-invariant (blocking)."""
+        chunks (then to one row per call) and check again. Returns whether the served scores are
+        batch-invariant (blocking)."""
         self.chunk_rows = None
         if _batch_invariant(self._infer, rows):
             return True
         self.chunk_rows = FIXED_CHUNK_ROWS
+        if _batch_invariant(self._infer, rows):
+            return True
+        # e.g. dynamic quantization (ranges from the whole batch): one row per call, nothing is shared.
+        self.chunk_rows = 1
         return _batch_invariant(self._infer, rows)
 
     def warm_up(self) -> list[int]:

@@ -52,3 +52,25 @@ def test_every_row_scores_the_same_alone_and_in_random_batches(fp32_fraud):
         picked = rng.choice(600, size, replace=False)
         batch = fp32_fraud.run_batch({k: v[picked] for k, v in feeds.items()})
         assert np.array_equal(batch, alone[picked]), f"a batch of {size} changed some rows' scores"
+
+
+def test_a_model_whose_scores_depend_on_the_whole_batch_runs_one_row_per_call(fp32_fraud):
+    """Like dynamic quantization (ranges from the batch): fixed chunks are not enough, one row per call is."""
+    real = fp32_fraud._run_once
+
+    def batch_scaled(feeds):  # each row's output depends on the largest amount in its call
+        amounts = feeds["amount"].astype(np.float64)
+        return real(feeds) * np.float32(1 + 1e-6 * float(amounts.max()))
+
+    fp32_fraud._run_once = batch_scaled
+    try:
+        assert fp32_fraud.check_batch_invariance(calibration_rows(fp32_fraud.config, 64))
+        assert fp32_fraud.chunk_rows == 1
+        feeds = _holdout_feeds(fp32_fraud, 50)
+        alone = np.concatenate(
+            [fp32_fraud.run_batch({k: v[i : i + 1] for k, v in feeds.items()}) for i in range(50)]
+        )
+        assert np.array_equal(fp32_fraud.run_batch(feeds), alone)
+    finally:
+        fp32_fraud._run_once = real
+        fp32_fraud.check_batch_invariance(calibration_rows(fp32_fraud.config, 64))
