@@ -44,6 +44,9 @@ def test_authorization_path_scenario_passes_against_the_real_server(
     path = short_copy(tmp_path, "authorization-path", server, rate=100)
     scenario = yaml.safe_load(path.read_text())
     scenario["sla"]["min_throughput_rps"] = 98
+    # The tool's pass path end to end, not this shared machine's speed (that is benchmarks/' job): the
+    # latency lines keep their shape with room for a busy CI box; a slow server is caught by the test below.
+    scenario["sla"].update({"p50_ms": 100, "p99_ms": 250, "p999_ms": 500})
     path.write_text(yaml.safe_dump(scenario))
     code = main(["loadtest", str(path), "--out", str(tmp_path / "out")])
     printed = capsys.readouterr().out
