@@ -30,7 +30,9 @@ ORT = "ONNX Runtime session.run"
 BATCHER = "micro-batcher + scorer glue (queue, handoff, futures)"
 # Matched from the innermost frame outwards; the first phase whose pattern a frame matches wins.
 PHASES: list[tuple[str, re.Pattern]] = [
-    (ORT, re.compile(r"onnxruntime")),
+    # the server calls the session's binding (InferenceSession._sess.run) from ModelRuntime._run_once: a
+    # native call, so its innermost Python frame is _run_once (or _run_in_fixed_chunks around it)
+    (ORT, re.compile(r"onnxruntime|_run_once \(|_run_in_fixed_chunks \(")),
     ("validation + feature mapping", re.compile(r"features\.py|transaction_columns|inference_converters")),
     ("decision + response message", re.compile(r"decisions\.py|_fraud_messages|model_ref")),
     (
@@ -58,7 +60,7 @@ def classify(stack: str) -> str:
     if not thread.endswith("MainThread"):
         if "ort-" not in thread:
             return "other threads (gRPC poller, metrics HTTP)"
-        if any("onnxruntime" in f for f in frames):
+        if any(PHASES[0][1].search(f) for f in frames):
             return f"{ORT} (model thread)"
         return "model thread handoff (executor futures, waking the loop)"
     for frame in reversed(frames):
