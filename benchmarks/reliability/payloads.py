@@ -8,7 +8,9 @@ from tritonclient.grpc import service_pb2
 
 from loadtest.request_bodies import applications, read_rows, transactions
 from server.api.gen.riskserve.v1 import scoring_pb2
+from server.config import load_model_config
 from server.config.paths import default_models_dir
+from server.runtime.domain_features import transaction_columns, transaction_namer
 
 SCORE = "/riskserve.v1.FraudScoring/Score"
 SCORE_BATCH = "/riskserve.v1.FraudScoring/ScoreBatch"
@@ -20,19 +22,6 @@ RESPONSES = {
     ASSESS: scoring_pb2.CreditAssessment,
     MODEL_INFER: service_pb2.ModelInferResponse,
 }
-FLOAT_INPUTS = (
-    "amount",
-    "hour_of_day",
-    "txn_count_1h",
-    "txn_count_24h",
-    "amount_sum_1h",
-    "amount_sum_24h",
-    "seconds_since_last_txn",
-    "distance_from_home_km",
-    "is_new_merchant",
-    "is_new_device",
-)
-STRING_INPUTS = ("currency", "mcc", "card_country", "merchant_country", "channel", "entry_mode")
 
 
 def holdout_transactions(count: int, seed: int) -> list[scoring_pb2.Transaction]:
@@ -49,31 +38,27 @@ def holdout_applications(count: int) -> list[scoring_pb2.Application]:
 
 
 def infer_request(rows: list[scoring_pb2.Transaction], raw: bool) -> service_pb2.ModelInferRequest:
-    """An Open Inference Protocol request for the fraud model: one [N, 1] tensor per input."""
+    """An Open Inference Protocol request for the fraud model: one [N, 1] tensor per input, mapped from the
+    Transactions by the server's own domain mapping and typed by the model's config."""
+    config = load_model_config(default_models_dir() / "fraud")
+    columns = transaction_columns(rows, config.input_names, transaction_namer(None))
     request = service_pb2.ModelInferRequest(model_name="fraud")
-    for name in FLOAT_INPUTS:
-        values = [_float_input(t, name) for t in rows]
-        tensor = request.inputs.add(name=name, datatype="FP32", shape=[len(rows), 1])
-        if raw:
-            request.raw_input_contents.append(np.asarray(values, "<f4").tobytes())
+    for spec in config.inputs:
+        if spec.dtype == "float32":
+            values = [float(v) for v in columns[spec.name]]
+            tensor = request.inputs.add(name=spec.name, datatype="FP32", shape=[len(rows), 1])
+            if raw:
+                request.raw_input_contents.append(np.asarray(values, "<f4").tobytes())
+            else:
+                tensor.contents.fp32_contents.extend(values)
         else:
-            tensor.contents.fp32_contents.extend(values)
-    for name in STRING_INPUTS:
-        values = [getattr(t, name).encode() for t in rows]
-        tensor = request.inputs.add(name=name, datatype="BYTES", shape=[len(rows), 1])
-        if raw:
-            request.raw_input_contents.append(b"".join(struct.pack("<I", len(v)) + v for v in values))
-        else:
-            tensor.contents.bytes_contents.extend(values)
+            encoded = [str(v).encode() for v in columns[spec.name]]
+            tensor = request.inputs.add(name=spec.name, datatype="BYTES", shape=[len(rows), 1])
+            if raw:
+                request.raw_input_contents.append(b"".join(struct.pack("<I", len(v)) + v for v in encoded))
+            else:
+                tensor.contents.bytes_contents.extend(encoded)
     return request
-
-
-def _float_input(t: scoring_pb2.Transaction, name: str) -> float:
-    if name == "amount":
-        return t.amount
-    if name == "hour_of_day":
-        return float((t.timestamp // 3600) % 24)
-    return float(getattr(t.behaviour, name))
 
 
 def unary(channel: grpc.aio.Channel, method: str) -> grpc.aio.UnaryUnaryMultiCallable:
