@@ -84,8 +84,11 @@ class ModelRuntime:
         """Create the session on the prepared ONNX file, read the reference row and check that a row's
         score does not depend on its batch (blocking)."""
         session = create_session(prepared.model_path, latency_session_options(settings.intra_op_threads))
-        runtime = cls(config, prepared, session, reference_row(config), settings)
-        invariant = runtime.check_batch_invariance(calibration_rows(config, INVARIANCE_CHECK_ROWS))
+        calibration = calibration_frame(config)  # read once: reference row and invariance rows
+        runtime = cls(config, prepared, session, reference_row(config, calibration), settings)
+        invariant = runtime.check_batch_invariance(
+            calibration_rows(config, INVARIANCE_CHECK_ROWS, calibration)
+        )
         log_level = logging.INFO if invariant else logging.ERROR
         log.log(
             log_level,
@@ -188,9 +191,15 @@ def _batch_invariant(run, rows: Feeds) -> bool:
     return np.array_equal(together, alone) and np.array_equal(together, backwards)
 
 
-def calibration_rows(config: ModelConfig, count: int) -> Feeds:
-    """The first `count` complete rows of the calibration file as model feeds ([N, 1] arrays)."""
-    frame = pd.read_parquet(config.calibration_path, columns=config.input_names).dropna().head(count)
+def calibration_frame(config: ModelConfig) -> pd.DataFrame:
+    """The model inputs' columns of the calibration file."""
+    return pd.read_parquet(config.calibration_path, columns=config.input_names)
+
+
+def calibration_rows(config: ModelConfig, count: int, frame: pd.DataFrame | None = None) -> Feeds:
+    """The first `count` complete rows of the calibration file (or of `frame`, read from it) as model
+    feeds ([N, 1] arrays)."""
+    frame = (calibration_frame(config) if frame is None else frame).dropna().head(count)
     feeds: Feeds = {}
     for spec in config.inputs:
         column = frame[spec.name].to_numpy()
@@ -199,12 +208,11 @@ def calibration_rows(config: ModelConfig, count: int) -> Feeds:
     return feeds
 
 
-def reference_row(config: ModelConfig) -> dict[str, np.ndarray]:
-    """A typical input row from the calibration file: the median of each number, the mode of each string.
-
-    Used for warm-up and as the baseline of credit reason codes.
+def reference_row(config: ModelConfig, frame: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
+    """A typical input row from the calibration file (or `frame`, read from it): the median of each
+    number, the mode of each string. Used for warm-up and as the baseline of credit reason codes.
     """
-    frame = pd.read_parquet(config.calibration_path, columns=config.input_names)
+    frame = calibration_frame(config) if frame is None else frame
     row: dict[str, np.ndarray] = {}
     for spec in config.inputs:
         column = frame[spec.name].dropna()
