@@ -31,23 +31,31 @@ def listen_error_message(host: str, port: int, code: int | None, flag: str) -> s
     return f"cannot listen on {host}:{port}: {reason}; check --host and {flag}"
 
 
-def bind_errno(host: str, port: int) -> int | None:
-    """Why host:port cannot be bound, found by trying it (as gRPC does, with SO_REUSEADDR); None if it can."""
+def probe_bind(host: str, port: int) -> tuple[tuple, int | None]:
+    """Try binding host:port as gRPC does (SO_REUSEADDR, no SO_REUSEPORT). Returns the address's
+    (family, type, proto, sockaddr), with sockaddr's port 0 resolved when the bind worked, and the errno
+    why it failed (None if it worked)."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
     except socket.gaierror:
-        return errno.EADDRNOTAVAIL
+        return (socket.AF_INET, socket.SOCK_STREAM, 0, (host, port)), errno.EADDRNOTAVAIL
     probe = socket.socket(family, kind, proto)
     try:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(address)
+        address = probe.getsockname()
     except OSError as exc:
-        return exc.errno
+        return (family, kind, proto, address), exc.errno
     finally:
         probe.close()
-    return None
+    return (family, kind, proto, address), None
+
+
+def bind_errno(host: str, port: int) -> int | None:
+    """Why host:port cannot be bound, found by trying it (as gRPC does, with SO_REUSEADDR); None if it can."""
+    return probe_bind(host, port)[1]
 
 
 def start_metrics(metrics: ServingMetrics, host: str, port: int) -> MetricsHttpServer:

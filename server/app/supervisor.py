@@ -26,7 +26,7 @@ import time
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from server.app.listen import ListenError, start_metrics
+from server.app.listen import ListenError, probe_bind, start_metrics
 from server.app.logging_setup import configure_logging
 from server.app.startup import discover_models
 from server.config.settings import ServerSettings
@@ -81,19 +81,10 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     """ListenError if anything listens on host:port; else hold the port (bound, not listening,
     SO_REUSEPORT) so the workers can join it and another server cannot (its own probe fails). Port 0 picks
     a free one."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    probe = socket.socket(family, kind, proto)
-    try:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:  # no SO_REUSEPORT: fails while another server (or reservation) holds the port
-            probe.bind(address)
-        except OSError as exc:
-            raise ListenError(host, port, exc.errno, "--port") from exc
-        address = probe.getsockname()
-    finally:
-        probe.close()
+    # the probe has no SO_REUSEPORT: it fails while another server (or reservation) holds the port
+    (family, kind, proto, address), code = probe_bind(host, port)
+    if code is not None:
+        raise ListenError(host, port, code, "--port")
     reservation = socket.socket(family, kind, proto)
     reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
