@@ -24,10 +24,10 @@ from rich.table import Table
 from server.config import load_model_config
 from server.config.model_config import ModelConfig
 from server.config.paths import default_models_dir
+from server.ort_session import create_session, latency_session_options
 from server.quantization.calibration_data import load_feature_table
 from server.quantization.model_graph import load_model_graph
 from server.quantization.pipeline import prepare_model
-from server.quantization.session_factory import create_session, latency_session_options
 
 BATCH = 256
 QUANTIZATION_LEVERS: dict[str, dict[str, object]] = {

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from server.quantization.session_factory import latency_session_options
+from server.ort_session import latency_session_options
 
 
 def front_end_nodes(fp32_path: Path, first_layer_input: str) -> set[str]:

@@ -77,7 +77,7 @@ def benchmark_model(config: ModelConfig, seconds: float, repeats: int) -> dict[s
         started = time.perf_counter()
         warm = prepare_model(config, scratch / "cache")
         warm_seconds = time.perf_counter() - started
-        assert warm.from_cache
+        assert warm.facts.from_cache
 
         graph = load_model_graph(config.onnx_path, q.op_types, config.output_name)
         tables = {
@@ -140,8 +140,8 @@ def benchmark_model(config: ModelConfig, seconds: float, repeats: int) -> dict[s
     accuracy = cold.report.get("accuracy", {})
     return {
         "model": config.name,
-        "verdict": cold.verdict.value,
-        "precision": cold.precision.value,
+        "verdict": cold.facts.gate_verdict.value,
+        "precision": cold.facts.precision.value,
         "fallback_layers": [s["layer"] for s in cold.report.get("tuning", {}).get("fallback_layers", [])],
         "cold_start_seconds": cold_seconds,
         "warm_start_seconds": warm_seconds,

@@ -99,14 +99,14 @@ def prepare_all(settings: ServerSettings) -> None:
         prepared = prepare_model(
             config, Path(settings.cache_dir), progress=lambda m: log.info("event=prepare %s", m)
         )
-        if prepared.report and not prepared.from_cache:
+        if prepared.report and not prepared.facts.from_cache:
             print(format_summary(prepared.report), file=sys.stderr)
         log.info(
             "event=model_prepared model=%s precision=%s gate_verdict=%s from_cache=%s seconds=%.2f",
             config.name,
-            prepared.precision.value,
-            prepared.verdict.value,
-            prepared.from_cache,
+            prepared.facts.precision.value,
+            prepared.facts.gate_verdict.value,
+            prepared.facts.from_cache,
             time.perf_counter() - started,
         )
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from server.config import ConfigError, load_model_config
 from server.config.paths import default_cache_dir, default_models_dir
 from server.quantization.errors import QuantizationError
-from server.quantization.prepared_model import GateVerdict
+from server.served_model import GateVerdict
 
 EXIT_GATE_FAILED = 3
 EXIT_BAD_INPUT = 2
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         except (ConfigError, QuantizationError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        if prepared.verdict is GateVerdict.FAILED:
+        if prepared.facts.gate_verdict is GateVerdict.FAILED:
             status = EXIT_GATE_FAILED
         reports.append(prepared.report)
         if not args.json:

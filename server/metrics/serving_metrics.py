@@ -194,9 +194,10 @@ class ServingMetrics:
             self._models[model] = facts
 
     def set_prepared_model(self, prepared: Any) -> None:
-        """set_model_info from a server.quantization.prepared_model.PreparedModel."""
+        """set_model_info from a server.served_model.PreparedModel."""
+        facts = prepared.facts
         self.set_model_info(
-            prepared.name, prepared.version, prepared.precision, prepared.verdict, prepared.metric_deltas
+            facts.name, facts.version, facts.precision, facts.gate_verdict, dict(facts.metric_deltas)
         )
 
     def set_ready(self, ready: bool) -> None:

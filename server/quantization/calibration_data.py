@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from onnxruntime.quantization import CalibrationDataReader
 
+from server.model_data import read_data_file
 from server.quantization.errors import DataFileError
 
 Feeds = dict[str, np.ndarray]
@@ -33,22 +34,6 @@ class FeatureTable:
         return {name: values[start:stop] for name, values in self.feeds.items()}
 
 
-def read_frame(path: Path, string_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Read a Parquet (.parquet, .pq) or CSV (.csv) file; raise DataFileError if it cannot be read."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        if suffix == ".csv":
-            # Strings stay strings: "001" must not become 1 in a category column.
-            return pd.read_csv(path, dtype={name: str for name in string_columns})
-    except FileNotFoundError as exc:
-        raise DataFileError(f"data file not found: {path}") from exc
-    except Exception as exc:  # pyarrow / parser errors: a corrupt or truncated file
-        raise DataFileError(f"cannot read data file {path}: {type(exc).__name__}: {exc}") from exc
-    raise DataFileError(f"data file {path}: unsupported extension '{suffix}' (use .parquet or .csv)")
-
-
 def load_feature_table(
     path: Path,
     input_dtypes: dict[str, str],
@@ -63,7 +48,7 @@ def load_feature_table(
 
     Keeps at most `max_rows` rows (a fixed-seed sample, so the same file always gives the same rows).
     """
-    frame = read_frame(path, tuple(name for name, dtype in input_dtypes.items() if dtype == "string"))
+    frame = read_data_file(path, [name for name, dtype in input_dtypes.items() if dtype == "string"])
     columns = set(frame.columns)
     missing = [name for name in input_dtypes if name not in columns]
     if require_label and label_column not in columns:

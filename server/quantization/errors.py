@@ -1,5 +1,9 @@
 """Errors of the quantization pipeline. Each names the file and the problem so the operator can fix it."""
 
+from server.config.errors import DataFileError
+
+__all__ = ["DataFileError", "ModelFileError", "NoQuantizableOpsError", "QuantizationError"]
+
 
 class QuantizationError(Exception):
     """Base class: the pipeline could not prepare a model. Nothing was written to the cache."""
@@ -11,7 +15,3 @@ class ModelFileError(QuantizationError):
 
 class NoQuantizableOpsError(QuantizationError):
     """The model has no MatMul/Gemm/Conv with constant weights left to quantize."""
-
-
-class DataFileError(QuantizationError):
-    """A calibration or holdout file is unreadable or does not fit the model's inputs."""

@@ -12,8 +12,8 @@ from server.evaluation.risk_metrics import (
     population_stability_index,
     risk_metrics,
 )
+from server.ort_session import create_session
 from server.quantization.calibration_data import FeatureTable
-from server.quantization.session_factory import create_session
 
 SCORING_CHUNK_ROWS = 4096
 

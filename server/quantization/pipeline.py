@@ -23,7 +23,7 @@ from server.quantization import report as reports
 from server.quantization.cache import CacheCorruptionError, QuantizationCache, cache_key
 from server.quantization.cpu_features import choose_reduce_range, read_cpu_profile
 from server.quantization.errors import ModelFileError
-from server.quantization.prepared_model import GateVerdict, Precision, PreparedModel
+from server.served_model import GateVerdict, ModelFacts, Precision, PreparedModel
 
 if TYPE_CHECKING:
     from server.quantization.model_graph import ModelGraph
@@ -198,14 +198,13 @@ def _prepared(
     accuracy = report.get("accuracy", {})
     deltas = {k: float(accuracy[k]) for k in accuracy_keys if k in accuracy}
     deltas.update({f"flip_rate_{k}": float(v) for k, v in accuracy.get("flip_rates", {}).items()})
-    return PreparedModel(
+    facts = ModelFacts(
         name=config.name,
         version=config.version,
-        model_path=model_path,
+        task=config.task.value,
         precision=Precision(report["precision"]),
-        verdict=GateVerdict(report["verdict"]),
-        report_path=report_path,
+        gate_verdict=GateVerdict(report["verdict"]),
         from_cache=from_cache,
         metric_deltas=deltas,
-        report=report,
     )
+    return PreparedModel(facts, model_path, report_path, report)

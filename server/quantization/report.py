@@ -13,7 +13,7 @@ import onnxruntime
 from server.config.model_config import ModelConfig
 from server.config.quantization_config import QuantizationMode
 from server.quantization.cpu_features import CpuProfile
-from server.quantization.prepared_model import GateVerdict, Precision
+from server.served_model import GateVerdict, Precision
 
 if TYPE_CHECKING:  # the cold path's modules pull in pandas and scikit-learn; a warm start needs neither
     from server.quantization.build import BuildOutcome

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from server.ort_session import create_session, latency_session_options
 from server.quantization.calibration_data import FeatureTable
-from server.quantization.session_factory import create_session, latency_session_options
 
 ROUNDS = 3
 MIN_REPEATS_PER_ROUND = 3

@@ -6,18 +6,17 @@ front door uses to run the model.
 
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
-import pandas as pd
 
 from server.config.model_config import ModelConfig
 from server.config.settings import ServerSettings
-from server.quantization.prepared_model import PreparedModel
-from server.quantization.session_factory import create_session, latency_session_options
+from server.model_data import DataKind, feeds_from_frame, input_frame, reference_row
+from server.ort_session import create_session, latency_session_options
 from server.runtime.batcher import BatchResult, Feeds, MicroBatcher
 from server.runtime.features import FeatureSchema
+from server.served_model import PreparedModel
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +38,6 @@ def warmup_batch_sizes(max_batch_size: int) -> list[int]:
     return [*sizes, max_batch_size]
 
 
-@dataclass(frozen=True)
-class ModelFacts:
-    """What every response and metadata answer says about the served model."""
-
-    name: str
-    version: str
-    precision: str
-    gate_verdict: str
-
-
 class ModelRuntime:
     """A loaded, warmed model. Create with `ModelRuntime.load`; call `start()` on the event loop."""
 
@@ -65,7 +54,7 @@ class ModelRuntime:
         self.session = session
         self.schema = FeatureSchema.from_config(config)
         self.reference = reference  # one typical row ([1, 1] arrays): calibration medians / modes
-        self.facts = ModelFacts(config.name, config.version, prepared.precision.value, prepared.verdict.value)
+        self.facts = prepared.facts
         self._output_names = [config.output_name]
         # The binding's own run: InferenceSession.run first re-checks, in Python, that every input is fed
         # (a scan of all input names per call, ~5-10 us); validated feeds always carry every input, and the
@@ -84,17 +73,17 @@ class ModelRuntime:
         """Create the session on the prepared ONNX file, read the reference row and check that a row's
         score does not depend on its batch (blocking)."""
         session = create_session(prepared.model_path, latency_session_options(settings.intra_op_threads))
-        calibration = calibration_frame(config)  # read once: reference row and invariance rows
+        calibration = input_frame(config, DataKind.CALIBRATION)  # read once: reference and invariance rows
         runtime = cls(config, prepared, session, reference_row(config, calibration), settings)
         invariant = runtime.check_batch_invariance(
-            calibration_rows(config, INVARIANCE_CHECK_ROWS, calibration)
+            feeds_from_frame(config, calibration, INVARIANCE_CHECK_ROWS)
         )
         log_level = logging.INFO if invariant else logging.ERROR
         log.log(
             log_level,
             "event=batch_invariance model=%s precision=%s invariant=%s chunk_rows=%s",
             config.name,
-            prepared.precision.value,
+            prepared.facts.precision.value,
             invariant,
             runtime.chunk_rows or "off",
         )
@@ -189,37 +178,3 @@ def _batch_invariant(run, rows: Feeds) -> bool:
     alone = np.concatenate([run({k: v[i : i + 1] for k, v in rows.items()}) for i in range(count)])
     backwards = run({k: v[::-1] for k, v in rows.items()})[::-1]
     return np.array_equal(together, alone) and np.array_equal(together, backwards)
-
-
-def calibration_frame(config: ModelConfig) -> pd.DataFrame:
-    """The model inputs' columns of the calibration file."""
-    return pd.read_parquet(config.calibration_path, columns=config.input_names)
-
-
-def calibration_rows(config: ModelConfig, count: int, frame: pd.DataFrame | None = None) -> Feeds:
-    """The first `count` complete rows of the calibration file (or of `frame`, read from it) as model
-    feeds ([N, 1] arrays)."""
-    frame = (calibration_frame(config) if frame is None else frame).dropna().head(count)
-    feeds: Feeds = {}
-    for spec in config.inputs:
-        column = frame[spec.name].to_numpy()
-        dtype = np.float32 if spec.dtype == "float32" else object
-        feeds[spec.name] = column.astype(dtype).reshape(-1, 1)
-    return feeds
-
-
-def reference_row(config: ModelConfig, frame: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
-    """A typical input row from the calibration file (or `frame`, read from it): the median of each
-    number, the mode of each string. Used for warm-up and as the baseline of credit reason codes.
-    """
-    frame = calibration_frame(config) if frame is None else frame
-    row: dict[str, np.ndarray] = {}
-    for spec in config.inputs:
-        column = frame[spec.name].dropna()
-        if spec.dtype == "float32":
-            row[spec.name] = np.array([[column.median()]], dtype=np.float32)
-        else:
-            known = column[column.isin(spec.categories)]
-            value = known.mode().iloc[0] if len(known) else spec.categories[0]
-            row[spec.name] = np.array([[str(value)]], dtype=object)
-    return row

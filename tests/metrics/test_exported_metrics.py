@@ -9,7 +9,7 @@ import pytest
 
 from server.metrics.buckets import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS_S, SCORE_BUCKETS
 from server.metrics.latency_window import HDR_RELATIVE_PRECISION, WINDOW_QUANTILES
-from server.quantization.prepared_model import GateVerdict, Precision, PreparedModel
+from server.served_model import GateVerdict, ModelFacts, Precision, PreparedModel
 from tests.metrics.conftest import hdr_rank_percentile, one_value, samples, scrape
 
 
@@ -106,12 +106,15 @@ def test_batches_scores_gauges_and_counters_are_exported(metrics, exporter):
 def test_model_facts_flag_an_fp32_fallback(metrics, exporter, tmp_path):
     metrics.set_prepared_model(
         PreparedModel(
-            name="fraud",
-            version="3",
+            ModelFacts(
+                name="fraud",
+                version="3",
+                task="fraud",
+                precision=Precision.INT8,
+                gate_verdict=GateVerdict.PASSED,
+                metric_deltas={"roc_auc_delta": -0.0002, "psi": 4e-5},
+            ),
             model_path=tmp_path / "m.onnx",
-            precision=Precision.INT8,
-            verdict=GateVerdict.PASSED,
-            metric_deltas={"roc_auc_delta": -0.0002, "psi": 4e-5},
         )
     )
     metrics.set_model_info("credit", "7", "fp32", "failed", {"roc_auc_delta": -0.004, "ks": math.nan})

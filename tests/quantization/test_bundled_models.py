@@ -7,7 +7,7 @@ import pytest
 from server.config import load_model_config
 from server.config.paths import BUNDLED_MODELS_DIR
 from server.quantization.pipeline import prepare_model
-from server.quantization.prepared_model import GateVerdict, Precision
+from server.served_model import GateVerdict, Precision
 
 
 @pytest.mark.parametrize("name", ["fraud", "credit"])
@@ -18,8 +18,8 @@ def test_bundled_model_is_served_int8_within_its_budget(name: str, tmp_path: Pat
     q = config.quantization.model_copy(update={"speed_seconds": 0.0})
     prepared = prepare_model(config.model_copy(update={"quantization": q}), tmp_path)
     report = prepared.report
-    assert prepared.precision is Precision.INT8
-    assert prepared.verdict in (GateVerdict.PASSED, GateVerdict.PASSED_WITH_FALLBACK)
+    assert prepared.facts.precision is Precision.INT8
+    assert prepared.facts.gate_verdict in (GateVerdict.PASSED, GateVerdict.PASSED_WITH_FALLBACK)
     assert all(check["passed"] for check in report["gate"]["final"]["checks"])
     assert report["accuracy"]["roc_auc_ratio"] >= 0.999
     assert report["accuracy"]["max_flip_rate"] <= 0.005

@@ -18,12 +18,12 @@ def test_second_start_loads_from_cache_without_calibrating(model_folder, tmp_pat
     config = model_folder()
     with caplog.at_level(logging.INFO, logger="server.quantization"):
         cold = prepare_model(config, tmp_path)
-        assert _calibrations(caplog) == 1 and not cold.from_cache
+        assert _calibrations(caplog) == 1 and not cold.facts.from_cache
         caplog.clear()
         warm = prepare_model(config, tmp_path)
     assert _calibrations(caplog) == 0
-    assert warm.from_cache and warm.report["from_cache"] is True
-    assert warm.model_path == cold.model_path and warm.verdict is cold.verdict
+    assert warm.facts.from_cache and warm.report["from_cache"] is True
+    assert warm.model_path == cold.model_path and warm.facts.gate_verdict is cold.facts.gate_verdict
     assert warm.report["accuracy"] == cold.report["accuracy"]
     assert any("event=cache_hit" in r.getMessage() for r in caplog.records)
 
@@ -34,7 +34,7 @@ def test_changed_calibration_data_misses_the_cache(model_folder, tmp_path: Path)
     frame = pd.read_parquet(config.calibration_path)
     frame.iloc[: len(frame) // 2].to_parquet(config.calibration_path)
     second = prepare_model(config, tmp_path)
-    assert not second.from_cache
+    assert not second.facts.from_cache
     assert second.report["cache_key"] != first.report["cache_key"]
     assert second.report["calibration"]["rows_used"] == len(frame) // 2
 
@@ -42,7 +42,7 @@ def test_changed_calibration_data_misses_the_cache(model_folder, tmp_path: Path)
 def test_changed_quantization_config_misses_the_cache(model_folder, tmp_path: Path) -> None:
     prepare_model(model_folder(), tmp_path)
     changed = prepare_model(model_folder(calibration_method="percentile"), tmp_path)
-    assert not changed.from_cache
+    assert not changed.facts.from_cache
     assert changed.report["config"]["calibration_method"] == "percentile"
 
 
@@ -53,13 +53,13 @@ def test_corrupted_artifact_is_detected_and_rebuilt(model_folder, tmp_path: Path
     cold.model_path.write_bytes(artifact[:-10] + b"0123456789")
     with caplog.at_level(logging.INFO, logger="server.quantization"):
         rebuilt = prepare_model(config, tmp_path)
-    assert not rebuilt.from_cache
+    assert not rebuilt.facts.from_cache
     assert any(
         "event=cache_corrupt" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records
     )
     assert _calibrations(caplog) == 1
     assert rebuilt.model_path.read_bytes() == artifact
-    assert prepare_model(config, tmp_path).from_cache
+    assert prepare_model(config, tmp_path).facts.from_cache
 
 
 def test_corrupted_report_is_detected_and_rebuilt(model_folder, tmp_path: Path) -> None:
@@ -67,14 +67,14 @@ def test_corrupted_report_is_detected_and_rebuilt(model_folder, tmp_path: Path) 
     cold = prepare_model(config, tmp_path)
     cold.report_path.write_text("{")
     rebuilt = prepare_model(config, tmp_path)
-    assert not rebuilt.from_cache and rebuilt.report["verdict"] == cold.report["verdict"]
+    assert not rebuilt.facts.from_cache and rebuilt.report["verdict"] == cold.report["verdict"]
 
 
 def test_force_rebuilds_and_no_staging_folders_remain(model_folder, tmp_path: Path) -> None:
     config = model_folder()
     prepare_model(config, tmp_path)
     forced = prepare_model(config, tmp_path, force=True)
-    assert not forced.from_cache
+    assert not forced.facts.from_cache
     leftovers = [p.name for p in (tmp_path / config.name).iterdir() if p.name.startswith(".")]
     assert leftovers == []
 
@@ -88,4 +88,4 @@ def test_changed_model_file_misses_the_cache(model_folder, tmp_path: Path) -> No
     model.doc_string = "retrained"  # any byte change of the FP32 model is a new key
     onnx.save(model, str(config.onnx_path))
     second = prepare_model(config, tmp_path)
-    assert not second.from_cache and second.report["cache_key"] != first.report["cache_key"]
+    assert not second.facts.from_cache and second.report["cache_key"] != first.report["cache_key"]

@@ -8,10 +8,10 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
+from server.ort_session import create_session, latency_session_options
 from server.quantization.pipeline import prepare_model
-from server.quantization.prepared_model import GateVerdict, Precision
-from server.quantization.session_factory import create_session, latency_session_options
 from server.quantization.summary import format_summary
+from server.served_model import GateVerdict, Precision
 from tests.quantization.model_factory import FIRST_LAYER, SECOND_LAYER, THIRD_LAYER
 
 HEAD_INPUT = f"input of {THIRD_LAYER}"
@@ -28,7 +28,8 @@ def test_head_input_left_float_passes_with_every_hidden_layer_int8(
     report = prepared.report
     initial = {c["name"]: c for c in report["gate"]["initial"]["checks"]}
     assert initial["distinct_score_ratio"]["passed"] is False
-    assert prepared.verdict is GateVerdict.PASSED_WITH_FALLBACK and prepared.precision is Precision.INT8
+    assert prepared.facts.gate_verdict is GateVerdict.PASSED_WITH_FALLBACK
+    assert prepared.facts.precision is Precision.INT8
     step = report["tuning"]["fallback_layers"][0]
     assert (step["layer"], step["kind"]) == (HEAD_INPUT, "head_input")
     # Moving the last hidden layer to FP32 passes too; the head-input move wins as it keeps it INT8.

@@ -7,24 +7,24 @@ import numpy as np
 import onnx
 import pytest
 
+from server.ort_session import create_session
 from server.quantization.pipeline import prepare_model
-from server.quantization.prepared_model import GateVerdict, Precision
-from server.quantization.session_factory import create_session
 from server.quantization.summary import format_summary
+from server.served_model import GateVerdict, Precision
 from tests.quantization.model_factory import FIRST_LAYER, SECOND_LAYER, THIRD_LAYER
 
 
 def test_plain_model_passes_the_gate_as_int8(model_folder, tmp_path: Path) -> None:
     prepared = prepare_model(model_folder("plain"), tmp_path / "cache")
     report = prepared.report
-    assert prepared.verdict is GateVerdict.PASSED
-    assert prepared.precision is Precision.INT8
+    assert prepared.facts.gate_verdict is GateVerdict.PASSED
+    assert prepared.facts.precision is Precision.INT8
     assert prepared.model_path.name == "model.int8.onnx"
     assert report["gate"]["final"]["passed"] is True
     assert report["accuracy"]["roc_auc_ratio"] >= report["budget"]["min_auc_ratio"]
     assert report["accuracy"]["max_flip_rate"] <= report["budget"]["max_decision_flip_rate"]
     assert set(report["accuracy"]["flip_rates"]) == {"review", "decline"}
-    assert prepared.metric_deltas["roc_auc_delta"] == report["accuracy"]["roc_auc_delta"]
+    assert prepared.facts.metric_deltas["roc_auc_delta"] == report["accuracy"]["roc_auc_delta"]
     ops = {node.op_type for node in onnx.load(str(prepared.model_path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     summary = format_summary(report)
@@ -38,8 +38,8 @@ def test_sensitive_layer_falls_back_to_fp32_and_ends_within_budget(model_folder,
     prepared = prepare_model(model_folder("sensitive"), tmp_path / "cache")
     report = prepared.report
     assert report["gate"]["initial"]["passed"] is False
-    assert prepared.verdict is GateVerdict.PASSED_WITH_FALLBACK
-    assert prepared.precision is Precision.INT8
+    assert prepared.facts.gate_verdict is GateVerdict.PASSED_WITH_FALLBACK
+    assert prepared.facts.precision is Precision.INT8
     steps = report["tuning"]["fallback_layers"]
     assert steps, "the tuner must have moved at least one layer"
     # The layer fed by the outlier-heavy input is the one the tuner picks first, with figures per candidate.
@@ -64,8 +64,8 @@ def test_model_that_cannot_pass_is_served_fp32_with_failed_verdict(
     config = model_folder("hopeless")
     with caplog.at_level(logging.WARNING, logger="server.quantization"):
         prepared = prepare_model(config, tmp_path / "cache")
-    assert prepared.verdict is GateVerdict.FAILED
-    assert prepared.precision is Precision.FP32
+    assert prepared.facts.gate_verdict is GateVerdict.FAILED
+    assert prepared.facts.precision is Precision.FP32
     assert prepared.model_path == config.onnx_path
     assert prepared.report["verdict"] == "failed" and prepared.report["precision"] == "fp32"
     assert prepared.report["gate"]["final"]["passed"] is False
@@ -78,12 +78,13 @@ def test_model_that_cannot_pass_is_served_fp32_with_failed_verdict(
     assert f"served model: {config.onnx_path}" in summary
     # The cached verdict is the same: a warm start must not serve the failed model as INT8.
     again = prepare_model(config, tmp_path / "cache")
-    assert again.from_cache and again.verdict is GateVerdict.FAILED and again.model_path == config.onnx_path
+    assert again.facts.from_cache and again.facts.gate_verdict is GateVerdict.FAILED
+    assert again.model_path == config.onnx_path
 
 
 def test_fallback_limit_zero_turns_a_sensitive_model_into_failed(model_folder, tmp_path: Path) -> None:
     prepared = prepare_model(model_folder("sensitive", max_fallback_layers=0), tmp_path / "cache")
-    assert prepared.verdict is GateVerdict.FAILED
+    assert prepared.facts.gate_verdict is GateVerdict.FAILED
     assert "max_fallback_layers (0)" in prepared.report["tuning"]["stopped_because"]
 
 
@@ -96,7 +97,7 @@ def test_protecting_the_output_keeps_score_resolution(model_folder, tmp_path: Pa
     assert unprotected.report["accuracy"]["distinct_score_ratio"] < 0.9
     assert protected["layers"]["unprotected_distinct_score_ratio"] < 0.9
     # Without protection the gate catches the lost resolution: it is not served as INT8.
-    assert unprotected.verdict is GateVerdict.FAILED
+    assert unprotected.facts.gate_verdict is GateVerdict.FAILED
 
 
 def test_static_int8_score_does_not_depend_on_batch_mates(model_folder, tmp_path: Path) -> None:
@@ -130,8 +131,8 @@ def test_dynamic_mode_is_reported_as_not_batch_invariant(model_folder, tmp_path:
 def test_mode_none_serves_fp32_as_disabled(model_folder, tmp_path: Path) -> None:
     config = model_folder("plain", mode="none")
     prepared = prepare_model(config, tmp_path / "cache")
-    assert prepared.verdict is GateVerdict.DISABLED
-    assert prepared.precision is Precision.FP32 and prepared.model_path == config.onnx_path
+    assert prepared.facts.gate_verdict is GateVerdict.DISABLED
+    assert prepared.facts.precision is Precision.FP32 and prepared.model_path == config.onnx_path
     assert not (tmp_path / "cache").exists()
 
 
@@ -143,7 +144,7 @@ def test_int16_layers_get_16_bit_activations(model_folder, tmp_path: Path) -> No
     }
     assert zero_point_types["transformed_column_zero_point"] == onnx.TensorProto.UINT16
     assert prepared.report["layers"]["int16"] == [FIRST_LAYER]
-    assert prepared.verdict in (GateVerdict.PASSED, GateVerdict.PASSED_WITH_FALLBACK)
+    assert prepared.facts.gate_verdict in (GateVerdict.PASSED, GateVerdict.PASSED_WITH_FALLBACK)
 
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
@@ -153,14 +154,14 @@ def test_histogram_calibration_methods_run_and_are_reported(
     prepared = prepare_model(model_folder(calibration_method=method), tmp_path / "cache")
     assert prepared.report["calibration"]["method"] == method
     assert prepared.report["calibration"]["runs"] == 1
-    assert prepared.precision is (
+    assert prepared.facts.precision is (
         Precision.INT8 if prepared.report["gate"]["final"]["passed"] else Precision.FP32
     )
 
 
 def test_fallback_to_int16_keeps_the_sensitive_layer_quantized(model_folder, tmp_path: Path) -> None:
     prepared = prepare_model(model_folder("sensitive", fallback_precision="int16"), tmp_path / "cache")
-    assert prepared.verdict is GateVerdict.PASSED_WITH_FALLBACK
+    assert prepared.facts.gate_verdict is GateVerdict.PASSED_WITH_FALLBACK
     step = prepared.report["tuning"]["fallback_layers"][0]
     assert (step["layer"], step["precision"]) == (FIRST_LAYER, "int16")
     assert prepared.report["layers"]["int16"] == [FIRST_LAYER]
@@ -172,7 +173,7 @@ def test_per_channel_weights_quantize_a_model_with_row_vector_biases(model_folde
     # flattened Gemm biases to [N].
     prepared = prepare_model(model_folder("plain", per_channel=True), tmp_path / "cache")
     assert prepared.report["config"]["per_channel"] is True
-    assert prepared.precision is Precision.INT8
+    assert prepared.facts.precision is Precision.INT8
     model = onnx.load(str(prepared.model_path))
     weight_scales = [
         init

@@ -8,9 +8,10 @@ import pytest
 from server.config import load_model_config
 from server.config.quantization_config import QuantizationMode
 from server.config.settings import ServerSettings
+from server.model_data import feeds_from_frame, input_frame
 from server.quantization.pipeline import prepare_model
 from server.runtime import model_runtime
-from server.runtime.model_runtime import FIXED_CHUNK_ROWS, ModelRuntime, calibration_rows
+from server.runtime.model_runtime import FIXED_CHUNK_ROWS, ModelRuntime
 from tests.e2e.conftest import REPO_ROOT
 
 
@@ -21,14 +22,16 @@ def fp32_fraud(tmp_path_factory) -> ModelRuntime:
         update={"quantization": config.quantization.model_copy(update={"mode": QuantizationMode.NONE})}
     )
     prepared = prepare_model(config, tmp_path_factory.mktemp("cache"))
-    assert prepared.precision.value == "fp32"
+    assert prepared.facts.precision.value == "fp32"
     return ModelRuntime.load(config, prepared, ServerSettings())
 
 
 def _holdout_feeds(runtime: ModelRuntime, rows: int) -> dict[str, np.ndarray]:
     frame = pd.read_parquet(runtime.config.holdout_path).sample(rows, random_state=3)
     return {
-        spec.name: frame[spec.name].to_numpy().astype(np.float32 if spec.dtype == "float32" else object)
+        spec.name: frame[spec.name]
+        .to_numpy()
+        .astype(np.float32 if spec.dtype == "float32" else object)
         .reshape(-1, 1)
         for spec in runtime.config.inputs
     }
@@ -36,7 +39,7 @@ def _holdout_feeds(runtime: ModelRuntime, rows: int) -> dict[str, np.ndarray]:
 
 def test_plain_fp32_calls_are_not_batch_invariant_so_startup_switches_to_fixed_chunks(fp32_fraud):
     plain = fp32_fraud._run_once
-    rows = calibration_rows(fp32_fraud.config, 64)
+    rows = feeds_from_frame(fp32_fraud.config, input_frame(fp32_fraud.config), 64)
     assert not model_runtime._batch_invariant(plain, rows)  # what the check guards against
     assert fp32_fraud.chunk_rows == FIXED_CHUNK_ROWS
 
@@ -64,7 +67,9 @@ def test_a_model_whose_scores_depend_on_the_whole_batch_runs_one_row_per_call(fp
 
     fp32_fraud._run_once = batch_scaled
     try:
-        assert fp32_fraud.check_batch_invariance(calibration_rows(fp32_fraud.config, 64))
+        assert fp32_fraud.check_batch_invariance(
+            feeds_from_frame(fp32_fraud.config, input_frame(fp32_fraud.config), 64)
+        )
         assert fp32_fraud.chunk_rows == 1
         feeds = _holdout_feeds(fp32_fraud, 50)
         alone = np.concatenate(
@@ -73,4 +78,6 @@ def test_a_model_whose_scores_depend_on_the_whole_batch_runs_one_row_per_call(fp
         assert np.array_equal(fp32_fraud.run_batch(feeds), alone)
     finally:
         fp32_fraud._run_once = real
-        fp32_fraud.check_batch_invariance(calibration_rows(fp32_fraud.config, 64))
+        fp32_fraud.check_batch_invariance(
+            feeds_from_frame(fp32_fraud.config, input_frame(fp32_fraud.config), 64)
+        )

@@ -9,7 +9,6 @@ import pytest
 from server.config.model_config import load_model_config
 from server.config.paths import BUNDLED_MODELS_DIR
 from server.config.settings import ServerSettings
-from server.quantization.prepared_model import GateVerdict, Precision, PreparedModel
 from server.runtime.decisions import (
     _RISK_SCORE_FLOORS,
     decide,
@@ -22,6 +21,7 @@ from server.runtime.errors import InvalidInputError
 from server.runtime.features import FeatureSchema, plain_namer
 from server.runtime.model_runtime import ModelRuntime
 from server.runtime.scoring import FraudScorer
+from server.served_model import GateVerdict, ModelFacts, Precision, PreparedModel
 from tests.e2e.requests import TIMESTAMP_14H, risky_transaction, transaction
 
 FRAUD_DIR = BUNDLED_MODELS_DIR / "fraud"
@@ -151,9 +151,8 @@ def _reference(config) -> dict[str, np.ndarray]:
 def test_unary_scores_equal_plain_session_run_and_vectorized_mapping(config):
     """FraudScorer on a real ModelRuntime (inline, one row at a time) vs the runtime's inference on the
     general path's tensors."""
-    prepared = PreparedModel(
-        config.name, config.version, config.onnx_path, Precision.FP32, GateVerdict.DISABLED
-    )
+    facts = ModelFacts(config.name, config.version, config.task.value, Precision.FP32, GateVerdict.DISABLED)
+    prepared = PreparedModel(facts, config.onnx_path)
     runtime = ModelRuntime.load(config, prepared, ServerSettings())
     holdout = pd.read_parquet(config.holdout_path, columns=config.input_names).head(64)
     columns = {c: holdout[c].tolist() for c in config.input_names}
