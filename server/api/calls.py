@@ -1,59 +1,35 @@
-"""What every RPC shares: admission (drain), the deadline, metrics, and the ONE error -> status mapping.
+"""What every RPC shares: the drain state, the deadline, metrics, and the ONE error -> status mapping.
 
-Servicers wrap their body in `async with calls.scope(context, model, method) as call:`; any ScoringError
-raised inside (where the problem was detected) becomes its gRPC status here and nowhere else.
+Servicers wrap their body in a scope: `async with calls.unary(context, model, method) as call:` for a
+unary RPC, `calls.stream(context)` around a streaming RPC and `calls.message(context, model, method)`
+around each of its messages. A ScoringError raised inside (where the problem was detected) carries its own
+status code and metric reason (server/runtime/errors.py); it becomes the RPC's status here and nowhere
+else. Each scope records its call once when it ends: latency, queue wait, inference, the scores.
 """
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 
 import grpc
 
 from server.metrics import ServingMetrics
-from server.runtime.errors import (
-    DeadlineExceededError,
-    DrainingError,
-    InferenceFailedError,
-    InvalidInputError,
-    ModelNotFoundError,
-    ModelNotReadyError,
-    OverloadedError,
-    ScoringError,
-)
+from server.runtime.errors import DrainingError, ScoringError
+from server.runtime.prediction import Prediction
 
 log = logging.getLogger(__name__)
 
-STATUS_BY_ERROR: dict[type[ScoringError], grpc.StatusCode] = {
-    InvalidInputError: grpc.StatusCode.INVALID_ARGUMENT,
-    ModelNotFoundError: grpc.StatusCode.NOT_FOUND,
-    ModelNotReadyError: grpc.StatusCode.UNAVAILABLE,
-    OverloadedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
-    DrainingError: grpc.StatusCode.UNAVAILABLE,
-    InferenceFailedError: grpc.StatusCode.INTERNAL,
-}
-_REJECT_REASON = {
-    InvalidInputError: "invalid_argument",
-    ModelNotFoundError: "not_found",
-    ModelNotReadyError: "not_ready",
-    OverloadedError: "overload",
-    DeadlineExceededError: "deadline",
-    DrainingError: "draining",
-}
-UNKNOWN_MODEL_LABEL = "unknown"  # metrics label for names we don't serve: clients can't explode cardinality
+_STATUS_BY_NAME = {code.name: code for code in grpc.StatusCode}
+INTERNAL_MESSAGE = "internal server error (logged)"
 
 
-def status_for(error: ScoringError) -> grpc.StatusCode:
-    for error_type in type(error).__mro__:
-        if error_type in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[error_type]
-    return grpc.StatusCode.INTERNAL
+def status_of(error: ScoringError) -> grpc.StatusCode:
+    """The gRPC status an error type carries."""
+    return _STATUS_BY_NAME[error.code]
 
 
-class Admission:
-    """Server-wide drain state and in-flight count."""
+class DrainState:
+    """Whether this process still accepts calls (a drain refuses them), and how many it holds."""
 
     def __init__(self) -> None:
         self.refusing = False
@@ -96,67 +72,71 @@ class Admission:
         return True
 
 
-@dataclass
 class CallScope:
-    started: float
-    deadline: float | None  # event-loop time, or None when the client set no deadline
-    queue_s: float | None = None
-    inference_s: float | None = None
+    """What a servicer's body sees of its call: when it started, its deadline, and its prediction."""
+
+    __slots__ = ("deadline", "prediction", "started")
+
+    def __init__(self, started: float, deadline: float | None) -> None:
+        self.started = started
+        self.deadline = deadline  # event-loop time, or None when the client set no deadline
+        self.prediction: Prediction | None = None  # set by the body; recorded when the scope ends
 
     def latency_us(self) -> int:
         return int((time.perf_counter() - self.started) * 1e6)
 
 
-class CallRecorder:
-    def __init__(self, admission: Admission, metrics: ServingMetrics, known_models: set[str]) -> None:
-        self.admission = admission
+class Calls:
+    """Makes the scopes of every RPC: one place for drain admission, metrics and error statuses."""
+
+    def __init__(self, drain: DrainState, metrics: ServingMetrics) -> None:
+        self.drain = drain
         self.metrics = metrics
-        self.known_models = known_models
 
-    def scope(
-        self,
-        context: grpc.aio.ServicerContext,
-        model: str,
-        method: str,
-        *,
-        admit: bool = True,
-        abort: bool = True,
+    def unary(
+        self, context: grpc.aio.ServicerContext, model: str, method: str, *, admit: bool = True
     ) -> "_Scope":
-        """`async with` it around an RPC's body; yields the CallScope.
+        """Around a unary RPC's body: an error ends the RPC with its status. `admit=False` (metadata
+        RPCs) answers during a drain too. `model` is the metrics label (repository.ModelSlot.label)."""
+        return _Scope(self, context, model, method, admit, ends_rpc=True)
 
-        `abort=False` records the outcome but re-raises the error, for work running in a task other than
-        the RPC's handler (a streamed message): only the handler may end the RPC (see `end_rpc`)."""
-        return _Scope(self, context, model, method, admit, abort)
+    def message(self, context: grpc.aio.ServicerContext, model: str, method: str) -> "_Scope":
+        """Around one streamed message: recorded like a call; an error is re-raised for the stream's
+        scope to end the RPC with (only the RPC's own handler may end it)."""
+        return _Scope(self, context, model, method, admit=False, ends_rpc=False)
+
+    def stream(self, context: grpc.aio.ServicerContext) -> "_StreamScope":
+        """Around a streaming RPC: admitted once for the whole stream; any error ends it with its status."""
+        return _StreamScope(self.drain, context)
 
 
 class _Scope:
-    """CallRecorder.scope as a plain async context manager (a generator-based one costs a few µs more per
-    call): admission, the in-flight gauge, the error -> status mapping and one observe_call at the end."""
+    """A plain async context manager (a generator-based one costs a few µs more per call): drain
+    admission, the in-flight gauge, the error -> status mapping and one record at the end."""
 
     __slots__ = (
-        "_abort",
         "_admit",
         "_call",
+        "_calls",
         "_code",
         "_context",
+        "_ends_rpc",
         "_entered",
         "_label",
         "_method",
-        "_recorder",
     )
 
     def __init__(
         self,
-        recorder: CallRecorder,
+        calls: Calls,
         context: grpc.aio.ServicerContext,
         model: str,
         method: str,
         admit: bool,
-        abort: bool,
+        ends_rpc: bool,
     ) -> None:
-        self._recorder, self._context, self._method = recorder, context, method
-        self._admit, self._abort = admit, abort
-        self._label = model if model in recorder.known_models else UNKNOWN_MODEL_LABEL
+        self._calls, self._context, self._label, self._method = calls, context, model, method
+        self._admit, self._ends_rpc = admit, ends_rpc
 
     async def __aenter__(self) -> CallScope:
         remaining = self._context.time_remaining()
@@ -166,9 +146,9 @@ class _Scope:
         self._entered = False
         try:
             if self._admit:
-                self._recorder.admission.enter()
+                self._calls.drain.enter()
                 self._entered = True
-            self._recorder.metrics.inflight_add(self._label, self._method, 1)
+            self._calls.metrics.inflight_add(self._label, self._method, 1)
         except BaseException as exc:
             try:
                 await self._outcome(exc)
@@ -178,7 +158,7 @@ class _Scope:
         return self._call
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
-        self._recorder.metrics.inflight_add(self._label, self._method, -1)
+        self._calls.metrics.inflight_add(self._label, self._method, -1)
         try:
             if exc is None:
                 return False
@@ -189,14 +169,14 @@ class _Scope:
     async def _outcome(self, exc: BaseException) -> bool:
         """Record `exc`'s status; end the RPC with it (context.abort raises AbortError) when this scope
         ends RPCs. False: let `exc` propagate."""
-        recorder, label = self._recorder, self._label
+        metrics, label = self._calls.metrics, self._label
         if isinstance(exc, ScoringError):
-            code = self._code = status_for(exc)
+            code = self._code = status_of(exc)
             if code is grpc.StatusCode.INTERNAL:
-                recorder.metrics.count_failed(label, "inference_error")
+                metrics.count_failed(label, exc.reason)
             else:
-                recorder.metrics.count_rejected(label, _REJECT_REASON.get(type(exc), "other"))
-            if not self._abort:
+                metrics.count_rejected(label, exc.reason)
+            if not self._ends_rpc:
                 return False
             await self._context.abort(code, str(exc))
             return True
@@ -209,29 +189,44 @@ class _Scope:
         if isinstance(exc, Exception):
             log.error("event=internal_error model=%s method=%s", label, self._method, exc_info=exc)
             self._code = grpc.StatusCode.INTERNAL
-            recorder.metrics.count_failed(label, "internal")
-            if not self._abort:
+            metrics.count_failed(label, "internal")
+            if not self._ends_rpc:
                 return False
-            await self._context.abort(self._code, "internal server error (logged)")
+            await self._context.abort(self._code, INTERNAL_MESSAGE)
             return True
         return False
 
     def _finish(self) -> None:
         if self._entered:
-            self._recorder.admission.leave()
+            self._calls.drain.leave()
         call = self._call
-        self._recorder.metrics.observe_call(
-            self._label,
-            self._method,
-            self._code.name,
-            time.perf_counter() - call.started,
-            call.queue_s,
-            call.inference_s,
+        self._calls.metrics.observe_prediction(
+            self._label, self._method, self._code.name, time.perf_counter() - call.started, call.prediction
         )
 
 
-async def end_rpc(context: grpc.aio.ServicerContext, error: Exception) -> None:
-    """End the RPC for an error that a helper task raised (see CallRecorder.scope(abort=False))."""
-    if isinstance(error, ScoringError):
-        await context.abort(status_for(error), str(error))
-    await context.abort(grpc.StatusCode.INTERNAL, "internal server error (logged)")
+class _StreamScope:
+    """A streaming RPC: drain admission once, and the status of whatever error ends the stream (the
+    per-message scopes have recorded and logged it already)."""
+
+    __slots__ = ("_context", "_drain", "_entered")
+
+    def __init__(self, drain: DrainState, context: grpc.aio.ServicerContext) -> None:
+        self._drain, self._context = drain, context
+        self._entered = False
+
+    async def __aenter__(self) -> None:
+        try:
+            self._drain.enter()
+        except DrainingError as exc:
+            await self._context.abort(status_of(exc), str(exc))
+        self._entered = True
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+        if self._entered:
+            self._drain.leave()
+        if isinstance(exc, ScoringError):
+            await self._context.abort(status_of(exc), str(exc))
+        if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
+            await self._context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+        return False

@@ -13,8 +13,8 @@ from tritonclient.grpc import model_config_pb2, service_pb2
 
 from server.config.model_config import ModelConfig
 from server.runtime.errors import InvalidInputError
+from server.runtime.model_runtime import ModelRuntime
 
-OUTPUT_NAME = "probabilities"
 PLATFORM = "onnxruntime_onnx"
 _WIRE_DTYPE = {"float32": "FP32", "string": "BYTES"}
 _CONFIG_DTYPE = {"float32": model_config_pb2.TYPE_FP32, "string": model_config_pb2.TYPE_STRING}
@@ -86,8 +86,10 @@ def request_columns(
             "raw_input_contents", f"{len(raw_contents)} buffers for {len(request.inputs)} inputs"
         )
     for name in request.outputs:
-        if name.name != OUTPUT_NAME:
-            raise InvalidInputError(f"outputs[{name.name}]", f"unknown output; available: {OUTPUT_NAME}")
+        if name.name != config.output_name:
+            raise InvalidInputError(
+                f"outputs[{name.name}]", f"unknown output; available: {config.output_name}"
+            )
     columns: dict[str, np.ndarray | list[str]] = {}
     rows: int | None = None
     for i, tensor in enumerate(request.inputs):
@@ -121,20 +123,20 @@ def request_columns(
 
 def infer_response(
     request: service_pb2.ModelInferRequest,
-    config: ModelConfig,
+    runtime: ModelRuntime,
     probabilities: np.ndarray,
-    facts: dict[str, str],
     latency_us: int,
 ) -> service_pb2.ModelInferResponse:
     """The answer, with the served model's facts (precision, gate_verdict) and the server latency as
     response parameters, as the domain API's ModelRef carries them."""
+    config, facts = runtime.config, runtime.facts
     response = service_pb2.ModelInferResponse(
         model_name=config.name, model_version=config.version, id=request.id
     )
-    for key, value in facts.items():
-        response.parameters[key].string_param = value
+    response.parameters["precision"].string_param = facts.precision
+    response.parameters["gate_verdict"].string_param = facts.gate_verdict
     response.parameters["server_latency_us"].int64_param = latency_us
-    output = response.outputs.add(name=OUTPUT_NAME, datatype="FP32")
+    output = response.outputs.add(name=config.output_name, datatype="FP32")
     output.shape.extend(probabilities.shape)
     response.raw_output_contents.append(np.ascontiguousarray(probabilities, dtype="<f4").tobytes())
     return response
@@ -147,7 +149,7 @@ def model_metadata(config: ModelConfig) -> service_pb2.ModelMetadataResponse:
         versions=[config.version],
         platform=PLATFORM,
         inputs=[tensor(name=s.name, datatype=_WIRE_DTYPE[s.dtype], shape=[-1, 1]) for s in config.inputs],
-        outputs=[tensor(name=OUTPUT_NAME, datatype="FP32", shape=[-1, 2])],
+        outputs=[tensor(name=config.output_name, datatype="FP32", shape=[-1, 2])],
     )
 
 
@@ -165,7 +167,9 @@ def model_config(config: ModelConfig) -> service_pb2.ModelConfigResponse:
                 for s in config.inputs
             ],
             output=[
-                model_config_pb2.ModelOutput(name=OUTPUT_NAME, data_type=model_config_pb2.TYPE_FP32, dims=[2])
+                model_config_pb2.ModelOutput(
+                    name=config.output_name, data_type=model_config_pb2.TYPE_FP32, dims=[2]
+                )
             ],
             dynamic_batching=model_config_pb2.ModelDynamicBatching(
                 max_queue_delay_microseconds=batching.max_queue_delay_us

@@ -1,7 +1,7 @@
 """The Open Inference Protocol's thin front door (package `inference`, Triton's generated stubs).
 
-ModelInfer runs the same validation and batcher as the domain API (server.runtime); tensors are
-converted in server.api.inference_converters. Errors and metrics: server.api.calls.
+ModelInfer converts tensors to feature columns (server/api/inference_converters.py) and calls the same
+scoring core as the domain API (ModelRuntime.predict). Errors, drain and metrics: server/api/calls.py.
 """
 
 from collections.abc import Callable
@@ -10,7 +10,7 @@ import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from server import __version__
-from server.api.calls import CallRecorder
+from server.api.calls import Calls
 from server.api.inference_converters import (
     infer_response,
     model_config,
@@ -20,23 +20,21 @@ from server.api.inference_converters import (
 )
 from server.runtime.errors import ModelNotFoundError
 from server.runtime.model_runtime import ModelRuntime
-from server.runtime.repository import ModelRepository
+from server.runtime.repository import ModelRepository, ModelSlot
 
 SERVER_NAME = "riskserve"
 EXTENSIONS = ("model_configuration",)
 
 
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(
-        self, repository: ModelRepository, calls: CallRecorder, is_serving: Callable[[], bool], max_rows: int
-    ) -> None:
+    def __init__(self, repository: ModelRepository, calls: Calls, is_serving: Callable[[], bool]) -> None:
         self.repository = repository
         self.calls = calls
         self.is_serving = is_serving
-        self.max_rows = max_rows
 
-    def _runtime(self, name: str, version: str) -> ModelRuntime:
-        runtime = self.repository.get(name)
+    @staticmethod
+    def _runtime(slot: ModelSlot, name: str, version: str) -> ModelRuntime:
+        runtime = slot.ready()
         if version and version != runtime.config.version:
             raise ModelNotFoundError(
                 f"model '{name}' version '{version}' is not served (served: {runtime.config.version})"
@@ -63,22 +61,22 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         )
 
     async def ModelMetadata(self, request, context):
-        async with self.calls.scope(context, request.name, "ModelMetadata", admit=False):
-            return model_metadata(self._runtime(request.name, request.version).config)
+        slot = self.repository.slot(request.name)
+        async with self.calls.unary(context, slot.label, "ModelMetadata", admit=False):
+            return model_metadata(self._runtime(slot, request.name, request.version).config)
 
     async def ModelConfig(self, request, context):
-        async with self.calls.scope(context, request.name, "ModelConfig", admit=False):
-            return model_config(self._runtime(request.name, request.version).config)
+        slot = self.repository.slot(request.name)
+        async with self.calls.unary(context, slot.label, "ModelConfig", admit=False):
+            return model_config(self._runtime(slot, request.name, request.version).config)
 
     async def ModelInfer(self, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext):
-        async with self.calls.scope(context, request.model_name, "ModelInfer") as call:
-            runtime = self._runtime(request.model_name, request.model_version)
-            columns, rows = request_columns(request, runtime.config, self.max_rows)
-            feeds = runtime.schema.validate(columns, rows, tensor_namer)
-            result = await runtime.infer(feeds, rows, call.deadline)
-            call.queue_s, call.inference_s = result.queue_s, result.inference_s
-            facts = {"precision": runtime.facts.precision, "gate_verdict": runtime.facts.gate_verdict}
-            return infer_response(request, runtime.config, result.outputs, facts, call.latency_us())
+        slot = self.repository.slot(request.model_name)
+        async with self.calls.unary(context, slot.label, "ModelInfer") as call:
+            runtime = self._runtime(slot, request.model_name, request.model_version)
+            columns, rows = request_columns(request, runtime.config, runtime.max_request_rows)
+            prediction = call.prediction = await runtime.predict(columns, rows, tensor_namer, call.deadline)
+            return infer_response(request, runtime, prediction.outputs, call.latency_us())
 
     async def _not_implemented(self, request, context):
         await context.abort(

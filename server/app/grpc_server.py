@@ -5,11 +5,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from server.api.calls import CallRecorder
-from server.api.domain_servicers import CreditScoringServicer, FraudScoringServicer
+from server.api.calls import Calls
+from server.api.credit_api import CreditScoringServicer
+from server.api.fraud_api import FraudScoringServicer
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.api.inference_servicer import InferenceServicer
-from server.app.admission import AdmissionGate
+from server.app.concurrency_limit import ConcurrencyLimiter
 from server.app.health import HealthState
 from server.app.listen import ListenError, bind_errno
 from server.config.settings import ServerSettings
@@ -63,30 +64,30 @@ def server_options(settings: ServerSettings, *, reuse_port: bool = False) -> lis
 def build_server(
     settings: ServerSettings,
     repository: ModelRepository,
-    calls: CallRecorder,
+    calls: Calls,
     health: HealthState,
     *,
     reuse_port: bool = False,
-) -> tuple[grpc.aio.Server, int, AdmissionGate]:
+) -> tuple[grpc.aio.Server, int, ConcurrencyLimiter]:
     """Create the server with every service registered and bind its port.
 
-    Returns (server, bound port, admission gate: server/app/admission.py); ListenError if the address
-    cannot be bound.
+    Returns (server, bound port, concurrency limiter: server/app/concurrency_limit.py); ListenError if the
+    address cannot be bound.
 
     `reuse_port` (worker processes of one supervisor): every worker binds the same port with SO_REUSEPORT
     and the kernel spreads connections over them. Otherwise a second server on the port is an error, not a
     silent split."""
-    gate = AdmissionGate(settings.max_concurrent_rpcs, settings.max_concurrent_batch_rpcs, calls.metrics)
+    limiter = ConcurrencyLimiter(
+        settings.max_concurrent_rpcs, settings.max_concurrent_batch_rpcs, calls.metrics
+    )
     server = grpc.aio.server(
-        interceptors=[gate] if gate.enabled else [],
+        interceptors=[limiter] if limiter.enabled else [],
         options=server_options(settings, reuse_port=reuse_port),
     )
-    scoring_pb2_grpc.add_FraudScoringServicer_to_server(
-        FraudScoringServicer(repository, calls, settings.max_request_rows), server
-    )
+    scoring_pb2_grpc.add_FraudScoringServicer_to_server(FraudScoringServicer(repository, calls), server)
     scoring_pb2_grpc.add_CreditScoringServicer_to_server(CreditScoringServicer(repository, calls), server)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(repository, calls, lambda: health.serving, settings.max_request_rows), server
+        InferenceServicer(repository, calls, lambda: health.serving), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection(
@@ -109,4 +110,4 @@ def build_server(
         )
     except RuntimeError as exc:  # gRPC says only "Failed to bind to address ...": find out why
         raise ListenError(host, settings.port, bind_errno(host, settings.port), "--port") from exc
-    return server, port, gate
+    return server, port, limiter

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 
-from server.api.calls import Admission, CallRecorder
+from server.api.calls import Calls, DrainState
 from server.app.grpc_server import build_server
 from server.app.health import HealthState
 from server.app.listen import start_metrics
@@ -47,14 +47,14 @@ class RiskServer:
         self.worker = worker
         self.metrics = metrics or ServingMetrics()
         self.health = HealthState()
-        self.admission = Admission()
+        self.drain_state = DrainState()
         self.port: int | None = None
         self.metrics_port: int | None = None
         self.startup_error: BaseException | None = None
         self._ready = asyncio.Event()
         self._stopped = asyncio.Event()
         self._server = None
-        self._gate = None  # AdmissionGate: refusals at the door (server/app/admission.py)
+        self._limiter = None  # ConcurrencyLimiter: refusals at the door (server/app/concurrency_limit.py)
         self._metrics_http = None
         self._loading: asyncio.Task | None = None
 
@@ -64,7 +64,7 @@ class RiskServer:
         ListenError (server/app/listen.py) if the gRPC or metrics address cannot be listened on."""
         configs = discover_models(self.settings)  # bad configs fail here, before anything listens
         self.repository = ModelRepository({c.name: c.task for c in configs})
-        calls = CallRecorder(self.admission, self.metrics, set(self.repository.expected))
+        calls = Calls(self.drain_state, self.metrics)
         if self.worker is None:
             settings = self.settings
             self._metrics_http = start_metrics(self.metrics, settings.metrics_host, settings.metrics_port)
@@ -72,7 +72,7 @@ class RiskServer:
         self.metrics.set_ready(False)
         await self.health.set_serving(False)
         try:
-            self._server, self.port, self._gate = build_server(
+            self._server, self.port, self._limiter = build_server(
                 self.settings, self.repository, calls, self.health, reuse_port=self.worker is not None
             )
         except Exception:  # ListenError: the port is taken; free the metrics port before saying so
@@ -103,9 +103,7 @@ class RiskServer:
         try:
             for config in configs:
                 runtime = await asyncio.to_thread(load_model, config, self.settings, self.worker is None)
-                name = config.name
-                runtime.on_batch = lambda rows, queued, name=name: self._record_batch(name, rows, queued)
-                runtime.start()
+                runtime.start(self.metrics.batch_observer(config.name))
                 self.repository.add(runtime)
                 self.metrics.set_prepared_model(runtime.prepared)
             await self.health.set_serving(True)
@@ -121,10 +119,6 @@ class RiskServer:
             self.startup_error = exc
             self._ready.set()
 
-    def _record_batch(self, model: str, rows: int, queued: int) -> None:
-        self.metrics.observe_batch(model, rows)
-        self.metrics.set_queue_depth(model, queued)
-
     async def wait_ready(self) -> None:
         """Until every model serves; raises the startup error if loading failed."""
         await self._ready.wait()
@@ -137,21 +131,21 @@ class RiskServer:
             "event=drain_started pause_s=%.1f grace_period_s=%.1f inflight=%d",
             self.settings.drain_pause_s,
             self.settings.grace_period_s,
-            self.admission.inflight,
+            self.drain_state.inflight,
         )
         await self.health.set_serving(False)
         self.metrics.set_ready(False)
         await asyncio.sleep(self.settings.drain_pause_s)
-        self.admission.refusing = True
+        self.drain_state.refusing = True
         grace_ends = time.monotonic() + self.settings.grace_period_s
-        finished = await self.admission.wait_idle(self.settings.grace_period_s)
+        finished = await self.drain_state.wait_idle(self.settings.grace_period_s)
         # Calls still arriving (or queued inside gRPC, not yet seen by a handler) are refused with
         # UNAVAILABLE until the door is quiet: stopping now would have gRPC cancel them instead.
         linger_s = max(0.0, min(grace_ends - time.monotonic(), DRAIN_LINGER_MAX_S))
-        quiet = await self.admission.wait_quiet(DRAIN_QUIET_S, linger_s)
+        quiet = await self.drain_state.wait_quiet(DRAIN_QUIET_S, linger_s)
         log.info(
             "event=drain_finished inflight_left=%d clean=%s quiet=%s",
-            self.admission.inflight,
+            self.drain_state.inflight,
             finished,
             quiet,
         )
@@ -197,7 +191,7 @@ class RiskServer:
         await asyncio.wait({draining, forced}, return_when=asyncio.FIRST_COMPLETED)
         status = EXIT_OK
         if not draining.done():
-            log.warning("event=drain_interrupted inflight=%d action=stop_now", self.admission.inflight)
+            log.warning("event=drain_interrupted inflight=%d action=stop_now", self.drain_state.inflight)
             draining.cancel()
             await self.stop()
             status = EXIT_INTERRUPTED

@@ -7,12 +7,13 @@ import sys
 import time
 from pathlib import Path
 
+from server.api.credit_api import check_application_sources
+from server.api.fraud_api import check_transaction_sources
 from server.config.errors import ConfigError
 from server.config.model_config import CONFIG_FILE_NAME, ModelConfig, ModelTask, load_model_config
 from server.config.settings import ServerSettings
 from server.quantization.pipeline import prepare_model
 from server.quantization.summary import format_summary
-from server.runtime.domain_features import check_application_sources, check_transaction_sources
 from server.runtime.model_runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,23 @@ def discover_models(settings: ServerSettings) -> list[ModelConfig]:
             check_transaction_sources(config)
         else:
             check_application_sources(config)
+        _check_request_limit(config, settings)
         configs.append(config)
     return configs
+
+
+def _check_request_limit(config: ModelConfig, settings: ServerSettings) -> None:
+    """A call larger than the model's queue can never be queued: say at startup that such calls will be
+    refused (INVALID_ARGUMENT naming the limit), rather than let them look like a transient overload."""
+    queue_rows = config.batching.max_queue_size
+    if settings.max_request_rows > queue_rows:
+        log.warning(
+            "event=request_limit_lowered model=%s max_request_rows=%d max_queue_size=%d detail=%r",
+            config.name,
+            settings.max_request_rows,
+            queue_rows,
+            f"calls to this model may carry at most {queue_rows} rows (its batching.max_queue_size)",
+        )
 
 
 def load_model(config: ModelConfig, settings: ServerSettings, print_summary: bool = True) -> ModelRuntime:

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 _LATENCY_BOUNDS = list(m.REQUEST_DURATION.buckets)
 _BATCH_BOUNDS = list(m.BATCH_SIZE.buckets)
 _SCORE_BOUNDS = np.asarray(m.MODEL_SCORE.buckets)
+_SCORE_BOUND_LIST = [float(b) for b in m.MODEL_SCORE.buckets]
+_PLAIN_SCORES_MAX = 8  # up to this many scores per call are recorded in plain Python
 
 
 def _new_row(bounds_count: int) -> list[Any]:
@@ -120,6 +123,30 @@ class ServingMetrics:
                 row[-1] += inference_s
             self.window.record((model, method), total_s)
 
+    def observe_prediction(
+        self, model: str, method: str, code: str, total_s: float, prediction: Any | None
+    ) -> None:
+        """Record one finished RPC and, when it scored rows, its phases and its scores (a
+        server.runtime.prediction.Prediction: queue_s, inference_s, probabilities)."""
+        if prediction is None:
+            self.observe_call(model, method, code, total_s)
+            return
+        self.observe_call(model, method, code, total_s, prediction.queue_s, prediction.inference_s)
+        self.observe_scores(model, prediction.probabilities)
+
+    def batch_observer(self, model: str) -> Callable[[int, int], None]:
+        """What a model's batcher calls before each batch: (batch rows, rows still queued)."""
+        key = (model,)
+
+        def on_batch(rows: int, queued: int) -> None:
+            with self._lock:
+                row = self._batch.get(key) or self._batch.setdefault(key, _new_row(len(_BATCH_BOUNDS)))
+                row[bisect_left(_BATCH_BOUNDS, rows)] += 1
+                row[-1] += rows
+                self._queue_depth[key] = queued
+
+        return on_batch
+
     def observe_batch(self, model: str, size: int) -> None:
         """Record the row count of one ONNX Runtime call."""
         key = (model,)
@@ -156,8 +183,16 @@ class ServingMetrics:
         with self._lock:
             self._failed[(model, reason)] = self._failed.get((model, reason), 0) + 1
 
-    def observe_scores(self, model: str, probabilities: np.ndarray) -> None:
-        """Add a batch of positive-class probabilities to the model's score distribution."""
+    def observe_scores(self, model: str, probabilities: Sequence[float] | np.ndarray) -> None:
+        """Add positive-class probabilities to the model's score distribution."""
+        if len(probabilities) <= _PLAIN_SCORES_MAX:  # a few plain floats: bisect, no numpy round trip
+            key = (model,)
+            with self._lock:
+                row = self._scores.get(key) or self._scores.setdefault(key, _new_row(len(_SCORE_BOUNDS)))
+                for value in probabilities:
+                    row[bisect_left(_SCORE_BOUND_LIST, value)] += 1
+                    row[-1] += value
+            return
         values = np.asarray(probabilities, dtype=np.float64).ravel()
         if values.size == 0:
             return

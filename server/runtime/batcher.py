@@ -35,6 +35,7 @@ from server.runtime.errors import DeadlineExceededError, DrainingError, Inferenc
 log = logging.getLogger(__name__)
 
 Feeds = dict[str, np.ndarray]
+BatchObserver = Callable[[int, int], None]  # (rows of the batch about to run, rows still queued)
 
 LONE_GAP_S = 300e-6  # `auto`: a request this long after the previous one is treated as lone
 INLINE_MAX_ROWS = 16  # `auto`: larger requests always go to the thread
@@ -76,7 +77,7 @@ class MicroBatcher:
         max_queue_delay_us: int,
         max_queue_rows: int,
         handoff: InferenceHandoff = InferenceHandoff.THREAD,
-        on_batch: Callable[[int, int], None] | None = None,  # (batch rows, rows still queued)
+        on_batch: BatchObserver | None = None,
         inline_seconds: float | None = None,  # first estimate of a lone call's time (from warm-up)
     ) -> None:
         self.model = model
@@ -96,10 +97,6 @@ class MicroBatcher:
         self.batch_seconds: float | None = None  # moving average of one batch's inference time
         self.inline_seconds = inline_seconds  # moving average of a lone inline call
         self._last_submit = 0.0
-
-    @property
-    def queued_rows(self) -> int:
-        return self._queued_rows
 
     def start(self) -> None:
         if self._worker is None:

@@ -1,11 +1,13 @@
 """One served model: its ONNX Runtime session, input schema, micro-batcher and reference row.
 
-Built once at startup from the quantization pipeline's PreparedModel; `infer` is the single path every
-front door uses to run the model.
+Built once at startup from the quantization pipeline's PreparedModel. `predict` is the one entry into the
+scoring core for both front doors: validate the feature columns, queue them for the next batch, run ONNX
+Runtime, decide. The front doors only convert their wire format to columns and the Prediction back.
 """
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -14,8 +16,11 @@ from server.config.model_config import ModelConfig
 from server.config.settings import ServerSettings
 from server.model_data import DataKind, feeds_from_frame, input_frame, reference_row
 from server.ort_session import create_session, latency_session_options
-from server.runtime.batcher import BatchResult, Feeds, MicroBatcher
-from server.runtime.features import FeatureSchema
+from server.runtime.batcher import BatchObserver, Feeds, MicroBatcher
+from server.runtime.errors import InvalidInputError
+from server.runtime.features import FeatureSchema, FieldNamer
+from server.runtime.prediction import POSITIVE_CLASS, Prediction, decide_rows
+from server.runtime.reasons import counterfactual_rows, top_reasons
 from server.served_model import PreparedModel
 
 log = logging.getLogger(__name__)
@@ -65,7 +70,8 @@ class ModelRuntime:
         self._handoff = settings.inference_handoff
         self.chunk_rows: int | None = None  # set by check_batch_invariance when ORT needs fixed chunks
         self.batcher: MicroBatcher | None = None
-        self.on_batch = None  # set by the app to feed batch-size / queue-depth metrics
+        # Rows one call may carry: the server's limit, and never more than the queue can ever hold.
+        self.max_request_rows = min(settings.max_request_rows, config.batching.max_queue_size)
         self.single_row_seconds: float | None = None  # measured by warm_up
 
     @classmethod
@@ -132,8 +138,12 @@ class ModelRuntime:
                 self.single_row_seconds = time.perf_counter() - started
         return sizes
 
-    def start(self) -> None:
-        """Start the model's batcher on the running event loop."""
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def start(self, observer: BatchObserver | None = None) -> None:
+        """Start the model's batcher on the running event loop; `observer` hears of every batch."""
         batching = self.config.batching
         self.batcher = MicroBatcher(
             self.config.name,
@@ -142,7 +152,7 @@ class ModelRuntime:
             max_queue_delay_us=batching.max_queue_delay_us,
             max_queue_rows=batching.max_queue_size,
             handoff=self._handoff,
-            on_batch=self.on_batch,
+            on_batch=observer,
             inline_seconds=self.single_row_seconds,
         )
         self.batcher.start()
@@ -151,10 +161,40 @@ class ModelRuntime:
         if self.batcher is not None:
             await self.batcher.stop()
 
-    async def infer(self, feeds: Feeds, rows: int, deadline: float | None = None) -> BatchResult:
-        """Queue validated inputs for the next batch; the output rows come back in the same order."""
+    async def predict(
+        self,
+        columns: Mapping[str, Sequence],
+        rows: int,
+        namer: FieldNamer,
+        deadline: float | None = None,
+        *,
+        explain: bool = False,
+    ) -> Prediction:
+        """Score `rows` rows of named feature columns: validate, batch, infer, decide.
+
+        `deadline` is event-loop time. `explain` (one row, credit) also returns the reason codes, from
+        the application and its counterfactual rows scored in the same batched call."""
+        if rows > self.max_request_rows:
+            raise InvalidInputError(
+                namer(self.config.input_names[0], None),
+                (f"{rows} rows, at most {self.max_request_rows} per call for model {self.name}"),
+            )
         assert self.batcher is not None, "ModelRuntime.start() was not called"
-        return await self.batcher.submit(feeds, rows, deadline)
+        feeds = self.schema.validate(columns, rows, namer)
+        reasons = None
+        if explain:
+            feeds, changed = counterfactual_rows(feeds, self.reference)
+            result = await self.batcher.submit(feeds, len(changed) + 1, deadline)
+            outputs = result.outputs[:1]
+            pd_rows = result.outputs[:, POSITIVE_CLASS].astype(np.float64)
+            reasons = top_reasons(pd_rows, changed, self.config)
+        else:
+            result = await self.batcher.submit(feeds, rows, deadline)
+            outputs = result.outputs
+        probabilities, scores, decisions = decide_rows(self.config, outputs)
+        return Prediction(
+            outputs, probabilities, scores, decisions, reasons, result.queue_s, result.inference_s
+        )
 
 
 def _run_in_fixed_chunks(run, feeds: Feeds, chunk: int) -> np.ndarray:

@@ -1,63 +1,103 @@
-"""The served models by name, and which one answers a domain call that names none."""
+"""The served models by name, and which one answers a call that names none.
+
+Each configured model has one `ModelSlot`, made at startup: its name, task and, once loaded, its runtime.
+A call asks the repository once (`slot`) and gets the slot, whose `label` names the model in metrics and
+whose `ready()` is the runtime or the reason it cannot serve (not found, another task, still loading).
+"""
 
 from server.config.model_config import ModelTask
-from server.runtime.errors import ModelNotFoundError, ModelNotReadyError
+from server.runtime.errors import ModelNotFoundError, ModelNotReadyError, ScoringError
 from server.runtime.model_runtime import ModelRuntime
+
+UNKNOWN_MODEL_LABEL = "unknown"  # metrics label for names we don't serve: clients can't explode cardinality
+
+
+class ModelSlot:
+    """One configured model. `runtime` is None until the model is loaded, gated and warmed."""
+
+    __slots__ = ("label", "name", "runtime", "task")
+
+    def __init__(self, name: str, task: ModelTask) -> None:
+        self.name = name
+        self.label = name
+        self.task = task
+        self.runtime: ModelRuntime | None = None
+
+    def ready(self) -> ModelRuntime:
+        """The model's runtime, or ModelNotReadyError while it loads."""
+        runtime = self.runtime
+        if runtime is None:
+            raise ModelNotReadyError(f"model '{self.name}' is still loading")
+        return runtime
+
+
+class _Refused(ModelSlot):
+    """What a call that cannot be served by any slot gets: every `ready()` raises `error`."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, label: str, error: ScoringError) -> None:
+        super().__init__(label, ModelTask.FRAUD)
+        self.error = error
+
+    def ready(self) -> ModelRuntime:
+        raise self.error
 
 
 class ModelRepository:
-    """Models this process serves. `expected` are known from startup; `ready` once loaded and warmed."""
+    """Models this process serves: every configured one has a slot from startup on."""
 
     def __init__(self, expected: dict[str, ModelTask]) -> None:
         self.expected = dict(expected)
-        self._ready: dict[str, ModelRuntime] = {}
+        self._slots = {name: ModelSlot(name, task) for name, task in self.expected.items()}
+        self._defaults = {task: self._default_slot(task) for task in ModelTask}
 
     def add(self, runtime: ModelRuntime) -> None:
-        self._ready[runtime.config.name] = runtime
+        self._slots[runtime.name].runtime = runtime
 
     @property
     def runtimes(self) -> list[ModelRuntime]:
-        return list(self._ready.values())
-
-    @property
-    def all_ready(self) -> bool:
-        return set(self._ready) == set(self.expected)
+        return [slot.runtime for slot in self._slots.values() if slot.runtime is not None]
 
     def is_ready(self, name: str) -> bool:
-        return name in self._ready
+        slot = self._slots.get(name)
+        return slot is not None and slot.runtime is not None
 
-    def default_name(self, task: ModelTask) -> str:
+    def _default_slot(self, task: ModelTask) -> ModelSlot:
         """The model named after the task if served, else the only model of that task."""
         if self.expected.get(task.value) is task:
-            return task.value
+            return self._slots[task.value]
         candidates = sorted(n for n, t in self.expected.items() if t is task)
         if len(candidates) == 1:
-            return candidates[0]
+            return self._slots[candidates[0]]
         if not candidates:
-            raise ModelNotFoundError(f"no {task.value} model is served")
-        raise ModelNotFoundError(
-            f"several {task.value} models are served ({', '.join(candidates)}): name one"
+            return _Refused(UNKNOWN_MODEL_LABEL, ModelNotFoundError(f"no {task.value} model is served"))
+        return _Refused(
+            UNKNOWN_MODEL_LABEL,
+            ModelNotFoundError(f"several {task.value} models are served ({', '.join(candidates)}): name one"),
         )
 
-    def name_for(self, requested: str, task: ModelTask) -> str:
-        """The model a call means: the one it names, else the task's default (never raises)."""
-        if requested:
-            return requested
-        try:
-            return self.default_name(task)
-        except ModelNotFoundError:
-            return task.value  # get() then explains that no such model is served
+    def slot(self, requested: str, task: ModelTask | None = None) -> ModelSlot:
+        """The slot a call means: the model it names (of `task`, when given), else the task's default.
+        Never raises: a call to a model that is not served gets a slot whose `ready()` says why."""
+        if not requested:
+            if task is None:
+                return _Refused(UNKNOWN_MODEL_LABEL, ModelNotFoundError("no model named"))
+            return self._defaults[task]
+        slot = self._slots.get(requested)
+        if slot is None:
+            served = ", ".join(sorted(self.expected)) or "none"
+            return _Refused(
+                UNKNOWN_MODEL_LABEL,
+                ModelNotFoundError(f"model '{requested}' is not served (served: {served})"),
+            )
+        if task is not None and slot.task is not task:
+            return _Refused(
+                slot.label,
+                ModelNotFoundError(f"model '{requested}' is a {slot.task.value} model, not {task.value}"),
+            )
+        return slot
 
     def get(self, name: str, task: ModelTask | None = None) -> ModelRuntime:
-        """The ready model `name` (of `task`, when given) or a ModelNotFoundError / ModelNotReadyError."""
-        if name not in self.expected:
-            served = ", ".join(sorted(self.expected)) or "none"
-            raise ModelNotFoundError(f"model '{name}' is not served (served: {served})")
-        if task is not None and self.expected[name] is not task:
-            raise ModelNotFoundError(
-                f"model '{name}' is a {self.expected[name].value} model, not {task.value}"
-            )
-        runtime = self._ready.get(name)
-        if runtime is None:
-            raise ModelNotReadyError(f"model '{name}' is still loading")
-        return runtime
+        """The ready model `name`, or the ScoringError saying why not."""
+        return self.slot(name, task).ready()

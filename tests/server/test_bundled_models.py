@@ -4,9 +4,10 @@ holdout row passes the server's validation (a real row refused would be a config
 import pandas as pd
 import pytest
 
+from server.api.credit_api import check_application_sources
+from server.api.fraud_api import check_transaction_sources
 from server.config.model_config import ModelTask, load_model_config
 from server.config.paths import BUNDLED_MODELS_DIR
-from server.runtime.domain_features import check_application_sources, check_transaction_sources
 from server.runtime.features import FeatureSchema
 
 

@@ -6,21 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from server.api.fraud_api import transaction_columns, transaction_namer
 from server.config.model_config import load_model_config
 from server.config.paths import BUNDLED_MODELS_DIR
 from server.config.settings import ServerSettings
-from server.runtime.decisions import (
+from server.runtime.errors import InvalidInputError
+from server.runtime.features import FeatureSchema, plain_namer
+from server.runtime.model_runtime import ModelRuntime
+from server.runtime.prediction import (
     _RISK_SCORE_FLOORS,
     decide,
     decide_one,
     fraud_risk_score_one,
     fraud_risk_scores,
 )
-from server.runtime.domain_features import transaction_columns, transaction_namer
-from server.runtime.errors import InvalidInputError
-from server.runtime.features import FeatureSchema, plain_namer
-from server.runtime.model_runtime import ModelRuntime
-from server.runtime.scoring import FraudScorer
 from server.served_model import GateVerdict, ModelFacts, Precision, PreparedModel
 from tests.e2e.requests import TIMESTAMP_14H, risky_transaction, transaction
 
@@ -149,7 +148,7 @@ def _reference(config) -> dict[str, np.ndarray]:
 
 
 def test_unary_scores_equal_plain_session_run_and_vectorized_mapping(config):
-    """FraudScorer on a real ModelRuntime (inline, one row at a time) vs the runtime's inference on the
+    """ModelRuntime.predict on a real runtime (inline, one row at a time) vs the runtime's inference on the
     general path's tensors."""
     facts = ModelFacts(config.name, config.version, config.task.value, Precision.FP32, GateVerdict.DISABLED)
     prepared = PreparedModel(facts, config.onnx_path)
@@ -167,13 +166,12 @@ def test_unary_scores_equal_plain_session_run_and_vectorized_mapping(config):
     async def score_each() -> list:
         runtime.start()
         try:
-            scorer = FraudScorer(runtime)
             rows = [{c: [v[i]] for c, v in columns.items()} for i in range(len(holdout))]
-            return [await scorer.score(row, 1, plain_namer, None) for row in rows]
+            return [await runtime.predict(row, 1, plain_namer, None) for row in rows]
         finally:
             await runtime.stop()
 
     answers = asyncio.run(score_each())
     assert [a.probabilities[0] for a in answers] == expected.tolist()
-    assert [a.risk_scores[0] for a in answers] == fraud_risk_scores(expected).tolist()
+    assert [a.scores[0] for a in answers] == fraud_risk_scores(expected).tolist()
     assert [a.decisions[0] for a in answers] == decide(expected, config.decision).tolist()

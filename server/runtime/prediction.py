@@ -1,4 +1,5 @@
-"""From a model probability to what the business acts on: risk score, scorecard points, decision.
+"""A prediction: a model's output rows and what the business acts on (risk score, scorecard points,
+decision, reason codes).
 
 Fraud risk score (0-999), log-scaled so that the low-probability region where card fraud lives keeps
 its resolution: score = round(999 * (log10(p) + 6) / 6), clipped to [0, 999]. So p <= 1e-6 -> 0,
@@ -13,11 +14,13 @@ review, from `decline` decline (the same rule for fraud probability and probabil
 """
 
 from bisect import bisect_right
+from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
 
-from server.config.model_config import DecisionConfig, ScorecardConfig
+from server.config.model_config import DecisionConfig, ModelConfig, ModelTask, ScorecardConfig
+from server.runtime.reasons import Reason
 
 RISK_SCORE_MAX = 999
 _LOG10_FLOOR = -6.0  # probabilities at or below 1e-6 all get risk score 0
@@ -90,3 +93,36 @@ def scorecard_points(probability_of_default: np.ndarray, scorecard: ScorecardCon
 
 
 _RISK_SCORE_FLOORS = _risk_score_floors()  # ~3 ms at import
+
+
+POSITIVE_CLASS = 1  # column of the model's [N, 2] probability output that is the positive class
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """One request's rows, scored: the model output and the decision per row, in request order.
+
+    `probabilities`, `scores` and `decisions` are plain Python lists (what protobuf fields take). `scores`
+    is the 0-999 risk score for a fraud model and the scorecard points for a credit model."""
+
+    outputs: np.ndarray  # the model output's rows for this request, as ONNX Runtime returned them
+    probabilities: list[float]
+    scores: list[int]
+    decisions: list[int]
+    reasons: list[Reason] | None  # credit reason codes of row 0, when asked for
+    queue_s: float  # from submit to the start of its batch's inference
+    inference_s: float  # the ONNX Runtime call of the whole batch
+
+
+def decide_rows(config: ModelConfig, outputs: np.ndarray) -> tuple[list[float], list[int], list[int]]:
+    """(probabilities, scores, decisions) of `outputs` rows under `config`'s thresholds and scaling."""
+    if len(outputs) == 1 and config.task is ModelTask.FRAUD:  # the unary hot path: plain floats
+        probability = float(outputs[0, POSITIVE_CLASS])
+        return [probability], [fraud_risk_score_one(probability)], [decide_one(probability, config.decision)]
+    probabilities = outputs[:, POSITIVE_CLASS].astype(np.float64)
+    if config.task is ModelTask.CREDIT:
+        assert config.scorecard is not None  # the config's own validation guarantees it
+        scores = scorecard_points(probabilities, config.scorecard)
+    else:
+        scores = fraud_risk_scores(probabilities)
+    return probabilities.tolist(), scores.tolist(), decide(probabilities, config.decision).tolist()

@@ -1,5 +1,5 @@
-"""Admission at the door, before a request is even parsed: RESOURCE_EXHAUSTED at once when this process
-already holds `max_concurrent_rpcs` scoring RPCs, or `max_concurrent_batch_rpcs` ScoreBatch RPCs.
+"""The concurrency limit at the door, before a request is even parsed: RESOURCE_EXHAUSTED at once when this
+process already holds `max_concurrent_rpcs` scoring RPCs, or `max_concurrent_batch_rpcs` ScoreBatch RPCs.
 
 Why (measured with the overload-step load test, docs/server.md "Admission control"): when ScoreBatch calls
 arrive faster than the process scores them, the excess waits inside gRPC core, unrequested, before Python
@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-from server.api.calls import UNKNOWN_MODEL_LABEL
 from server.metrics import ServingMetrics
+from server.runtime.repository import UNKNOWN_MODEL_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ BATCH_METHOD_SUFFIX = "/ScoreBatch"
 _EXEMPT_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
-class AdmissionGate(grpc.aio.ServerInterceptor):
+class ConcurrencyLimiter(grpc.aio.ServerInterceptor):
     """Refuse non-exempt RPCs beyond `max_rpcs` held, and ScoreBatch RPCs beyond `max_batch_rpcs` held
     (0: no limit)."""
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from server.config.model_config import DecisionConfig, ScorecardConfig
-from server.runtime.decisions import Decision, decide, fraud_risk_scores, scorecard_points
+from server.runtime.prediction import Decision, decide, fraud_risk_scores, scorecard_points
 
 
 def test_risk_score_is_monotone_and_spans_0_to_999():
