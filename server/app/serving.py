@@ -105,7 +105,7 @@ class RiskServer:
                 runtime = await asyncio.to_thread(load_model, config, self.settings, self.worker is None)
                 runtime.start(self.metrics.batch_observer(config.name))
                 self.repository.add(runtime)
-                self.metrics.set_prepared_model(runtime.prepared)
+                self.metrics.set_model_facts(runtime.facts)
             await self.health.set_serving(True)
             self.metrics.set_ready(True)
             log.info("event=serving models=%d", len(configs))

@@ -15,6 +15,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from prometheus_client import CollectorRegistry
 from server.metrics import catalogue as m
 from server.metrics.collector import ServingMetricsCollector
 from server.metrics.latency_window import RollingLatencyWindow, new_hdr_histogram
-from server.metrics.snapshot import LabelValues, ModelFacts, ProcessSnapshot, write_snapshot
+from server.metrics.snapshot import LabelValues, ProcessSnapshot, write_snapshot
+from server.served_model import ModelFacts
 
 log = logging.getLogger(__name__)
 
@@ -210,30 +212,12 @@ class ServingMetrics:
 
     # ---- model and server state -----------------------------------------------------------------------
 
-    def set_model_info(
-        self,
-        model: str,
-        version: str,
-        precision: str,
-        gate_verdict: str,
-        deltas: dict[str, float] | None = None,
-    ) -> None:
-        """What is being served for `model`: version, precision (int8/fp32), gate verdict, metric deltas."""
-        facts = ModelFacts(
-            str(version),
-            str(precision),
-            str(gate_verdict),
-            {str(k): float(v) for k, v in (deltas or {}).items() if math.isfinite(float(v))},
-        )
+    def set_model_facts(self, facts: ModelFacts) -> None:
+        """What is being served for `facts.name`: version, precision, gate verdict, metric deltas (only the
+        finite ones: a NaN delta, e.g. KS of a one-class holdout, is not a value Prometheus can alert on)."""
+        finite = {str(k): float(v) for k, v in facts.metric_deltas.items() if math.isfinite(float(v))}
         with self._lock:
-            self._models[model] = facts
-
-    def set_prepared_model(self, prepared: Any) -> None:
-        """set_model_info from a server.served_model.PreparedModel."""
-        facts = prepared.facts
-        self.set_model_info(
-            facts.name, facts.version, facts.precision, facts.gate_verdict, dict(facts.metric_deltas)
-        )
+            self._models[facts.name] = replace(facts, metric_deltas=finite)
 
     def set_ready(self, ready: bool) -> None:
         """Mirror grpc.health.v1: True once SERVING, False while starting or draining."""

@@ -10,6 +10,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from server.served_model import ModelFacts
+
 LabelValues = tuple[str, ...]
 SNAPSHOT_PREFIX = "riskserve-"
 SNAPSHOT_SUFFIX = ".json"
@@ -18,16 +20,6 @@ SNAPSHOT_FORMAT = 1
 
 class SnapshotError(RuntimeError):
     """A snapshot file in the shared metrics directory cannot be read."""
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What riskserve_model_* reports for one model."""
-
-    version: str
-    precision: str
-    gate_verdict: str
-    metric_deltas: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,7 +56,7 @@ class ProcessSnapshot:
                 "histograms": rows(self.histograms),
                 "counters": rows(self.counters),
                 "gauges": rows(self.gauges),
-                "models": {name: vars(facts) for name, facts in self.models.items()},
+                "models": {name: facts.as_dict() for name, facts in self.models.items()},
                 "ready": self.ready,
                 "windows": [
                     [
@@ -94,7 +86,7 @@ class ProcessSnapshot:
             histograms=table("histograms"),
             counters=table("counters"),
             gauges=table("gauges"),
-            models={name: ModelFacts(**facts) for name, facts in raw["models"].items()},
+            models={name: ModelFacts.from_dict(facts) for name, facts in raw["models"].items()},
             ready=raw["ready"],
             windows={
                 tuple(key): {int(i): enc for i, enc in per_slice.items()} for key, per_slice in raw["windows"]

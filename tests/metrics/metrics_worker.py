@@ -10,6 +10,7 @@ import sys
 import numpy as np
 
 from server.metrics import ServingMetrics
+from server.served_model import GateVerdict, ModelFacts, Precision
 
 
 def main() -> None:
@@ -24,7 +25,16 @@ def main() -> None:
     metrics.observe_batch("fraud", 8)
     metrics.count_rejected("fraud", "overload")
     metrics.set_queue_depth("fraud", 3)
-    metrics.set_model_info("fraud", "1", "int8", "passed", {"roc_auc_delta": -1e-4})
+    metrics.set_model_facts(
+        ModelFacts(
+            "fraud",
+            "1",
+            "fraud",
+            Precision("int8"),
+            GateVerdict("passed"),
+            metric_deltas={"roc_auc_delta": -1e-4},
+        )
+    )
     metrics.set_ready(True)
     with metrics.inflight("fraud", "Score"):
         metrics.flush()

@@ -9,7 +9,7 @@ import pytest
 
 from server.metrics.buckets import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS_S, SCORE_BUCKETS
 from server.metrics.latency_window import HDR_RELATIVE_PRECISION, WINDOW_QUANTILES
-from server.served_model import GateVerdict, ModelFacts, Precision, PreparedModel
+from server.served_model import GateVerdict, ModelFacts, Precision
 from tests.metrics.conftest import hdr_rank_percentile, one_value, samples, scrape
 
 
@@ -104,20 +104,26 @@ def test_batches_scores_gauges_and_counters_are_exported(metrics, exporter):
 
 
 def test_model_facts_flag_an_fp32_fallback(metrics, exporter, tmp_path):
-    metrics.set_prepared_model(
-        PreparedModel(
-            ModelFacts(
-                name="fraud",
-                version="3",
-                task="fraud",
-                precision=Precision.INT8,
-                gate_verdict=GateVerdict.PASSED,
-                metric_deltas={"roc_auc_delta": -0.0002, "psi": 4e-5},
-            ),
-            model_path=tmp_path / "m.onnx",
+    metrics.set_model_facts(
+        ModelFacts(
+            name="fraud",
+            version="3",
+            task="fraud",
+            precision=Precision.INT8,
+            gate_verdict=GateVerdict.PASSED,
+            metric_deltas={"roc_auc_delta": -0.0002, "psi": 4e-5},
         )
     )
-    metrics.set_model_info("credit", "7", "fp32", "failed", {"roc_auc_delta": -0.004, "ks": math.nan})
+    metrics.set_model_facts(
+        ModelFacts(
+            "credit",
+            "7",
+            "credit",
+            Precision("fp32"),
+            GateVerdict("failed"),
+            metric_deltas={"roc_auc_delta": -0.004, "ks": math.nan},
+        )
+    )
     metrics.set_ready(True)
 
     text = scrape(exporter.url)
@@ -148,7 +154,16 @@ def test_promtool_accepts_the_scraped_output(metrics, exporter):
     metrics.observe_batch("fraud", 256)
     metrics.observe_scores("fraud", np.linspace(0, 1, 11))
     metrics.count_rejected("fraud", "overload")
-    metrics.set_model_info("fraud", "1", "int8", "passed_with_fallback", {"roc_auc_delta": -1e-4})
+    metrics.set_model_facts(
+        ModelFacts(
+            "fraud",
+            "1",
+            "fraud",
+            Precision("int8"),
+            GateVerdict("passed_with_fallback"),
+            metric_deltas={"roc_auc_delta": -1e-4},
+        )
+    )
     metrics.set_ready(True)
     text = scrape(exporter.url)
 

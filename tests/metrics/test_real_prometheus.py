@@ -10,6 +10,7 @@ import pytest
 
 from server.metrics.buckets import LATENCY_BUCKETS_S
 from server.metrics.latency_window import HDR_RELATIVE_PRECISION
+from server.served_model import GateVerdict, ModelFacts, Precision
 from tests.metrics.conftest import hdr_rank_percentile, one_value, scrape
 from tests.metrics.dashboard_queries import as_sent_by_grafana, panel_queries
 from tests.metrics.prometheus_server import PrometheusServer, running_prometheus
@@ -29,7 +30,16 @@ def test_prometheus_histogram_quantile_agrees_with_the_exported_window_p99(
     prom = prometheus_scraping
     warm_up = 6e-4
     metrics.observe_call("fraud", "Score", "OK", warm_up)  # so every bucket series exists before the load
-    metrics.set_model_info("fraud", "1", "int8", "passed", {"roc_auc_delta": -1e-4})
+    metrics.set_model_facts(
+        ModelFacts(
+            "fraud",
+            "1",
+            "fraud",
+            Precision("int8"),
+            GateVerdict("passed"),
+            metric_deltas={"roc_auc_delta": -1e-4},
+        )
+    )
     metrics.set_ready(True)
     prom.wait_until(
         lambda: prom.query('riskserve_request_duration_seconds_count{model="fraud"} == 1'),
