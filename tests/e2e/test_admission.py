@@ -1,5 +1,5 @@
-"""Admission at the door (server/app/admission.py): calls beyond the concurrency limits are refused with
-RESOURCE_EXHAUSTED at once, counted with a reason, and never block health checks."""
+"""The concurrency limit at the door (server/app/concurrency_limit.py): calls beyond the limits are
+refused with RESOURCE_EXHAUSTED at once, counted with a reason, and never block health checks."""
 
 import time
 
