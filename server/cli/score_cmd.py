@@ -21,6 +21,7 @@ from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.cli import client_channel
 from server.cli.client_channel import ClientSettings
 from server.config.errors import ConfigError
+from server.config.model_config import CONFIG_FILE_NAME, ModelConfig, load_model_config
 
 EPOCH_DAY = 1_704_067_200  # 2024-01-01T00:00:00Z: a day start for timestamps built from hour_of_day
 EXIT_RPC_FAILED = 1
@@ -59,11 +60,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def holdout_row(models_dir: Path, model: str, seed: int | None) -> dict[str, Any]:
-    """A random row of `models_dir/<model>/holdout.parquet` (label column dropped later by name)."""
-    import pandas as pd  # only here: keeps the other riskserve commands (e.g. health probes) light
+def model_config(models_dir: Path, model: str) -> ModelConfig:
+    """The config of `models_dir/<model>`; ConfigError in one line if there is no such model folder."""
+    if not models_dir.is_dir():
+        raise ConfigError(f"models dir {models_dir} is not a directory (set --models-dir)")
+    folder = models_dir / model
+    if not (folder / CONFIG_FILE_NAME).is_file():
+        there = sorted(p.name for p in models_dir.iterdir() if (p / CONFIG_FILE_NAME).is_file())
+        raise ConfigError(f"no model '{model}' in {models_dir} (models there: {', '.join(there) or 'none'})")
+    return load_model_config(folder)
 
-    frame = pd.read_parquet(models_dir / model / "holdout.parquet")
+
+def holdout_row(models_dir: Path, model: str, seed: int | None) -> dict[str, Any]:
+    """A random row of the model's holdout file (its config's `holdout_file`; the label column and ids
+    are dropped later by name)."""
+    from server.model_data import DataKind, read_model_data  # only here: health probes need no pandas
+
+    config = model_config(models_dir, model)
+    frame = read_model_data(config, DataKind.HOLDOUT)
+    if frame.empty:
+        raise ConfigError(f"holdout file {config.holdout_path} has no rows")
     return frame.sample(1, random_state=seed).iloc[0].to_dict()
 
 
