@@ -1,9 +1,11 @@
-"""Request bodies built once, up front, from real rows (the bundled holdout files by default).
+"""Request bodies built once, up front, from real rows (by default the model's holdout file, as its
+config.yaml names it, read by server.model_data like every other reader of a model's data).
 
 Each mix entry becomes a RequestPool: the gRPC method path and a list of already-serialized request
 messages. Workers send these bytes as they are (no proto building, no pandas on the send path).
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,10 @@ from loadtest.errors import LoadTestError
 from loadtest.plan import RequestPool
 from loadtest.scenario import CallKind, MixEntry
 from server.api.gen.riskserve.v1 import scoring_pb2
+from server.config.errors import ConfigError, DataFileError
+from server.config.model_config import CONFIG_FILE_NAME, ModelConfig, load_model_config
 from server.config.paths import default_models_dir
+from server.model_data import DataKind, data_path, read_data_file
 
 MAX_POOL_REQUESTS = 2048  # distinct bodies per mix entry; cycled through on the send path
 MAX_POOL_ROWS = 32_768  # rows turned into bodies (e.g. 128 batches of 256)
@@ -43,6 +48,7 @@ APPLICATION_FLOATS = (
     "open_accounts",
 )
 APPLICATION_STRINGS = ("purpose", "home_ownership")
+ID_COLUMNS = ("transaction_id", "card_id", "merchant_id", "application_id")
 
 
 def _method_path(file_descriptor, service: str, method: str) -> str:
@@ -59,17 +65,48 @@ METHOD_PATHS = {
 }
 
 
-def _data_path(entry: MixEntry, models_dir: Path) -> Path:
+def _model_config(entry: MixEntry, models_dir: Path) -> ModelConfig | None:
+    """The config of the entry's model in `models_dir`, None if it is not there."""
+    folder = models_dir / entry.model_name
+    if not (folder / CONFIG_FILE_NAME).is_file():
+        return None
+    try:
+        return load_model_config(folder)
+    except ConfigError as exc:
+        raise LoadTestError(str(exc)) from exc
+
+
+def _source(entry: MixEntry, models_dir: Path) -> tuple[Path, ModelConfig | None]:
+    """The entry's data file (its `data_file`, else its model's holdout file) and its model's config
+    (for oip.infer and the holdout file; None when not needed or not in `models_dir`)."""
     if entry.data_file is not None:
-        return entry.data_file
-    return models_dir / entry.model_name / "holdout.parquet"
+        return entry.data_file, _model_config(entry, models_dir) if entry.call is CallKind.OIP_INFER else None
+    config = _model_config(entry, models_dir)
+    if config is None:
+        raise LoadTestError(
+            f"mix entry {entry.call.value}: no model {entry.model_name!r} in {models_dir} to read its "
+            f"holdout file from (set `data_file` in the mix entry)"
+        )
+    return data_path(config, DataKind.HOLDOUT), config
 
 
-def read_rows(path: Path) -> pd.DataFrame:
-    """Read request rows from a parquet or csv file."""
+def _string_columns(entry: MixEntry, config: ModelConfig | None) -> tuple[str, ...]:
+    """Columns that stay strings in a CSV file: ids and categories ("0742" is an MCC, not 742)."""
+    known = {CallKind.CREDIT_ASSESS: APPLICATION_STRINGS, CallKind.OIP_INFER: ()}.get(
+        entry.call, TRANSACTION_STRINGS
+    )
+    model = tuple(spec.name for spec in config.inputs if spec.dtype == "string") if config else ()
+    return (*ID_COLUMNS, *known, *model)
+
+
+def read_rows(path: Path, string_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Request rows of a Parquet or CSV file (`string_columns` stay strings in a CSV file)."""
     if not path.is_file():
         raise LoadTestError(f"request data file not found: {path} (set `data_file` in the mix entry)")
-    frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    try:
+        frame = read_data_file(path, string_columns)
+    except DataFileError as exc:
+        raise LoadTestError(str(exc)) from exc
     if frame.empty:
         raise LoadTestError(f"request data file {path} has no rows")
     return frame.reset_index(drop=True)
@@ -126,20 +163,20 @@ def applications(frame: pd.DataFrame, path: Path, model: str | None) -> list[sco
     ]
 
 
-def _oip_columns(entry: MixEntry, frame: pd.DataFrame, models_dir: Path) -> tuple[str, ...]:
+def _oip_columns(entry: MixEntry, config: ModelConfig | None) -> tuple[str, ...]:
     if entry.inputs is not None:
         return entry.inputs
-    config_file = models_dir / entry.model_name / "config.yaml"
-    if config_file.is_file():
-        from server.config import load_model_config  # only for bundled models; Triton models name inputs
-
-        return tuple(load_model_config(config_file).input_names)
+    if config is not None:
+        return tuple(config.input_names)
     raise LoadTestError(f"oip.infer model {entry.model_name!r} is not a bundled model: list its `inputs`")
 
 
-def infer_requests(entry: MixEntry, frame: pd.DataFrame, path: Path, models_dir: Path) -> list[bytes]:
-    """ModelInferRequests of `batch_size` rows, one input [rows, 1] per feature column, raw contents."""
-    columns = _oip_columns(entry, frame, models_dir)
+def infer_requests(
+    entry: MixEntry, frame: pd.DataFrame, path: Path, config: ModelConfig | None
+) -> list[bytes]:
+    """ModelInferRequests of `batch_size` rows, one input [rows, 1] per feature column, raw contents.
+    The columns are the entry's `inputs`, else those of the model's `config`."""
+    columns = _oip_columns(entry, config)
     _require(frame, columns, path)
     tensors = []  # (name, datatype, raw bytes of every row's value)
     for column in columns:
@@ -176,14 +213,16 @@ def _spread(frame: pd.DataFrame, rows: int) -> pd.DataFrame:
 
 
 def build_pool(entry: MixEntry, models_dir: Path | None = None) -> RequestPool:
-    """Read the entry's rows and serialize its requests once."""
+    """Read the entry's rows (its `data_file`, else its model's holdout file in `models_dir`) and serialize
+    its requests once."""
     models_dir = models_dir or default_models_dir()
-    path = _data_path(entry, models_dir)
-    frame = _spread(read_rows(path), min(MAX_POOL_ROWS, MAX_POOL_REQUESTS * entry.batch_size))
+    path, config = _source(entry, models_dir)
+    frame = read_rows(path, _string_columns(entry, config))
+    frame = _spread(frame, min(MAX_POOL_ROWS, MAX_POOL_REQUESTS * entry.batch_size))
     override = entry.model if entry.model and entry.model != entry.call.default_model else None
     label = entry.call.value
     if entry.call is CallKind.OIP_INFER:
-        bodies = infer_requests(entry, frame, path, models_dir)
+        bodies = infer_requests(entry, frame, path, config)
         label = f"oip.infer:{entry.model_name}"
     elif entry.call is CallKind.CREDIT_ASSESS:
         bodies = [m.SerializeToString() for m in applications(frame, path, override)]

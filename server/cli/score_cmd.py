@@ -3,7 +3,8 @@
 The request comes from, in order of application: a random row of the model's holdout file (the default),
 a JSON file (`--json FILE`, or `-` for stdin; flat feature names like the holdout columns, or the proto's
 JSON form), then `--field name=value` overrides. Without a `timestamp`, `hour_of_day` becomes one on
-2024-01-01 UTC.
+2024-01-01 UTC. Exit 1 if the call failed (its gRPC status is printed), 2 for a bad input (request,
+settings, model folder or certificate files).
 """
 
 import argparse
@@ -17,8 +18,10 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
-from server.cli.health_cmd import default_target
-from server.config.paths import default_models_dir
+from server.cli import client_channel
+from server.cli.client_channel import ClientSettings
+from server.config.errors import ConfigError
+from server.config.model_config import CONFIG_FILE_NAME, ModelConfig, load_model_config
 
 EPOCH_DAY = 1_704_067_200  # 2024-01-01T00:00:00Z: a day start for timestamps built from hour_of_day
 EXIT_RPC_FAILED = 1
@@ -31,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "score",
         help="score one transaction or credit application",
-        description=__doc__,
+        description=f"{__doc__}\n{client_channel.CONNECTION_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -47,19 +50,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--field", action="append", default=[], metavar="NAME=VALUE", help="set one field")
     parser.add_argument("--model", default="", help="served model name (default: the task's default model)")
-    parser.add_argument("--models-dir", type=Path, default=None, help="where holdout files are read from")
+    parser.add_argument(
+        "--models-dir", type=Path, default=None, help="where holdout files are read (default: the server's)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="pick the same holdout row every time")
-    parser.add_argument("--target", default=None, help="host:port of the server (default 127.0.0.1:50051)")
+    client_channel.add_arguments(parser)
     parser.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds")
     parser.add_argument("--output", choices=("text", "json"), default="text", help="how to print the answer")
     parser.set_defaults(func=run)
 
 
-def holdout_row(models_dir: Path, model: str, seed: int | None) -> dict[str, Any]:
-    """A random row of `models_dir/<model>/holdout.parquet` (label column dropped later by name)."""
-    import pandas as pd  # only here: keeps the other riskserve commands (e.g. health probes) light
+def model_config(models_dir: Path, model: str) -> ModelConfig:
+    """The config of `models_dir/<model>`; ConfigError in one line if there is no such model folder."""
+    if not models_dir.is_dir():
+        raise ConfigError(f"models dir {models_dir} is not a directory (set --models-dir)")
+    folder = models_dir / model
+    if not (folder / CONFIG_FILE_NAME).is_file():
+        there = sorted(p.name for p in models_dir.iterdir() if (p / CONFIG_FILE_NAME).is_file())
+        raise ConfigError(f"no model '{model}' in {models_dir} (models there: {', '.join(there) or 'none'})")
+    return load_model_config(folder)
 
-    frame = pd.read_parquet(models_dir / model / "holdout.parquet")
+
+def holdout_row(models_dir: Path, model: str, seed: int | None) -> dict[str, Any]:
+    """A random row of the model's holdout file (its config's `holdout_file`; the label column and ids
+    are dropped later by name)."""
+    from server.model_data import DataKind, read_model_data  # only here: health probes need no pandas
+
+    config = model_config(models_dir, model)
+    frame = read_model_data(config, DataKind.HOLDOUT)
+    if frame.empty:
+        raise ConfigError(f"holdout file {config.holdout_path} has no rows")
     return frame.sample(1, random_state=seed).iloc[0].to_dict()
 
 
@@ -115,12 +135,13 @@ def build_request(args: argparse.Namespace, models_dir: Path):
 
 def run(args: argparse.Namespace) -> int:
     try:
-        request = build_request(args, args.models_dir or default_models_dir())
-    except (OSError, ValueError, json_format.ParseError) as exc:
+        client = ClientSettings.from_args(args)
+        request = build_request(args, args.models_dir or client.server.models_dir)
+        channel = client.channel()
+    except (ConfigError, OSError, ValueError, json_format.ParseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    target = args.target or default_target()
-    with grpc.insecure_channel(target) as channel:
+    with channel:
         try:
             if args.task == "fraud":
                 answer = scoring_pb2_grpc.FraudScoringStub(channel).Score(request, timeout=args.timeout)

@@ -158,8 +158,11 @@ def write_model(
     name: str | None = None,
     batching: dict | None = None,
     quantization: dict | None = None,
+    data_format: str = "parquet",
 ) -> Path:
-    """Write a complete model folder (config.yaml, model.onnx, calibration and holdout files)."""
+    """Write a complete model folder (config.yaml, model.onnx, calibration and holdout files).
+
+    `data_format` "csv" writes calibration.csv and holdout.csv and names them in config.yaml."""
     floats, strings, label = (
         (FRAUD_FLOATS, FRAUD_STRINGS, "is_fraud")
         if task == "fraud"
@@ -169,8 +172,9 @@ def write_model(
     folder.mkdir(parents=True, exist_ok=True)
     frame = make(3000, 0)
     (folder / "model.onnx").write_bytes(_train(frame, floats, strings, label))
-    frame.iloc[:500].to_parquet(folder / "calibration.parquet")
-    make(1000, 1).to_parquet(folder / "holdout.parquet")
+    files = {"calibration_file": f"calibration.{data_format}", "holdout_file": f"holdout.{data_format}"}
+    _write_frame(frame.iloc[:500], folder / files["calibration_file"])
+    _write_frame(make(1000, 1), folder / files["holdout_file"])
     inputs = [{"name": n, "dtype": "float32", **_range(n)} for n in floats]
     inputs += [{"name": n, "dtype": "string", "categories": list(v)} for n, v in strings.items()]
     config = {
@@ -178,6 +182,7 @@ def write_model(
         "version": "1.0.0-test",
         "task": task,
         "label_column": label,
+        **files,
         "inputs": inputs,
         "decision": {"review": 0.3, "decline": 0.7} if task == "fraud" else {"review": 0.2, "decline": 0.5},
         "quantization": quantization or {"mode": "none"},
@@ -187,6 +192,15 @@ def write_model(
         config["scorecard"] = {"base_score": 600, "base_odds": 50, "points_to_double_odds": 20}
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return folder
+
+
+def _write_frame(frame: pd.DataFrame, path: Path) -> None:
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif path.suffix == ".parquet":
+        frame.to_parquet(path)
+    else:
+        raise ValueError(f"data_format must be parquet or csv, not {path.suffix[1:]!r}")
 
 
 def _range(name: str) -> dict:

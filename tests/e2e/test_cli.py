@@ -77,6 +77,15 @@ def test_score_reports_the_named_field_of_a_bad_request(server, model_repo):
     assert "INVALID_ARGUMENT: currency: unknown value 'XYZ'" in done.stderr
 
 
+def test_score_names_a_model_missing_from_the_models_dir_in_one_line(model_repo, tmp_path):
+    done = _riskserve("score", "fraud", "--model", "nosuch", "--models-dir", str(model_repo))
+    assert done.returncode == 2
+    assert done.stderr == f"error: no model 'nosuch' in {model_repo} (models there: credit, fraud)\n"
+    done = _riskserve("score", "credit", "--models-dir", str(tmp_path / "absent"))
+    assert done.returncode == 2
+    assert done.stderr == f"error: models dir {tmp_path / 'absent'} is not a directory (set --models-dir)\n"
+
+
 def test_health_exit_status_follows_serving_state(server):
     done = _riskserve("health", "--target", server.target, "--service", "riskserve.v1.FraudScoring")
     assert done.returncode == 0 and "SERVING" in done.stdout
