@@ -19,7 +19,21 @@ REVIEW: Decision
 DECLINE: Decision
 
 class Transaction(_message.Message):
-    __slots__ = ("transaction_id", "card_id", "merchant_id", "amount", "currency", "mcc", "card_country", "merchant_country", "channel", "entry_mode", "timestamp", "behaviour", "model")
+    __slots__ = ("transaction_id", "card_id", "merchant_id", "amount", "currency", "mcc", "card_country", "merchant_country", "channel", "entry_mode", "timestamp", "behaviour", "model", "features", "categorical_features")
+    class FeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class CategoricalFeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     CARD_ID_FIELD_NUMBER: _ClassVar[int]
     MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +47,8 @@ class Transaction(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     BEHAVIOUR_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    CATEGORICAL_FEATURES_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     card_id: str
     merchant_id: str
@@ -46,7 +62,9 @@ class Transaction(_message.Message):
     timestamp: int
     behaviour: BehaviourAggregates
     model: str
-    def __init__(self, transaction_id: _Optional[str] = ..., card_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., amount: _Optional[float] = ..., currency: _Optional[str] = ..., mcc: _Optional[str] = ..., card_country: _Optional[str] = ..., merchant_country: _Optional[str] = ..., channel: _Optional[str] = ..., entry_mode: _Optional[str] = ..., timestamp: _Optional[int] = ..., behaviour: _Optional[_Union[BehaviourAggregates, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
+    features: _containers.ScalarMap[str, float]
+    categorical_features: _containers.ScalarMap[str, str]
+    def __init__(self, transaction_id: _Optional[str] = ..., card_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., amount: _Optional[float] = ..., currency: _Optional[str] = ..., mcc: _Optional[str] = ..., card_country: _Optional[str] = ..., merchant_country: _Optional[str] = ..., channel: _Optional[str] = ..., entry_mode: _Optional[str] = ..., timestamp: _Optional[int] = ..., behaviour: _Optional[_Union[BehaviourAggregates, _Mapping]] = ..., model: _Optional[str] = ..., features: _Optional[_Mapping[str, float]] = ..., categorical_features: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class BehaviourAggregates(_message.Message):
     __slots__ = ("txn_count_1h", "txn_count_24h", "amount_sum_1h", "amount_sum_24h", "seconds_since_last_txn", "distance_from_home_km", "is_new_merchant", "is_new_device")
@@ -111,7 +129,21 @@ class FraudScoreBatch(_message.Message):
     def __init__(self, scores: _Optional[_Iterable[_Union[FraudScore, _Mapping]]] = ...) -> None: ...
 
 class Application(_message.Message):
-    __slots__ = ("application_id", "annual_income", "debt_to_income", "revolving_utilization", "delinquencies_2y", "inquiries_6m", "credit_history_months", "loan_amount", "term_months", "employment_years", "open_accounts", "purpose", "home_ownership", "model")
+    __slots__ = ("application_id", "annual_income", "debt_to_income", "revolving_utilization", "delinquencies_2y", "inquiries_6m", "credit_history_months", "loan_amount", "term_months", "employment_years", "open_accounts", "purpose", "home_ownership", "model", "features", "categorical_features")
+    class FeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class CategoricalFeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
     ANNUAL_INCOME_FIELD_NUMBER: _ClassVar[int]
     DEBT_TO_INCOME_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +158,8 @@ class Application(_message.Message):
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     HOME_OWNERSHIP_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    CATEGORICAL_FEATURES_FIELD_NUMBER: _ClassVar[int]
     application_id: str
     annual_income: float
     debt_to_income: float
@@ -140,7 +174,9 @@ class Application(_message.Message):
     purpose: str
     home_ownership: str
     model: str
-    def __init__(self, application_id: _Optional[str] = ..., annual_income: _Optional[float] = ..., debt_to_income: _Optional[float] = ..., revolving_utilization: _Optional[float] = ..., delinquencies_2y: _Optional[float] = ..., inquiries_6m: _Optional[float] = ..., credit_history_months: _Optional[float] = ..., loan_amount: _Optional[float] = ..., term_months: _Optional[float] = ..., employment_years: _Optional[float] = ..., open_accounts: _Optional[float] = ..., purpose: _Optional[str] = ..., home_ownership: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+    features: _containers.ScalarMap[str, float]
+    categorical_features: _containers.ScalarMap[str, str]
+    def __init__(self, application_id: _Optional[str] = ..., annual_income: _Optional[float] = ..., debt_to_income: _Optional[float] = ..., revolving_utilization: _Optional[float] = ..., delinquencies_2y: _Optional[float] = ..., inquiries_6m: _Optional[float] = ..., credit_history_months: _Optional[float] = ..., loan_amount: _Optional[float] = ..., term_months: _Optional[float] = ..., employment_years: _Optional[float] = ..., open_accounts: _Optional[float] = ..., purpose: _Optional[str] = ..., home_ownership: _Optional[str] = ..., model: _Optional[str] = ..., features: _Optional[_Mapping[str, float]] = ..., categorical_features: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ReasonCode(_message.Message):
     __slots__ = ("code", "feature", "description", "contribution")
