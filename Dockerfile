@@ -7,6 +7,7 @@ COPY pyproject.toml README.md run.sh ./
 COPY protos ./protos
 COPY server ./server
 COPY loadtest ./loadtest
+COPY modelbuild ./modelbuild
 RUN ./run.sh install
 
 FROM python:3.11-slim-bookworm

@@ -1,7 +1,7 @@
 """`riskserve models build|list`: rebuild the bundled models from the seeded generator, list a repository."""
 
 import argparse
-import importlib.util
+import importlib
 import logging
 import shlex
 import sys
@@ -20,6 +20,8 @@ MODEL_FILES = (
     "metrics.json",
     "MODEL_CARD.md",
 )
+# What `pip install 'riskserve[train]'` adds (pyproject.toml's `train` extra), as import names.
+TRAIN_EXTRA_MODULES = ("skl2onnx",)
 
 
 class BadFlagError(ValueError):
@@ -83,17 +85,22 @@ def run_build(args: argparse.Namespace) -> int:
     except BadFlagError as exc:
         print(f"riskserve models build: error: {exc}", file=sys.stderr)
         return 2
-    if importlib.util.find_spec("skl2onnx") is None:
+    # The training recipe (the top-level `modelbuild` package) and its train-only dependencies are imported
+    # here, never at module level, so serving and the image (serving extras only) stay free of them.
+    try:
+        for name in TRAIN_EXTRA_MODULES:  # modelbuild imports these lazily: check them before any work
+            importlib.import_module(name)
+        from modelbuild.build import build_model
+        from modelbuild.errors import GeneratorConfigError, ModelBuildError
+        from modelbuild.recipe import DEFAULT_SEED, credit_recipe, fraud_recipe
+    except ImportError as exc:
+        missing = exc.name or "a training dependency"
         print(
-            "riskserve models build: error: skl2onnx is not installed; install the training extra:"
-            " pip install 'riskserve[train]'",
+            f"riskserve models build: error: {missing} cannot be imported ({exc}); training needs the train"
+            " extra: pip install 'riskserve[train]' (in a checkout: pip install -e '.[train]')",
             file=sys.stderr,
         )
         return 2
-    # Training-only imports (sklearn pipelines, skl2onnx) stay out of the serving path.
-    from server.modelbuild.build import build_model
-    from server.modelbuild.errors import GeneratorConfigError, ModelBuildError
-    from server.modelbuild.recipe import DEFAULT_SEED, credit_recipe, fraud_recipe
 
     models_dir = args.models_dir or default_models_dir()
     seed = DEFAULT_SEED if args.seed is None else args.seed

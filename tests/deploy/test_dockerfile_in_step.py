@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path, PurePosixPath
 
 import pytest
+from packaging.requirements import Requirement
 
 from server.cli import health_cmd, serve_cmd
 from server.cli.main import build_parser
@@ -115,6 +116,20 @@ def test_install_step_is_run_sh_install_which_installs_what_serve_does(build: St
     extras = re.findall(r'ensure_venv "([^"]*)"', install_arm)
     assert extras and extras == re.findall(r'ensure_venv "([^"]*)"', serve_arm)
     assert "./run.sh serve" in (REPO / "README.md").read_text(), "README's install is ./run.sh serve"
+
+
+def test_image_installs_the_serving_dependencies_only(build: Stage, pyproject: dict) -> None:
+    """No training (skl2onnx) or test (perf-analyzer) dependency in the image: `./run.sh install` only."""
+    assert not [r.value for r in build.all("RUN") if "pip" in r.words()], "install through ./run.sh only"
+    install_arm = _run_sh_arm("install")
+    assert "ensure_perf_analyzer" not in install_arm
+    (extras,) = re.findall(r'ensure_venv "([^"]*)"', install_arm)
+    optional = pyproject["project"]["optional-dependencies"]
+    assert not {"train", "test"} & set(extras.split(","))
+    installed = pyproject["project"]["dependencies"] + [r for e in extras.split(",") for r in optional[e]]
+    names = {Requirement(r).name.lower() for r in installed}
+    assert "skl2onnx" in {Requirement(r).name.lower() for r in optional["train"]}
+    assert not names & {"skl2onnx", "perf-analyzer", "nvidia-cuda-runtime-cu12"}, names
 
 
 def test_build_stage_copies_every_installed_package_and_file(build: Stage, pyproject: dict) -> None:

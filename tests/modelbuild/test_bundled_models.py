@@ -7,10 +7,10 @@ import onnx
 import pandas as pd
 import pytest
 
+from modelbuild.onnx_export import onnx_session
 from server.config import load_model_config
 from server.config.paths import BUNDLED_MODELS_DIR
 from server.evaluation.risk_metrics import risk_metrics
-from server.modelbuild.onnx_export import onnx_session
 
 AUC_TARGETS = {"fraud": (0.90, 0.99), "credit": (0.70, 0.88)}
 ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.STRING: "string"}

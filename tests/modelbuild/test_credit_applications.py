@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from server.modelbuild.credit_applications import (
+from modelbuild.credit_applications import (
     CREDIT_COLUMNS,
     CreditApplicationConfig,
     generate_applications,
 )
-from server.modelbuild.errors import GeneratorConfigError
+from modelbuild.errors import GeneratorConfigError
 
 ROWS = 20_000
 

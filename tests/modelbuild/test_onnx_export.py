@@ -4,11 +4,11 @@ import numpy as np
 import onnx
 import pytest
 
-from server.modelbuild.credit_applications import CreditApplicationConfig, generate_applications
-from server.modelbuild.features import CREDIT_FEATURES, FRAUD_FEATURES, credit_vocabulary, fraud_vocabulary
-from server.modelbuild.onnx_export import export_onnx, onnx_positive_scores, onnx_session
-from server.modelbuild.training import MlpSettings, fit_pipeline, positive_scores
-from server.modelbuild.transaction_stream import TransactionStreamConfig, generate_transactions
+from modelbuild.credit_applications import CreditApplicationConfig, generate_applications
+from modelbuild.features import CREDIT_FEATURES, FRAUD_FEATURES, credit_vocabulary, fraud_vocabulary
+from modelbuild.onnx_export import export_onnx, onnx_positive_scores, onnx_session
+from modelbuild.training import MlpSettings, fit_pipeline, positive_scores
+from modelbuild.transaction_stream import TransactionStreamConfig, generate_transactions
 
 SMALL_MLP = MlpSettings((16, 8), alpha=1e-3, max_iter=10, early_stopping=False)
 

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from server.modelbuild.errors import GeneratorConfigError
-from server.modelbuild.fraud_scenarios import SCENARIOS
-from server.modelbuild.transaction_stream import (
+from modelbuild.errors import GeneratorConfigError
+from modelbuild.fraud_scenarios import SCENARIOS
+from modelbuild.transaction_stream import (
     STREAM_START,
     TRANSACTION_COLUMNS,
     TransactionStreamConfig,

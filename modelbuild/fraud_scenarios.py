@@ -14,9 +14,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from server.modelbuild import catalogue as cat
-from server.modelbuild.card_profiles import CardProfiles
-from server.modelbuild.legit_transactions import (
+from modelbuild import catalogue as cat
+from modelbuild.card_profiles import CardProfiles
+from modelbuild.legit_transactions import (
     DAY,
     amounts_for,
     describe_purchases,

@@ -10,8 +10,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 
-from server.modelbuild.features import FeatureSet
-from server.modelbuild.preprocessing import build_preprocessor
+from modelbuild.features import FeatureSet
+from modelbuild.preprocessing import build_preprocessor
 
 log = logging.getLogger(__name__)
 

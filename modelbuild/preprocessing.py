@@ -11,7 +11,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from server.modelbuild.features import FeatureSet
+from modelbuild.features import FeatureSet
 
 
 class Log1pTransformer(TransformerMixin, BaseEstimator):

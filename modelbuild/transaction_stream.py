@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from server.modelbuild import catalogue as cat
-from server.modelbuild.aggregates import add_behaviour_aggregates
-from server.modelbuild.card_profiles import generate_card_profiles
-from server.modelbuild.errors import GeneratorConfigError
-from server.modelbuild.fraud_scenarios import SCENARIO_GENERATORS, SCENARIOS, camouflage
-from server.modelbuild.legit_lookalikes import generate_lookalikes
-from server.modelbuild.legit_transactions import DAY, generate_legit_events
+from modelbuild import catalogue as cat
+from modelbuild.aggregates import add_behaviour_aggregates
+from modelbuild.card_profiles import generate_card_profiles
+from modelbuild.errors import GeneratorConfigError
+from modelbuild.fraud_scenarios import SCENARIO_GENERATORS, SCENARIOS, camouflage
+from modelbuild.legit_lookalikes import generate_lookalikes
+from modelbuild.legit_transactions import DAY, generate_legit_events
 
 STREAM_START = int(datetime(2026, 6, 1, tzinfo=UTC).timestamp())
 DEFAULT_SCENARIO_MIX = {

@@ -11,10 +11,10 @@ All rows are labelled legitimate (fraud_scenario "legit").
 import numpy as np
 import pandas as pd
 
-from server.modelbuild import catalogue as cat
-from server.modelbuild.card_profiles import CardProfiles
-from server.modelbuild.fraud_scenarios import burst_events, burst_times
-from server.modelbuild.legit_transactions import DAY, amounts_for, entry_modes_for, merchant_keys
+from modelbuild import catalogue as cat
+from modelbuild.card_profiles import CardProfiles
+from modelbuild.fraud_scenarios import burst_events, burst_times
+from modelbuild.legit_transactions import DAY, amounts_for, entry_modes_for, merchant_keys
 
 LOOKALIKE_SHARES = {
     "in_app_burst": 0.35,

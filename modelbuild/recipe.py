@@ -10,17 +10,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from server.modelbuild.credit_applications import CreditApplicationConfig, generate_applications
-from server.modelbuild.features import (
+from modelbuild.credit_applications import CreditApplicationConfig, generate_applications
+from modelbuild.features import (
     CREDIT_FEATURES,
     FRAUD_FEATURES,
     FeatureSet,
     credit_vocabulary,
     fraud_vocabulary,
 )
-from server.modelbuild.splits import DataSplit, out_of_time_split, random_split, thresholds_for_alert_rates
-from server.modelbuild.training import MlpSettings
-from server.modelbuild.transaction_stream import TransactionStreamConfig, generate_transactions
+from modelbuild.splits import DataSplit, out_of_time_split, random_split, thresholds_for_alert_rates
+from modelbuild.training import MlpSettings
+from modelbuild.transaction_stream import TransactionStreamConfig, generate_transactions
 
 MODEL_VERSION = "1.0.0"
 DEFAULT_SEED = 7

@@ -8,9 +8,9 @@ import onnx
 import pandas as pd
 import yaml
 
+from modelbuild.features import FEATURE_DESCRIPTIONS, NON_NEGATIVE, UPPER_BOUNDS
+from modelbuild.recipe import ModelRecipe
 from server.config import load_model_config
-from server.modelbuild.features import FEATURE_DESCRIPTIONS, NON_NEGATIVE, UPPER_BOUNDS
-from server.modelbuild.recipe import ModelRecipe
 
 PARQUET_OPTIONS = {"engine": "pyarrow", "compression": "zstd", "index": False}
 

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.special import expit
 
-from server.modelbuild.errors import GeneratorConfigError
+from modelbuild.errors import GeneratorConfigError
 
 PURPOSES = {
     "debt_consolidation": (0.42, 0.10),

@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from modelbuild.artifacts import model_config_document, write_model_folder
+from modelbuild.errors import ModelBuildError
+from modelbuild.model_card import write_model_card
+from modelbuild.onnx_export import export_onnx, onnx_positive_scores, onnx_session
+from modelbuild.recipe import MODEL_VERSION, ModelRecipe
+from modelbuild.splits import decision_shares
+from modelbuild.training import fit_pipeline, parameter_count, positive_scores
 from server.evaluation.risk_metrics import risk_metrics
-from server.modelbuild.artifacts import model_config_document, write_model_folder
-from server.modelbuild.errors import ModelBuildError
-from server.modelbuild.model_card import write_model_card
-from server.modelbuild.onnx_export import export_onnx, onnx_positive_scores, onnx_session
-from server.modelbuild.recipe import MODEL_VERSION, ModelRecipe
-from server.modelbuild.splits import decision_shares
-from server.modelbuild.training import fit_pipeline, parameter_count, positive_scores
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, str, float, str], None]

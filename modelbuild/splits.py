@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from server.modelbuild.errors import ModelBuildError
+from modelbuild.errors import ModelBuildError
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ import onnxruntime as ort
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from server.modelbuild.errors import ModelBuildError
-from server.modelbuild.features import FeatureSet
-from server.modelbuild.preprocessing import register_log1p_converter
+from modelbuild.errors import ModelBuildError
+from modelbuild.features import FeatureSet
+from modelbuild.preprocessing import register_log1p_converter
 
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 OUTPUT_NAMES = ("label", "probabilities")

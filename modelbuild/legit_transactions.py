@@ -9,8 +9,8 @@ distance_km, scenario (0 = legitimate), in_warmup.
 import numpy as np
 import pandas as pd
 
-from server.modelbuild import catalogue as cat
-from server.modelbuild.card_profiles import FAVOURITES_PER_CARD, CardProfiles
+from modelbuild import catalogue as cat
+from modelbuild.card_profiles import FAVOURITES_PER_CARD, CardProfiles
 
 DAY = 86_400
 FAVOURITE_SHARE = 0.65  # share of a card's spending at its favourite categories

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server.modelbuild import catalogue as cat
+from modelbuild import catalogue as cat
 
 FAVOURITES_PER_CARD = 4
 

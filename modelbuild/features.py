@@ -120,7 +120,7 @@ FEATURE_DESCRIPTIONS = {
 
 def fraud_vocabulary() -> dict[str, list[str]]:
     """Every value each fraud string input can take: the one-hot layout and config.yaml's categories."""
-    from server.modelbuild import catalogue as cat
+    from modelbuild import catalogue as cat
 
     return {
         "currency": sorted(set(cat.CURRENCIES.tolist())),
@@ -134,6 +134,6 @@ def fraud_vocabulary() -> dict[str, list[str]]:
 
 def credit_vocabulary() -> dict[str, list[str]]:
     """Every value each credit string input can take."""
-    from server.modelbuild.credit_applications import HOME_OWNERSHIP, PURPOSES
+    from modelbuild.credit_applications import HOME_OWNERSHIP, PURPOSES
 
     return {"purpose": list(PURPOSES), "home_ownership": list(HOME_OWNERSHIP)}
