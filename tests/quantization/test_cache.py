@@ -22,9 +22,9 @@ def test_second_start_loads_from_cache_without_calibrating(model_folder, tmp_pat
         caplog.clear()
         warm = prepare_model(config, tmp_path)
     assert _calibrations(caplog) == 0
-    assert warm.facts.from_cache and warm.report["from_cache"] is True
+    assert warm.facts.from_cache and warm.report.from_cache is True
     assert warm.model_path == cold.model_path and warm.facts.gate_verdict is cold.facts.gate_verdict
-    assert warm.report["accuracy"] == cold.report["accuracy"]
+    assert warm.report.accuracy == cold.report.accuracy
     assert any("event=cache_hit" in r.getMessage() for r in caplog.records)
 
 
@@ -35,15 +35,15 @@ def test_changed_calibration_data_misses_the_cache(model_folder, tmp_path: Path)
     frame.iloc[: len(frame) // 2].to_parquet(config.calibration_path)
     second = prepare_model(config, tmp_path)
     assert not second.facts.from_cache
-    assert second.report["cache_key"] != first.report["cache_key"]
-    assert second.report["calibration"]["rows_used"] == len(frame) // 2
+    assert second.report.cache_key != first.report.cache_key
+    assert second.report.calibration.rows_used == len(frame) // 2
 
 
 def test_changed_quantization_config_misses_the_cache(model_folder, tmp_path: Path) -> None:
     prepare_model(model_folder(), tmp_path)
     changed = prepare_model(model_folder(calibration_method="percentile"), tmp_path)
     assert not changed.facts.from_cache
-    assert changed.report["config"]["calibration_method"] == "percentile"
+    assert changed.report.config.calibration_method == "percentile"
 
 
 def test_corrupted_artifact_is_detected_and_rebuilt(model_folder, tmp_path: Path, caplog) -> None:
@@ -67,7 +67,7 @@ def test_corrupted_report_is_detected_and_rebuilt(model_folder, tmp_path: Path) 
     cold = prepare_model(config, tmp_path)
     cold.report_path.write_text("{")
     rebuilt = prepare_model(config, tmp_path)
-    assert not rebuilt.facts.from_cache and rebuilt.report["verdict"] == cold.report["verdict"]
+    assert not rebuilt.facts.from_cache and rebuilt.report.verdict == cold.report.verdict
 
 
 def test_force_rebuilds_and_no_staging_folders_remain(model_folder, tmp_path: Path) -> None:
@@ -88,4 +88,4 @@ def test_changed_model_file_misses_the_cache(model_folder, tmp_path: Path) -> No
     model.doc_string = "retrained"  # any byte change of the FP32 model is a new key
     onnx.save(model, str(config.onnx_path))
     second = prepare_model(config, tmp_path)
-    assert not second.facts.from_cache and second.report["cache_key"] != first.report["cache_key"]
+    assert not second.facts.from_cache and second.report.cache_key != first.report.cache_key
