@@ -18,6 +18,7 @@ import onnxruntime
 
 from server.config.model_config import ModelConfig
 from server.config.quantization_config import QuantizationMode
+from server.quantization import code_version
 from server.quantization.cache import CacheCorruptionError, CacheEntry, QuantizationCache, cache_key
 from server.quantization.cpu_features import choose_reduce_range, read_cpu_profile
 from server.quantization.errors import ModelFileError
@@ -116,6 +117,7 @@ def _cache_key(config: ModelConfig, vnni: bool) -> str:
         "onnxruntime": onnxruntime.__version__,
         "vnni": vnni,
         "report_format": REPORT_FORMAT,
+        "code": code_version.code_version(),  # a changed tuner or pre-processing rebuilds
     }
     return cache_key([config.onnx_path, config.calibration_path, config.holdout_path], settings)
 

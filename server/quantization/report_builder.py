@@ -2,7 +2,6 @@
 
 import platform
 import sys
-from importlib import metadata
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,6 +10,7 @@ import onnxruntime
 
 from server.config.model_config import ModelConfig
 from server.config.quantization_config import QuantizationMode
+from server.quantization.code_version import riskserve_version
 from server.quantization.cpu_features import CpuProfile
 from server.quantization.report import (
     REPORT_FORMAT,
@@ -49,12 +49,8 @@ SPEED_SESSION = "1 intra-op thread, 1 inter-op thread, sequential, ORT_ENABLE_AL
 
 
 def versions() -> Versions:
-    try:
-        riskserve = metadata.version("riskserve")
-    except metadata.PackageNotFoundError:
-        riskserve = "unknown"
     return Versions(
-        riskserve=riskserve,
+        riskserve=riskserve_version(),
         onnxruntime=onnxruntime.__version__,
         onnx=onnx.__version__,
         numpy=np.__version__,
