@@ -98,13 +98,14 @@ def run(config: ModelConfig, rounds: int, seconds: float) -> dict[str, Any]:
                 config.model_copy(update={"quantization": changed}), Path(scratch) / label
             )
             r = prepared.report
+            assert r is not None and r.tuning and r.sizes and r.accuracy, "levers need a quantized model"
             built[label] = {
-                "verdict": r["verdict"],
-                "moves": [f"{s['layer']} ({s['kind']})" for s in r["tuning"]["fallback_layers"]],
-                "size_ratio": r["sizes"]["int8_over_fp32"],
-                "roc_auc_ratio": r["accuracy"]["roc_auc_ratio"],
-                "max_flip_rate": r["accuracy"]["max_flip_rate"],
-                "distinct_score_ratio": r["accuracy"]["distinct_score_ratio"],
+                "verdict": r.verdict.value,
+                "moves": [f"{s.layer} ({s.kind})" for s in r.tuning.fallback_layers],
+                "size_ratio": r.sizes.int8_over_fp32,
+                "roc_auc_ratio": r.accuracy.roc_auc_ratio,
+                "max_flip_rate": r.accuracy.max_flip_rate,
+                "distinct_score_ratio": r.accuracy.distinct_score_ratio,
             }
             paths[label] = prepared.model_path
         sessions = {name: create_session(path) for name, path in paths.items()}

@@ -93,10 +93,12 @@ def benchmark_model(config: ModelConfig, seconds: float, repeats: int) -> dict[s
             for name, path in (("calibration", config.calibration_path), ("holdout", config.holdout_path))
         }
         holdout = tables["holdout"]
-        head = tuple(cold.report["layers"]["output_head_kept_fp32"])
+        report = cold.report
+        assert report is not None and report.layers is not None and report.cpu is not None, "not quantized"
+        head = tuple(report.layers.output_head_kept_fp32)
         preprocessed = _preprocessed(config, scratch)
         graph_pre = load_model_graph(preprocessed, q.op_types, config.output_name)
-        reduce_range = cold.report["cpu"]["reduce_range"]
+        reduce_range = report.cpu.reduce_range
         ungated = variants.ungated_int8(
             config, preprocessed, head, reduce_range, tables["calibration"], scratch
         )
@@ -137,12 +139,11 @@ def benchmark_model(config: ModelConfig, seconds: float, repeats: int) -> dict[s
         front_end = front_end_nodes(config.onnx_path, first_layer.input[0])
         profile = _quietest_profiles(models, feeds256, config.output_name, front_end)
         sizes = {name: path.stat().st_size for name, path in models.items()}
-    accuracy = cold.report.get("accuracy", {})
     return {
         "model": config.name,
         "verdict": cold.facts.gate_verdict.value,
         "precision": cold.facts.precision.value,
-        "fallback_layers": [s["layer"] for s in cold.report.get("tuning", {}).get("fallback_layers", [])],
+        "fallback_layers": [s.layer for s in report.tuning.fallback_layers] if report.tuning else [],
         "cold_start_seconds": cold_seconds,
         "warm_start_seconds": warm_seconds,
         "sizes_bytes": sizes,
@@ -157,22 +158,8 @@ def benchmark_model(config: ModelConfig, seconds: float, repeats: int) -> dict[s
         ),
         "gate": gates,
         "profile_batch_256_us": profile,
-        "accuracy": {
-            k: accuracy.get(k)
-            for k in (
-                "roc_auc_delta",
-                "roc_auc_ratio",
-                "pr_auc_delta",
-                "ks_delta",
-                "brier_delta",
-                "mean_abs_score_diff",
-                "max_abs_score_diff",
-                "max_flip_rate",
-                "psi",
-                "distinct_score_ratio",
-            )
-        },
-        "reduce_range": cold.report.get("cpu", {}).get("reduce_range"),
+        "accuracy": report.metric_deltas(),
+        "reduce_range": reduce_range,
     }
 
 

@@ -5,7 +5,6 @@ failed its accuracy gate (it would be served as FP32), 2 for a bad model, data o
 """
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -35,14 +34,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pydantic import TypeAdapter
+
     from server.quantization.pipeline import prepare_model  # not at import: other commands stay fast
+    from server.quantization.report import QuantizationReport
     from server.quantization.summary import format_summary
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     models_dir = args.models_dir or default_models_dir()
     cache_dir = args.cache_dir or default_cache_dir()
     progress = None if args.json else (lambda message: print(message, file=sys.stderr))
-    reports, status = [], 0
+    reports: list[QuantizationReport] = []
+    status = 0
     for name in args.models:
         try:
             config = load_model_config(models_dir / name)
@@ -52,9 +55,15 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_BAD_INPUT
         if prepared.facts.gate_verdict is GateVerdict.FAILED:
             status = EXIT_GATE_FAILED
-        reports.append(prepared.report)
+        report = prepared.report
+        if report is None:  # prepare_model always reports; the type allows a runtime built without one
+            raise RuntimeError(f"{name}: no quantization report")
+        reports.append(report)
         if not args.json:
-            print(format_summary(prepared.report))
-    if args.json:
-        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+            print(format_summary(report))
+    if args.json:  # one model: its report; several: a list of reports
+        if len(reports) == 1:
+            print(reports[0].model_dump_json(indent=2))
+        else:
+            print(TypeAdapter(list[QuantizationReport]).dump_json(reports, indent=2).decode())
     return status

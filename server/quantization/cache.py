@@ -1,8 +1,9 @@
 """Content-addressed cache of quantization results: the quantized ONNX file and its report.
 
 The key is a SHA-256 over everything the result depends on: the FP32 model, calibration and holdout bytes,
-the quantization settings and decision thresholds, the onnxruntime version and the CPU's VNNI flag (the
-`reduce_range` default depends on it). An entry is a folder written under a temporary name and renamed into
+the quantization settings and decision thresholds, the onnxruntime version, the CPU's VNNI flag (the
+`reduce_range` default depends on it) and the code that built it (riskserve version and a fingerprint of the
+quantization sources, code_version.py). An entry is a folder written under a temporary name and renamed into
 place, so a reader never sees half an entry; its manifest holds each file's SHA-256, checked on every load.
 """
 

@@ -14,9 +14,6 @@ class CpuProfile:
     vnni: bool
     flags: tuple[str, ...]  # the VNNI-family flags found
 
-    def as_dict(self) -> dict[str, object]:
-        return {"model_name": self.model_name, "vnni": self.vnni, "vnni_flags": list(self.flags)}
-
 
 def read_cpu_profile(cpuinfo: Path = CPUINFO) -> CpuProfile:
     """Parse /proc/cpuinfo (first processor); on other systems report an unknown CPU without VNNI."""

@@ -1,6 +1,6 @@
 """INT8 against FP32 on the holdout file: the financial metrics a model-risk reviewer signs off on."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,29 +36,6 @@ class AccuracyComparison:
     @property
     def max_flip_rate(self) -> float:
         return max(self.flip_rates.values(), default=0.0)
-
-    def as_dict(self) -> dict[str, object]:
-        result = asdict(self)
-        result["max_flip_rate"] = self.max_flip_rate
-        return result
-
-    def deltas(self) -> dict[str, float]:
-        """The flat figures the server exports as metrics and metadata."""
-        return {
-            "roc_auc_fp32": self.fp32.roc_auc,
-            "roc_auc_int8": self.int8.roc_auc,
-            "roc_auc_delta": self.roc_auc_delta,
-            "roc_auc_ratio": self.roc_auc_ratio,
-            "pr_auc_delta": self.pr_auc_delta,
-            "ks_delta": self.ks_delta,
-            "brier_delta": self.brier_delta,
-            "mean_abs_score_diff": self.mean_abs_score_diff,
-            "max_abs_score_diff": self.max_abs_score_diff,
-            "psi": self.psi,
-            "distinct_score_ratio": self.distinct_score_ratio,
-            "max_flip_rate": self.max_flip_rate,
-            **{f"flip_rate_{name}": rate for name, rate in self.flip_rates.items()},
-        }
 
 
 def positive_scores(session: ort.InferenceSession, table: FeatureTable, output_name: str) -> np.ndarray:

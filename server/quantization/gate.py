@@ -1,6 +1,6 @@
 """The accuracy gate: is the quantized model within the model's budget relative to FP32?"""
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from server.config.quantization_config import AccuracyBudget
 from server.quantization.evaluation import AccuracyComparison
@@ -22,9 +22,6 @@ class BudgetCheck:
         slack = (1.0 - self.limit) if self.kind == "min" else self.limit
         return abs(self.value - self.limit) / max(slack, 1e-9)
 
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class GateResult:
@@ -40,9 +37,6 @@ class GateResult:
 
     def failures(self) -> list[str]:
         return [f"{c.name} {c.value:.6g} ({c.kind} {c.limit:g})" for c in self.checks if not c.passed]
-
-    def as_dict(self) -> dict[str, object]:
-        return {"passed": self.passed, "checks": [c.as_dict() for c in self.checks]}
 
 
 def _at_least(name: str, value: float, limit: float) -> BudgetCheck:

@@ -7,22 +7,22 @@ holdout file ─▶ evaluate vs FP32 ─▶ within budget? ─no─▶ move the 
                           └─▶ report ─▶ cache ─▶ PreparedModel (INT8, or FP32 with verdict FAILED)
 """
 
-import json
 import logging
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import onnxruntime
 
 from server.config.model_config import ModelConfig
 from server.config.quantization_config import QuantizationMode
-from server.quantization import report as reports
-from server.quantization.cache import CacheCorruptionError, QuantizationCache, cache_key
+from server.quantization import code_version
+from server.quantization.cache import CacheCorruptionError, CacheEntry, QuantizationCache, cache_key
 from server.quantization.cpu_features import choose_reduce_range, read_cpu_profile
 from server.quantization.errors import ModelFileError
+from server.quantization.report import REPORT_FORMAT, QuantizationReport, ReportFileError, read_report
 from server.served_model import GateVerdict, ModelFacts, Precision, PreparedModel
 
 if TYPE_CHECKING:
@@ -52,8 +52,10 @@ def prepare_model(
     started = time.perf_counter()
     q = config.quantization
     if q.mode is QuantizationMode.NONE:
+        from server.quantization.report_builder import disabled_report
+
         say(f"{config.name}: quantization disabled in config, serving FP32")
-        return _prepared(config, config.onnx_path, None, reports.disabled_report(config), from_cache=False)
+        return _prepared(config, config.onnx_path, None, disabled_report(config))
 
     cpu = read_cpu_profile()
     reduce_range = choose_reduce_range(q.reduce_range, cpu)
@@ -69,6 +71,7 @@ def prepare_model(
     from server.quantization.build import build
     from server.quantization.calibration_data import load_feature_table
     from server.quantization.model_graph import load_model_graph
+    from server.quantization.report_builder import build_report
 
     graph = load_model_graph(config.onnx_path, q.op_types, config.output_name)
     _check_config_matches_model(config, graph)
@@ -91,19 +94,17 @@ def prepare_model(
     with tempfile.TemporaryDirectory(prefix="riskserve-quantize-") as scratch:
         outcome = build(config, graph, reduce_range[0], Path(scratch), calibration, holdout)
         seconds = {"total_cold": time.perf_counter() - started}
-        report = reports.build_report(
-            config, graph, cpu, reduce_range, calibration, holdout, outcome, key, seconds
-        )
+        report = build_report(config, cpu, reduce_range, calibration, holdout, outcome, key, seconds)
         report_path = Path(scratch) / REPORT_FILE
-        report_path.write_text(json.dumps(report, indent=2))
+        report_path.write_text(report.cache_json())
         files = {REPORT_FILE: report_path}
-        if report["precision"] == Precision.INT8.value:
+        if report.precision is Precision.INT8:
             files[INT8_FILE] = outcome.model_path
         entry = cache.store(config.name, key, files)
     _log_verdict(config, report)
     say(f"{config.name}: quantized in {seconds['total_cold']:.1f}s")
     model_path = entry.files.get(INT8_FILE, config.onnx_path)
-    return _prepared(config, model_path, entry.files[REPORT_FILE], report, from_cache=False)
+    return _prepared(config, model_path, entry.files[REPORT_FILE], report)
 
 
 def _cache_key(config: ModelConfig, vnni: bool) -> str:
@@ -115,32 +116,41 @@ def _cache_key(config: ModelConfig, vnni: bool) -> str:
         "inputs": config.input_names,
         "onnxruntime": onnxruntime.__version__,
         "vnni": vnni,
-        "report_format": reports.REPORT_FORMAT,
+        "report_format": REPORT_FORMAT,
+        "code": code_version.code_version(),  # a changed tuner or pre-processing rebuilds
     }
     return cache_key([config.onnx_path, config.calibration_path, config.holdout_path], settings)
 
 
 def _load_cached(cache: QuantizationCache, config: ModelConfig, key: str) -> PreparedModel | None:
+    """The cached result for `key`, None when absent or unusable (a corrupt or stale entry is rebuilt)."""
     try:
         entry = cache.load(config.name, key)
         if entry is None:
             return None
-        report = json.loads(entry.files[REPORT_FILE].read_text())
-        if report["precision"] == Precision.INT8.value and INT8_FILE not in entry.files:
+        report = _cached_report(entry)
+        if report.precision is Precision.INT8 and INT8_FILE not in entry.files:
             raise CacheCorruptionError(f"cache entry {entry.folder}: INT8 model missing from manifest")
     except CacheCorruptionError as exc:
         log.warning("event=cache_corrupt model=%s action=rebuild detail=%r", config.name, str(exc))
         return None
-    report["from_cache"] = True
-    log.info("event=cache_hit model=%s key=%s verdict=%s", config.name, key[:12], report["verdict"])
+    report = report.model_copy(update={"from_cache": True})
+    log.info("event=cache_hit model=%s key=%s verdict=%s", config.name, key[:12], report.verdict.value)
     _log_verdict(config, report)
     return _prepared(
-        config,
-        entry.files.get(INT8_FILE, config.onnx_path),
-        entry.files[REPORT_FILE],
-        report,
-        from_cache=True,
+        config, entry.files.get(INT8_FILE, config.onnx_path), entry.files[REPORT_FILE], report
     )
+
+
+def _cached_report(entry: CacheEntry) -> QuantizationReport:
+    """The entry's report; CacheCorruptionError naming the file if it is absent, invalid or stale."""
+    path = entry.files.get(REPORT_FILE)
+    if path is None:
+        raise CacheCorruptionError(f"cache entry {entry.folder}: {REPORT_FILE} missing from manifest")
+    try:
+        return read_report(path)
+    except ReportFileError as exc:
+        raise CacheCorruptionError(str(exc)) from exc
 
 
 def _check_config_matches_model(config: ModelConfig, graph: "ModelGraph") -> None:
@@ -158,53 +168,32 @@ def _check_config_matches_model(config: ModelConfig, graph: "ModelGraph") -> Non
         )
 
 
-def _log_verdict(config: ModelConfig, report: dict[str, Any]) -> None:
-    accuracy = report.get("accuracy", {})
+def _log_verdict(config: ModelConfig, report: QuantizationReport) -> None:
     fields = (
-        f"model={config.name} version={config.version} verdict={report['verdict']} "
-        f"precision={report['precision']} from_cache={report['from_cache']}"
+        f"model={config.name} version={config.version} verdict={report.verdict.value} "
+        f"precision={report.precision.value} from_cache={report.from_cache}"
     )
-    if accuracy:
-        fields += f" auc_ratio={accuracy['roc_auc_ratio']:.6f} max_flip_rate={accuracy['max_flip_rate']:.5f}"
-    if report["verdict"] == GateVerdict.FAILED.value:
-        log.warning(
-            "event=quantization_gate_failed %s action=serve_fp32 reason=%r", fields, report["warnings"][0]
-        )
+    if report.accuracy is not None:
+        accuracy = report.accuracy
+        fields += f" auc_ratio={accuracy.roc_auc_ratio:.6f} max_flip_rate={accuracy.max_flip_rate:.5f}"
+    if report.verdict is GateVerdict.FAILED:
+        reason = report.warnings[0]
+        log.warning("event=quantization_gate_failed %s action=serve_fp32 reason=%r", fields, reason)
     else:
         log.info("event=quantization_ready %s", fields)
 
 
 def _prepared(
-    config: ModelConfig, model_path: Path, report_path: Path | None, report: dict[str, Any], from_cache: bool
+    config: ModelConfig, model_path: Path, report_path: Path | None, report: QuantizationReport
 ) -> PreparedModel:
-    accuracy_keys = (
-        "roc_auc_delta",
-        "roc_auc_ratio",
-        "pr_auc_delta",
-        "ks_delta",
-        "brier_delta",
-        "mean_abs_score_diff",
-        "max_abs_score_diff",
-        "psi",
-        "distinct_score_ratio",
-        "max_flip_rate",
-    )
-    # Where the evidence is, for the summary (not stored in the cached report: paths move with the cache).
-    report = {
-        **report,
-        "served_model": str(model_path),
-        "report_path": str(report_path) if report_path else None,
-    }
-    accuracy = report.get("accuracy", {})
-    deltas = {k: float(accuracy[k]) for k in accuracy_keys if k in accuracy}
-    deltas.update({f"flip_rate_{k}": float(v) for k, v in accuracy.get("flip_rates", {}).items()})
+    """What the runtime serves: the model file, its facts (from the typed report) and the located report."""
     facts = ModelFacts(
         name=config.name,
         version=config.version,
         task=config.task.value,
-        precision=Precision(report["precision"]),
-        gate_verdict=GateVerdict(report["verdict"]),
-        from_cache=from_cache,
-        metric_deltas=deltas,
+        precision=report.precision,
+        gate_verdict=report.verdict,
+        from_cache=report.from_cache,
+        metric_deltas=report.metric_deltas(),
     )
-    return PreparedModel(facts, model_path, report_path, report)
+    return PreparedModel(facts, model_path, report_path, report.located(model_path, report_path))

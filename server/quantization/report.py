@@ -1,179 +1,271 @@
-"""The quantization report: one JSON document a model-risk reviewer can audit, built from each stage."""
+"""The quantization report's schema: one JSON document a model-risk reviewer can audit.
 
-import platform
-import sys
-from importlib import metadata
+`QuantizationReport` is what the pipeline builds (report_builder.py), caches as report.json, and what the
+summary, `riskserve quantize --json`, the metrics and the benchmarks read. A report.json that does not
+validate against it, or carries another `format`, is a stale or corrupt cache entry, never a crash.
+"""
+
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Literal
 
-import numpy as np
-import onnx
-import onnxruntime
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from server.config.model_config import ModelConfig
-from server.config.quantization_config import QuantizationMode
-from server.quantization.cpu_features import CpuProfile
+from server.config.quantization_config import (
+    AccuracyBudget,
+    CalibrationMethod,
+    FallbackPrecision,
+    QuantizationConfig,
+    QuantizationMode,
+)
 from server.served_model import GateVerdict, Precision
 
-if TYPE_CHECKING:  # the cold path's modules pull in pandas and scikit-learn; a warm start needs neither
-    from server.quantization.build import BuildOutcome
-    from server.quantization.calibration_data import FeatureTable
-    from server.quantization.model_graph import ModelGraph
-
-REPORT_FORMAT = 2  # 2: tuning steps have a kind; layers.float_head_input
-DYNAMIC_WARNING = (
-    "dynamic quantization computes activation ranges per batch: a row's score depends on the other rows in "
-    "its batch, so this model must not be served with batching"
+# 2: tuning steps have a kind; layers.float_head_input. 3: the typed schema below (absent sections are null)
+REPORT_FORMAT = 3
+LOCATION_FIELDS = frozenset({"served_model", "report_path"})  # move with the cache: never stored
+# Sections every report of a quantized model has (only `mode: none` lacks them; `speed` is optional).
+BUILD_SECTIONS = (
+    "cpu",
+    "decision_thresholds",
+    "calibration",
+    "holdout",
+    "layers",
+    "budget",
+    "gate",
+    "accuracy",
+    "tuning",
+    "sizes",
+    "seconds",
 )
 
 
-def versions() -> dict[str, str]:
+class Section(BaseModel):
+    """A part of the report: unknown keys are errors, non-finite floats stay NaN/Infinity in the JSON."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, protected_namespaces=(), ser_json_inf_nan="constants"
+    )
+
+
+class ModelSection(Section):
+    name: str
+    version: str
+    task: str
+    onnx_file: str
+    output: str
+
+
+class Versions(Section):
+    riskserve: str
+    onnxruntime: str
+    onnx: str
+    numpy: str
+    python: str
+    platform: str
+
+
+class CpuSection(Section):
+    model_name: str
+    vnni: bool
+    vnni_flags: list[str]
+    reduce_range: bool
+    reduce_range_reason: str
+
+
+class CalibrationSection(Section):
+    file: str
+    rows_used: int  # rows the calibrator saw (equal batches)
+    rows_in_file: int
+    ignored_columns: list[str]
+    method: CalibrationMethod
+    runs: int  # calibrations in this build
+
+
+class HoldoutSection(Section):
+    file: str
+    rows: int
+    positives: int | None
+    ignored_columns: list[str]
+
+
+class LayersSection(Section):
+    quantizable: list[str]
+    output_head_kept_fp32: list[str]
+    fp32: list[str]
+    int16: list[str]
+    int8: list[str]
+    float_head_input: bool  # the tuner's head-input move was taken
+    unprotected_distinct_score_ratio: float | None  # the same model with its output head quantized too
+
+
+class BudgetCheckSection(Section):
+    name: str
+    value: float
+    limit: float
+    kind: Literal["min", "max"]
+    passed: bool
+
+
+class GateSection(Section):
+    passed: bool
+    checks: list[BudgetCheckSection]
+
+
+class AttemptFigures(Section):
+    """One quantization attempt's figures, as the tuner ranks candidates by them."""
+
+    gate_shortfall: float
+    model_bytes: int
+    fp32_weights: int
+    roc_auc_ratio: float
+    max_flip_rate: float
+    distinct_score_ratio: float
+    mean_abs_score_diff: float
+    psi: float
+
+
+class InitialGateSection(GateSection):
+    figures: AttemptFigures
+
+
+class GateReport(Section):
+    initial: InitialGateSection  # the first INT8 attempt, before any tuner move
+    final: GateSection
+
+
+class RiskMetricsSection(Section):
+    rows: int
+    positives: int
+    roc_auc: float
+    pr_auc: float
+    ks: float
+    brier: float
+    recall_at_1pct_fpr: float
+    distinct_scores: int
+    share_scores_exactly_0_or_1: float
+
+
+class AccuracySection(Section):
+    """The served (or best rejected) INT8 model against FP32 on the holdout set."""
+
+    fp32: RiskMetricsSection
+    int8: RiskMetricsSection
+    roc_auc_delta: float  # INT8 - FP32
+    roc_auc_ratio: float  # INT8 / FP32
+    pr_auc_delta: float
+    ks_delta: float
+    brier_delta: float
+    mean_abs_score_diff: float
+    max_abs_score_diff: float
+    psi: float
+    distinct_score_ratio: float
+    flip_rates: dict[str, float]  # decision threshold name -> share of rows whose decision changes
+    max_flip_rate: float
+
+    def metric_deltas(self) -> dict[str, float]:
+        """The flat figures exported as metrics and metadata: every scalar here, a flip rate per threshold."""
+        figures = self.model_dump(exclude={"fp32", "int8", "flip_rates"})
+        return {**figures, **{f"flip_rate_{name}": rate for name, rate in self.flip_rates.items()}}
+
+
+class FallbackStepSection(Section):
+    layer: str  # a layer name, or `input of <head>` for the head-input move
+    kind: Literal["layer", "head_input"]
+    precision: FallbackPrecision
+    reason: str
+    sensitivity: dict[str, AttemptFigures]  # every candidate of the round -> figures with it applied
+
+
+class TuningSection(Section):
+    fallback_layers: list[FallbackStepSection]
+    stopped_because: str
+
+
+class SizesSection(Section):
+    fp32_bytes: int
+    int8_bytes: int
+    int8_over_fp32: float
+
+
+class BatchTimingSection(Section):
+    batch_size: int
+    repeats: int
+    median_latency_ms: float
+    rows_per_second: float
+
+
+class SpeedSection(Section):
+    session: str  # the session options timed under
+    fp32: dict[int, BatchTimingSection]  # batch size -> timing
+    int8: dict[int, BatchTimingSection]
+    throughput_ratio: dict[int, float]  # batch size -> INT8 rows/s over FP32 rows/s
+
+
+class QuantizationReport(Section):
+    """The whole report. A model with `mode: none` has only the sections up to `config`; the rest is null."""
+
+    format: int
+    model: ModelSection
+    verdict: GateVerdict
+    precision: Precision
+    mode: QuantizationMode
+    batch_invariant: bool
+    from_cache: bool = False  # set when loaded from the cache
+    cache_key: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    versions: Versions
+    cpu: CpuSection | None = None
+    config: QuantizationConfig
+    decision_thresholds: dict[str, float] | None = None
+    calibration: CalibrationSection | None = None
+    holdout: HoldoutSection | None = None
+    layers: LayersSection | None = None
+    budget: AccuracyBudget | None = None
+    gate: GateReport | None = None
+    accuracy: AccuracySection | None = None
+    tuning: TuningSection | None = None
+    sizes: SizesSection | None = None
+    speed: SpeedSection | None = None  # null when timing was skipped (speed_seconds 0)
+    seconds: dict[str, float] | None = None  # time per stage and total_cold
+    # Where the evidence is, for the summary and --json; set after building or loading, never cached.
+    served_model: Path | None = None
+    report_path: Path | None = None
+
+    @field_validator("format")
+    @classmethod
+    def _current_format(cls, value: int) -> int:
+        if value != REPORT_FORMAT:
+            raise ValueError(f"report format {value}, this riskserve reads format {REPORT_FORMAT}")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> "QuantizationReport":
+        missing = [name for name in BUILD_SECTIONS if getattr(self, name) is None]
+        if self.verdict is not GateVerdict.DISABLED and missing:
+            raise ValueError(f"verdict {self.verdict.value} but no {', '.join(missing)}")
+        return self
+
+    def metric_deltas(self) -> dict[str, float]:
+        return self.accuracy.metric_deltas() if self.accuracy is not None else {}
+
+    def located(self, served_model: Path, report_path: Path | None) -> "QuantizationReport":
+        """This report with the paths of the served model and of its report.json."""
+        return self.model_copy(update={"served_model": served_model, "report_path": report_path})
+
+    def cache_json(self) -> str:
+        """The JSON stored in the cache: everything but the paths, which move with the cache."""
+        return self.model_dump_json(indent=2, exclude=set(LOCATION_FIELDS))
+
+
+class ReportFileError(ValueError):
+    """A report.json that is not a valid report of the current format."""
+
+
+def read_report(path: Path) -> QuantizationReport:
+    """Parse and validate `path`; ReportFileError naming the file and the first problem otherwise."""
     try:
-        riskserve = metadata.version("riskserve")
-    except metadata.PackageNotFoundError:
-        riskserve = "unknown"
-    return {
-        "riskserve": riskserve,
-        "onnxruntime": onnxruntime.__version__,
-        "onnx": onnx.__version__,
-        "numpy": np.__version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-    }
-
-
-def verdict_of(config: ModelConfig, outcome: "BuildOutcome") -> GateVerdict:
-    if not outcome.tuning.passed:
-        return GateVerdict.FAILED
-    return GateVerdict.PASSED_WITH_FALLBACK if outcome.tuning.steps else GateVerdict.PASSED
-
-
-def build_report(
-    config: ModelConfig,
-    graph: "ModelGraph",
-    cpu: CpuProfile,
-    reduce_range: tuple[bool, str],
-    calibration: "FeatureTable",
-    holdout: "FeatureTable",
-    outcome: "BuildOutcome",
-    cache_key: str,
-    seconds: dict[str, float],
-) -> dict[str, Any]:
-    """The full JSON report of a cold run."""
-    from server.quantization.speed import speedup
-
-    q = config.quantization
-    graph = outcome.graph
-    verdict = verdict_of(config, outcome)
-    final = outcome.tuning.final
-    fp32_bytes, int8_bytes = config.onnx_path.stat().st_size, outcome.model_path.stat().st_size
-    int8_layers = [name for name in graph.quantizable_layers if name not in final.recipe.fp32_layers]
-    warnings = []
-    if verdict is GateVerdict.FAILED:
-        warnings.append(
-            "INT8 model never within the accuracy budget ("
-            + "; ".join(final.gate.failures())
-            + f"; tuner stopped: {outcome.tuning.stopped_because}): serving FP32"
-        )
-    if q.mode is QuantizationMode.DYNAMIC:
-        warnings.append(DYNAMIC_WARNING)
-    speed: dict[str, Any] = {}
-    if outcome.timings:
-        speed = {
-            "session": "1 intra-op thread, 1 inter-op thread, sequential, ORT_ENABLE_ALL, no spinning",
-            "fp32": {str(k): v.as_dict() for k, v in outcome.timings["fp32"].items()},
-            "int8": {str(k): v.as_dict() for k, v in outcome.timings["int8"].items()},
-            "throughput_ratio": {
-                str(k): v for k, v in speedup(outcome.timings["fp32"], outcome.timings["int8"]).items()
-            },
-        }
-    return {
-        "format": REPORT_FORMAT,
-        "model": {
-            "name": config.name,
-            "version": config.version,
-            "task": config.task.value,
-            "onnx_file": str(config.onnx_path),
-            "output": config.output_name,
-        },
-        "verdict": verdict.value,
-        "precision": (Precision.FP32 if verdict is GateVerdict.FAILED else Precision.INT8).value,
-        "mode": q.mode.value,
-        "batch_invariant": q.mode is QuantizationMode.STATIC,
-        "from_cache": False,
-        "cache_key": cache_key,
-        "warnings": warnings,
-        "versions": versions(),
-        "cpu": {**cpu.as_dict(), "reduce_range": reduce_range[0], "reduce_range_reason": reduce_range[1]},
-        "config": q.model_dump(mode="json"),
-        "decision_thresholds": config.decision.thresholds(),
-        "calibration": {
-            "file": str(calibration.path),
-            "rows_used": outcome.calibration_rows,
-            "rows_in_file": calibration.rows_in_file,
-            "ignored_columns": list(calibration.ignored_columns),
-            "method": q.calibration_method.value,
-            "runs": outcome.calibration_runs,
-        },
-        "holdout": {
-            "file": str(holdout.path),
-            "rows": holdout.rows,
-            "positives": int(holdout.labels.sum()) if holdout.labels is not None else None,
-            "ignored_columns": list(holdout.ignored_columns),
-        },
-        "layers": {
-            "quantizable": list(graph.quantizable_layers),
-            "output_head_kept_fp32": list(graph.output_head) if q.protect_output else [],
-            "fp32": list(final.recipe.fp32_layers),
-            "int16": list(final.recipe.int16_layers),
-            "int8": [n for n in int8_layers if n not in final.recipe.int16_layers],
-            "float_head_input": final.recipe.float_input_layer is not None,
-            "unprotected_distinct_score_ratio": outcome.unprotected_distinct_score_ratio,
-        },
-        "budget": q.budget.model_dump(mode="json"),
-        "gate": {
-            "initial": {**outcome.initial.gate.as_dict(), "figures": outcome.initial.figures()},
-            "final": final.gate.as_dict(),
-        },
-        "accuracy": final.comparison.as_dict(),
-        "tuning": {
-            "fallback_layers": [step.as_dict() for step in outcome.tuning.steps],
-            "stopped_because": outcome.tuning.stopped_because,
-        },
-        "sizes": {
-            "fp32_bytes": fp32_bytes,
-            "int8_bytes": int8_bytes,
-            "int8_over_fp32": int8_bytes / fp32_bytes,
-        },
-        "speed": speed,
-        "seconds": {**outcome.seconds, **seconds},
-    }
-
-
-def disabled_report(config: ModelConfig) -> dict[str, Any]:
-    """Report for `mode: none`: nothing was quantized, FP32 is served by choice."""
-    return {
-        "format": REPORT_FORMAT,
-        "model": {
-            "name": config.name,
-            "version": config.version,
-            "task": config.task.value,
-            "onnx_file": str(config.onnx_path),
-            "output": config.output_name,
-        },
-        "verdict": GateVerdict.DISABLED.value,
-        "precision": Precision.FP32.value,
-        "mode": QuantizationMode.NONE.value,
-        "batch_invariant": True,
-        "from_cache": False,
-        "warnings": [],
-        "versions": versions(),
-        "config": config.quantization.model_dump(mode="json"),
-    }
-
-
-def relative_to(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
+        return QuantizationReport.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "document"
+        problem = f"{exc.error_count()} error(s); {where}: {first['msg']}"
+        raise ReportFileError(f"{path}: not a format-{REPORT_FORMAT} report ({problem})") from exc

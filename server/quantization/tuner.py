@@ -52,15 +52,6 @@ class FallbackStep:
     sensitivity: dict[str, dict[str, float]]  # every candidate of the round -> figures with it applied
     kind: str = "layer"  # "layer": the layer left INT8; "head_input": the head's input left float
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "layer": self.layer,
-            "kind": self.kind,
-            "precision": self.precision,
-            "reason": self.reason,
-            "sensitivity": self.sensitivity,
-        }
-
 
 @dataclass(frozen=True)
 class TuningResult:

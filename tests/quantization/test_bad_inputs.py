@@ -38,7 +38,7 @@ def test_unexpected_calibration_column_is_named_unless_ignored(model_folder, tmp
     _expect(config, tmp_path, DataFileError, "unexpected columns: card_id", "ignored_columns")
     config = model_folder(ignored_columns=("card_id",))
     prepared = prepare_model(config, tmp_path / "ok")
-    assert prepared.report["calibration"]["ignored_columns"] == ["card_id"]
+    assert prepared.report.calibration.ignored_columns == ["card_id"]
 
 
 def test_string_in_a_float_column(model_folder, tmp_path: Path) -> None:
@@ -132,4 +132,4 @@ def test_csv_calibration_file_gives_the_same_result_as_parquet(model_folder, tmp
     from_csv = prepare_model(
         config.model_copy(update={"calibration_file": "calibration.csv"}), tmp_path / "b"
     )
-    assert from_csv.report["accuracy"] == from_parquet.report["accuracy"]
+    assert from_csv.report.accuracy == from_parquet.report.accuracy

@@ -20,7 +20,7 @@ def test_bundled_model_is_served_int8_within_its_budget(name: str, tmp_path: Pat
     report = prepared.report
     assert prepared.facts.precision is Precision.INT8
     assert prepared.facts.gate_verdict in (GateVerdict.PASSED, GateVerdict.PASSED_WITH_FALLBACK)
-    assert all(check["passed"] for check in report["gate"]["final"]["checks"])
-    assert report["accuracy"]["roc_auc_ratio"] >= 0.999
-    assert report["accuracy"]["max_flip_rate"] <= 0.005
-    assert report["sizes"]["int8_over_fp32"] < 1.0
+    assert all(check.passed for check in report.gate.final.checks)
+    assert report.accuracy.roc_auc_ratio >= 0.999
+    assert report.accuracy.max_flip_rate <= 0.005
+    assert report.sizes.int8_over_fp32 < 1.0

@@ -26,22 +26,22 @@ def test_head_input_left_float_passes_with_every_hidden_layer_int8(
     config = model_folder("narrow", op_types=op_types)
     prepared = prepare_model(config, tmp_path / "cache")
     report = prepared.report
-    initial = {c["name"]: c for c in report["gate"]["initial"]["checks"]}
-    assert initial["distinct_score_ratio"]["passed"] is False
+    initial = {c.name: c for c in report.gate.initial.checks}
+    assert initial["distinct_score_ratio"].passed is False
     assert prepared.facts.gate_verdict is GateVerdict.PASSED_WITH_FALLBACK
     assert prepared.facts.precision is Precision.INT8
-    step = report["tuning"]["fallback_layers"][0]
-    assert (step["layer"], step["kind"]) == (HEAD_INPUT, "head_input")
+    step = report.tuning.fallback_layers[0]
+    assert (step.layer, step.kind) == (HEAD_INPUT, "head_input")
     # Moving the last hidden layer to FP32 passes too; the head-input move wins as it keeps it INT8.
-    assert set(step["sensitivity"]) == {FIRST_LAYER, SECOND_LAYER, HEAD_INPUT}
+    assert set(step.sensitivity) == {FIRST_LAYER, SECOND_LAYER, HEAD_INPUT}
     assert (
-        step["sensitivity"][SECOND_LAYER]["gate_shortfall"]
+        step.sensitivity[SECOND_LAYER].gate_shortfall
         == 0
-        == step["sensitivity"][HEAD_INPUT]["gate_shortfall"]
+        == step.sensitivity[HEAD_INPUT].gate_shortfall
     )
-    assert "fewer FP32 weights" in step["reason"]
-    assert report["layers"]["int8"] == [FIRST_LAYER, SECOND_LAYER] and report["layers"]["float_head_input"]
-    assert report["accuracy"]["distinct_score_ratio"] >= 0.9
+    assert "fewer FP32 weights" in step.reason
+    assert report.layers.int8 == [FIRST_LAYER, SECOND_LAYER] and report.layers.float_head_input
+    assert report.accuracy.distinct_score_ratio >= 0.9
 
     # No QuantizeLinear/DequantizeLinear (nor Relu) between the last INT8 layer and the head.
     model = onnx.load(str(prepared.model_path))
@@ -76,6 +76,6 @@ def test_head_input_left_float_passes_with_every_hidden_layer_int8(
 
 def test_head_input_move_is_not_offered_without_output_protection(model_folder, tmp_path: Path) -> None:
     prepared = prepare_model(model_folder("narrow", protect_output=False), tmp_path / "cache")
-    for step in prepared.report["tuning"]["fallback_layers"]:
-        assert step["kind"] == "layer" and HEAD_INPUT not in step["sensitivity"]
-    assert prepared.report["layers"]["float_head_input"] is False
+    for step in prepared.report.tuning.fallback_layers:
+        assert step.kind == "layer" and HEAD_INPUT not in step.sensitivity
+    assert prepared.report.layers.float_head_input is False

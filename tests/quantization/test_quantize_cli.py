@@ -1,11 +1,13 @@
 """`riskserve quantize`: exit status per outcome, the reviewer's summary, the full report as JSON."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 
 from server.cli.main import main
+from server.quantization.report import QuantizationReport
 
 
 def _quantize(models_dir: Path, cache: Path, *args: str) -> int:
@@ -24,9 +26,22 @@ def test_passing_model_exits_0_with_summary_then_loads_from_cache(model_folder, 
 def test_failed_gate_exits_3_and_json_says_fp32(model_folder, tmp_path, capsys) -> None:
     config = model_folder("hopeless")
     assert _quantize(tmp_path, tmp_path / "cache", "hopeless", "--json") == 3
-    report = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    report = json.loads(out)
     assert report["verdict"] == "failed" and report["precision"] == "fp32"
     assert report["served_model"] == str(config.onnx_path)
+    assert report["report_path"].endswith("report.json")
+    assert QuantizationReport.model_validate_json(out).verdict == "failed"
+
+
+def test_json_for_several_models_is_a_list_of_reports(model_folder, tmp_path, capsys) -> None:
+    model_folder("plain")
+    shutil.copytree(tmp_path / "plain", tmp_path / "same")  # same bytes, same key: a cache hit
+    assert _quantize(tmp_path, tmp_path / "cache", "plain", "same", "--json") == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert [r["verdict"] for r in reports] == ["passed", "passed"]
+    assert [r["from_cache"] for r in reports] == [False, True]
+    assert [QuantizationReport.model_validate(r).precision for r in reports] == ["int8", "int8"]
 
 
 def test_bad_data_exits_2_naming_the_problem(model_folder, tmp_path, capsys) -> None:
