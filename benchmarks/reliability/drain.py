@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchmarks.reliability.openloop import Record, open_loop
 from benchmarks.reliability.payloads import SCORE, SCORE_BATCH, holdout_transactions, unary
-from benchmarks.reliability.server_process import ServerProcess
+from benchmarks.server_process import RiskServe
 from server.api.gen.riskserve.v1 import scoring_pb2
 
 SETTINGS = {"drain_pause_s": "2", "grace_period_s": "10"}
@@ -68,7 +68,7 @@ def _log_time(line: str) -> float | None:
     return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").astimezone().timestamp()
 
 
-async def run(server: ServerProcess, rate: float, before_s: float, seed: int) -> dict[str, Any]:
+async def run(server: RiskServe, rate: float, before_s: float, seed: int) -> dict[str, Any]:
     rows = holdout_transactions(2000, seed)
     bodies = [t.SerializeToString() for t in rows]
     batch_bodies = [
@@ -86,7 +86,7 @@ async def run(server: ServerProcess, rate: float, before_s: float, seed: int) ->
         await asyncio.sleep(before_s)
         marks["sigterm"], marks["sigterm_wall"] = time.monotonic(), time.time()
         server.signal()
-        await asyncio.to_thread(server.proc.wait)
+        await asyncio.to_thread(server.process.wait)
         marks["exit"] = time.monotonic()
 
     async with grpc.aio.insecure_channel(server.target) as channel:
@@ -137,7 +137,7 @@ async def run(server: ServerProcess, rate: float, before_s: float, seed: int) ->
         "batch_outcomes": dict(Counter(classify(r) for r in batch_records)),
         "batch_by_phase": {k: dict(v) for k, v in batch_phases.items()},
         "lost_by_status": dict(Counter(f"{r.code.name}: {r.details[:80]}" for r in lost).most_common(10)),
-        "exit_status": server.proc.returncode,
+        "exit_status": server.process.returncode,
         "load_avg_1min": os.getloadavg()[0],
         "sigterm_to_exit_s": round(marks["exit"] - sigterm, 3),
         "health_first_change": first_change[1] if first_change else None,

@@ -16,7 +16,8 @@ import numpy as np
 
 from benchmarks.reliability.openloop import open_loop
 from benchmarks.reliability.payloads import SCORE, SCORE_BATCH, holdout_transactions, unary
-from benchmarks.reliability.server_process import RssSampler, ServerProcess, cpu_seconds, rss_kb
+from benchmarks.reliability.process_stats import RssSampler, cpu_seconds, rss_kb
+from benchmarks.server_process import RiskServe
 from server.api.gen.riskserve.v1 import scoring_pb2
 
 BATCH = 256
@@ -89,7 +90,7 @@ async def _recovery(score, bodies: list[bytes], load_stopped: float) -> dict[str
     return {"recovered_after_s": None, "windows": windows}
 
 
-async def run(server: ServerProcess, load_s: float, capacity_s: float, seed: int) -> dict[str, Any]:
+async def run(server: RiskServe, load_s: float, capacity_s: float, seed: int) -> dict[str, Any]:
     batches, singles = _bodies(seed)
     async with grpc.aio.insecure_channel(server.target) as channel:
         score_batch, score = unary(channel, SCORE_BATCH), unary(channel, SCORE)

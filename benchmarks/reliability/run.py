@@ -21,7 +21,7 @@ from typing import Any
 
 from benchmarks.reliability import bad_inputs, drain, invariance, overload
 from benchmarks.reliability.report import COMMAND, render
-from benchmarks.reliability.server_process import ServerProcess
+from benchmarks.server_process import RiskServe
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -65,7 +65,14 @@ def _plan(quick: bool) -> dict[str, Any]:
     }
 
 
-async def _scenarios(server: ServerProcess, names: list[str], plan: dict[str, Any]) -> dict[str, Any]:
+def _server(work_dir: Path, cache: Path, settings: dict, name: str, source: Path | None) -> RiskServe:
+    """`riskserve serve` on the bundled models, started and SERVING (ServerStartError otherwise)."""
+    log_path = work_dir / f"server-{name}.log"
+    server = RiskServe(cache_dir=cache, settings=settings, log_path=log_path, source_dir=source, label=name)
+    return server.start()
+
+
+async def _scenarios(server: RiskServe, names: list[str], plan: dict[str, Any]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     if "invariance" in names:
         results["invariance"] = await invariance.run(server.target, plan["invariance_transactions"], SEED)
@@ -134,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     main_names = [n for n in names if n != "drain"]
     if main_names:
-        server = ServerProcess(args.work_dir, cache, extra, "main", source_dir)
-        server.start()
+        server = _server(args.work_dir, cache, extra, "main", source_dir)
         results["startup_s_main"] = round(server.start_seconds, 1)
         try:
             results["scenarios"].update(asyncio.run(_scenarios(server, main_names, plan)))
@@ -144,10 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if "drain" in names:
         runs = []
         for index in range(plan["drain_runs"]):
-            server = ServerProcess(
-                args.work_dir, cache, {**extra, **drain.SETTINGS}, f"drain-{index}", source_dir
-            )
-            server.start()
+            server = _server(args.work_dir, cache, {**extra, **drain.SETTINGS}, f"drain-{index}", source_dir)
             try:
                 runs.append(
                     asyncio.run(
