@@ -21,9 +21,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchmarks.reliability.openloop import Record, open_loop
-from benchmarks.reliability.payloads import SCORE, SCORE_BATCH, holdout_transactions, unary
+from benchmarks.reliability.payloads import SCORE, SCORE_BATCH, batch_bodies, holdout_transactions, unary
 from benchmarks.server_process import RiskServe
-from server.api.gen.riskserve.v1 import scoring_pb2
 
 SETTINGS = {"drain_pause_s": "2", "grace_period_s": "10"}
 TIMEOUT_S = 2.0
@@ -71,16 +70,15 @@ def _log_time(line: str) -> float | None:
 async def run(server: RiskServe, rate: float, before_s: float, seed: int) -> dict[str, Any]:
     rows = holdout_transactions(2000, seed)
     bodies = [t.SerializeToString() for t in rows]
-    batch_bodies = [
-        scoring_pb2.TransactionBatch(transactions=rows[i : i + BATCH]).SerializeToString()
-        for i in range(0, len(rows) - BATCH, BATCH)
-    ]
+    batches = batch_bodies(rows, BATCH)
+    # sending stops AFTER_EXIT_S after the process exited; the schedule only bounds a server that never does
+    longest_s = before_s + float(SETTINGS["drain_pause_s"]) + float(SETTINGS["grace_period_s"]) + 10.0
     health: list[tuple[float, str]] = []
     watcher = asyncio.create_task(_watch_health(server.target, health))
     marks: dict[str, float] = {}
 
-    def keep_going(elapsed: float) -> bool:
-        return "exit" not in marks or time.monotonic() - marks["exit"] < AFTER_EXIT_S
+    def keep_going(now: float) -> bool:
+        return "exit" not in marks or now - marks["exit"] < AFTER_EXIT_S
 
     async def terminate() -> None:
         await asyncio.sleep(before_s)
@@ -91,12 +89,12 @@ async def run(server: RiskServe, rate: float, before_s: float, seed: int) -> dic
 
     async with grpc.aio.insecure_channel(server.target) as channel:
         killer = asyncio.create_task(terminate())
-        batches = asyncio.create_task(
-            open_loop(unary(channel, SCORE_BATCH), batch_bodies, BATCH_RATE, keep_going, TIMEOUT_S)
+        batch_run = asyncio.create_task(
+            open_loop(unary(channel, SCORE_BATCH), batches, BATCH_RATE, longest_s, TIMEOUT_S, keep_going)
         )
-        run_ = await open_loop(unary(channel, SCORE), bodies, rate, keep_going, TIMEOUT_S)
+        run_ = await open_loop(unary(channel, SCORE), bodies, rate, longest_s, TIMEOUT_S, keep_going)
         records = await run_.finish()
-        batch_records = await (await batches).finish()
+        batch_records = await (await batch_run).finish()
         await killer
     await asyncio.wait_for(watcher, 5)
 

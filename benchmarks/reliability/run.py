@@ -16,12 +16,14 @@ import platform
 import shutil
 import subprocess
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 from benchmarks.reliability import bad_inputs, drain, invariance, overload
 from benchmarks.reliability.report import COMMAND, render
 from benchmarks.server_process import RiskServe
+from loadtest.open_loop import precise_timer_loop
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -70,6 +72,12 @@ def _server(work_dir: Path, cache: Path, settings: dict, name: str, source: Path
     log_path = work_dir / f"server-{name}.log"
     server = RiskServe(cache_dir=cache, settings=settings, log_path=log_path, source_dir=source, label=name)
     return server.start()
+
+
+def _run(scenario: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run on the load tester's event loop with precise timers, so open-loop sends leave on time."""
+    with asyncio.Runner(loop_factory=precise_timer_loop) as runner:
+        return runner.run(scenario)
 
 
 async def _scenarios(server: RiskServe, names: list[str], plan: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         server = _server(args.work_dir, cache, extra, "main", source_dir)
         results["startup_s_main"] = round(server.start_seconds, 1)
         try:
-            results["scenarios"].update(asyncio.run(_scenarios(server, main_names, plan)))
+            results["scenarios"].update(_run(_scenarios(server, main_names, plan)))
         finally:
             server.stop()
     if "drain" in names:
@@ -152,13 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(plan["drain_runs"]):
             server = _server(args.work_dir, cache, {**extra, **drain.SETTINGS}, f"drain-{index}", source_dir)
             try:
-                runs.append(
-                    asyncio.run(
-                        drain.run(
-                            server, plan["drain_rate_per_s"], plan["drain_sigterm_after_s"], SEED + index
-                        )
-                    )
-                )
+                rate, sigterm_after_s = plan["drain_rate_per_s"], plan["drain_sigterm_after_s"]
+                runs.append(_run(drain.run(server, rate, sigterm_after_s, SEED + index)))
             finally:
                 server.stop()
         results["scenarios"]["drain"] = drain.combine(runs)
