@@ -39,7 +39,7 @@ def _git(*args: str) -> str:
 
 def _server_source(source: str, work_dir: Path) -> tuple[Path | None, str]:
     """`head`: the committed tree exported to work_dir (others' uncommitted edits do not leak in);
-    `worktree`: the installed package as it is on disk. Returns (source dir or None, commit label)."""
+    `worktree`: this checkout as it is on disk. Returns (source dir or None, commit label)."""
     commit = _git("rev-parse", "--short", "HEAD")
     if source == "worktree":
         dirty = _git("status", "--porcelain", "server", "models")
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "--source",
         choices=("head", "worktree"),
         default="head",
-        help="server code: the committed HEAD, exported (default), or the working tree as installed",
+        help="server code: the committed HEAD, exported (default), or this checkout's working tree",
     )
     parser.add_argument("--render-only", action="store_true", help="rewrite the markdown from --output")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
