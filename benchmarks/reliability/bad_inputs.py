@@ -26,7 +26,8 @@ from benchmarks.reliability.payloads import (
     infer_request,
     unary,
 )
-from benchmarks.reliability.server_process import ServerProcess, rss_kb
+from benchmarks.reliability.process_stats import rss_kb
+from benchmarks.server_process import RiskServe
 from server.api.gen.riskserve.v1 import scoring_pb2
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -235,7 +236,7 @@ def _answered_rows(method: str, answer) -> int:
     return 1
 
 
-async def run(server: ServerProcess, count: int, seed: int) -> dict[str, Any]:
+async def run(server: RiskServe, count: int, seed: int) -> dict[str, Any]:
     cases, kinds = build_cases(count, seed)
     rss_before = rss_kb(server.pid)
     tally: Counter = Counter()

@@ -21,9 +21,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from benchmarks.reliability.openloop import Record, open_loop
-from benchmarks.reliability.payloads import SCORE, SCORE_BATCH, holdout_transactions, unary
-from benchmarks.reliability.server_process import ServerProcess
-from server.api.gen.riskserve.v1 import scoring_pb2
+from benchmarks.reliability.payloads import SCORE, SCORE_BATCH, batch_bodies, holdout_transactions, unary
+from benchmarks.server_process import RiskServe
 
 SETTINGS = {"drain_pause_s": "2", "grace_period_s": "10"}
 TIMEOUT_S = 2.0
@@ -68,35 +67,34 @@ def _log_time(line: str) -> float | None:
     return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").astimezone().timestamp()
 
 
-async def run(server: ServerProcess, rate: float, before_s: float, seed: int) -> dict[str, Any]:
+async def run(server: RiskServe, rate: float, before_s: float, seed: int) -> dict[str, Any]:
     rows = holdout_transactions(2000, seed)
     bodies = [t.SerializeToString() for t in rows]
-    batch_bodies = [
-        scoring_pb2.TransactionBatch(transactions=rows[i : i + BATCH]).SerializeToString()
-        for i in range(0, len(rows) - BATCH, BATCH)
-    ]
+    batches = batch_bodies(rows, BATCH)
+    # sending stops AFTER_EXIT_S after the process exited; the schedule only bounds a server that never does
+    longest_s = before_s + float(SETTINGS["drain_pause_s"]) + float(SETTINGS["grace_period_s"]) + 10.0
     health: list[tuple[float, str]] = []
     watcher = asyncio.create_task(_watch_health(server.target, health))
     marks: dict[str, float] = {}
 
-    def keep_going(elapsed: float) -> bool:
-        return "exit" not in marks or time.monotonic() - marks["exit"] < AFTER_EXIT_S
+    def keep_going(now: float) -> bool:
+        return "exit" not in marks or now - marks["exit"] < AFTER_EXIT_S
 
     async def terminate() -> None:
         await asyncio.sleep(before_s)
         marks["sigterm"], marks["sigterm_wall"] = time.monotonic(), time.time()
         server.signal()
-        await asyncio.to_thread(server.proc.wait)
+        await asyncio.to_thread(server.process.wait)
         marks["exit"] = time.monotonic()
 
     async with grpc.aio.insecure_channel(server.target) as channel:
         killer = asyncio.create_task(terminate())
-        batches = asyncio.create_task(
-            open_loop(unary(channel, SCORE_BATCH), batch_bodies, BATCH_RATE, keep_going, TIMEOUT_S)
+        batch_run = asyncio.create_task(
+            open_loop(unary(channel, SCORE_BATCH), batches, BATCH_RATE, longest_s, TIMEOUT_S, keep_going)
         )
-        run_ = await open_loop(unary(channel, SCORE), bodies, rate, keep_going, TIMEOUT_S)
+        run_ = await open_loop(unary(channel, SCORE), bodies, rate, longest_s, TIMEOUT_S, keep_going)
         records = await run_.finish()
-        batch_records = await (await batches).finish()
+        batch_records = await (await batch_run).finish()
         await killer
     await asyncio.wait_for(watcher, 5)
 
@@ -137,7 +135,7 @@ async def run(server: ServerProcess, rate: float, before_s: float, seed: int) ->
         "batch_outcomes": dict(Counter(classify(r) for r in batch_records)),
         "batch_by_phase": {k: dict(v) for k, v in batch_phases.items()},
         "lost_by_status": dict(Counter(f"{r.code.name}: {r.details[:80]}" for r in lost).most_common(10)),
-        "exit_status": server.proc.returncode,
+        "exit_status": server.process.returncode,
         "load_avg_1min": os.getloadavg()[0],
         "sigterm_to_exit_s": round(marks["exit"] - sigterm, 3),
         "health_first_change": first_change[1] if first_change else None,

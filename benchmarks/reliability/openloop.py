@@ -1,4 +1,10 @@
-"""An open-loop sender: calls leave at fixed intended times whatever the answers do (one grpc.aio loop)."""
+"""The load tester's open loop with every call's outcome kept: calls leave at their intended times whatever
+the answers do (loadtest/open_loop.py's pacing over a constant-rate loadtest schedule), one grpc.aio loop.
+
+The scenarios classify each call by its status, its details and when it was sent (before SIGTERM, during
+the drain pause, ...), which the load generator's merged histograms do not keep; so the calls are sent
+here, on the caller's event loop: run it on `loadtest.open_loop.precise_timer_loop()`.
+"""
 
 import asyncio
 import itertools
@@ -7,6 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
+
+from loadtest.open_loop import Departure, departures
+from loadtest.scenario import Load
+from loadtest.schedule import build_schedule
 
 MAX_IN_FLIGHT = 5000
 
@@ -24,42 +34,40 @@ class Record:
         return self.ended - self.intended  # from the intended send time: no coordinated omission
 
 
-async def _one(call, body: bytes, timeout_s: float, intended: float, records: list[Record], slots) -> None:
-    sent = time.monotonic()
+async def _one(
+    call, body: bytes, timeout_s: float, departure: Departure, records: list[Record], slots: asyncio.Semaphore
+) -> None:
     try:
         await call(body, timeout=timeout_s)
         code, details = grpc.StatusCode.OK, ""
     except grpc.aio.AioRpcError as error:
         code, details = error.code(), error.details() or ""
-    records.append(Record(intended, sent, time.monotonic(), code, details))
-    slots.release()
+    finally:
+        slots.release()
+    records.append(Record(departure.intended, departure.sent, time.monotonic(), code, details))
 
 
 async def open_loop(
     call: Callable,
     bodies: Sequence[bytes],
     rate: float,
-    keep_going: Callable[[float], bool],
+    seconds: float,
     timeout_s: float,
+    keep_going: Callable[[float], bool] = lambda now: True,
 ) -> "Run":
-    """Send at `rate` per second while keep_going(elapsed_s). Calls still in flight stay in `pending`."""
+    """Send at `rate` per second for `seconds`, or until keep_going(time.monotonic()) is false, cycling
+    through `bodies`. Returns once the last call left; calls still in flight stay in `pending`."""
+    schedule = build_schedule(Load(rate=rate, duration_s=seconds, warmup_s=0), [1.0])
     records: list[Record] = []
     tasks: set[asyncio.Task] = set()
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)
-    start = time.monotonic()
-    last = start
-    for index, body in zip(itertools.count(), itertools.cycle(bodies)):
-        intended = start + index / rate
-        if not keep_going(intended - start):
-            break
-        delay = intended - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await slots.acquire()
-        task = asyncio.create_task(_one(call, body, timeout_s, intended, records, slots))
+    cycled = itertools.cycle(bodies)
+    start = last = time.monotonic()
+    async for departure in departures(schedule.offsets_s.tolist(), start, slots, keep_going):
+        task = asyncio.create_task(_one(call, next(cycled), timeout_s, departure, records, slots))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-        last = time.monotonic()
+        last = departure.sent
     return Run(records, start, last, tasks)
 
 

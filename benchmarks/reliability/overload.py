@@ -15,9 +15,9 @@ import grpc
 import numpy as np
 
 from benchmarks.reliability.openloop import open_loop
-from benchmarks.reliability.payloads import SCORE, SCORE_BATCH, holdout_transactions, unary
-from benchmarks.reliability.server_process import RssSampler, ServerProcess, cpu_seconds, rss_kb
-from server.api.gen.riskserve.v1 import scoring_pb2
+from benchmarks.reliability.payloads import SCORE, SCORE_BATCH, batch_bodies, holdout_transactions, unary
+from benchmarks.reliability.process_stats import RssSampler, cpu_seconds, rss_kb
+from benchmarks.server_process import RiskServe
 
 BATCH = 256
 CAPACITY_CALLERS = 4
@@ -30,11 +30,7 @@ PROBE_LIMIT_S = 30.0
 
 def _bodies(seed: int) -> tuple[list[bytes], list[bytes]]:
     rows = holdout_transactions(BATCH * 16, seed)
-    batches = [
-        scoring_pb2.TransactionBatch(transactions=rows[i : i + BATCH]).SerializeToString()
-        for i in range(0, len(rows), BATCH)
-    ]
-    return batches, [t.SerializeToString() for t in rows[:512]]
+    return batch_bodies(rows, BATCH), [t.SerializeToString() for t in rows[:512]]
 
 
 async def _capacity(call, bodies: list[bytes], seconds: float) -> float:
@@ -89,7 +85,7 @@ async def _recovery(score, bodies: list[bytes], load_stopped: float) -> dict[str
     return {"recovered_after_s": None, "windows": windows}
 
 
-async def run(server: ServerProcess, load_s: float, capacity_s: float, seed: int) -> dict[str, Any]:
+async def run(server: RiskServe, load_s: float, capacity_s: float, seed: int) -> dict[str, Any]:
     batches, singles = _bodies(seed)
     async with grpc.aio.insecure_channel(server.target) as channel:
         score_batch, score = unary(channel, SCORE_BATCH), unary(channel, SCORE)
@@ -99,7 +95,7 @@ async def run(server: ServerProcess, load_s: float, capacity_s: float, seed: int
         rss_before = rss_kb(server.pid)
         with RssSampler(server.pid) as sampler:
             cpu = cpu_seconds(server.pid), time.process_time(), time.monotonic()
-            run_ = await open_loop(score_batch, batches, rate, lambda t: t < load_s, TIMEOUT_S)
+            run_ = await open_loop(score_batch, batches, rate, load_s, TIMEOUT_S)
             cpu = cpu_seconds(server.pid) - cpu[0], time.process_time() - cpu[1], time.monotonic() - cpu[2]
             recovery = await _recovery(score, singles, run_.last_sent)
             records = await run_.finish()

@@ -16,12 +16,14 @@ import platform
 import shutil
 import subprocess
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 from benchmarks.reliability import bad_inputs, drain, invariance, overload
 from benchmarks.reliability.report import COMMAND, render
-from benchmarks.reliability.server_process import ServerProcess
+from benchmarks.server_process import RiskServe
+from loadtest.open_loop import precise_timer_loop
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -37,7 +39,7 @@ def _git(*args: str) -> str:
 
 def _server_source(source: str, work_dir: Path) -> tuple[Path | None, str]:
     """`head`: the committed tree exported to work_dir (others' uncommitted edits do not leak in);
-    `worktree`: the installed package as it is on disk. Returns (source dir or None, commit label)."""
+    `worktree`: this checkout as it is on disk. Returns (source dir or None, commit label)."""
     commit = _git("rev-parse", "--short", "HEAD")
     if source == "worktree":
         dirty = _git("status", "--porcelain", "server", "models")
@@ -65,7 +67,20 @@ def _plan(quick: bool) -> dict[str, Any]:
     }
 
 
-async def _scenarios(server: ServerProcess, names: list[str], plan: dict[str, Any]) -> dict[str, Any]:
+def _server(work_dir: Path, cache: Path, settings: dict, name: str, source: Path | None) -> RiskServe:
+    """`riskserve serve` on the bundled models, started and SERVING (ServerStartError otherwise)."""
+    log_path = work_dir / f"server-{name}.log"
+    server = RiskServe(cache_dir=cache, settings=settings, log_path=log_path, source_dir=source, label=name)
+    return server.start()
+
+
+def _run(scenario: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run on the load tester's event loop with precise timers, so open-loop sends leave on time."""
+    with asyncio.Runner(loop_factory=precise_timer_loop) as runner:
+        return runner.run(scenario)
+
+
+async def _scenarios(server: RiskServe, names: list[str], plan: dict[str, Any]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     if "invariance" in names:
         results["invariance"] = await invariance.run(server.target, plan["invariance_transactions"], SEED)
@@ -97,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "--source",
         choices=("head", "worktree"),
         default="head",
-        help="server code: the committed HEAD, exported (default), or the working tree as installed",
+        help="server code: the committed HEAD, exported (default), or this checkout's working tree",
     )
     parser.add_argument("--render-only", action="store_true", help="rewrite the markdown from --output")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
@@ -134,28 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     }
     main_names = [n for n in names if n != "drain"]
     if main_names:
-        server = ServerProcess(args.work_dir, cache, extra, "main", source_dir)
-        server.start()
+        server = _server(args.work_dir, cache, extra, "main", source_dir)
         results["startup_s_main"] = round(server.start_seconds, 1)
         try:
-            results["scenarios"].update(asyncio.run(_scenarios(server, main_names, plan)))
+            results["scenarios"].update(_run(_scenarios(server, main_names, plan)))
         finally:
             server.stop()
     if "drain" in names:
         runs = []
         for index in range(plan["drain_runs"]):
-            server = ServerProcess(
-                args.work_dir, cache, {**extra, **drain.SETTINGS}, f"drain-{index}", source_dir
-            )
-            server.start()
+            server = _server(args.work_dir, cache, {**extra, **drain.SETTINGS}, f"drain-{index}", source_dir)
             try:
-                runs.append(
-                    asyncio.run(
-                        drain.run(
-                            server, plan["drain_rate_per_s"], plan["drain_sigterm_after_s"], SEED + index
-                        )
-                    )
-                )
+                rate, sigterm_after_s = plan["drain_rate_per_s"], plan["drain_sigterm_after_s"]
+                runs.append(_run(drain.run(server, rate, sigterm_after_s, SEED + index)))
             finally:
                 server.stop()
         results["scenarios"]["drain"] = drain.combine(runs)

@@ -22,16 +22,14 @@ from pathlib import Path
 import grpc
 import onnxruntime
 
+from benchmarks.server_process import ServerProcess, ServerStartError
 from benchmarks.serving import goals as g
 from benchmarks.serving.mlserver_peer import MLSERVER_VERSION, start_mlserver
 from benchmarks.serving.openloop import LoadTarget, Search, Trial, TrialTiming, climb, run_trial
 from benchmarks.serving.payloads import BATCH_ROWS, MODEL, Payloads, build_payloads
 from benchmarks.serving.sequential import run_sequential
 from benchmarks.serving.targets import (
-    REPO,
-    ServerProcess,
     quantized_model,
-    riskserve_supports_workers,
     start_echo,
     start_riskserve,
     wait_listening,
@@ -97,7 +95,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--riskserve-workers",
         type=int,
         default=2,
-        help="also measure `riskserve serve --workers N` when supported (0: skip)",
+        help="also measure `riskserve serve --workers N` (0 or 1: skip)",
     )
     return parser.parse_args(argv)
 
@@ -117,6 +115,14 @@ class Servers:
         log(f"{server.label} ready on {server.target}")
         return server
 
+    def add_riskserve(self, work: Path, cache: Path, workers: int | None = None) -> ServerProcess | None:
+        try:
+            server = start_riskserve(work, cache, workers)
+        except ServerStartError as error:  # already stopped
+            log(str(error))
+            return None
+        return self.add(server, True)
+
     def stop_all(self) -> None:
         for server in reversed(self.started):
             server.stop()
@@ -125,20 +131,15 @@ class Servers:
 def start_servers(args: argparse.Namespace, servers: Servers) -> dict[str, ServerProcess | None]:
     work, cache = args.work_dir, args.work_dir / "cache"
     echo = start_echo(work)
-    riskserve = start_riskserve(work, cache)
     found: dict[str, ServerProcess | None] = {
         "echo": servers.add(echo, wait_listening(echo)),
-        "riskserve": servers.add(riskserve, wait_model_ready(riskserve, MODEL, timeout_s=300)),
+        "riskserve": servers.add_riskserve(work, cache),
     }
     if found["echo"] is None or found["riskserve"] is None:
         raise SystemExit("the echo floor and riskserve must both start")
     found["riskserve_workers"] = None
     if args.riskserve_workers > 1:
-        if riskserve_supports_workers():
-            multi = start_riskserve(work, cache, workers=args.riskserve_workers)
-            found["riskserve_workers"] = servers.add(multi, wait_model_ready(multi, MODEL, timeout_s=300))
-        else:
-            log("riskserve serve has no --workers option yet: multi-process row skipped")
+        found["riskserve_workers"] = servers.add_riskserve(work, cache, args.riskserve_workers)
     found["mlserver"] = None
     if not args.no_mlserver:
         onnx = quantized_model(cache, MODEL)  # riskserve's gated INT8 file, byte for byte
@@ -395,5 +396,4 @@ def _search_from_dict(data: dict) -> Search:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
     sys.exit(main())

@@ -1,7 +1,6 @@
 """Seldon MLServer 1.7 as the peer: its own venv in the benchmark's work folder, our minimal ONNX runtime."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -9,7 +8,7 @@ from pathlib import Path
 
 import onnxruntime
 
-from benchmarks.serving.targets import ServerProcess, free_port
+from benchmarks.server_process import ServerProcess, free_port
 
 MLSERVER_VERSION = "1.7.1"
 # uvloop 0.21+ raises in asyncio.get_event_loop() without a running loop, which MLServer 1.7.1's parallel
@@ -41,7 +40,7 @@ def ensure_mlserver_venv(work_dir: Path) -> Path:
 
 
 def start_mlserver(work_dir: Path, model_name: str, onnx_path: Path, parallel_workers: int) -> ServerProcess:
-    """Start MLServer serving `onnx_path` as `model_name` on free 127.0.0.1 ports."""
+    """Start MLServer serving `onnx_path` as `model_name` on free 127.0.0.1 ports (not waiting for it)."""
     work_dir = work_dir.resolve()
     venv = ensure_mlserver_venv(work_dir)
     root = work_dir / "mlserver-repo"
@@ -72,15 +71,13 @@ def start_mlserver(work_dir: Path, model_name: str, onnx_path: Path, parallel_wo
             }
         )
     )
-    log_path = work_dir / f"mlserver-workers{parallel_workers}.log"
-    env = {**os.environ, "PYTHONPATH": str(model_dir)}
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [str(venv / "bin" / "mlserver"), "start", str(root)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=root,
-        )
-    label = f"MLServer {MLSERVER_VERSION} (parallel_workers: {parallel_workers})"
-    return ServerProcess(label, process, grpc_port, log_path)
+    peer = ServerProcess(
+        f"MLServer {MLSERVER_VERSION} (parallel_workers: {parallel_workers})",
+        [str(venv / "bin" / "mlserver"), "start", str(root)],
+        grpc_port,
+        log_path=work_dir / f"mlserver-workers{parallel_workers}.log",
+        env={"PYTHONPATH": str(model_dir)},
+        cwd=root,
+    )
+    peer.launch()
+    return peer

@@ -19,9 +19,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.serving.payloads import MODEL, build_payloads
+from benchmarks.serving.payloads import build_payloads
 from benchmarks.serving.sequential import run_sequential
-from benchmarks.serving.targets import start_echo, start_riskserve, wait_listening, wait_model_ready
+from benchmarks.serving.targets import start_echo, start_riskserve, wait_listening
 
 HERE = Path(__file__).resolve().parent
 PY_SPY = Path(sys.executable).with_name("py-spy")
@@ -74,10 +74,9 @@ def classify(stack: str) -> str:
 
 def profile(seconds: float, work: Path, echo: bool = False) -> dict:
     """Profile riskserve (or, with `echo`, the echo floor) under sequential Score calls."""
-    server = start_echo(work) if echo else start_riskserve(work, work / "cache")
+    server = start_echo(work) if echo else start_riskserve(work, work / "cache")  # riskserve: SERVING
     try:
-        ready = wait_listening(server) if echo else wait_model_ready(server, MODEL, timeout_s=300)
-        if not ready:
+        if echo and not wait_listening(server):
             raise SystemExit(f"{server.label} did not start; see {server.log_path}")
         pool = build_payloads().score
         run_sequential(server.target, pool, 2000)  # warm
@@ -87,7 +86,7 @@ def profile(seconds: float, work: Path, echo: bool = False) -> dict:
                 str(PY_SPY),
                 "record",
                 "--pid",
-                str(server.process.pid),
+                str(server.pid),
                 "--duration",
                 str(int(seconds)),
                 "--rate",

@@ -8,25 +8,19 @@
 """
 
 import asyncio
-import os
-import re
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
+from benchmarks.server_process import RiskServe
 from server.app.serving import RiskServer
 from server.config.settings import ServerSettings
 from tests.e2e.model_factory import write_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-_LISTENING = re.compile(r"event=listening address=\S+:(\d+) metrics_port=(\d+)")
 
 
 class ServerThread:
@@ -108,54 +102,18 @@ def start_server(cache_dir: Path):
         running.close()
 
 
-class ServerProcess:
-    def __init__(self, process: subprocess.Popen, port: int, metrics_port: int, log: list[str]) -> None:
-        self.process, self.port, self.metrics_port, self.log = process, port, metrics_port, log
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def terminate(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-
-
 @pytest.fixture()
 def spawn_server(tmp_path: Path):
-    """Factory: `riskserve serve` in a subprocess; returns once it listens (models may still be loading)."""
-    spawned: list[subprocess.Popen] = []
+    """Factory: `riskserve serve` in a subprocess (benchmarks/server_process.py); returns once it listens
+    (models may still be loading). Settings are keyword arguments (RISKSERVE_<NAME>); the server's output
+    lines are in `.log`. Any still running after the test is killed."""
+    spawned: list[RiskServe] = []
 
-    def spawn(models_dir: Path, **env_settings) -> ServerProcess:
-        env = {**os.environ, "RISKSERVE_CACHE_DIR": str(tmp_path / "cache"), "RISKSERVE_LOG_LEVEL": "INFO"}
-        env |= {f"RISKSERVE_{k.upper()}": str(v) for k, v in env_settings.items()}
-        command = [
-            sys.executable,
-            "-m",
-            "server.cli.main",
-            "serve",
-            "--models-dir",
-            str(models_dir),
-            "--port",
-            "0",
-            "--metrics-port",
-            "0",
-        ]
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE, text=True)
-        spawned.append(process)
-        log: list[str] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line:
-                break
-            log.append(line)
-            if match := _LISTENING.search(line):
-                threading.Thread(target=lambda: log.extend(process.stderr), daemon=True).start()
-                return ServerProcess(process, int(match[1]), int(match[2]), log)
-        raise AssertionError("server subprocess did not start:\n" + "".join(log))
+    def spawn(models_dir: Path, **settings) -> RiskServe:
+        server = RiskServe(models_dir=models_dir, cache_dir=tmp_path / "cache", settings=settings)
+        spawned.append(server)
+        return server.start(ready="listening", timeout_s=30)
 
     yield spawn
-    for process in spawned:
-        if process.poll() is None:
-            process.kill()
-            process.wait(5)
+    for server in spawned:
+        server.kill()

@@ -7,6 +7,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from server.config import load_model_config
+from server.config.paths import default_models_dir
+
 FRAUD_ROWS = 64
 
 
@@ -37,19 +40,11 @@ def fraud_rows(count: int = FRAUD_ROWS, seed: int = 0) -> pd.DataFrame:
 
 
 def credit_rows(count: int = 32, seed: int = 0) -> pd.DataFrame:
+    """Rows shaped like the credit holdout: the bundled credit model's numeric inputs, its two categories,
+    the label."""
     rng = np.random.default_rng(seed)
-    floats = (
-        "annual_income",
-        "debt_to_income",
-        "revolving_utilization",
-        "delinquencies_2y",
-        "inquiries_6m",
-        "credit_history_months",
-        "loan_amount",
-        "term_months",
-        "employment_years",
-        "open_accounts",
-    )
+    config = load_model_config(default_models_dir() / "credit")
+    floats = [spec.name for spec in config.inputs if spec.dtype == "float32"]
     frame = pd.DataFrame({name: rng.uniform(0, 100, count).astype("float32") for name in floats})
     frame["purpose"] = rng.choice(["debt_consolidation", "car"], count)
     frame["home_ownership"] = rng.choice(["rent", "own"], count)

@@ -1,20 +1,18 @@
 """Measure where ONNX Runtime should run: inline on the event loop, on the model's batcher thread, or auto.
 
-    .venv/bin/python -m tests.e2e.measure_handoff [--models-dir models] [--repeats 3]
+    .venv/bin/python -m benchmarks.serving.handoff [--models-dir models] [--repeats 3]
+    .venv/bin/python -m benchmarks.serving.handoff --quick    # a smoke run: it works, figures meaningless
 
 For each repeat, the three modes are started as `riskserve serve` subprocesses (one after the other, same
 payloads, same client) and measured: sequential unary Score (p50/p99), 16 concurrent unary callers, and
 4 concurrent ScoreBatch(256) callers next to 8 unary callers (does a big batch stall small calls?).
-Prints medians over repeats. Not a test: speed is never asserted by tests.
+Prints medians over repeats. By default the model is the small fraud MLP the end-to-end tests serve
+(tests/e2e/model_factory.py, FP32), and the requests are theirs too (tests/e2e/requests.py).
 """
 
 import argparse
 import asyncio
-import os
-import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,71 +20,36 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from benchmarks.server_process import RiskServe
+from benchmarks.serving.sequential import run_sequential
+from loadtest.plan import RequestPool
+from loadtest.request_bodies import METHOD_PATHS
+from loadtest.scenario import CallKind
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from tests.e2e.model_factory import write_model
 from tests.e2e.requests import transaction
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MODES = ("inline", "thread", "auto")
+SEQUENTIAL_WARMUP_CALLS = 200
 
 
-def start(models_dir: Path, handoff: str, cache: Path) -> tuple[subprocess.Popen, str]:
-    env = {
-        **os.environ,
-        "RISKSERVE_INFERENCE_HANDOFF": handoff,
-        "RISKSERVE_CACHE_DIR": str(cache),
-        "RISKSERVE_DRAIN_PAUSE_S": "0",
-        "RISKSERVE_LOG_LEVEL": "WARNING",
-        "RISKSERVE_MODELS": "fraud",
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server.cli.main",
-            "serve",
-            "--models-dir",
-            str(models_dir),
-            "--port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--log-level",
-            "INFO",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
+def start(models_dir: Path, handoff: str, cache: Path) -> RiskServe:
+    settings = {"inference_handoff": handoff, "drain_pause_s": 0, "models": "fraud"}
+    label = f"riskserve inference_handoff={handoff}"
+    return RiskServe(models_dir=models_dir, cache_dir=cache, settings=settings, label=label).start()
+
+
+def sequential(target: str, calls: int) -> tuple[float, float]:
+    """p50 and p99 in µs of sequential unary Score calls on one connection (benchmarks.serving's client)."""
+    pool = RequestPool(
+        label="fraud.score",
+        method_path=METHOD_PATHS[CallKind.FRAUD_SCORE],
+        streaming=False,
+        rows_per_request=1,
+        bodies=(transaction().SerializeToString(),),
     )
-    port = None
-    for line in process.stderr:
-        if match := re.search(r"event=listening address=\S+:(\d+)", line):
-            port = match[1]
-        if "event=serving" in line:
-            break
-    threading_drain(process)
-    return process, f"127.0.0.1:{port}"
-
-
-def threading_drain(process: subprocess.Popen) -> None:
-    import threading
-
-    threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
-
-
-def sequential(target: str, calls: int) -> list[float]:
-    with grpc.insecure_channel(target) as channel:
-        fraud = scoring_pb2_grpc.FraudScoringStub(channel)
-        request = transaction()
-        for _ in range(200):
-            fraud.Score(request)
-        latencies = []
-        for _ in range(calls):
-            started = time.perf_counter()
-            fraud.Score(request)
-            latencies.append(time.perf_counter() - started)
-    return latencies
+    latency = run_sequential(target, pool, calls, warmup_calls=SEQUENTIAL_WARMUP_CALLS)
+    return latency.p50_us, latency.p99_us
 
 
 async def concurrent(target: str, unary_callers: int, batch_callers: int, seconds: float) -> dict:
@@ -121,11 +84,17 @@ def summary(latencies: list[float]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks.serving.handoff",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--models-dir", type=Path, default=None, help="default: a small generated test model")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1 repeat, 300 sequential calls, 0.5 s loads")
     args = parser.parse_args()
+    calls, seconds = (300, 0.5) if args.quick else (2000, 3.0)
+    if args.quick:
+        args.repeats = 1
     scratch = Path(tempfile.mkdtemp(prefix="riskserve-handoff-"))
     models_dir = args.models_dir
     if models_dir is None:
@@ -134,25 +103,25 @@ def main() -> None:
     results: dict[str, dict[str, list[float]]] = {}
     for _ in range(args.repeats):
         for handoff in MODES:
-            process, target = start(models_dir, handoff, scratch / "cache")
+            server = start(models_dir, handoff, scratch / "cache")
+            target = server.target
             try:
                 row = results.setdefault(handoff, {})
-                p50, p99 = summary(sequential(target, 2000))
+                p50, p99 = sequential(target, calls)
                 row.setdefault("seq_p50", []).append(p50)
                 row.setdefault("seq_p99", []).append(p99)
-                load = asyncio.run(concurrent(target, 16, 0, 3.0))
+                load = asyncio.run(concurrent(target, 16, 0, seconds))
                 p50, p99 = summary(load["unary"])
                 row.setdefault("c16_p50", []).append(p50)
                 row.setdefault("c16_p99", []).append(p99)
                 row.setdefault("c16_rps", []).append(len(load["unary"]) / load["seconds"])
-                mixed = asyncio.run(concurrent(target, 8, 4, 3.0))
+                mixed = asyncio.run(concurrent(target, 8, 4, seconds))
                 p50, p99 = summary(mixed["unary"])
                 row.setdefault("mixed_unary_p50", []).append(p50)
                 row.setdefault("mixed_unary_p99", []).append(p99)
                 row.setdefault("mixed_batch_p99", []).append(summary(mixed["batch"])[1])
             finally:
-                process.terminate()
-                process.wait(30)
+                server.stop()
     keys = list(results["inline"])
     print(f"models: {models_dir}; medians over {args.repeats} repeats; latencies in µs, rps in calls/s")
     print(
