@@ -167,7 +167,7 @@ def _oip_columns(entry: MixEntry, config: ModelConfig | None) -> tuple[str, ...]
     if entry.inputs is not None:
         return entry.inputs
     if config is not None:
-        return tuple(config.input_names)
+        return tuple(config.feature_names)
     raise LoadTestError(f"oip.infer model {entry.model_name!r} is not a bundled model: list its `inputs`")
 
 

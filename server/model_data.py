@@ -15,11 +15,10 @@ import pandas as pd
 
 from server.config.errors import DataFileError
 from server.config.model_config import ModelConfig
+from server.model_io import Feeds, assemble, onnx_inputs
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv",)
-
-Feeds = dict[str, np.ndarray]
 
 
 class DataKind(StrEnum):
@@ -64,38 +63,39 @@ def read_model_data(
     config: ModelConfig, kind: DataKind, columns: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """The model's calibration or holdout file (only `columns`, when given)."""
-    strings = [spec.name for spec in config.inputs if spec.dtype == "string"]
+    strings = [f.name for f in config.features if f.dtype == "string"]
     return read_data_file(data_path(config, kind), strings, columns)
 
 
 def input_frame(config: ModelConfig, kind: DataKind = DataKind.CALIBRATION) -> pd.DataFrame:
-    """The model inputs' columns of one of its data files."""
-    return read_model_data(config, kind, config.input_names)
+    """The model's features' columns of one of its data files."""
+    return read_model_data(config, kind, config.feature_names)
 
 
 def feeds_from_frame(config: ModelConfig, frame: pd.DataFrame, count: int | None = None) -> Feeds:
-    """The first `count` complete rows of `frame` (all when None) as model feeds ([N, 1] arrays)."""
-    frame = frame[config.input_names].dropna()
+    """The first `count` complete rows of `frame` (all when None) as the model's ONNX feeds."""
+    frame = frame[config.feature_names].dropna()
     if count is not None:
         frame = frame.head(count)
-    feeds: Feeds = {}
-    for spec in config.inputs:
-        column = frame[spec.name].to_numpy()
-        dtype = np.float32 if spec.dtype == "float32" else object
-        feeds[spec.name] = column.astype(dtype).reshape(-1, 1)
-    return feeds
+    return assemble(onnx_inputs(config), {name: frame[name].to_numpy() for name in config.feature_names})
 
 
-def reference_row(config: ModelConfig, frame: pd.DataFrame) -> Feeds:
-    """A typical input row of `frame`: the median of each number, the most common known value of each
-    string. Used for warm-up and as the baseline of credit reason codes."""
-    row: Feeds = {}
-    for spec in config.inputs:
-        column = frame[spec.name].dropna()
-        if spec.dtype == "float32":
-            row[spec.name] = np.array([[column.median()]], dtype=np.float32)
+def reference_row(config: ModelConfig, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A typical row of `frame`, one 1-value column per feature: the median of each number (rounded for
+    an integer or bool feature), the most common known value of each string. Used for warm-up and as the
+    baseline of credit reason codes."""
+    row: dict[str, np.ndarray] = {}
+    for feature in config.features:
+        column = frame[feature.name].dropna()
+        if feature.dtype == "string":
+            known = column[column.isin(feature.categories)]
+            value = known.mode().iloc[0] if len(known) else feature.categories[0]
+            row[feature.name] = np.array([str(value)], dtype=object)
         else:
-            known = column[column.isin(spec.categories)]
-            value = known.mode().iloc[0] if len(known) else spec.categories[0]
-            row[spec.name] = np.array([[str(value)]], dtype=object)
+            median = float(column.astype(np.float64).median())
+            if feature.dtype in ("int64", "bool"):
+                median = float(round(median))
+            elif feature.dtype == "float32":
+                median = float(np.float32(median))  # the value the model would see
+            row[feature.name] = np.array([median])
     return row

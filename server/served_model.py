@@ -22,10 +22,10 @@ class Precision(StrEnum):
 
 
 class GateVerdict(StrEnum):
-    PASSED = "passed"              # INT8 within the accuracy budget, served as INT8
+    PASSED = "passed"  # INT8 within the accuracy budget, served as INT8
     PASSED_WITH_FALLBACK = "passed_with_fallback"  # within budget after keeping some layers in FP32/INT16
-    FAILED = "failed"              # never within budget: FP32 is served, and everything says so
-    DISABLED = "disabled"          # quantization mode `none` in the model's config: FP32 by choice
+    FAILED = "failed"  # never within budget: FP32 is served, and everything says so
+    DISABLED = "disabled"  # quantization mode `none` in the model's config: FP32 by choice
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,6 @@ class PreparedModel:
     """The ONNX file to serve, its facts, and the quantization report that justified them."""
 
     facts: ModelFacts
-    model_path: Path                 # the ONNX file to load into the serving session
+    model_path: Path  # the ONNX file to load into the serving session
     report_path: Path | None = None  # the JSON quantization report, when quantization ran or was cached
     report: "QuantizationReport | None" = None

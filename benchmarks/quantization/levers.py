@@ -78,10 +78,10 @@ def interleaved_ratios(
 
 def run(config: ModelConfig, rounds: int, seconds: float) -> dict[str, Any]:
     q = config.quantization
-    graph = load_model_graph(config.onnx_path, q.op_types, config.output_name)
+    load_model_graph(config.onnx_path, q.op_types, config.output_name)
     holdout = load_feature_table(
         config.holdout_path,
-        graph.input_dtypes,
+        config,
         min_rows=1,
         label_column=config.label_column,
         require_label=True,

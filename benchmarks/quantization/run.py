@@ -83,7 +83,7 @@ def benchmark_model(config: ModelConfig, seconds: float, repeats: int) -> dict[s
         tables = {
             name: load_feature_table(
                 path,
-                graph.input_dtypes,
+                config,
                 min_rows=1,
                 max_rows=q.calibration_rows if name == "calibration" else None,
                 label_column=config.label_column,
@@ -114,7 +114,7 @@ def benchmark_model(config: ModelConfig, seconds: float, repeats: int) -> dict[s
             ),
             "dynamic": variants.dynamic_int8(config, preprocessed, head, scratch),
         }
-        fp32_scores = score_model(config.onnx_path, holdout, config.output_name)
+        fp32_scores = score_model(config.onnx_path, holdout, config)
         gates = {
             name: variants.gate_figures(config, path, holdout, fp32_scores)
             for name, path in models.items()

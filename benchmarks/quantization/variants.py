@@ -86,7 +86,7 @@ def dynamic_int8(config: ModelConfig, preprocessed: Path, head: tuple[str, ...],
 def gate_figures(config: ModelConfig, model: Path, holdout: FeatureTable, fp32: np.ndarray) -> dict:
     """The model's budget checks for `model` against the FP32 scores of the same holdout rows."""
     assert holdout.labels is not None
-    scores = score_model(model, holdout, config.output_name)
+    scores = score_model(model, holdout, config)
     comparison = compare_scores(holdout.labels, fp32, scores, config.decision.thresholds())
     gate = check_budget(comparison, config.quantization.budget)
     return {

@@ -46,7 +46,7 @@ def _config(model: str) -> ModelConfig:
 @functools.cache
 def _holdout(model: str) -> pd.DataFrame:
     config = _config(model)
-    return read_model_data(config, DataKind.HOLDOUT, (*ID_COLUMNS[model], *config.input_names))
+    return read_model_data(config, DataKind.HOLDOUT, (*ID_COLUMNS[model], *config.feature_names))
 
 
 def _encoded(model: str, frame: pd.DataFrame, encoder) -> list:

@@ -33,17 +33,20 @@ PHASES: list[tuple[str, re.Pattern]] = [
     # the server calls the session's binding (InferenceSession._sess.run) from ModelRuntime._run_once: a
     # native call, so its innermost Python frame is _run_once (or _run_in_fixed_chunks around it)
     (ORT, re.compile(r"onnxruntime|_run_once \(|_run_in_fixed_chunks \(")),
-    ("validation + feature mapping", re.compile(r"features\.py|transaction_columns|inference_converters")),
-    ("decision + response message", re.compile(r"decisions\.py|_fraud_messages|model_ref")),
+    (
+        "validation + feature mapping",
+        re.compile(r"features\.py|onnx_inputs\.py|MessageColumns|_one_message|inference_converters"),
+    ),
+    ("decision + response message", re.compile(r"prediction\.py|fraud_scores|model_ref")),
     (
         "metrics + call scope + admission",
         re.compile(
-            r"calls\.py|server/metrics/|latency_window|serving_metrics|prometheus_client|hdrh|admission\.py"
+            r"calls\.py|server/metrics/|latency_window|serving_metrics|prometheus_client|hdrh|concurrency_limit\.py"
         ),
     ),
-    (BATCHER, re.compile(r"batcher\.py|scoring\.py|model_runtime\.py")),
+    (BATCHER, re.compile(r"batcher\.py|model_runtime\.py")),
 ]
-HANDLER = re.compile(r"domain_servicers\.py|inference_servicer\.py")
+HANDLER = re.compile(r"domain_api\.py|inference_servicer\.py")
 IDLE = "idle (event loop in epoll, threads waiting)"
 IDLE_LEAVES = {"_worker", "Condition.wait", "Event.wait", "wait", "_wait_for_tstate_lock"}
 AIO = "gRPC aio machinery (cygrpc callbacks, (de)serialization, HTTP/2, asyncio)"

@@ -6,8 +6,7 @@ from grpc_reflection.v1alpha import reflection
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from server.api.calls import Calls
-from server.api.credit_api import CreditScoringServicer
-from server.api.fraud_api import FraudScoringServicer
+from server.api.domain_api import CreditScoringServicer, FraudScoringServicer
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.api.inference_servicer import InferenceServicer
 from server.app.concurrency_limit import ConcurrencyLimiter

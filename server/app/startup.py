@@ -7,10 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from server.api.credit_api import check_application_sources
-from server.api.fraud_api import check_transaction_sources
+from server.api.domain_api import check_domain_sources
 from server.config.errors import ConfigError
-from server.config.model_config import CONFIG_FILE_NAME, ModelConfig, ModelTask, load_model_config
+from server.config.model_config import CONFIG_FILE_NAME, ModelConfig, load_model_config
 from server.config.settings import ServerSettings
 from server.quantization.pipeline import prepare_model
 from server.quantization.summary import format_summary
@@ -32,10 +31,7 @@ def discover_models(settings: ServerSettings) -> list[ModelConfig]:
     configs = []
     for name in names:
         config = load_model_config(root / name)
-        if config.task is ModelTask.FRAUD:
-            check_transaction_sources(config)
-        else:
-            check_application_sources(config)
+        check_domain_sources(config)
         _check_request_limit(config, settings)
         configs.append(config)
     return configs

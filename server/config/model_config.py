@@ -19,29 +19,104 @@ CONFIG_FILE_NAME = "config.yaml"
 
 
 class ModelTask(StrEnum):
-    FRAUD = "fraud"    # served by FraudScoring: 0-999 risk score, approve / review / decline
+    FRAUD = "fraud"  # served by FraudScoring: 0-999 risk score, approve / review / decline
     CREDIT = "credit"  # served by CreditScoring: scorecard points, approve / review / decline, reason codes
+    BINARY = "binary"  # any other binary risk model (AML alerts, chargebacks, churn): Open Inference Protocol
 
 
-class InputSpec(StrictModel):
-    """One ONNX input: a raw named feature, shape [batch, 1]."""
+Dtype = Literal["float32", "float64", "int64", "bool", "string"]
+NUMERIC_DTYPES = ("float32", "float64", "int64", "bool")
+SOURCE_PREFIXES = ("features.", "categorical_features.", "behaviour.", "derived.")
+DERIVED_SOURCES = ("derived.utc_hour",)  # the UTC hour 0-23 of the message's `timestamp`
+_NAME = r"^[A-Za-z_][A-Za-z0-9_.:/-]*$"  # feature and ONNX input names as exporters make them
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    dtype: Literal["float32", "string"]
-    categories: tuple[str, ...] = Field((), description="allowed values of a string input")
-    minimum: float | None = Field(None, description="smallest valid value of a float input")
-    maximum: float | None = Field(None, description="largest valid value of a float input")
+
+class FeatureSpec(StrictModel):
+    """One feature: a value a model reads, where it comes from, its type and what is valid."""
+
+    name: str = Field(pattern=_NAME, description="feature name: the data files' column, the wire's key")
+    source: str | None = Field(
+        None,
+        description="where the domain API takes the value: a message field (`amount`, "
+        "`behaviour.txn_count_1h`), `derived.utc_hour`, `features.<key>` or `categorical_features.<key>`; "
+        "default: the message field of the same name if there is one, else the map entry of that name",
+    )
+    dtype: Dtype | None = Field(None, description="float32, float64, int64, bool or string")
+    categories: tuple[str, ...] = Field((), description="allowed values of a string feature")
+    minimum: float | None = Field(None, description="smallest valid value of a numeric feature")
+    maximum: float | None = Field(None, description="largest valid value of a numeric feature")
     description: str = ""
 
-    @model_validator(mode="after")
-    def _categories_only_for_strings(self) -> "InputSpec":
+    @field_validator("source")
+    @classmethod
+    def _source_form(cls, source: str | None) -> str | None:
+        if source is None or "." not in source:
+            return source  # a top-level message field
+        if not source.startswith(SOURCE_PREFIXES) or source.endswith("."):
+            raise ValueError(
+                f"source '{source}': use a message field, behaviour.<field>, derived.utc_hour, "
+                "features.<key> or categorical_features.<key>"
+            )
+        if source.startswith("derived.") and source not in DERIVED_SOURCES:
+            raise ValueError(f"source '{source}': derived values are {', '.join(DERIVED_SOURCES)}")
+        return source
+
+    def _check_values(self) -> None:
         if self.dtype == "string" and not self.categories:
-            raise ValueError(f"string input '{self.name}' needs a non-empty categories list")
-        if self.dtype == "float32" and self.categories:
-            raise ValueError(f"float32 input '{self.name}' cannot have categories")
+            raise ValueError(f"string feature '{self.name}' needs a non-empty categories list")
+        if self.dtype != "string" and self.categories:
+            raise ValueError(f"{self.dtype} feature '{self.name}' cannot have categories")
         if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
-            raise ValueError(f"input '{self.name}': minimum {self.minimum} > maximum {self.maximum}")
+            raise ValueError(f"feature '{self.name}': minimum {self.minimum} > maximum {self.maximum}")
+        if self.source is not None and self.source.startswith("categorical_features.") != (
+            self.dtype == "string"
+        ):
+            raise ValueError(
+                f"feature '{self.name}': {self.dtype} values come from `features.<key>`, strings from "
+                "`categorical_features.<key>`"
+            )
+
+
+class InputSpec(FeatureSpec):
+    """One ONNX input. `[N, 1]`: the input is itself a feature. `[N, F]` (one float matrix, as PyTorch and
+    Keras export it): `columns` names its F features in column order, each with its own source and range."""
+
+    dtype: Dtype = Field(description="float32, float64, int64, bool or string")
+    onnx_name: str | None = Field(None, description="the ONNX input's name where it differs from `name`")
+    columns: tuple[FeatureSpec, ...] = Field((), description="the features of an [N, F] input, in order")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "InputSpec":
+        if not self.columns:
+            self._check_values()
+            return self
+        if self.source or self.categories or self.minimum is not None or self.maximum is not None:
+            raise ValueError(f"input '{self.name}' has columns: give source, range and categories per column")
+        columns = []
+        for column in self.columns:
+            if column.dtype not in (None, self.dtype):
+                raise ValueError(
+                    f"input '{self.name}' is {self.dtype}: column '{column.name}' cannot be {column.dtype}"
+                )
+            column = column.model_copy(update={"dtype": self.dtype})
+            column._check_values()
+            columns.append(column)
+        object.__setattr__(self, "columns", tuple(columns))
         return self
+
+    @property
+    def onnx_input(self) -> str:
+        """The ONNX input's name."""
+        return self.onnx_name or self.name
+
+    @property
+    def width(self) -> int:
+        """Columns of the ONNX input: 1 for [N, 1], F for [N, F]."""
+        return len(self.columns) or 1
+
+    @property
+    def features(self) -> tuple[FeatureSpec, ...]:
+        return self.columns or (self,)
 
 
 class DecisionConfig(StrictModel):
@@ -80,7 +155,13 @@ class ModelConfig(StrictModel):
     task: ModelTask
     description: str = ""
     onnx_file: str = "model.onnx"
-    output_name: str = Field("probabilities", description="ONNX output; column 1 is the positive class")
+    output_name: str = Field("probabilities", description="the ONNX output holding the probabilities")
+    positive_column: int | None = Field(
+        None,
+        ge=0,
+        description="column of the output that is the positive class's probability; default: the last "
+        "(column 1 of an [N, 2] pair, column 0 of an [N, 1] probability)",
+    )
     label_column: str = Field(description="column of the holdout file holding the 0/1 outcome")
     calibration_file: str = "calibration.parquet"
     holdout_file: str = "holdout.parquet"
@@ -96,10 +177,13 @@ class ModelConfig(StrictModel):
     @field_validator("inputs")
     @classmethod
     def _unique_inputs(cls, inputs: tuple[InputSpec, ...]) -> tuple[InputSpec, ...]:
-        names = [i.name for i in inputs]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate input names: {', '.join(duplicates)}")
+        for kind, names in (
+            ("feature", [f.name for i in inputs for f in i.features]),
+            ("ONNX input", [i.onnx_input for i in inputs]),
+        ):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"duplicate {kind} names: {', '.join(duplicates)}")
         return inputs
 
     @model_validator(mode="after")
@@ -121,11 +205,16 @@ class ModelConfig(StrictModel):
         return self.directory / self.holdout_file
 
     @property
-    def input_names(self) -> list[str]:
-        return [i.name for i in self.inputs]
+    def features(self) -> tuple[FeatureSpec, ...]:
+        """Every feature the model reads, in ONNX input order (an [N, F] input's columns in order)."""
+        return tuple(f for spec in self.inputs for f in spec.features)
 
-    def input(self, name: str) -> InputSpec:
-        for spec in self.inputs:
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def feature(self, name: str) -> FeatureSpec:
+        for spec in self.features:
             if spec.name == name:
                 return spec
         raise KeyError(name)

@@ -8,9 +8,9 @@ from server.config._base import StrictModel
 
 
 class QuantizationMode(StrEnum):
-    STATIC = "static"    # calibrated QDQ: batch-invariant, the only mode allowed for batched serving
+    STATIC = "static"  # calibrated QDQ: batch-invariant, the only mode allowed for batched serving
     DYNAMIC = "dynamic"  # per-batch activation ranges: a row's score depends on its batch mates
-    NONE = "none"        # serve FP32
+    NONE = "none"  # serve FP32
 
 
 class CalibrationMethod(StrEnum):
@@ -25,7 +25,7 @@ class QuantType(StrEnum):
 
 
 class FallbackPrecision(StrEnum):
-    FP32 = "fp32"    # a sensitive layer is not quantized at all
+    FP32 = "fp32"  # a sensitive layer is not quantized at all
     INT16 = "int16"  # a sensitive layer keeps QDQ but with 16-bit activations (finer, still not FP32)
 
 

@@ -58,7 +58,7 @@ class QuantizationWorkbench:
         self._count = 0
         preprocess(config.onnx_path, self.preprocessed)
         self.layer_weights: dict[str, int] = {}  # set by build() once the pre-processed graph is loaded
-        self.fp32_scores = score_model(config.onnx_path, holdout, config.output_name)
+        self.fp32_scores = score_model(config.onnx_path, holdout, config)
 
     def attempt(self, recipe: QuantizationRecipe) -> tuple[Attempt, Path]:
         self._count += 1
@@ -66,7 +66,7 @@ class QuantizationWorkbench:
         q = self.config.quantization
         if quantize(self.preprocessed, path, recipe, q, self.reduce_range, self.ranges, self.reader):
             self.calibration_runs += 1
-        scores = score_model(path, self.holdout, self.config.output_name)
+        scores = score_model(path, self.holdout, self.config)
         comparison = self.compare(scores)
         gate = check_budget(comparison, q.budget)
         fp32_weights = sum(self.layer_weights.get(name, 0) for name in recipe.fp32_layers)

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 from onnxruntime.quantization import CalibrationDataReader
 
+from server.config.model_config import ModelConfig
 from server.model_data import read_data_file
+from server.model_io import assemble, onnx_inputs
 from server.quantization.errors import DataFileError
 
 Feeds = dict[str, np.ndarray]
@@ -36,7 +38,7 @@ class FeatureTable:
 
 def load_feature_table(
     path: Path,
-    input_dtypes: dict[str, str],
+    config: ModelConfig,
     *,
     min_rows: int,
     max_rows: int | None = None,
@@ -44,10 +46,12 @@ def load_feature_table(
     require_label: bool = False,
     ignored_columns: tuple[str, ...] = (),
 ) -> FeatureTable:
-    """Read `path` and turn it into ONNX feeds, checking columns, dtypes, finiteness and row count.
+    """Read `path` and turn it into the model's ONNX feeds (one column per feature, assembled as the server
+    assembles a request), checking columns, dtypes, finiteness and row count.
 
     Keeps at most `max_rows` rows (a fixed-seed sample, so the same file always gives the same rows).
     """
+    input_dtypes = {feature.name: str(feature.dtype) for feature in config.features}
     frame = read_data_file(path, [name for name, dtype in input_dtypes.items() if dtype == "string"])
     columns = set(frame.columns)
     missing = [name for name in input_dtypes if name not in columns]
@@ -70,23 +74,25 @@ def load_feature_table(
         raise DataFileError(f"data file {path}: {rows_in_file} rows, at least {min_rows} are needed")
     if max_rows is not None and rows_in_file > max_rows:
         frame = frame.sample(n=max_rows, random_state=0).sort_index()
-    feeds = {name: _column_feed(path, frame[name], dtype) for name, dtype in input_dtypes.items()}
+    values = {name: _column_values(path, frame[name], dtype) for name, dtype in input_dtypes.items()}
+    feeds = assemble(onnx_inputs(config), values)
     labels = _labels(path, frame[label_column]) if require_label else None
     ignored = tuple(sorted(str(c) for c in columns - set(input_dtypes) - {label_column}))
     return FeatureTable(path, feeds, labels, len(frame), rows_in_file, ignored)
 
 
-def _column_feed(path: Path, column: pd.Series, dtype: str) -> np.ndarray:
+def _column_values(path: Path, column: pd.Series, dtype: str) -> np.ndarray:
+    """One feature's values, checked for its dtype: float64 for numbers, object for strings (1-D)."""
     name = column.name
     if column.isna().any():
         raise DataFileError(
             f"data file {path}: column '{name}' has {int(column.isna().sum())} missing (NaN/null) values"
         )
-    if dtype == "float32":
+    if dtype != "string":
         if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
             bad = next((v for v in column if not _is_number(v)), column.iloc[0])
             raise DataFileError(
-                f"data file {path}: column '{name}' must be numeric (float32 model input), "
+                f"data file {path}: column '{name}' must be numeric ({dtype} model input), "
                 f"found {column.dtype} values such as {bad!r}"
             )
         values = column.to_numpy(dtype=np.float64)
@@ -94,9 +100,13 @@ def _column_feed(path: Path, column: pd.Series, dtype: str) -> np.ndarray:
             raise DataFileError(
                 f"data file {path}: column '{name}' has {int((~np.isfinite(values)).sum())} infinite values"
             )
-        if np.abs(values).max(initial=0.0) > np.finfo(np.float32).max:
+        if dtype == "float32" and np.abs(values).max(initial=0.0) > np.finfo(np.float32).max:
             raise DataFileError(f"data file {path}: column '{name}' has values beyond float32 range")
-        return values.astype(np.float32).reshape(-1, 1)
+        if dtype in ("int64", "bool") and (values != np.floor(values)).any():
+            raise DataFileError(f"data file {path}: column '{name}' has fractional values ({dtype} input)")
+        if dtype == "bool" and not np.isin(values, (0.0, 1.0)).all():
+            raise DataFileError(f"data file {path}: column '{name}' must hold 0/1 or true/false (bool input)")
+        return values
     if not (pd.api.types.is_string_dtype(column) or pd.api.types.is_object_dtype(column)):
         raise DataFileError(
             f"data file {path}: column '{name}' must hold strings (string model input), found {column.dtype}"
@@ -107,7 +117,7 @@ def _column_feed(path: Path, column: pd.Series, dtype: str) -> np.ndarray:
             f"data file {path}: column '{name}' must hold strings (string model input), "
             f"found {len(non_strings)} non-string values such as {non_strings[0]!r}"
         )
-    return column.to_numpy(dtype=object).reshape(-1, 1)
+    return column.to_numpy(dtype=object)
 
 
 def _is_number(value: object) -> bool:

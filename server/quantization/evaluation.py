@@ -6,12 +6,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from server.config.model_config import ModelConfig
 from server.evaluation.risk_metrics import (
     RiskMetrics,
     decision_flip_rate,
     population_stability_index,
     risk_metrics,
 )
+from server.model_io import output_positive_column, output_width, probability_column
 from server.ort_session import create_session
 from server.quantization.calibration_data import FeatureTable
 
@@ -38,17 +40,19 @@ class AccuracyComparison:
         return max(self.flip_rates.values(), default=0.0)
 
 
-def positive_scores(session: ort.InferenceSession, table: FeatureTable, output_name: str) -> np.ndarray:
-    """Column 1 (the positive class) of `output_name` for every row of `table`."""
+def positive_scores(session: ort.InferenceSession, table: FeatureTable, config: ModelConfig) -> np.ndarray:
+    """The positive class's probability (the configured output column, as the server reads it) for every
+    row of `table`."""
     chunks = []
     for start in range(0, table.rows, SCORING_CHUNK_ROWS):
-        (probabilities,) = session.run([output_name], table.batch(start, start + SCORING_CHUNK_ROWS))
-        chunks.append(np.asarray(probabilities)[:, 1])
+        (outputs,) = session.run([config.output_name], table.batch(start, start + SCORING_CHUNK_ROWS))
+        outputs = np.asarray(outputs)
+        chunks.append(probability_column(outputs, output_positive_column(config, output_width(outputs))))
     return np.concatenate(chunks)
 
 
-def score_model(model_path: Path, table: FeatureTable, output_name: str) -> np.ndarray:
-    return positive_scores(create_session(model_path), table, output_name)
+def score_model(model_path: Path, table: FeatureTable, config: ModelConfig) -> np.ndarray:
+    return positive_scores(create_session(model_path), table, config)
 
 
 def compare_scores(

@@ -7,14 +7,21 @@ import onnx
 
 from server.quantization.errors import ModelFileError, NoQuantizableOpsError
 
-_ONNX_INPUT_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.STRING: "string"}
+_ONNX_INPUT_DTYPES = {
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.DOUBLE: "float64",
+    onnx.TensorProto.INT64: "int64",
+    onnx.TensorProto.BOOL: "bool",
+    onnx.TensorProto.STRING: "string",
+}
 
 
 @dataclass(frozen=True)
 class ModelGraph:
     path: Path
     model: onnx.ModelProto
-    input_dtypes: dict[str, str]  # ONNX input name -> "float32" | "string"
+    input_dtypes: dict[str, str]  # ONNX input name -> "float32" | "float64" | "int64" | "bool" | "string"
+    input_widths: dict[str, int | None]  # ONNX input name -> its fixed second dimension, None if symbolic
     quantizable_layers: tuple[str, ...]  # nodes with constant weights of the configured op types, in order
     output_head: tuple[str, ...]  # last quantizable layer on the path to the output and all after it
 
@@ -35,15 +42,17 @@ def load_model_graph(path: Path, op_types: tuple[str, ...], output_name: str) ->
     if output_name not in {o.name for o in model.graph.output}:
         names = ", ".join(o.name for o in model.graph.output)
         raise ModelFileError(f"ONNX model {path} has no output '{output_name}' (outputs: {names})")
-    input_dtypes = {}
+    input_dtypes, input_widths = {}, {}
     for graph_input in model.graph.input:
         elem_type = graph_input.type.tensor_type.elem_type
         if elem_type not in _ONNX_INPUT_DTYPES:
             raise ModelFileError(
                 f"ONNX model {path}: input '{graph_input.name}' has element type "
-                f"{onnx.TensorProto.DataType.Name(elem_type)}; only FLOAT and STRING inputs are supported"
+                f"{onnx.TensorProto.DataType.Name(elem_type)}; supported: FLOAT, DOUBLE, INT64, BOOL, STRING"
             )
         input_dtypes[graph_input.name] = _ONNX_INPUT_DTYPES[elem_type]
+        dims = graph_input.type.tensor_type.shape.dim
+        input_widths[graph_input.name] = dims[1].dim_value if len(dims) == 2 and dims[1].dim_value else None
     layers = _quantizable_layers(model, op_types)
     if not layers:
         raise NoQuantizableOpsError(
@@ -51,7 +60,7 @@ def load_model_graph(path: Path, op_types: tuple[str, ...], output_name: str) ->
             f"{', '.join(op_types)}); set quantization.mode: none to serve it in FP32"
         )
     head = _output_head(model, layers, output_name)
-    return ModelGraph(path, model, input_dtypes, tuple(layers), tuple(head))
+    return ModelGraph(path, model, input_dtypes, input_widths, tuple(layers), tuple(head))
 
 
 def _quantizable_layers(model: onnx.ModelProto, op_types: tuple[str, ...]) -> list[str]:

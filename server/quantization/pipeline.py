@@ -77,7 +77,7 @@ def prepare_model(
     _check_config_matches_model(config, graph)
     calibration = load_feature_table(
         config.calibration_path,
-        graph.input_dtypes,
+        config,
         min_rows=min(q.min_calibration_rows, q.calibration_rows),
         max_rows=q.calibration_rows,
         label_column=config.label_column,
@@ -85,7 +85,7 @@ def prepare_model(
     )
     holdout = load_feature_table(
         config.holdout_path,
-        graph.input_dtypes,
+        config,
         min_rows=q.min_calibration_rows,
         label_column=config.label_column,
         require_label=True,
@@ -113,7 +113,7 @@ def _cache_key(config: ModelConfig, vnni: bool) -> str:
         "decision": config.decision.thresholds(),
         "output_name": config.output_name,
         "label_column": config.label_column,
-        "inputs": config.input_names,
+        "inputs": config.feature_names,
         "onnxruntime": onnxruntime.__version__,
         "vnni": vnni,
         "report_format": REPORT_FORMAT,
@@ -137,9 +137,7 @@ def _load_cached(cache: QuantizationCache, config: ModelConfig, key: str) -> Pre
     report = report.model_copy(update={"from_cache": True})
     log.info("event=cache_hit model=%s key=%s verdict=%s", config.name, key[:12], report.verdict.value)
     _log_verdict(config, report)
-    return _prepared(
-        config, entry.files.get(INT8_FILE, config.onnx_path), entry.files[REPORT_FILE], report
-    )
+    return _prepared(config, entry.files.get(INT8_FILE, config.onnx_path), entry.files[REPORT_FILE], report)
 
 
 def _cached_report(entry: CacheEntry) -> QuantizationReport:
@@ -154,17 +152,23 @@ def _cached_report(entry: CacheEntry) -> QuantizationReport:
 
 
 def _check_config_matches_model(config: ModelConfig, graph: "ModelGraph") -> None:
-    declared = {spec.name: spec.dtype for spec in config.inputs}
-    if declared != graph.input_dtypes:
-        only_config = sorted(set(declared) - set(graph.input_dtypes))
-        only_model = sorted(set(graph.input_dtypes) - set(declared))
-        wrong = sorted(
-            n for n in set(declared) & set(graph.input_dtypes) if declared[n] != graph.input_dtypes[n]
-        )
+    """The config's inputs are the ONNX graph's: the same names, dtypes and, where the graph fixes it, the
+    same number of columns."""
+    declared = {spec.onnx_input: (spec.dtype, spec.width) for spec in config.inputs}
+    actual = {name: (dtype, graph.input_widths.get(name)) for name, dtype in graph.input_dtypes.items()}
+    only_config = sorted(set(declared) - set(actual))
+    only_model = sorted(set(actual) - set(declared))
+    different = []
+    for name in sorted(set(declared) & set(actual)):
+        (dtype, width), (model_dtype, model_width) = declared[name], actual[name]
+        if dtype != model_dtype:
+            different.append(f"{name}: config {dtype}, model {model_dtype}")
+        elif model_width is not None and width != model_width:
+            different.append(f"{name}: config {width} column(s), model {model_width}")
+    if only_config or only_model or different:
         raise ModelFileError(
             f"ONNX model {config.onnx_path} does not match its config's inputs: "
-            f"only in config {only_config}, "
-            f"only in model {only_model}, different dtype {wrong}"
+            f"only in config {only_config}, only in model {only_model}, different {different}"
         )
 
 

@@ -1,8 +1,10 @@
 """Validation of named feature columns against a model's config, shared by both front doors.
 
-Each door (domain API, Open Inference Protocol) turns its wire format into one 1-D column per model input
-and names fields its own way (`transactions[3].currency`, `inputs[currency][3]`); this module checks
-every value and returns the [N, 1] arrays ONNX Runtime takes. Nothing unreadable is ever scored.
+Each door (domain API, Open Inference Protocol) turns its wire format into one 1-D column per feature and
+names fields its own way (`transactions[3].currency`, `features['v14']`, `inputs[x][3]`); this module checks
+every value against its feature's config (dtype, `minimum`/`maximum`, categories) and assembles the ONNX
+inputs: `[N, 1]` per feature input, `[N, F]` for an input with F columns, each in its dtype. Nothing
+unreadable is ever scored.
 """
 
 import math
@@ -13,13 +15,13 @@ from functools import cached_property
 import numpy as np
 
 from server.config.model_config import ModelConfig
+from server.model_io import Feeds, OnnxInput, assemble, onnx_inputs
 from server.runtime.errors import InvalidInputError
 
-# (input name, row or None for the whole column) -> the field's name as the client sees it
+# (feature name, row or None for the whole column) -> the field's name as the client sees it
 FieldNamer = Callable[[str, int | None], str]
+FeatureValues = dict[str, np.ndarray]  # feature name -> validated 1-D column (float64, or object for strings)
 
-# Money amounts are never negative, whatever a config's minimum says.
-NON_NEGATIVE_INPUTS = frozenset({"amount", "amount_sum_1h", "amount_sum_24h", "loan_amount", "annual_income"})
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 _EXACT_INT = 2**53  # integers up to this convert to float64 exactly, whichever way
 _MAX_SHOWN = 40  # characters of a bad string value echoed back in an error message
@@ -31,72 +33,93 @@ def plain_namer(name: str, row: int | None) -> str:
 
 @dataclass(frozen=True)
 class FeatureSchema:
-    """What a model accepts: numeric inputs with ranges, string inputs with their categories."""
+    """What a model accepts: numeric features with dtypes and ranges, string features with categories."""
 
-    input_names: tuple[str, ...]
-    numeric: tuple[tuple[str, float, float], ...]  # name, minimum, maximum
+    numeric: tuple[tuple[str, str, float, float], ...]  # name, dtype, minimum, maximum
     categorical: tuple[tuple[str, frozenset[str]], ...]  # name, allowed values
+    inputs: tuple[OnnxInput, ...]
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> "FeatureSchema":
         numeric, categorical = [], []
-        for spec in config.inputs:
-            if spec.dtype == "float32":
-                low = -np.inf if spec.minimum is None else spec.minimum
-                if spec.name in NON_NEGATIVE_INPUTS:
-                    low = max(low, 0.0)
-                high = np.inf if spec.maximum is None else spec.maximum
-                numeric.append((spec.name, float(low), float(high)))
-            else:
-                categorical.append((spec.name, frozenset(spec.categories)))
-        return cls(tuple(config.input_names), tuple(numeric), tuple(categorical))
+        for feature in config.features:
+            if feature.dtype == "string":
+                categorical.append((feature.name, frozenset(feature.categories)))
+                continue
+            low = -np.inf if feature.minimum is None else feature.minimum
+            high = np.inf if feature.maximum is None else feature.maximum
+            if feature.dtype == "bool":
+                low, high = max(low, 0.0), min(high, 1.0)
+            numeric.append((feature.name, str(feature.dtype), float(low), float(high)))
+        return cls(tuple(numeric), tuple(categorical), onnx_inputs(config))
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f for spec in self.inputs for f in spec.features)
 
     def validate(
         self, columns: Mapping[str, Sequence | np.ndarray], rows: int, namer: FieldNamer = plain_namer
-    ) -> dict[str, np.ndarray]:
-        """Check every value of every input; return {input: [rows, 1] array} or raise InvalidInputError."""
-        if rows == 1:
-            tensors = self._validate_one_row(columns)
-            if tensors is not None:
-                return tensors
-        tensors = {}
+    ) -> Feeds:
+        """Check every value of every feature; return the ONNX feeds or raise InvalidInputError."""
+        if rows == 1 and self._float32_columns_only:
+            feeds = self._validate_one_row(columns)
+            if feeds is not None:
+                return feeds
+        return self.assemble(self.check(columns, rows, namer))
+
+    def check(
+        self, columns: Mapping[str, Sequence | np.ndarray], rows: int, namer: FieldNamer = plain_namer
+    ) -> FeatureValues:
+        """Every feature's validated column: float64 for numbers, object for strings."""
+        values: FeatureValues = {}
         if self.numeric:
-            names = [name for name, _, _ in self.numeric]
-            # One [inputs, rows] matrix: every check is one vectorized operation whatever the input count.
+            names = self._numeric_names
+            # One [features, rows] matrix: every check is one vectorized operation whatever the count.
             matrix = np.array([_column(columns, name, rows, namer) for name in names], dtype=np.float64)
-            lows, highs = self._bounds
-            finite = np.isfinite(matrix)
-            if not finite.all():
-                column, row = np.argwhere(~finite)[0]
-                value = matrix[column, row]
-                raise InvalidInputError(namer(names[column], int(row)), f"not a finite number ({value})")
-            outside = (matrix < lows) | (matrix > highs)
-            if outside.any():
-                column, row = np.argwhere(outside)[0]
-                name, value = names[column], matrix[column, row]
-                low, high = lows[column, 0], highs[column, 0]
-                problem = (
-                    f"negative amount ({value:g})"
-                    if value < 0 and name in NON_NEGATIVE_INPUTS
-                    else f"value {value:g} outside the allowed range [{low:g}, {high:g}]"
-                )
-                raise InvalidInputError(namer(name, int(row)), problem)
-            # Each row of this C-ordered [inputs, rows] float32 matrix is one contiguous [rows, 1] tensor.
-            as_float32 = matrix.astype(np.float32)
-            for i, name in enumerate(names):
-                tensors[name] = as_float32[i].reshape(-1, 1)
+            self._check_numbers(matrix, namer)
+            values.update(zip(names, matrix, strict=True))
         for name, allowed in self.categorical:
-            values = _column(columns, name, rows, namer)
-            for row, value in enumerate(values):
+            column = _column(columns, name, rows, namer)
+            for row, value in enumerate(column):
                 if value not in allowed:
                     raise InvalidInputError(namer(name, row), _category_problem(value, allowed))
-            tensors[name] = np.asarray(values, dtype=object).reshape(-1, 1)
-        return tensors
+            values[name] = np.asarray(column, dtype=object)
+        return values
 
-    def _validate_one_row(self, columns: Mapping[str, Sequence | np.ndarray]) -> dict[str, np.ndarray] | None:
-        """One valid row in plain Python (the unary hot path): the same tensors as the general path, or
-        None at anything unusual (a missing, mis-sized, non-plain or bad value), which the general path
-        then reports with its usual message."""
+    def _check_numbers(self, matrix: np.ndarray, namer: FieldNamer) -> None:
+        names = self._numeric_names
+        finite = np.isfinite(matrix)
+        if not finite.all():
+            column, row = np.argwhere(~finite)[0]
+            raise InvalidInputError(
+                namer(names[column], int(row)), f"not a finite number ({matrix[column, row]})"
+            )
+        lows, highs = self._bounds
+        outside = (matrix < lows) | (matrix > highs)
+        if outside.any():
+            column, row = np.argwhere(outside)[0]
+            value, (_, _, low, high) = matrix[column, row], self.numeric[column]  # the config's range
+            problem = f"value {value:g} outside the allowed range [{low:g}, {high:g}]"
+            raise InvalidInputError(namer(names[column], int(row)), problem)
+        integral = self._integral_rows
+        if integral.size:
+            part = matrix[integral]
+            fractional = part != np.floor(part)
+            if fractional.any():
+                column, row = np.argwhere(fractional)[0]
+                name = names[integral[column]]
+                dtype = self.numeric[integral[column]][1]
+                what = "0 or 1 (bool)" if dtype == "bool" else "an integer (int64)"
+                raise InvalidInputError(namer(name, int(row)), f"{part[column, row]:g} is not {what}")
+
+    def assemble(self, values: FeatureValues) -> Feeds:
+        """The ONNX feeds from validated feature columns: [N, 1] or [N, F] arrays in each input's dtype."""
+        return assemble(self.inputs, values)
+
+    def _validate_one_row(self, columns: Mapping[str, Sequence | np.ndarray]) -> Feeds | None:
+        """One valid row in plain Python (the unary hot path of models whose inputs are [N, 1] float32 or
+        string): the same tensors as the general path, or None at anything unusual (a missing, mis-sized,
+        non-plain or bad value), which the general path then reports with its usual message."""
         numbers: list[float] = []
         append = numbers.append
         isfinite = math.isfinite
@@ -118,9 +141,9 @@ class FeatureSchema:
             if not isfinite(value) or value < low or value > high:
                 return None
             append(value)
-        # [inputs, 1, 1] float32, converted like the general path's float64 -> float32 astype; each item
+        # [features, 1, 1] float32, converted like the general path's float64 -> float32 astype; each item
         # is a contiguous [1, 1] view, as there.
-        tensors = dict(
+        feeds = dict(
             zip(
                 self._numeric_names,
                 np.array(numbers, dtype=np.float64).astype(np.float32).reshape(-1, 1, 1),
@@ -134,27 +157,44 @@ class FeatureSchema:
             value = values[0]
             if value.__class__ is not str or value not in allowed:
                 return None
-            tensors[name] = np.array([[value]], dtype=object)
-        return tensors
+            feeds[name] = np.array([[value]], dtype=object)
+        return feeds
+
+    @cached_property
+    def _float32_columns_only(self) -> bool:
+        """Every input is one feature, named like it, float32 or string: the one-row fast path applies."""
+        return all(
+            len(spec.features) == 1 and spec.features[0] == spec.name and spec.dtype in ("float32", "string")
+            for spec in self.inputs
+        )
 
     @cached_property
     def _numeric_names(self) -> tuple[str, ...]:
-        return tuple(name for name, _, _ in self.numeric)
+        return tuple(name for name, _, _, _ in self.numeric)
+
+    @cached_property
+    def _integral_rows(self) -> np.ndarray:
+        """Rows of the numeric matrix whose values must be whole numbers (int64, bool)."""
+        return np.array(
+            [i for i, (_, dtype, _, _) in enumerate(self.numeric) if dtype in ("int64", "bool")], int
+        )
 
     @cached_property
     def _plain_bounds(self) -> tuple[tuple[str, float, float], ...]:
         """(name, minimum, maximum) as plain floats, clipped to float32's range like `_bounds`."""
         lows, highs = self._bounds
         return tuple(
-            (name, float(lows[i, 0]), float(highs[i, 0])) for i, (name, _, _) in enumerate(self.numeric)
+            (name, float(lows[i, 0]), float(highs[i, 0])) for i, name in enumerate(self._numeric_names)
         )
 
     @cached_property
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """[inputs, 1] minimum and maximum, within float32's range (a larger value would become inf)."""
-        lows = np.array([[max(low, -FLOAT32_MAX)] for _, low, _ in self.numeric])
-        highs = np.array([[min(high, FLOAT32_MAX)] for _, _, high in self.numeric])
-        return lows, highs
+        """[features, 1] minimum and maximum; float32 features within float32's range (a larger value would
+        become inf), int64 features within the integers float64 holds exactly."""
+        limit = {"float32": FLOAT32_MAX, "int64": float(_EXACT_INT)}
+        lows = np.array([[max(low, -limit.get(dtype, np.inf))] for _, dtype, low, _ in self.numeric])
+        highs = np.array([[min(high, limit.get(dtype, np.inf))] for _, dtype, _, high in self.numeric])
+        return lows.reshape(-1, 1), highs.reshape(-1, 1)
 
 
 def _column(columns: Mapping[str, Sequence | np.ndarray], name: str, rows: int, namer: FieldNamer):

@@ -15,11 +15,12 @@ import onnxruntime as ort
 from server.config.model_config import ModelConfig
 from server.config.settings import ServerSettings
 from server.model_data import DataKind, feeds_from_frame, input_frame, reference_row
+from server.model_io import output_positive_column, output_width, probability_column
 from server.ort_session import create_session, latency_session_options
 from server.runtime.batcher import BatchObserver, Feeds, MicroBatcher
 from server.runtime.errors import InvalidInputError
 from server.runtime.features import FeatureSchema, FieldNamer
-from server.runtime.prediction import POSITIVE_CLASS, Prediction, decide_rows
+from server.runtime.prediction import Prediction, decide_rows
 from server.runtime.reasons import counterfactual_rows, top_reasons
 from server.served_model import PreparedModel
 
@@ -58,7 +59,7 @@ class ModelRuntime:
         self.prepared = prepared
         self.session = session
         self.schema = FeatureSchema.from_config(config)
-        self.reference = reference  # one typical row ([1, 1] arrays): calibration medians / modes
+        self.reference = reference  # one typical row (1-value column per feature): medians / modes
         self.facts = prepared.facts
         self._output_names = [config.output_name]
         # The binding's own run: InferenceSession.run first re-checks, in Python, that every input is fed
@@ -73,6 +74,7 @@ class ModelRuntime:
         # Rows one call may carry: the server's limit, and never more than the queue can ever hold.
         self.max_request_rows = min(settings.max_request_rows, config.batching.max_queue_size)
         self.single_row_seconds: float | None = None  # measured by warm_up
+        self.positive_column = 0  # set by load from the output's width (see output_positive_column)
 
     @classmethod
     def load(cls, config: ModelConfig, prepared: PreparedModel, settings: ServerSettings) -> "ModelRuntime":
@@ -81,6 +83,8 @@ class ModelRuntime:
         session = create_session(prepared.model_path, latency_session_options(settings.intra_op_threads))
         calibration = input_frame(config, DataKind.CALIBRATION)  # read once: reference and invariance rows
         runtime = cls(config, prepared, session, reference_row(config, calibration), settings)
+        reference_outputs = runtime._run_once(runtime.schema.assemble(runtime.reference))
+        runtime.positive_column = output_positive_column(config, output_width(reference_outputs))
         invariant = runtime.check_batch_invariance(
             feeds_from_frame(config, calibration, INVARIANCE_CHECK_ROWS)
         )
@@ -130,7 +134,7 @@ class ModelRuntime:
         observe health NOT_SERVING while models load)."""
         sizes = warmup_batch_sizes(self.config.batching.max_batch_size)
         for size in sizes:
-            feeds = {k: np.repeat(v, size, axis=0) for k, v in self.reference.items()}
+            feeds = self.schema.assemble({k: np.repeat(v, size) for k, v in self.reference.items()})
             self.run_batch(feeds)
             if size == 1:  # once more, warm: the batcher's first estimate of a lone call's time
                 started = time.perf_counter()
@@ -176,22 +180,21 @@ class ModelRuntime:
         the application and its counterfactual rows scored in the same batched call."""
         if rows > self.max_request_rows:
             raise InvalidInputError(
-                namer(self.config.input_names[0], None),
+                namer(self.config.feature_names[0], None),
                 (f"{rows} rows, at most {self.max_request_rows} per call for model {self.name}"),
             )
         assert self.batcher is not None, "ModelRuntime.start() was not called"
-        feeds = self.schema.validate(columns, rows, namer)
         reasons = None
-        if explain:
-            feeds, changed = counterfactual_rows(feeds, self.reference)
-            result = await self.batcher.submit(feeds, len(changed) + 1, deadline)
+        if explain:  # the application and one counterfactual row per feature off its reference value
+            values, changed = counterfactual_rows(self.schema.check(columns, rows, namer), self.reference)
+            result = await self.batcher.submit(self.schema.assemble(values), len(changed) + 1, deadline)
             outputs = result.outputs[:1]
-            pd_rows = result.outputs[:, POSITIVE_CLASS].astype(np.float64)
+            pd_rows = probability_column(result.outputs, self.positive_column)
             reasons = top_reasons(pd_rows, changed, self.config)
         else:
-            result = await self.batcher.submit(feeds, rows, deadline)
+            result = await self.batcher.submit(self.schema.validate(columns, rows, namer), rows, deadline)
             outputs = result.outputs
-        probabilities, scores, decisions = decide_rows(self.config, outputs)
+        probabilities, scores, decisions = decide_rows(self.config, outputs, self.positive_column)
         return Prediction(
             outputs, probabilities, scores, decisions, reasons, result.queue_s, result.inference_s
         )

@@ -20,6 +20,7 @@ from enum import IntEnum
 import numpy as np
 
 from server.config.model_config import DecisionConfig, ModelConfig, ModelTask, ScorecardConfig
+from server.model_io import probability_column
 from server.runtime.reasons import Reason
 
 RISK_SCORE_MAX = 999
@@ -95,15 +96,12 @@ def scorecard_points(probability_of_default: np.ndarray, scorecard: ScorecardCon
 _RISK_SCORE_FLOORS = _risk_score_floors()  # ~3 ms at import
 
 
-POSITIVE_CLASS = 1  # column of the model's [N, 2] probability output that is the positive class
-
-
 @dataclass(frozen=True, slots=True)
 class Prediction:
     """One request's rows, scored: the model output and the decision per row, in request order.
 
     `probabilities`, `scores` and `decisions` are plain Python lists (what protobuf fields take). `scores`
-    is the 0-999 risk score for a fraud model and the scorecard points for a credit model."""
+    is the 0-999 risk score for a fraud model, the scorecard points for a credit model, empty otherwise."""
 
     outputs: np.ndarray  # the model output's rows for this request, as ONNX Runtime returned them
     probabilities: list[float]
@@ -114,15 +112,20 @@ class Prediction:
     inference_s: float  # the ONNX Runtime call of the whole batch
 
 
-def decide_rows(config: ModelConfig, outputs: np.ndarray) -> tuple[list[float], list[int], list[int]]:
-    """(probabilities, scores, decisions) of `outputs` rows under `config`'s thresholds and scaling."""
-    if len(outputs) == 1 and config.task is ModelTask.FRAUD:  # the unary hot path: plain floats
-        probability = float(outputs[0, POSITIVE_CLASS])
+def decide_rows(
+    config: ModelConfig, outputs: np.ndarray, positive_column: int
+) -> tuple[list[float], list[int], list[int]]:
+    """(probabilities, scores, decisions) of `outputs` rows under `config`'s thresholds and scaling. Scores
+    are the 0-999 risk score (fraud), scorecard points (credit), none for a generic binary model."""
+    if len(outputs) == 1 and config.task is ModelTask.FRAUD and outputs.ndim == 2:  # unary: plain floats
+        probability = float(outputs[0, positive_column])
         return [probability], [fraud_risk_score_one(probability)], [decide_one(probability, config.decision)]
-    probabilities = outputs[:, POSITIVE_CLASS].astype(np.float64)
+    probabilities = probability_column(outputs, positive_column)
     if config.task is ModelTask.CREDIT:
         assert config.scorecard is not None  # the config's own validation guarantees it
-        scores = scorecard_points(probabilities, config.scorecard)
+        scores = scorecard_points(probabilities, config.scorecard).tolist()
+    elif config.task is ModelTask.FRAUD:
+        scores = fraud_risk_scores(probabilities).tolist()
     else:
-        scores = fraud_risk_scores(probabilities)
-    return probabilities.tolist(), scores.tolist(), decide(probabilities, config.decision).tolist()
+        scores = []
+    return probabilities.tolist(), scores, decide(probabilities, config.decision).tolist()

@@ -44,13 +44,14 @@ class Reason:
 def counterfactual_rows(
     application: dict[str, np.ndarray], reference: dict[str, np.ndarray]
 ) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Row 0 = the application, then one row per input that differs from its reference value."""
-    changed = [name for name in application if application[name][0, 0] != reference[name][0, 0]]
+    """Feature columns: row 0 = the application, then one row per feature that differs from its
+    reference value (both given as 1-value columns per feature)."""
+    changed = [name for name in application if application[name][0] != reference[name][0]]
     rows = 1 + len(changed)
-    feeds = {name: np.repeat(values, rows, axis=0) for name, values in application.items()}
+    columns = {name: np.repeat(values, rows) for name, values in application.items()}
     for i, name in enumerate(changed, start=1):
-        feeds[name][i, 0] = reference[name][0, 0]
-    return feeds, changed
+        columns[name][i] = reference[name][0]
+    return columns, changed
 
 
 def top_reasons(pd_rows: np.ndarray, changed: list[str], config: ModelConfig) -> list[Reason]:
@@ -62,6 +63,6 @@ def top_reasons(pd_rows: np.ndarray, changed: list[str], config: ModelConfig) ->
         if contributions[i] < MIN_CONTRIBUTION:
             break
         name = changed[i]
-        description = _DESCRIPTIONS.get(name) or config.input(name).description or f"Value of {name}"
+        description = _DESCRIPTIONS.get(name) or config.feature(name).description or f"Value of {name}"
         reasons.append(Reason(f"RC_{name.upper()}", name, description, float(contributions[i])))
     return reasons

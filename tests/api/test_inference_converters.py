@@ -37,7 +37,7 @@ def test_requested_output_must_be_the_configured_one(config):
     request = _request(config)
     request.outputs.add(name="fraud_risk")
     columns, rows = request_columns(request, config, max_rows=16)
-    assert rows == 2 and set(columns) == set(config.input_names)
+    assert rows == 2 and set(columns) == set(config.feature_names)
     assert np.array_equal(columns["amount"], np.array([1.0, 1.0], dtype=np.float32))
     wrong = _request(config)
     wrong.outputs.add(name="probabilities")

@@ -1,6 +1,7 @@
 """Startup checks on a model repository, before anything listens."""
 
 import logging
+import re
 import shutil
 
 import pytest
@@ -35,11 +36,20 @@ def test_a_queue_smaller_than_the_request_limit_is_announced(tmp_path, caplog):
     )
 
 
-def test_a_fraud_input_without_a_transaction_field_is_named(tmp_path):
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("behaviour.shoe_size", "has no such field"),
+        ("shoe_size", "has no such field"),
+        ("currency", "is a string field; the feature is float32"),
+    ],
+)
+def test_a_feature_source_the_transaction_lacks_is_named(tmp_path, source, problem):
     config = _copy_fraud(tmp_path)
-    config["inputs"][0]["name"] = "shoe_size"
+    config["inputs"][0]["source"] = source  # the `amount` input, float32
     (tmp_path / "fraud" / "config.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(ConfigError, match=r"input .shoe_size. has no source in riskserve\.v1\.Transaction"):
+    expected = f"feature 'amount' (source {source}): riskserve.v1.Transaction {problem}"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
         discover_models(ServerSettings(models_dir=tmp_path))
 
 

@@ -31,7 +31,7 @@ def write_model(folder: Path, config: dict) -> Path:
 def test_good_config_loads_with_defaults(tmp_path: Path) -> None:
     config = load_model_config(write_model(tmp_path / "fraud", GOOD))
     assert config.task is ModelTask.FRAUD
-    assert config.input_names == ["amount", "channel"]
+    assert config.feature_names == ["amount", "channel"]
     assert config.onnx_path == tmp_path / "fraud" / "model.onnx"
     assert config.quantization.budget.min_auc_ratio == 0.999
     assert config.quantization.budget.max_decision_flip_rate == 0.005
@@ -45,8 +45,32 @@ def test_good_config_loads_with_defaults(tmp_path: Path) -> None:
         ({"decision": {"review": 0.2, "decline": 1.5}}, "decision.decline", "less than 1"),
         ({"inputs": []}, "inputs", "at least 1"),
         ({"inputs": [{"name": "channel", "dtype": "string"}]}, "inputs.0", "categories"),
-        ({"inputs": [{"name": "amount", "dtype": "int64"}]}, "inputs.0.dtype", "float32"),
-        ({"inputs": GOOD["inputs"] * 2}, "inputs", "duplicate input names: amount, channel"),
+        ({"inputs": [{"name": "amount", "dtype": "int32"}]}, "inputs.0.dtype", "float32"),
+        ({"inputs": GOOD["inputs"] * 2}, "inputs", "duplicate feature names: amount, channel"),
+        (
+            {"inputs": [{"name": "amount", "dtype": "float32", "source": "extras.amount"}]},
+            "inputs.0.source",
+            "features.<key>",
+        ),
+        (
+            {
+                "inputs": [
+                    {"name": "channel", "dtype": "string", "categories": ["a"], "source": "features.ch"}
+                ]
+            },
+            "inputs.0",
+            "strings from `categorical_features.<key>`",
+        ),
+        (
+            {"inputs": [{"name": "x", "dtype": "float32", "columns": [{"name": "a", "dtype": "int64"}]}]},
+            "inputs.0",
+            "column 'a' cannot be int64",
+        ),
+        (
+            {"inputs": [{"name": "x", "dtype": "float32", "source": "derived.weekday"}]},
+            "inputs.0.source",
+            "utc_hour",
+        ),
         ({"quantization": {"calibration_method": "magic"}}, "quantization.calibration_method", "minmax"),
         ({"quantization": {"budget": {"min_auc_ratio": 1.5}}}, "quantization.budget.min_auc_ratio", "1"),
         ({"batching": {"max_batch_size": 0}}, "batching.max_batch_size", "greater than or equal to 1"),

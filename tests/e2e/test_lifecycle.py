@@ -111,7 +111,6 @@ def test_open_stream_is_ended_unavailable_once_a_drain_refuses_calls(start_serve
     assert drained.result(10) is True  # the stream let go, so the drain finished cleanly
 
 
-
 def test_a_drain_under_overload_answers_every_call_ok_or_unavailable(spawn_server, tmp_path):
     """Calls waiting inside gRPC when the drain starts (an overloaded event loop has not even read them
     yet) are refused with UNAVAILABLE, which clients retry elsewhere; stopping the server while they wait
@@ -152,4 +151,3 @@ def test_a_drain_under_overload_answers_every_call_ok_or_unavailable(spawn_serve
     assert process.process.wait(20) == 0, "".join(process.log)
     counts = {code.name: codes.count(code) for code in set(codes)}
     assert set(counts) == {"OK", "UNAVAILABLE"}, counts
-

@@ -58,8 +58,8 @@ def test_data_files_are_large_enough_and_hold_every_input(bundled):
     calibration = pd.read_parquet(config.calibration_path)
     holdout = pd.read_parquet(config.holdout_path)
     assert len(calibration) >= 2_000
-    assert set(config.input_names) <= set(calibration.columns)
-    assert set(config.input_names) | {config.label_column} <= set(holdout.columns)
+    assert set(config.feature_names) <= set(calibration.columns)
+    assert set(config.feature_names) | {config.label_column} <= set(holdout.columns)
     if config.task.value == "fraud":
         assert holdout[config.label_column].sum() >= 200
         assert {"transaction_id", "timestamp"} <= set(calibration.columns)

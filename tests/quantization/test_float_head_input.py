@@ -34,11 +34,7 @@ def test_head_input_left_float_passes_with_every_hidden_layer_int8(
     assert (step.layer, step.kind) == (HEAD_INPUT, "head_input")
     # Moving the last hidden layer to FP32 passes too; the head-input move wins as it keeps it INT8.
     assert set(step.sensitivity) == {FIRST_LAYER, SECOND_LAYER, HEAD_INPUT}
-    assert (
-        step.sensitivity[SECOND_LAYER].gate_shortfall
-        == 0
-        == step.sensitivity[HEAD_INPUT].gate_shortfall
-    )
+    assert step.sensitivity[SECOND_LAYER].gate_shortfall == 0 == step.sensitivity[HEAD_INPUT].gate_shortfall
     assert "fewer FP32 weights" in step.reason
     assert report.layers.int8 == [FIRST_LAYER, SECOND_LAYER] and report.layers.float_head_input
     assert report.accuracy.distinct_score_ratio >= 0.9

@@ -46,8 +46,7 @@ def test_sensitive_layer_falls_back_to_fp32_and_ends_within_budget(model_folder,
     assert steps[0].layer == FIRST_LAYER
     assert set(steps[0].sensitivity) == {FIRST_LAYER, SECOND_LAYER, f"input of {THIRD_LAYER}"}
     assert (
-        steps[0].sensitivity[FIRST_LAYER].gate_shortfall
-        < steps[0].sensitivity[SECOND_LAYER].gate_shortfall
+        steps[0].sensitivity[FIRST_LAYER].gate_shortfall < steps[0].sensitivity[SECOND_LAYER].gate_shortfall
     )
     assert FIRST_LAYER in report.layers.fp32 and report.layers.int8 == [SECOND_LAYER]
     assert report.gate.final.passed is True

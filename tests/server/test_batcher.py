@@ -199,7 +199,6 @@ def test_auto_never_runs_a_slow_model_on_the_event_loop():
     assert {name.startswith("ort-m") for name in model.threads} == {True}
 
 
-
 def test_auto_goes_back_inline_once_a_slow_spell_has_passed():
     """One lone call slowed by a busy machine must not keep every later lone call on the thread."""
     model = DoublingModel()
@@ -227,6 +226,7 @@ def test_auto_goes_back_inline_once_a_slow_spell_has_passed():
     threads = _run(scenario())
     assert any(name.startswith("ort-m") for name in threads[0])  # first on the thread: estimate too high
     assert threads[-1] == {"MainThread"}  # the fast calls on the thread brought the estimate down
+
 
 def test_sub_millisecond_queue_delay_collects_requests_arriving_over_several_loop_turns():
     model = DoublingModel()

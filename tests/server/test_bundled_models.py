@@ -4,8 +4,7 @@ holdout row passes the server's validation (a real row refused would be a config
 import pandas as pd
 import pytest
 
-from server.api.credit_api import check_application_sources
-from server.api.fraud_api import check_transaction_sources
+from server.api.domain_api import check_domain_sources
 from server.config.model_config import ModelTask, load_model_config
 from server.config.paths import BUNDLED_MODELS_DIR
 from server.runtime.features import FeatureSchema
@@ -17,8 +16,8 @@ def test_bundled_model_inputs_map_and_holdout_rows_validate(name):
         pytest.skip(f"bundled model {name} not built yet")
     config = load_model_config(BUNDLED_MODELS_DIR / name)
     assert config.task is ModelTask(name)
-    (check_transaction_sources if config.task is ModelTask.FRAUD else check_application_sources)(config)
-    holdout = pd.read_parquet(config.holdout_path, columns=config.input_names)
-    columns = {c: holdout[c].tolist() for c in config.input_names}
+    check_domain_sources(config)
+    holdout = pd.read_parquet(config.holdout_path, columns=config.feature_names)
+    columns = {c: holdout[c].tolist() for c in config.feature_names}
     tensors = FeatureSchema.from_config(config).validate(columns, len(holdout))
     assert all(t.shape == (len(holdout), 1) for t in tensors.values())

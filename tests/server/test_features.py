@@ -18,7 +18,7 @@ def schema() -> FeatureSchema:
             "label_column": "y",
             "decision": {"review": 0.3, "decline": 0.6},
             "inputs": [
-                {"name": "amount", "dtype": "float32"},
+                {"name": "amount", "dtype": "float32", "minimum": 0},
                 {"name": "hour_of_day", "dtype": "float32", "minimum": 0, "maximum": 23},
                 {"name": "channel", "dtype": "string", "categories": ["pos", "ecom"]},
             ],
@@ -47,7 +47,10 @@ def test_valid_columns_become_contiguous_row_tensors(schema):
             {"amount": [1.0, 2.0], "hour_of_day": [1, 24]},
             "hour_of_day[1]: value 24 outside the allowed range [0, 23]",
         ),
-        ({"amount": [-0.01, 2.0], "hour_of_day": [1, 2]}, "amount[0]: negative amount"),
+        (
+            {"amount": [-0.01, 2.0], "hour_of_day": [1, 2]},
+            "amount[0]: value -0.01 outside the allowed range [0, inf]",
+        ),
         ({"amount": [1.0], "hour_of_day": [1, 2]}, "amount: has 1 values, expected 2"),
         ({"hour_of_day": [1, 2]}, "amount: missing"),
         (

@@ -1,0 +1,410 @@
+"""The domain API's front door: riskserve.v1 FraudScoring (Score, ScoreBatch, ScoreStream) and
+CreditScoring (Assess).
+
+Each method reads the model's features from the message by each feature's configured `source`
+(`MessageColumns`), calls the scoring core once (ModelRuntime.predict) and converts the Prediction to the
+answer. Errors, drain and metrics: server/api/calls.py.
+
+Where a feature's value comes from (config `source:`): a message field (`amount`), a field of the nested
+aggregates (`behaviour.txn_count_1h`), the UTC hour of `timestamp` (`derived.utc_hour`), or an entry of the
+message's feature maps (`features.<key>` for numbers, `categorical_features.<key>` for strings). Without a
+source: the message field of the feature's name if there is one, else the map entry of that name. Map
+entries no feature uses are ignored (feature services send supersets).
+
+proto3 has no presence for scalars, so "missing" means: an empty string, a zero or negative `timestamp`,
+an absent `behaviour` message, or an absent map key. A numeric field left at 0 is read as 0.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
+
+import grpc
+import numpy as np
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+from server.api.calls import Calls
+from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
+from server.config.errors import ConfigError
+from server.config.model_config import ModelConfig, ModelTask
+from server.runtime.errors import DrainingError, InvalidInputError
+from server.runtime.features import FieldNamer
+from server.runtime.model_runtime import ModelRuntime
+from server.runtime.prediction import Prediction
+from server.runtime.repository import ModelRepository
+from server.served_model import ModelFacts
+
+SECONDS_PER_HOUR = 3600
+LEGACY_HOUR_FEATURE = "hour_of_day"  # a fraud feature of this name defaults to derived.utc_hour
+NUMBER_MAP, STRING_MAP = "features", "categorical_features"
+_STREAM_WINDOW = 256  # streamed transactions scored concurrently (so they can share batches)
+_NOT_FEATURES = frozenset({"model", NUMBER_MAP, STRING_MAP})  # message fields that never hold a feature
+
+
+@dataclass(frozen=True)
+class DomainMessage:
+    """A domain request message: its type, the nested aggregates message (if any) and the timestamp."""
+
+    descriptor: Descriptor
+    nested: str | None  # e.g. "behaviour"
+    timestamp: str | None  # field of derived.utc_hour
+
+
+TRANSACTION = DomainMessage(scoring_pb2.Transaction.DESCRIPTOR, "behaviour", "timestamp")
+APPLICATION = DomainMessage(scoring_pb2.Application.DESCRIPTOR, None, None)
+
+
+@dataclass(frozen=True)
+class FeatureSource:
+    """Where one feature's value is read: `kind` field | nested | hour | map; `wire` names it for clients."""
+
+    feature: str
+    kind: str
+    field: str  # the message field, nested field, timestamp field or map name
+    key: str  # the map key ("" otherwise)
+    wire: str  # e.g. "amount", "behaviour.txn_count_1h", "timestamp", "features[v14]"
+
+
+def _is_string(field: FieldDescriptor) -> bool:
+    return field.type == FieldDescriptor.TYPE_STRING
+
+
+def _scalar_fields(descriptor: Descriptor) -> dict[str, FieldDescriptor]:
+    return {
+        name: field
+        for name, field in descriptor.fields_by_name.items()
+        if name not in _NOT_FEATURES and field.type != FieldDescriptor.TYPE_MESSAGE
+    }
+
+
+def feature_sources(config: ModelConfig, message: DomainMessage) -> tuple[FeatureSource, ...]:
+    """Each feature's source in `message`; ConfigError naming the model, feature and source if a source
+    does not exist or has the wrong type (checked at startup, before anything is served)."""
+    top = _scalar_fields(message.descriptor)
+    nested = (
+        _scalar_fields(message.descriptor.fields_by_name[message.nested].message_type)
+        if message.nested
+        else {}
+    )
+    sources = []
+    for feature in config.features:
+        source = feature.source
+        if source is None:  # default: a field of the same name, else the map entry of that name
+            if message.timestamp and config.task is ModelTask.FRAUD and feature.name == LEGACY_HOUR_FEATURE:
+                source = "derived.utc_hour"
+            elif feature.name in top:
+                source = feature.name
+            elif feature.name in nested:
+                source = f"{message.nested}.{feature.name}"
+            else:
+                source = f"{STRING_MAP if feature.dtype == 'string' else NUMBER_MAP}.{feature.name}"
+        head, _, rest = source.partition(".")
+        problem = None
+        if source == "derived.utc_hour":
+            if message.timestamp is None:
+                problem = "has no timestamp to derive the hour from"
+            sources.append(FeatureSource(feature.name, "hour", message.timestamp or "", "", "timestamp"))
+        elif head in (NUMBER_MAP, STRING_MAP) and rest:
+            sources.append(FeatureSource(feature.name, "map", head, rest, f"{head}[{rest}]"))
+        elif rest and head == message.nested and rest in nested:
+            field = nested[rest]
+            sources.append(FeatureSource(feature.name, "nested", rest, "", source))
+        elif not rest and head in top:
+            field = top[head]
+            sources.append(FeatureSource(feature.name, "field", head, "", source))
+        else:
+            problem = "has no such field"
+        if (
+            problem is None
+            and sources[-1].kind in ("field", "nested")
+            and _is_string(field) != (feature.dtype == "string")
+        ):
+            problem = (
+                f"is a {'string' if _is_string(field) else 'number'} field; the feature is {feature.dtype}"
+            )
+        if problem is not None:
+            raise ConfigError(
+                f"model {config.name}: feature '{feature.name}' (source {source}): "
+                f"riskserve.v1.{message.descriptor.name} {problem}"
+            )
+    return tuple(sources)
+
+
+class MessageColumns:
+    """Reads one model's features from domain messages as feature columns, with client-facing names.
+
+    Typed fields are read with one attrgetter call per message (about 3x faster than a getattr per field);
+    map entries by key."""
+
+    def __init__(self, config: ModelConfig, message: DomainMessage) -> None:
+        self.sources = feature_sources(config, message)
+        self._nested = message.nested
+        by_kind = {
+            kind: [s for s in self.sources if s.kind == kind] for kind in ("field", "nested", "hour", "map")
+        }
+        self._fields = tuple(s.feature for s in by_kind["field"])
+        self._get_fields = attrgetter(*(s.field for s in by_kind["field"]), "model")  # dummy: always a tuple
+        self._nested_features = tuple(s.feature for s in by_kind["nested"])
+        nested_fields = [s.field for s in by_kind["nested"]]
+        self._get_nested = attrgetter(*nested_fields, nested_fields[0]) if nested_fields else None
+        self._hours = tuple((s.feature, s.field) for s in by_kind["hour"])
+        self._maps = tuple((s.feature, s.field, s.key) for s in by_kind["map"])
+        wire = {s.feature: s.wire for s in self.sources}
+        self.namer = _namer(wire, None)
+        self.batch_namer = _namer(wire, "transactions")
+
+    def columns(self, messages: Sequence, namer: FieldNamer) -> dict[str, Sequence]:
+        """One column per feature; missing values (see the module doc) are InvalidInputError naming them."""
+        if not messages:
+            raise InvalidInputError("transactions", "empty")
+        if len(messages) == 1:
+            columns = self._one_message(messages[0])
+            if columns is not None:
+                return columns
+        columns: dict[str, Sequence] = {}
+        if self._fields:
+            values = zip(*map(self._get_fields, messages), strict=True)
+            columns.update(zip(self._fields, values, strict=False))  # the dummy last field is dropped
+        if self._get_nested is not None:
+            for row, message in enumerate(messages):
+                if not message.HasField(self._nested):
+                    field = namer(self._nested_features[0], row).rsplit(".", 1)[0]
+                    raise InvalidInputError(field, f"missing ({self._nested} aggregates are required)")
+            values = zip(*(self._get_nested(getattr(m, self._nested)) for m in messages), strict=True)
+            columns.update(zip(self._nested_features, values, strict=False))
+        for feature, field in self._hours:
+            stamps = np.fromiter((getattr(m, field) for m in messages), dtype=np.int64, count=len(messages))
+            if (stamps <= 0).any():
+                row = int(np.argmax(stamps <= 0))
+                raise InvalidInputError(namer(feature, row), "missing (unix seconds, UTC, must be > 0)")
+            columns[feature] = (stamps // SECONDS_PER_HOUR) % 24
+        for feature, map_name, key in self._maps:
+            column = [getattr(m, map_name).get(key) for m in messages]
+            if None in column:
+                row = column.index(None)
+                raise InvalidInputError(namer(feature, row), _missing_entry(messages[row], map_name, key))
+            columns[feature] = column
+        return columns
+
+    def _one_message(self, message) -> dict[str, Sequence] | None:
+        """The unary hot path: one-value columns of plain Python values (the hour as an int, the same number
+        the general path computes), or None when a value is missing, for the general path to report."""
+        columns: dict[str, Sequence] = {
+            feature: (value,) for feature, value in zip(self._fields, self._get_fields(message), strict=False)
+        }
+        if self._get_nested is not None:
+            if not message.HasField(self._nested):
+                return None
+            values = self._get_nested(getattr(message, self._nested))
+            columns.update(
+                (feature, (value,)) for feature, value in zip(self._nested_features, values, strict=False)
+            )
+        for feature, field in self._hours:
+            stamp = getattr(message, field)
+            if stamp <= 0:
+                return None
+            columns[feature] = ((stamp // SECONDS_PER_HOUR) % 24,)
+        for feature, map_name, key in self._maps:
+            value = getattr(message, map_name).get(key)
+            if value is None:
+                return None
+            columns[feature] = (value,)
+        return columns
+
+
+def _missing_entry(message, map_name: str, key: str) -> str:
+    other = STRING_MAP if map_name == NUMBER_MAP else NUMBER_MAP
+    if key in getattr(message, other):
+        kind = "a string" if other == STRING_MAP else "a number"
+        return f"missing; {other}[{key}] holds {kind}, but the model reads this feature from {map_name}"
+    return "missing"
+
+
+def _namer(wire: dict[str, str], prefix: str | None) -> FieldNamer:
+    """Names like `transactions[3].behaviour.txn_count_1h` (batch) or `features[v14]` (single message)."""
+
+    def name(feature: str, row: int | None) -> str:
+        field = wire.get(feature, feature)
+        if prefix is None or row is None:
+            return field
+        return f"{prefix}[{row}].{field}"
+
+    return name
+
+
+def check_domain_sources(config: ModelConfig) -> None:
+    """Fail at startup if a fraud or credit model's feature has no source in its domain message."""
+    if config.task is ModelTask.FRAUD:
+        feature_sources(config, TRANSACTION)
+    elif config.task is ModelTask.CREDIT:
+        feature_sources(config, APPLICATION)
+
+
+def model_ref(facts: ModelFacts) -> scoring_pb2.ModelRef:
+    """The ModelRef every domain answer carries: which model, version and precision scored it."""
+    return scoring_pb2.ModelRef(
+        name=facts.name, version=facts.version, precision=facts.precision, gate_verdict=facts.gate_verdict
+    )
+
+
+class _FraudModel:
+    """Per served runtime, built once: its feature reader and the answer template holding its ModelRef."""
+
+    __slots__ = ("answer", "reader", "runtime")
+
+    def __init__(self, runtime: ModelRuntime) -> None:
+        self.runtime = runtime
+        self.reader = MessageColumns(runtime.config, TRANSACTION)
+        self.answer = scoring_pb2.FraudScore(model=model_ref(runtime.facts))  # copied into every answer
+
+
+def fraud_scores(
+    transactions: Sequence[scoring_pb2.Transaction],
+    prediction: Prediction,
+    template: scoring_pb2.FraudScore,
+    latency_us: int,
+) -> list[scoring_pb2.FraudScore]:
+    """One FraudScore per transaction: a copy of the model's template (its ModelRef) plus the row's fields,
+    about 3x cheaper than passing the ModelRef to the constructor."""
+    answers = []
+    for t, p, r, d in zip(
+        transactions, prediction.probabilities, prediction.scores, prediction.decisions, strict=True
+    ):
+        answer = scoring_pb2.FraudScore()
+        answer.CopyFrom(template)
+        answer.transaction_id = t.transaction_id
+        answer.probability = p
+        answer.risk_score = r
+        answer.decision = d
+        answer.server_latency_us = latency_us
+        answers.append(answer)
+    return answers
+
+
+class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
+    def __init__(self, repository: ModelRepository, calls: Calls) -> None:
+        self.repository = repository
+        self.calls = calls
+        self._models: dict[str, _FraudModel] = {}
+
+    def _model(self, runtime: ModelRuntime) -> "_FraudModel":
+        """The runtime's per-model constants (rebuilt if the repository now serves another runtime)."""
+        cached = self._models.get(runtime.name)
+        if cached is None or cached.runtime is not runtime:
+            cached = self._models[runtime.name] = _FraudModel(runtime)
+        return cached
+
+    async def _score(
+        self, transactions: Sequence[scoring_pb2.Transaction], runtime: ModelRuntime, batch: bool, call
+    ) -> list[scoring_pb2.FraudScore]:
+        served = self._model(runtime)
+        reader = served.reader
+        namer = reader.batch_namer if batch else reader.namer
+        columns = reader.columns(transactions, namer)
+        prediction = call.prediction = await runtime.predict(columns, len(transactions), namer, call.deadline)
+        return fraud_scores(transactions, prediction, served.answer, call.latency_us())
+
+    async def Score(self, request: scoring_pb2.Transaction, context: grpc.aio.ServicerContext):
+        slot = self.repository.slot(request.model, ModelTask.FRAUD)
+        async with self.calls.unary(context, slot.label, "Score") as call:
+            return (await self._score([request], slot.ready(), False, call))[0]
+
+    async def ScoreBatch(self, request: scoring_pb2.TransactionBatch, context: grpc.aio.ServicerContext):
+        slot = self.repository.slot(request.model, ModelTask.FRAUD)
+        async with self.calls.unary(context, slot.label, "ScoreBatch") as call:
+            runtime = slot.ready()
+            rows = len(request.transactions)
+            if rows == 0:
+                raise InvalidInputError("transactions", "empty batch")
+            if rows > runtime.max_request_rows:
+                raise InvalidInputError(
+                    "transactions", f"{rows} transactions, at most {runtime.max_request_rows}"
+                )
+            scores = await self._score(request.transactions, runtime, True, call)
+            return scoring_pb2.FraudScoreBatch(scores=scores)
+
+    async def ScoreStream(
+        self, request_iterator: AsyncIterator[scoring_pb2.Transaction], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[scoring_pb2.FraudScore]:
+        """Answers in arrival order; up to _STREAM_WINDOW transactions are scored concurrently. A bad
+        transaction ends the stream with INVALID_ARGUMENT naming it (by position and id); once a drain
+        refuses new calls, the stream ends with UNAVAILABLE so the client reconnects elsewhere."""
+        async with self.calls.stream(context):
+            pending: asyncio.Queue = asyncio.Queue(_STREAM_WINDOW)
+            reader = asyncio.create_task(self._read_stream(request_iterator, context, pending))
+            try:
+                while (task := await pending.get()) is not None:
+                    yield await task  # its error ends the stream with its status (calls.stream)
+            finally:
+                reader.cancel()
+                while not pending.empty():
+                    task = pending.get_nowait()
+                    if task is not None:
+                        task.cancel()
+
+    async def _read_stream(self, request_iterator, context, pending: asyncio.Queue) -> None:
+        """Start scoring each message as it arrives; end with None, or with the read error as a failed
+        future so the answering side ends the stream instead of waiting forever."""
+        position = 0
+        try:
+            async for transaction in request_iterator:
+                await pending.put(asyncio.create_task(self._score_streamed(transaction, position, context)))
+                position += 1
+        except Exception as exc:  # the request stream broke (not a cancellation): end the answers too
+            failed = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            await pending.put(failed)
+            return
+        await pending.put(None)
+
+    async def _score_streamed(self, transaction, position: int, context) -> scoring_pb2.FraudScore:
+        slot = self.repository.slot(transaction.model, ModelTask.FRAUD)
+        async with self.calls.message(context, slot.label, "ScoreStream") as call:
+            if self.calls.drain.refusing:
+                raise DrainingError("server is shutting down; reconnect to another instance")
+            try:
+                return (await self._score([transaction], slot.ready(), False, call))[0]
+            except InvalidInputError as exc:
+                ident = (
+                    f" (transaction_id '{transaction.transaction_id}')" if transaction.transaction_id else ""
+                )
+                raise InvalidInputError(
+                    f"stream message {position}{ident}: {exc.field}", exc.problem
+                ) from exc
+
+
+class CreditScoringServicer(scoring_pb2_grpc.CreditScoringServicer):
+    def __init__(self, repository: ModelRepository, calls: Calls) -> None:
+        self.repository = repository
+        self.calls = calls
+        self._readers: dict[str, tuple[ModelRuntime, MessageColumns]] = {}
+
+    def _reader(self, runtime: ModelRuntime) -> "MessageColumns":
+        cached = self._readers.get(runtime.name)
+        if cached is None or cached[0] is not runtime:
+            cached = self._readers[runtime.name] = (runtime, MessageColumns(runtime.config, APPLICATION))
+        return cached[1]
+
+    async def Assess(self, request: scoring_pb2.Application, context: grpc.aio.ServicerContext):
+        slot = self.repository.slot(request.model, ModelTask.CREDIT)
+        async with self.calls.unary(context, slot.label, "Assess") as call:
+            runtime = slot.ready()
+            reader = self._reader(runtime)
+            prediction = call.prediction = await runtime.predict(
+                reader.columns([request], reader.namer), 1, reader.namer, call.deadline, explain=True
+            )
+            return scoring_pb2.CreditAssessment(
+                application_id=request.application_id,
+                probability_of_default=prediction.probabilities[0],
+                score=prediction.scores[0],
+                decision=prediction.decisions[0],
+                reasons=[
+                    scoring_pb2.ReasonCode(
+                        code=r.code, feature=r.feature, description=r.description, contribution=r.contribution
+                    )
+                    for r in prediction.reasons or ()
+                ],
+                model=model_ref(runtime.facts),
+                server_latency_us=call.latency_us(),
+            )
