@@ -1,43 +1,88 @@
 """Open Inference Protocol (KServe v2 / Triton) tensors <-> feature columns, and model metadata/config.
 
-Inputs arrive either in `raw_input_contents` (one little-endian buffer per input, in `inputs` order;
-BYTES tensors as 4-byte-length-prefixed strings, Triton's serialization) or in each tensor's typed
-`contents`. Shapes are [N, 1] or [N]. Every tensor name, dtype and shape is checked here; the values are
-then checked by the same FeatureSchema the domain API uses.
+A model's tensors are its ONNX inputs, by their ONNX names: `[N, 1]` (or `[N]`) for a one-feature input,
+`[N, F]` for an input whose config lists F columns; datatypes FP32, FP64, INT64, BOOL, BYTES by the input's
+dtype. Values arrive either in `raw_input_contents` (one little-endian buffer per input, in `inputs` order;
+BYTES as 4-byte-length-prefixed strings, Triton's serialization) or in each tensor's typed `contents`,
+never both. Every tensor name, datatype and shape is checked here; the values are then checked by the same
+FeatureSchema the domain API uses. Answers carry the model's output and the decision per row.
 """
 
 import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from tritonclient.grpc import model_config_pb2, service_pb2
 
-from server.config.model_config import ModelConfig
+from server.config.model_config import InputSpec, ModelConfig
 from server.runtime.errors import InvalidInputError
-from server.runtime.model_runtime import ModelRuntime
+from server.runtime.features import FieldNamer
+from server.runtime.prediction import Prediction
 
 PLATFORM = "onnxruntime_onnx"
-_WIRE_DTYPE = {"float32": "FP32", "string": "BYTES"}
-_CONFIG_DTYPE = {"float32": model_config_pb2.TYPE_FP32, "string": model_config_pb2.TYPE_STRING}
+DECISION_OUTPUT = "decision"  # INT32 per row: 1 approve, 2 review, 3 decline (riskserve.v1.Decision)
+WIRE_DTYPE = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "bool": "BOOL", "string": "BYTES"}
+_CONFIG_DTYPE = {
+    "float32": model_config_pb2.TYPE_FP32,
+    "float64": model_config_pb2.TYPE_FP64,
+    "int64": model_config_pb2.TYPE_INT64,
+    "bool": model_config_pb2.TYPE_BOOL,
+    "string": model_config_pb2.TYPE_STRING,
+}
+_RAW_DTYPE = {"float32": "<f4", "float64": "<f8", "int64": "<i8", "bool": "?"}
+_CONTENTS = {
+    "float32": "fp32_contents",
+    "float64": "fp64_contents",
+    "int64": "int64_contents",
+    "bool": "bool_contents",
+    "string": "bytes_contents",
+}
+_OUTPUT_DTYPE = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64"}
 _LENGTH = struct.Struct("<I")
 
 
-def tensor_namer(name: str, row: int | None) -> str:
-    return f"inputs[{name}]" if row is None else f"inputs[{name}][{row}]"
+@dataclass(frozen=True)
+class TensorLayout:
+    """How one model's features map onto its Open Inference Protocol tensors (built once per model)."""
+
+    inputs: dict[str, InputSpec]  # ONNX input name -> its config
+    namer: FieldNamer  # feature -> `inputs[name][row]`, or `inputs[name][row][column] (feature)`
+
+    @classmethod
+    def of(cls, config: ModelConfig) -> "TensorLayout":
+        position: dict[str, tuple[str, int | None]] = {}
+        for spec in config.inputs:
+            for column, feature in enumerate(spec.features):
+                position[feature.name] = (spec.onnx_input, column if spec.columns else None)
+
+        def namer(feature: str, row: int | None) -> str:
+            tensor, column = position.get(feature, (feature, None))
+            if row is None:
+                return f"inputs[{tensor}]" if column is None else f"inputs[{tensor}][:, {column}] ({feature})"
+            return (
+                f"inputs[{tensor}][{row}]"
+                if column is None
+                else f"inputs[{tensor}][{row}][{column}] ({feature})"
+            )
+
+        return cls({spec.onnx_input: spec for spec in config.inputs}, namer)
 
 
-def _rows_of(tensor: service_pb2.ModelInferRequest.InferInputTensor) -> int:
+def _rows_of(tensor: service_pb2.ModelInferRequest.InferInputTensor, width: int) -> int:
     shape = list(tensor.shape)
-    if (len(shape) == 2 and shape[1] == 1) or len(shape) == 1:
+    expected = f"[N, {width}]" + (" or [N]" if width == 1 else "")
+    if (len(shape) == 2 and shape[1] == width) or (len(shape) == 1 and width == 1):
         if shape[0] < 1:
             raise InvalidInputError(f"inputs[{tensor.name}].shape", f"{shape}: needs at least one row")
         return int(shape[0])
-    raise InvalidInputError(f"inputs[{tensor.name}].shape", f"{shape}: expected [N, 1] or [N]")
+    raise InvalidInputError(f"inputs[{tensor.name}].shape", f"{shape}: expected {expected}")
 
 
-def _decode_bytes(buffer: bytes, rows: int, field: str) -> list[str]:
+def _decode_bytes(buffer: bytes, count: int, field: str) -> list[str]:
     values, offset = [], 0
     try:
-        for _ in range(rows):
+        for _ in range(count):
             (length,) = _LENGTH.unpack_from(buffer, offset)
             offset += 4
             if offset + length > len(buffer):
@@ -47,64 +92,77 @@ def _decode_bytes(buffer: bytes, rows: int, field: str) -> list[str]:
     except (struct.error, UnicodeDecodeError) as exc:
         raise InvalidInputError(field, f"malformed BYTES tensor ({exc})") from exc
     if offset != len(buffer):
-        raise InvalidInputError(field, f"BYTES tensor has {len(buffer) - offset} bytes beyond {rows} strings")
+        raise InvalidInputError(
+            field, f"BYTES tensor has {len(buffer) - offset} bytes beyond {count} strings"
+        )
     return values
 
 
-def _decode(tensor, raw: bytes | None, dtype: str, rows: int) -> np.ndarray | list[str]:
+def _decode(tensor, raw: bytes | None, dtype: str, count: int) -> np.ndarray | list[str]:
+    """The tensor's `count` values, flat, in row-major order."""
     field = f"inputs[{tensor.name}]"
-    if dtype == "float32":
+    if dtype == "string":
         if raw is not None:
-            if len(raw) != rows * 4:
-                raise InvalidInputError(
-                    field, f"raw FP32 contents hold {len(raw)} bytes, shape needs {rows * 4}"
-                )
-            return np.frombuffer(raw, dtype="<f4")
-        values = tensor.contents.fp32_contents
-        if len(values) != rows:
-            raise InvalidInputError(field, f"fp32_contents has {len(values)} values, shape needs {rows}")
-        return np.asarray(values, dtype=np.float32)
+            return _decode_bytes(raw, count, field)
+        values = tensor.contents.bytes_contents
+        if len(values) != count:
+            raise InvalidInputError(field, f"bytes_contents has {len(values)} values, shape needs {count}")
+        try:
+            return [v.decode("utf-8") for v in values]
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(field, "not valid UTF-8") from exc
     if raw is not None:
-        return _decode_bytes(raw, rows, field)
-    values = tensor.contents.bytes_contents
-    if len(values) != rows:
-        raise InvalidInputError(field, f"bytes_contents has {len(values)} values, shape needs {rows}")
-    try:
-        return [v.decode("utf-8") for v in values]
-    except UnicodeDecodeError as exc:
-        raise InvalidInputError(field, "not valid UTF-8") from exc
+        item = np.dtype(_RAW_DTYPE[dtype]).itemsize
+        if len(raw) != count * item:
+            raise InvalidInputError(
+                field, f"raw {WIRE_DTYPE[dtype]} contents hold {len(raw)} bytes, shape needs {count * item}"
+            )
+        return np.frombuffer(raw, dtype=_RAW_DTYPE[dtype])
+    contents = _CONTENTS[dtype]
+    values = getattr(tensor.contents, contents)
+    if len(values) != count:
+        raise InvalidInputError(field, f"{contents} has {len(values)} values, shape needs {count}")
+    return np.asarray(values, dtype=np.float64 if dtype != "bool" else np.bool_)
 
 
 def request_columns(
-    request: service_pb2.ModelInferRequest, config: ModelConfig, max_rows: int
+    request: service_pb2.ModelInferRequest, layout: TensorLayout, max_rows: int, config: ModelConfig
 ) -> tuple[dict[str, np.ndarray | list[str]], int]:
-    """Decode and shape-check every input tensor -> ({input: 1-D column}, rows)."""
-    dtypes = {spec.name: spec.dtype for spec in config.inputs}
+    """Decode and shape-check every input tensor -> ({feature: 1-D column}, rows)."""
     raw_contents = list(request.raw_input_contents)
     if raw_contents and len(raw_contents) != len(request.inputs):
         raise InvalidInputError(
             "raw_input_contents", f"{len(raw_contents)} buffers for {len(request.inputs)} inputs"
         )
+    if raw_contents and any(t.HasField("contents") for t in request.inputs):
+        raise InvalidInputError(
+            "raw_input_contents", "given together with typed contents: send one or the other"
+        )
+    available = (config.output_name, DECISION_OUTPUT)
     for name in request.outputs:
-        if name.name != config.output_name:
+        if name.name not in available:
             raise InvalidInputError(
-                f"outputs[{name.name}]", f"unknown output; available: {config.output_name}"
+                f"outputs[{name.name}]", f"unknown output; available: {', '.join(available)}"
             )
     columns: dict[str, np.ndarray | list[str]] = {}
+    seen: set[str] = set()
     rows: int | None = None
     for i, tensor in enumerate(request.inputs):
-        if tensor.name not in dtypes:
+        spec = layout.inputs.get(tensor.name)
+        if spec is None:
             raise InvalidInputError(
-                f"inputs[{tensor.name}]", f"unknown input; model {config.name} takes {', '.join(dtypes)}"
+                f"inputs[{tensor.name}]",
+                f"unknown input; model {config.name} takes {', '.join(layout.inputs)}",
             )
-        if tensor.name in columns:
+        if tensor.name in seen:
             raise InvalidInputError(f"inputs[{tensor.name}]", "given twice")
-        expected = _WIRE_DTYPE[dtypes[tensor.name]]
+        seen.add(tensor.name)
+        expected = WIRE_DTYPE[spec.dtype]
         if tensor.datatype != expected:
             raise InvalidInputError(
                 f"inputs[{tensor.name}].datatype", f"'{tensor.datatype}', expected {expected}"
             )
-        tensor_rows = _rows_of(tensor)
+        tensor_rows = _rows_of(tensor, spec.width)
         if rows is None:
             rows = tensor_rows
         elif tensor_rows != rows:
@@ -113,47 +171,76 @@ def request_columns(
             )
         if tensor_rows > max_rows:
             raise InvalidInputError(f"inputs[{tensor.name}].shape", f"{tensor_rows} rows, at most {max_rows}")
-        columns[tensor.name] = _decode(
-            tensor, raw_contents[i] if raw_contents else None, dtypes[tensor.name], tensor_rows
+        values = _decode(
+            tensor, raw_contents[i] if raw_contents else None, spec.dtype, tensor_rows * spec.width
         )
+        if spec.width == 1:
+            columns[spec.features[0].name] = values
+        else:
+            matrix = np.asarray(values).reshape(tensor_rows, spec.width)
+            for column, feature in enumerate(spec.features):
+                columns[feature.name] = matrix[:, column]
     if rows is None:
         raise InvalidInputError("inputs", "no input tensors")
+    missing = [name for name in layout.inputs if name not in seen]
+    if missing:
+        raise InvalidInputError(
+            f"inputs[{missing[0]}]", f"missing; model {config.name} needs {', '.join(layout.inputs)}"
+        )
     return columns, rows
 
 
 def infer_response(
     request: service_pb2.ModelInferRequest,
-    runtime: ModelRuntime,
-    probabilities: np.ndarray,
+    config: ModelConfig,
+    facts_precision: str,
+    facts_verdict: str,
+    prediction: Prediction,
     latency_us: int,
 ) -> service_pb2.ModelInferResponse:
-    """The answer, with the served model's facts (precision, gate_verdict) and the server latency as
-    response parameters, as the domain API's ModelRef carries them."""
-    config, facts = runtime.config, runtime.facts
+    """The answer: the model's output and the decision per row (or the outputs the request names), with the
+    served model's facts (precision, gate_verdict) and the server latency as response parameters, as the
+    domain API's ModelRef carries them."""
     response = service_pb2.ModelInferResponse(
         model_name=config.name, model_version=config.version, id=request.id
     )
-    response.parameters["precision"].string_param = facts.precision
-    response.parameters["gate_verdict"].string_param = facts.gate_verdict
+    response.parameters["precision"].string_param = facts_precision
+    response.parameters["gate_verdict"].string_param = facts_verdict
     response.parameters["server_latency_us"].int64_param = latency_us
-    output = response.outputs.add(name=config.output_name, datatype="FP32")
-    output.shape.extend(probabilities.shape)
-    response.raw_output_contents.append(np.ascontiguousarray(probabilities, dtype="<f4").tobytes())
+    wanted = {o.name for o in request.outputs} or {config.output_name, DECISION_OUTPUT}
+    if config.output_name in wanted:
+        outputs = prediction.outputs
+        wire = _OUTPUT_DTYPE.get(outputs.dtype, "FP32")
+        output = response.outputs.add(name=config.output_name, datatype=wire)
+        output.shape.extend(outputs.shape)
+        little = "<f8" if wire == "FP64" else "<f4"
+        response.raw_output_contents.append(np.ascontiguousarray(outputs, dtype=little).tobytes())
+    if DECISION_OUTPUT in wanted:
+        decisions = response.outputs.add(name=DECISION_OUTPUT, datatype="INT32")
+        decisions.shape.extend((len(prediction.decisions), 1))
+        response.raw_output_contents.append(np.asarray(prediction.decisions, dtype="<i4").tobytes())
     return response
 
 
-def model_metadata(config: ModelConfig) -> service_pb2.ModelMetadataResponse:
+def _tensor_shapes(config: ModelConfig) -> Sequence[tuple[str, str, int]]:
+    return [(spec.onnx_input, spec.dtype, spec.width) for spec in config.inputs]
+
+
+def model_metadata(config: ModelConfig, output_columns: int = 2) -> service_pb2.ModelMetadataResponse:
     tensor = service_pb2.ModelMetadataResponse.TensorMetadata
     return service_pb2.ModelMetadataResponse(
         name=config.name,
         versions=[config.version],
         platform=PLATFORM,
-        inputs=[tensor(name=s.name, datatype=_WIRE_DTYPE[s.dtype], shape=[-1, 1]) for s in config.inputs],
-        outputs=[tensor(name=config.output_name, datatype="FP32", shape=[-1, 2])],
+        inputs=[tensor(name=n, datatype=WIRE_DTYPE[d], shape=[-1, w]) for n, d, w in _tensor_shapes(config)],
+        outputs=[
+            tensor(name=config.output_name, datatype="FP32", shape=[-1, output_columns]),
+            tensor(name=DECISION_OUTPUT, datatype="INT32", shape=[-1, 1]),
+        ],
     )
 
 
-def model_config(config: ModelConfig) -> service_pb2.ModelConfigResponse:
+def model_config(config: ModelConfig, output_columns: int = 2) -> service_pb2.ModelConfigResponse:
     """Triton's model configuration: batching on (dims exclude the batch dimension)."""
     batching = config.batching
     return service_pb2.ModelConfigResponse(
@@ -163,13 +250,16 @@ def model_config(config: ModelConfig) -> service_pb2.ModelConfigResponse:
             backend="onnxruntime",
             max_batch_size=batching.max_batch_size,
             input=[
-                model_config_pb2.ModelInput(name=s.name, data_type=_CONFIG_DTYPE[s.dtype], dims=[1])
-                for s in config.inputs
+                model_config_pb2.ModelInput(name=n, data_type=_CONFIG_DTYPE[d], dims=[w])
+                for n, d, w in _tensor_shapes(config)
             ],
             output=[
                 model_config_pb2.ModelOutput(
-                    name=config.output_name, data_type=model_config_pb2.TYPE_FP32, dims=[2]
-                )
+                    name=config.output_name, data_type=model_config_pb2.TYPE_FP32, dims=[output_columns]
+                ),
+                model_config_pb2.ModelOutput(
+                    name=DECISION_OUTPUT, data_type=model_config_pb2.TYPE_INT32, dims=[1]
+                ),
             ],
             dynamic_batching=model_config_pb2.ModelDynamicBatching(
                 max_queue_delay_microseconds=batching.max_queue_delay_us

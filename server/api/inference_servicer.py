@@ -12,11 +12,11 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from server import __version__
 from server.api.calls import Calls
 from server.api.inference_converters import (
+    TensorLayout,
     infer_response,
     model_config,
     model_metadata,
     request_columns,
-    tensor_namer,
 )
 from server.runtime.errors import ModelNotFoundError
 from server.runtime.model_runtime import ModelRuntime
@@ -31,6 +31,14 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self.repository = repository
         self.calls = calls
         self.is_serving = is_serving
+        self._layouts: dict[str, tuple[ModelRuntime, TensorLayout]] = {}
+
+    def _layout(self, runtime: ModelRuntime) -> TensorLayout:
+        """The runtime's tensor layout, built once (rebuilt if the repository now serves another runtime)."""
+        cached = self._layouts.get(runtime.name)
+        if cached is None or cached[0] is not runtime:
+            cached = self._layouts[runtime.name] = (runtime, TensorLayout.of(runtime.config))
+        return cached[1]
 
     @staticmethod
     def _runtime(slot: ModelSlot, name: str, version: str) -> ModelRuntime:
@@ -63,20 +71,26 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelMetadata(self, request, context):
         slot = self.repository.slot(request.name)
         async with self.calls.unary(context, slot.label, "ModelMetadata", admit=False):
-            return model_metadata(self._runtime(slot, request.name, request.version).config)
+            runtime = self._runtime(slot, request.name, request.version)
+            return model_metadata(runtime.config, runtime.output_columns)
 
     async def ModelConfig(self, request, context):
         slot = self.repository.slot(request.name)
         async with self.calls.unary(context, slot.label, "ModelConfig", admit=False):
-            return model_config(self._runtime(slot, request.name, request.version).config)
+            runtime = self._runtime(slot, request.name, request.version)
+            return model_config(runtime.config, runtime.output_columns)
 
     async def ModelInfer(self, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext):
         slot = self.repository.slot(request.model_name)
         async with self.calls.unary(context, slot.label, "ModelInfer") as call:
             runtime = self._runtime(slot, request.model_name, request.model_version)
-            columns, rows = request_columns(request, runtime.config, runtime.max_request_rows)
-            prediction = call.prediction = await runtime.predict(columns, rows, tensor_namer, call.deadline)
-            return infer_response(request, runtime, prediction.outputs, call.latency_us())
+            layout = self._layout(runtime)
+            columns, rows = request_columns(request, layout, runtime.max_request_rows, runtime.config)
+            prediction = call.prediction = await runtime.predict(columns, rows, layout.namer, call.deadline)
+            facts = runtime.facts
+            return infer_response(
+                request, runtime.config, facts.precision, facts.gate_verdict, prediction, call.latency_us()
+            )
 
     async def _not_implemented(self, request, context):
         await context.abort(

@@ -74,6 +74,7 @@ class ModelRuntime:
         # Rows one call may carry: the server's limit, and never more than the queue can ever hold.
         self.max_request_rows = min(settings.max_request_rows, config.batching.max_queue_size)
         self.single_row_seconds: float | None = None  # measured by warm_up
+        self.output_columns = 1  # columns of the probability output: set by load from a run
         self.positive_column = 0  # set by load from the output's width (see output_positive_column)
 
     @classmethod
@@ -84,7 +85,8 @@ class ModelRuntime:
         calibration = input_frame(config, DataKind.CALIBRATION)  # read once: reference and invariance rows
         runtime = cls(config, prepared, session, reference_row(config, calibration), settings)
         reference_outputs = runtime._run_once(runtime.schema.assemble(runtime.reference))
-        runtime.positive_column = output_positive_column(config, output_width(reference_outputs))
+        runtime.output_columns = output_width(reference_outputs)
+        runtime.positive_column = output_positive_column(config, runtime.output_columns)
         invariant = runtime.check_batch_invariance(
             feeds_from_frame(config, calibration, INVARIANCE_CHECK_ROWS)
         )

@@ -63,11 +63,12 @@ def test_model_metadata_and_config_describe_every_input(client):
     assert metadata.platform == "onnxruntime_onnx" and list(metadata.versions) == ["1.0.0-test"]
     types = {t.name: t.datatype for t in metadata.inputs}
     assert types == {**dict.fromkeys(FLOAT_INPUTS, "FP32"), **dict.fromkeys(STRING_INPUTS, "BYTES")}
-    assert [(o.name, list(o.shape)) for o in metadata.outputs] == [("probabilities", [-1, 2])]
+    outputs = [(o.name, o.datatype, list(o.shape)) for o in metadata.outputs]
+    assert outputs == [("probabilities", "FP32", [-1, 2]), ("decision", "INT32", [-1, 1])]
     config = client.get_model_config("fraud").config
     assert config.max_batch_size == 64
     assert {i.name: (i.data_type, list(i.dims)) for i in config.input}["currency"] == (13, [1])  # TYPE_STRING
-    assert [(o.name, list(o.dims)) for o in config.output] == [("probabilities", [2])]
+    assert [(o.name, list(o.dims)) for o in config.output] == [("probabilities", [2]), ("decision", [1])]
 
 
 def test_model_infer_with_raw_contents_matches_the_domain_api(client, channel):
@@ -88,6 +89,16 @@ def test_model_infer_with_raw_contents_matches_the_domain_api(client, channel):
     assert response.parameters["precision"].string_param == "fp32"
     assert response.parameters["gate_verdict"].string_param == "disabled"
     assert response.parameters["server_latency_us"].int64_param > 0
+    assert [o.name for o in response.outputs] == ["probabilities"]  # only what was asked for
+
+
+def test_model_infer_answers_the_decision_with_the_domain_apis_thresholds(client, channel):
+    transactions = [transaction("d-0"), risky_transaction("d-1"), transaction("d-2", amount=300.0)]
+    result = client.infer("fraud", _infer_inputs([_row(t) for t in transactions]))  # no outputs named: all
+    fraud = scoring_pb2_grpc.FraudScoringStub(channel)
+    domain = [fraud.Score(t, timeout=5) for t in transactions]
+    assert result.as_numpy("decision").ravel().tolist() == [answer.decision for answer in domain]
+    assert result.as_numpy("probabilities")[:, 1].tolist() == [answer.probability for answer in domain]
 
 
 def test_unknown_model_and_version_are_not_found(client):
