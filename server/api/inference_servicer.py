@@ -27,10 +27,19 @@ EXTENSIONS = ("model_configuration",)
 
 
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, repository: ModelRepository, calls: Calls, is_serving: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        calls: Calls,
+        is_serving: Callable[[], bool],
+        is_accepting: Callable[[], bool],
+    ) -> None:
+        """`is_serving`: the server is ready (grpc.health.v1 ""); `is_accepting`: it takes calls at all,
+        so a model that serves is ready even while another configured model is unavailable."""
         self.repository = repository
         self.calls = calls
         self.is_serving = is_serving
+        self.is_accepting = is_accepting
         self._layouts: dict[str, tuple[ModelRuntime, TensorLayout]] = {}
 
     def _layout(self, runtime: ModelRuntime) -> TensorLayout:
@@ -57,7 +66,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request, context):
         ready = (
-            self.is_serving()
+            self.is_accepting()
             and self.repository.is_ready(request.name)
             and (not request.version or request.version == self.repository.get(request.name).config.version)
         )

@@ -86,7 +86,7 @@ def build_server(
     scoring_pb2_grpc.add_FraudScoringServicer_to_server(FraudScoringServicer(repository, calls), server)
     scoring_pb2_grpc.add_CreditScoringServicer_to_server(CreditScoringServicer(repository, calls), server)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(repository, calls, lambda: health.serving), server
+        InferenceServicer(repository, calls, lambda: health.serving, lambda: health.accepting), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection(

@@ -1,4 +1,9 @@
-"""grpc.health.v1 status of the whole server ("") and of each service, moved together."""
+"""grpc.health.v1 status of the whole server (""), of each service, and of each model (`model/<name>`).
+
+The server and its services are SERVING once the process accepts calls (models loaded, gated and warmed)
+and, with `strict_readiness` (the default, as Triton does), only while every configured model serves; a
+drain sets them NOT_SERVING again. `model/<name>` is SERVING while that model can answer.
+"""
 
 from grpc_health.v1 import health, health_pb2
 from tritonclient.grpc import service_pb2
@@ -11,19 +16,39 @@ SERVICE_NAMES = (
     scoring_pb2.DESCRIPTOR.services_by_name["CreditScoring"].full_name,
     service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
 )
+MODEL_SERVICE_PREFIX = "model/"
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class HealthState:
-    """NOT_SERVING until every model is loaded, gated and warmed; NOT_SERVING again once a drain starts."""
+    """NOT_SERVING until the models are loaded, gated and warmed; NOT_SERVING again once a drain starts."""
 
-    def __init__(self) -> None:
+    def __init__(self, strict_readiness: bool = True) -> None:
         self.servicer = health.aio.HealthServicer()
-        self.serving = False
+        self.strict_readiness = strict_readiness
+        self.accepting = False  # the process takes calls (after loading, before a drain)
+        self.models: dict[str, bool] = {}  # model -> it serves
+
+    @property
+    def serving(self) -> bool:
+        """What the server-wide status says: accepting, and (strictly) every configured model serving."""
+        return self.accepting and (not self.strict_readiness or all(self.models.values()))
 
     async def set_serving(self, serving: bool) -> None:
-        self.serving = serving
-        status = (
-            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
+        """The process starts (True) or stops (False, a drain) accepting calls."""
+        self.accepting = serving
+        await self._publish()
+
+    async def set_model(self, name: str, serving: bool) -> None:
+        self.models[name] = serving
+        await self._publish()
+
+    async def _publish(self) -> None:
+        status = _SERVING if self.serving else _NOT_SERVING
         for name in SERVICE_NAMES:
             await self.servicer.set(name, status)
+        for model, serves in self.models.items():
+            await self.servicer.set(
+                MODEL_SERVICE_PREFIX + model, _SERVING if serves and self.accepting else _NOT_SERVING
+            )

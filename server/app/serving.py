@@ -17,7 +17,7 @@ from server.api.calls import Calls, DrainState
 from server.app.grpc_server import build_server
 from server.app.health import HealthState
 from server.app.listen import start_metrics
-from server.app.startup import discover_models, load_model
+from server.app.startup import ModelProblem, discover_models, load_model, problem_of
 from server.config.errors import ConfigError
 from server.config.settings import ServerSettings
 from server.metrics import ServingMetrics
@@ -46,7 +46,7 @@ class RiskServer:
         self.settings = settings
         self.worker = worker
         self.metrics = metrics or ServingMetrics()
-        self.health = HealthState()
+        self.health = HealthState(settings.strict_readiness)
         self.drain_state = DrainState()
         self.port: int | None = None
         self.metrics_port: int | None = None
@@ -62,14 +62,19 @@ class RiskServer:
         """Listen at once (health NOT_SERVING) and load the models in the background.
 
         ListenError (server/app/listen.py) if the gRPC or metrics address cannot be listened on."""
-        configs = discover_models(self.settings)  # bad configs fail here, before anything listens
-        self.repository = ModelRepository({c.name: c.task for c in configs})
+        # A bad repository fails here, before anything listens; a bad model's config is a ModelProblem.
+        configs, problems = discover_models(self.settings)
+        self.repository = ModelRepository(
+            {**{c.name: c.task for c in configs}, **{p.name: None for p in problems}}
+        )
         calls = Calls(self.drain_state, self.metrics)
         if self.worker is None:
             settings = self.settings
             self._metrics_http = start_metrics(self.metrics, settings.metrics_host, settings.metrics_port)
             self.metrics_port = self._metrics_http.port
         self.metrics.set_ready(False)
+        for name in self.repository.expected:
+            await self.health.set_model(name, False)
         await self.health.set_serving(False)
         try:
             self._server, self.port, self._limiter = build_server(
@@ -97,20 +102,46 @@ class RiskServer:
                 self.port,
                 ",".join(self.repository.expected),
             )
+        for problem in problems:
+            self._keep_out(problem)
         self._loading = asyncio.get_running_loop().create_task(self._load_models(configs))
+
+    def _keep_out(self, problem: ModelProblem) -> None:
+        """One model will not serve: UNAVAILABLE with its reason for its calls, one log line, a metric."""
+        self.repository.mark_unavailable(problem.name, f"{problem.kind}: {problem.message}")
+        self.metrics.set_model_unavailable(problem.name, problem.kind)
+        log.error(
+            "event=model_unavailable model=%s reason=%s detail=%r action=serve_others",
+            problem.name,
+            problem.kind,
+            problem.message,
+        )
 
     async def _load_models(self, configs) -> None:
         try:
             for config in configs:
-                runtime = await asyncio.to_thread(load_model, config, self.settings, self.worker is None)
+                try:
+                    runtime = await asyncio.to_thread(load_model, config, self.settings, self.worker is None)
+                except Exception as exc:
+                    if self.settings.exit_on_model_error:
+                        raise
+                    self._keep_out(problem_of(config.name, exc))
+                    continue
                 runtime.start(self.metrics.batch_observer(config.name))
                 self.repository.add(runtime)
                 self.metrics.set_model_facts(runtime.facts)
+                await self.health.set_model(config.name, True)
             await self.health.set_serving(True)
-            self.metrics.set_ready(True)
-            log.info("event=serving models=%d", len(configs))
+            self.metrics.set_ready(self.health.serving)
+            log.info(
+                "event=serving models=%d unavailable=%d strict_readiness=%s ready=%s",
+                len(self.repository.runtimes),
+                len(self.repository.expected) - len(self.repository.runtimes),
+                self.settings.strict_readiness,
+                self.health.serving,
+            )
             self._ready.set()
-        except (ConfigError, QuantizationError) as exc:  # a bad model, data or config file: say which
+        except (ConfigError, QuantizationError) as exc:  # exit_on_model_error: say which file and why
             log.error("event=startup_failed error=%r", str(exc))
             self.startup_error = exc
             self._ready.set()

@@ -1,16 +1,21 @@
 """Startup, per model, before health says SERVING:
 config -> prepare_model (quantize or cache, gate) -> ORT session -> warm-up at the batcher's batch sizes.
+
+A model that fails at any step is a `ModelProblem`: it is kept out (UNAVAILABLE with its reason) and the
+others serve, unless `exit_on_model_error` asks to stop the server instead.
 """
 
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from server.api.domain_api import check_domain_sources
-from server.config.errors import ConfigError
+from server.config.errors import ConfigError, DataFileError
 from server.config.model_config import CONFIG_FILE_NAME, ModelConfig, load_model_config
 from server.config.settings import ServerSettings
+from server.quantization.errors import ModelFileError, NoQuantizableOpsError, QuantizationError
 from server.quantization.pipeline import prepare_model
 from server.quantization.summary import format_summary
 from server.runtime.model_runtime import ModelRuntime
@@ -18,8 +23,35 @@ from server.runtime.model_runtime import ModelRuntime
 log = logging.getLogger(__name__)
 
 
-def discover_models(settings: ServerSettings) -> list[ModelConfig]:
-    """The configs of the models to serve: `settings.models`, or every folder with a config.yaml."""
+@dataclass(frozen=True)
+class ModelProblem:
+    """Why a configured model cannot be served: `kind` (config, data, model_file, quantization, internal)
+    labels the metric; `message` names the file and the problem."""
+
+    name: str
+    kind: str
+    message: str
+
+
+def problem_of(name: str, error: BaseException) -> ModelProblem:
+    if isinstance(error, DataFileError):
+        kind = "data"
+    elif isinstance(error, ConfigError):
+        kind = "config"
+    elif isinstance(error, ModelFileError | NoQuantizableOpsError):
+        kind = "model_file"
+    elif isinstance(error, QuantizationError):
+        kind = "quantization"
+    else:
+        kind = "internal"
+    message = str(error) if kind != "internal" else f"{type(error).__name__}: {error}"
+    return ModelProblem(name, kind, message)
+
+
+def discover_models(settings: ServerSettings) -> tuple[list[ModelConfig], list[ModelProblem]]:
+    """The configs of the models to serve (`settings.models`, or every folder with a config.yaml), and the
+    models whose config is bad. ConfigError for the repository itself, or for a bad model's config when
+    `settings.exit_on_model_error`."""
     root = Path(settings.models_dir)
     if not root.is_dir():
         raise ConfigError(f"models_dir: not a directory: {root}")
@@ -28,13 +60,19 @@ def discover_models(settings: ServerSettings) -> list[ModelConfig]:
     )
     if not names:
         raise ConfigError(f"models_dir: no model folders (with {CONFIG_FILE_NAME}) in {root}")
-    configs = []
+    configs, problems = [], []
     for name in names:
-        config = load_model_config(root / name)
-        check_domain_sources(config)
+        try:
+            config = load_model_config(root / name)
+            check_domain_sources(config)
+        except ConfigError as exc:
+            if settings.exit_on_model_error:
+                raise
+            problems.append(problem_of(name, exc))
+            continue
         _check_request_limit(config, settings)
         configs.append(config)
-    return configs
+    return configs, problems
 
 
 def _check_request_limit(config: ModelConfig, settings: ServerSettings) -> None:

@@ -93,12 +93,21 @@ def _reserve_port(host: str, port: int) -> socket.socket:
 
 
 def prepare_all(settings: ServerSettings) -> None:
-    """Quantize and gate every model once, so every worker only loads the result from the cache."""
-    for config in discover_models(settings):
+    """Quantize and gate every model once, so every worker only loads the result from the cache. A model
+    that fails is left to the workers, which keep it out and serve the others (unless
+    `exit_on_model_error`: then its error propagates)."""
+    configs, _ = discover_models(settings)  # the workers report bad configs themselves
+    for config in configs:
         started = time.perf_counter()
-        prepared = prepare_model(
-            config, Path(settings.cache_dir), progress=lambda m: log.info("event=prepare %s", m)
-        )
+        try:
+            prepared = prepare_model(
+                config, Path(settings.cache_dir), progress=lambda m: log.info("event=prepare %s", m)
+            )
+        except Exception as exc:
+            if settings.exit_on_model_error:
+                raise
+            log.warning("event=model_prepare_failed model=%s detail=%r", config.name, str(exc))
+            continue
         if prepared.report and not prepared.facts.from_cache:
             print(format_summary(prepared.report), file=sys.stderr)
         log.info(

@@ -75,6 +75,12 @@ class ServerSettings(StrictModel):
     max_connection_age_grace_s: float = Field(
         30.0, ge=0.0, description="after max_connection_age_s: time calls on the old connection get"
     )
+    strict_readiness: bool = Field(
+        True, description="health NOT_SERVING while any configured model is unavailable (as Triton does)"
+    )
+    exit_on_model_error: bool = Field(
+        False, description="a model that fails to load, validate or quantize stops the server (for CI)"
+    )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: LogFormat = LogFormat.KEYVALUE
 

@@ -97,6 +97,13 @@ METRIC_DELTA = MetricSpec(
     ("model", "metric"),
     "INT8 minus FP32 (or the named comparison) for each gated metric, from the quantization report.",
 )
+MODEL_UNAVAILABLE = MetricSpec(
+    "riskserve_model_unavailable",
+    "gauge",
+    ("model", "reason"),
+    "Serving processes in which the configured model could not be served, by why: config, data, model_file,"
+    " quantization or internal (the log line event=model_unavailable has the details).",
+)
 MODEL_SCORE = MetricSpec(
     "riskserve_model_score",
     "histogram",
@@ -125,6 +132,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     GATE_PASSED,
     FP32_FALLBACK,
     METRIC_DELTA,
+    MODEL_UNAVAILABLE,
     MODEL_SCORE,
     SERVER_READY,
 )

@@ -105,7 +105,7 @@ class ServingMetricsCollector:
             yield _histogram(spec, histograms.get(spec.name, {}))
         yield _window_summary(histograms.get(m.REQUEST_DURATION.name, {}), quantiles)
         yield _histogram(m.BATCH_SIZE, histograms.get(m.BATCH_SIZE.name, {}))
-        for spec in (m.QUEUE_DEPTH, m.INFLIGHT):
+        for spec in (m.QUEUE_DEPTH, m.INFLIGHT, m.MODEL_UNAVAILABLE):
             family = GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
             for labels, value in sorted(gauges.get(spec.name, {}).items()):
                 family.add_metric(labels, value)

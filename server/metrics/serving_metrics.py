@@ -84,6 +84,7 @@ class ServingMetrics:
         self._failed: dict[LabelValues, float] = {}
         self._queue_depth: dict[LabelValues, float] = {}
         self._inflight: dict[LabelValues, float] = {}
+        self._unavailable: dict[LabelValues, float] = {}
         self._models: dict[str, ModelFacts] = {}
         self._ready: bool | None = None
         self._encoded_closed_slices: dict[tuple[LabelValues, int], str] = {}
@@ -219,6 +220,11 @@ class ServingMetrics:
         with self._lock:
             self._models[facts.name] = replace(facts, metric_deltas=finite)
 
+    def set_model_unavailable(self, model: str, reason: str) -> None:
+        """`model` is configured but cannot be served in this process, because of `reason` (a short kind)."""
+        with self._lock:
+            self._unavailable[(model, reason)] = 1.0
+
     def set_ready(self, ready: bool) -> None:
         """Mirror grpc.health.v1: True once SERVING, False while starting or draining."""
         with self._lock:
@@ -242,7 +248,11 @@ class ServingMetrics:
                     m.MODEL_SCORE.name: {k: list(v) for k, v in self._scores.items()},
                 },
                 counters={m.REJECTED.name: dict(self._rejected), m.FAILED.name: dict(self._failed)},
-                gauges={m.QUEUE_DEPTH.name: dict(self._queue_depth), m.INFLIGHT.name: dict(self._inflight)},
+                gauges={
+                    m.QUEUE_DEPTH.name: dict(self._queue_depth),
+                    m.INFLIGHT.name: dict(self._inflight),
+                    m.MODEL_UNAVAILABLE.name: dict(self._unavailable),
+                },
                 models=dict(self._models),
                 ready=self._ready,
             )

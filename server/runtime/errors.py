@@ -39,6 +39,13 @@ class ModelNotReadyError(ScoringError):
     reason = "not_ready"
 
 
+class ModelUnavailableError(ScoringError):
+    """The model is configured but could not be loaded, validated or quantized; the others serve."""
+
+    code = "UNAVAILABLE"
+    reason = "model_unavailable"
+
+
 class OverloadedError(ScoringError):
     """The model's queue is full: refused at once instead of waiting."""
 

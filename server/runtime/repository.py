@@ -6,27 +6,35 @@ whose `ready()` is the runtime or the reason it cannot serve (not found, another
 """
 
 from server.config.model_config import ModelTask
-from server.runtime.errors import ModelNotFoundError, ModelNotReadyError, ScoringError
+from server.runtime.errors import ModelNotFoundError, ModelNotReadyError, ModelUnavailableError, ScoringError
 from server.runtime.model_runtime import ModelRuntime
 
 UNKNOWN_MODEL_LABEL = "unknown"  # metrics label for names we don't serve: clients can't explode cardinality
 
 
+MAX_REASON_CHARS = 300  # of an unavailable model's reason, in answers to clients
+
+
 class ModelSlot:
-    """One configured model. `runtime` is None until the model is loaded, gated and warmed."""
+    """One configured model. `runtime` is None until the model is loaded, gated and warmed; `unavailable`
+    says why it never will be (its config, data, model file or quantization failed). `task` is None when
+    even its config could not be read."""
 
-    __slots__ = ("label", "name", "runtime", "task")
+    __slots__ = ("label", "name", "runtime", "task", "unavailable")
 
-    def __init__(self, name: str, task: ModelTask) -> None:
+    def __init__(self, name: str, task: ModelTask | None) -> None:
         self.name = name
         self.label = name
         self.task = task
         self.runtime: ModelRuntime | None = None
+        self.unavailable: str | None = None
 
     def ready(self) -> ModelRuntime:
-        """The model's runtime, or ModelNotReadyError while it loads."""
+        """The model's runtime, or why not: ModelUnavailableError, or ModelNotReadyError while it loads."""
         runtime = self.runtime
         if runtime is None:
+            if self.unavailable is not None:
+                raise ModelUnavailableError(f"model '{self.name}' is unavailable: {self.unavailable}")
             raise ModelNotReadyError(f"model '{self.name}' is still loading")
         return runtime
 
@@ -47,13 +55,23 @@ class _Refused(ModelSlot):
 class ModelRepository:
     """Models this process serves: every configured one has a slot from startup on."""
 
-    def __init__(self, expected: dict[str, ModelTask]) -> None:
+    def __init__(self, expected: dict[str, ModelTask | None]) -> None:
         self.expected = dict(expected)
         self._slots = {name: ModelSlot(name, task) for name, task in self.expected.items()}
         self._defaults = {task: self._default_slot(task) for task in ModelTask}
 
     def add(self, runtime: ModelRuntime) -> None:
         self._slots[runtime.name].runtime = runtime
+
+    def mark_unavailable(self, name: str, reason: str) -> None:
+        """`name` will not serve: calls to it get UNAVAILABLE with `reason`; the other models serve on."""
+        shown = reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS] + "..."
+        self._slots[name].unavailable = " ".join(shown.split())  # one line
+
+    @property
+    def all_loaded(self) -> bool:
+        """Every configured model serves (none unavailable, none still loading)."""
+        return all(slot.runtime is not None for slot in self._slots.values())
 
     @property
     def runtimes(self) -> list[ModelRuntime]:
@@ -91,7 +109,7 @@ class ModelRepository:
                 UNKNOWN_MODEL_LABEL,
                 ModelNotFoundError(f"model '{requested}' is not served (served: {served})"),
             )
-        if task is not None and slot.task is not task:
+        if task is not None and slot.task is not None and slot.task is not task:
             return _Refused(
                 slot.label,
                 ModelNotFoundError(f"model '{requested}' is a {slot.task.value} model, not {task.value}"),

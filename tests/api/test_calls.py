@@ -10,6 +10,7 @@ EXPECTED = {
     errors.InvalidInputError: (grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument"),
     errors.ModelNotFoundError: (grpc.StatusCode.NOT_FOUND, "not_found"),
     errors.ModelNotReadyError: (grpc.StatusCode.UNAVAILABLE, "not_ready"),
+    errors.ModelUnavailableError: (grpc.StatusCode.UNAVAILABLE, "model_unavailable"),
     errors.OverloadedError: (grpc.StatusCode.RESOURCE_EXHAUSTED, "overload"),
     errors.DeadlineExceededError: (grpc.StatusCode.DEADLINE_EXCEEDED, "deadline"),
     errors.DrainingError: (grpc.StatusCode.UNAVAILABLE, "draining"),

@@ -28,7 +28,8 @@ def test_a_queue_smaller_than_the_request_limit_is_announced(tmp_path, caplog):
     config["batching"] = {**config.get("batching", {}), "max_queue_size": 100}
     (tmp_path / "fraud" / "config.yaml").write_text(yaml.safe_dump(config))
     with caplog.at_level(logging.WARNING):
-        (loaded,) = discover_models(ServerSettings(models_dir=tmp_path, max_request_rows=4096))
+        (loaded,), problems = discover_models(ServerSettings(models_dir=tmp_path, max_request_rows=4096))
+    assert problems == []
     assert loaded.batching.max_queue_size == 100
     assert any(
         "event=request_limit_lowered model=fraud" in r.getMessage() and "at most 100 rows" in r.getMessage()
@@ -49,8 +50,10 @@ def test_a_feature_source_the_transaction_lacks_is_named(tmp_path, source, probl
     config["inputs"][0]["source"] = source  # the `amount` input, float32
     (tmp_path / "fraud" / "config.yaml").write_text(yaml.safe_dump(config))
     expected = f"feature 'amount' (source {source}): riskserve.v1.Transaction {problem}"
+    configs, (found,) = discover_models(ServerSettings(models_dir=tmp_path))
+    assert configs == [] and (found.name, found.kind) == ("fraud", "config") and expected in found.message
     with pytest.raises(ConfigError, match=re.escape(expected)):
-        discover_models(ServerSettings(models_dir=tmp_path))
+        discover_models(ServerSettings(models_dir=tmp_path, exit_on_model_error=True))
 
 
 def test_an_empty_repository_is_an_error(tmp_path):
