@@ -6,20 +6,30 @@ Exit status: 0 when the folder is written, 2 for any bad input (one line on stde
 
 import argparse
 import sys
+import types
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 
 
-def _rates(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected two numbers like 0.02,0.005, got '{text}'") from exc
+def _one_line_error(parser: argparse.ArgumentParser, message: str) -> None:
+    """A flag error as one line on stderr, exit 2 (argparse's own adds its usage block)."""
+    parser.exit(
+        EXIT_BAD_INPUT, f"riskserve models init: error: {message} (see riskserve models init --help)\n"
+    )
 
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _number(flag: str, text: str) -> float:
+    from server.model_init import ModelInitError
+
+    try:
+        return float(text)
+    except ValueError:
+        raise ModelInitError(f"{flag} takes a number, got '{text}'") from None
 
 
 def register(actions: argparse._SubParsersAction) -> None:
@@ -38,13 +48,10 @@ def register(actions: argparse._SubParsersAction) -> None:
     )
     holdout = parser.add_mutually_exclusive_group()
     holdout.add_argument("--holdout", type=Path, help="a labelled holdout file (default: split from --data)")
-    holdout.add_argument(
-        "--holdout-fraction", type=float, default=0.3, help="share of --data held out (default 0.3)"
-    )
+    holdout.add_argument("--holdout-fraction", default="0.3", help="share of --data held out (default 0.3)")
     parser.add_argument("--time-column", help="order rows by this column: the latest rows are the holdout")
     parser.add_argument(
         "--alert-rates",
-        type=_rates,
         help="review,decline shares of holdout scores at or above each threshold "
         "(default 0.02,0.005; credit 0.2,0.1)",
     )
@@ -54,12 +61,14 @@ def register(actions: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", help="model name (default: the folder name)")
     parser.add_argument("--version", default="1.0.0", help="model version (default 1.0.0)")
     parser.add_argument("--force", action="store_true", help="write into an existing, non-empty folder")
+    parser.error = types.MethodType(_one_line_error, parser)  # type: ignore[method-assign]
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from server.config.model_config import ModelTask
     from server.model_init import InitOptions, ModelInitError, init_model
+    from server.model_init.build import check_alert_rates
 
     try:
         options = InitOptions(
@@ -69,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
             label=args.label,
             task=ModelTask(args.task),
             holdout=args.holdout,
-            holdout_fraction=args.holdout_fraction,
+            holdout_fraction=_number("--holdout-fraction", args.holdout_fraction),
             time_column=args.time_column,
-            alert_rates=args.alert_rates,
+            alert_rates=None if args.alert_rates is None else check_alert_rates(args.alert_rates),
             name=args.name,
             version=args.version,
             force=args.force,

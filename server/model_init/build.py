@@ -75,7 +75,13 @@ class InitResult:
     lines: list[str] = field(default_factory=list)
 
 
-def check_alert_rates(rates: Sequence[float]) -> tuple[float, float]:
+def check_alert_rates(rates: Sequence[float] | str) -> tuple[float, float]:
+    """Two alert rates, review then decline, from a sequence or the flag's text ("0.02,0.005")."""
+    if isinstance(rates, str):
+        try:
+            rates = [float(part) for part in rates.split(",")]
+        except ValueError:
+            raise ModelInitError(f"--alert-rates takes two numbers like 0.02,0.005, got '{rates}'") from None
     if len(rates) != 2:
         raise ModelInitError(f"--alert-rates takes two rates (review, decline), got {len(rates)}")
     review, decline = rates
