@@ -119,6 +119,12 @@ def init_model(options: InitOptions, say: Callable[[str], None] = print) -> Init
             raise ModelInitError(f"{flag}: data file {options.data} has no column '{column}'")
     if options.time_column is not None and data[options.time_column].isna().any():
         raise ModelInitError(f"--time-column: column '{options.time_column}' has missing values")
+    if holdout is not None:  # the label first: a missing one would otherwise read as an unknown column
+        holdout[options.label] = check_label(holdout, options.label, str(options.holdout))
+        if options.label in data.columns:
+            data[options.label] = check_label(data, options.label, str(options.data))
+    else:
+        data[options.label] = check_label(data, options.label, str(options.data))
     reserved = [options.label, *options.ignore, *([options.time_column] if options.time_column else [])]
     plans = plan_inputs(signature, list(data.columns), reserved, options.columns, str(options.data))
     feature_columns = [(plan, column) for plan in plans for column in plan.columns]
@@ -136,11 +142,6 @@ def init_model(options: InitOptions, say: Callable[[str], None] = print) -> Init
                 f"holdout file {options.holdout}: columns {listed(extra)} feed no ONNX input; pass --ignore "
                 "for non-model columns"
             )
-        holdout[options.label] = check_label(holdout, options.label, str(options.holdout))
-        if options.label in data.columns:
-            data[options.label] = check_label(data, options.label, str(options.data))
-    else:
-        data[options.label] = check_label(data, options.label, str(options.data))
     report(_output_line(signature))
     report(_inputs_line(plans, options))
 
