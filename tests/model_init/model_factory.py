@@ -80,11 +80,13 @@ def sklearn_pipeline_onnx(frame: pd.DataFrame) -> bytes:
     return model.SerializeToString()
 
 
-def torch_style_mlp_onnx(features: np.ndarray, labels: np.ndarray, hidden: int = 16) -> bytes:
+def torch_style_mlp_onnx(
+    features: np.ndarray, labels: np.ndarray, hidden: int = 16, sigmoid: bool = True
+) -> bytes:
     """An MLP as torch.onnx.export writes nn.Sequential(Linear(F, H), ReLU(), Linear(H, 1), Sigmoid()):
     input "input" float [N, F], Gemm (transB=1, weights [out, in]) + Relu + Gemm + Sigmoid, output "output"
-    [N, 1]. The weights come from a scikit-learn MLP fitted on standardized data, the standardization folded
-    into the first layer."""
+    [N, 1] (`sigmoid=False`: the logit, as a model exported without its final activation). The weights come
+    from a scikit-learn MLP fitted on standardized data, the standardization folded into the first layer."""
     mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-9
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -100,7 +102,9 @@ def torch_style_mlp_onnx(features: np.ndarray, labels: np.ndarray, hidden: int =
         helper.make_node(
             "Gemm", ["/1/Relu_output_0", "2.weight", "2.bias"], ["/2/Gemm_output_0"], "/2/Gemm", transB=1
         ),
-        helper.make_node("Sigmoid", ["/2/Gemm_output_0"], ["output"], "/3/Sigmoid"),
+        helper.make_node(
+            "Sigmoid" if sigmoid else "Identity", ["/2/Gemm_output_0"], ["output"], "/3/Sigmoid"
+        ),
     ]
     graph = helper.make_graph(
         nodes,
@@ -135,6 +139,21 @@ def lightgbm_onnx(features: np.ndarray, labels: np.ndarray) -> bytes:
         target_opset=15,
     )
     return model.SerializeToString()
+
+
+def zipmap_onnx(frame: pd.DataFrame) -> bytes:
+    """A logistic regression exported with skl2onnx's default ZipMap output (a sequence of maps)."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit(frame[["velocity_6h"]], frame[LABEL])
+    onnx_model = convert_sklearn(
+        model,
+        initial_types=[("velocity_6h", FloatTensorType([None, 1]))],
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+    return onnx_model.SerializeToString()
 
 
 def write(path: Path, payload: bytes | pd.DataFrame) -> Path:
