@@ -165,3 +165,45 @@ def test_the_console_command_exits_2_with_one_line(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         "riskserve models init: error: --onnx: file not found: nope.onnx"
     ]
+
+
+def test_init_needs_no_exporter(tmp_path: Path) -> None:
+    """ONNX files come exported: init runs with skl2onnx, onnxmltools and lightgbm unimportable."""
+    from tests.model_init.model_factory import (
+        ID,
+        LABEL,
+        NUMBERS,
+        TIME,
+        labelled_frame,
+        torch_style_mlp_onnx,
+        write,
+    )
+
+    frame = labelled_frame(1500, seed=0).drop(columns=["device_type"])
+    model = write(
+        tmp_path / "mlp.onnx",
+        torch_style_mlp_onnx(frame[list(NUMBERS)].to_numpy(np.float32), frame[LABEL].to_numpy()),
+    )
+    data = write(tmp_path / "data.parquet", frame)
+    blocked = (
+        "import sys\nfor name in ('skl2onnx', 'onnxmltools', 'lightgbm'):\n    sys.modules[name] = None\n"
+    )
+    args = [
+        str(tmp_path / "models" / "mlp"),
+        "--onnx",
+        str(model),
+        "--data",
+        str(data),
+        "--label",
+        LABEL,
+        "--ignore",
+        f"{ID},{TIME}",
+        "--task",
+        "binary",
+    ]
+    code = blocked + f"from server.cli.main import main\nsys.exit(main(['models', 'init', *{args!r}]))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "models" / "mlp" / "config.yaml").is_file()
