@@ -154,8 +154,7 @@ def init_model(options: InitOptions, say: Callable[[str], None] = print) -> Init
 
     onnx_inputs = tuple(OnnxInput(p.graph_input.name, p.graph_input.dtype, p.columns) for p in plans)
     feeds = assemble(onnx_inputs, {column: parts.holdout[column].to_numpy() for column in names})
-    positive = 0 if signature.output.width == 1 else 1
-    review, decline = thresholds_at(fp32_scores(options.onnx, feeds, signature.output.name, positive), rates)
+    review, decline = thresholds_at(fp32_scores(options.onnx, feeds, signature.output.name), rates)
     if not 0.0 < review.value < decline.value < 1.0:
         raise ModelInitError(
             f"thresholds review {review.value:g} and decline {decline.value:g} at alert rates "

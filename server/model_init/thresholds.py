@@ -19,9 +19,9 @@ from server.ort_session import create_session
 CHUNK_ROWS = 8192
 
 
-def fp32_scores(model_path: Path, feeds: Feeds, output: str, positive_column: int) -> np.ndarray:
-    """The positive-class probability of every row under the FP32 model; ModelInitError if ONNX Runtime
-    refuses the feeds or the output is not a probability."""
+def fp32_scores(model_path: Path, feeds: Feeds, output: str) -> np.ndarray:
+    """Every row's positive-class probability (the output's last column, the server's default);
+    ModelInitError if ONNX Runtime refuses the feeds or the output is not a probability."""
     try:
         session = create_session(model_path)
         rows = len(next(iter(feeds.values())))
@@ -35,7 +35,7 @@ def fp32_scores(model_path: Path, feeds: Feeds, output: str, positive_column: in
             f"ONNX Runtime cannot run {model_path} on the data: {type(exc).__name__}: {detail}"
         ) from exc
     outputs = np.concatenate(parts)
-    scores = (outputs if outputs.ndim == 1 else outputs[:, positive_column]).astype(np.float64)
+    scores = (outputs if outputs.ndim == 1 else outputs[:, -1]).astype(np.float64)
     if not np.isfinite(scores).all() or scores.min() < 0.0 or scores.max() > 1.0:
         raise ModelInitError(
             f"output '{output}' holds values from {np.nanmin(scores):g} to {np.nanmax(scores):g}, not "
