@@ -1,4 +1,5 @@
-"""`riskserve models build|list`: rebuild the bundled models from the seeded generator, list a repository."""
+"""`riskserve models build|list|init`: rebuild the bundled models from the seeded generator, list a
+repository, set up a folder for your own ONNX model (`init`: server/cli/models_init_cmd.py)."""
 
 import argparse
 import importlib
@@ -8,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from server.cli import models_init_cmd
 from server.config.paths import BUNDLED_MODELS_DIR, default_models_dir
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ class BadFlagError(ValueError):
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    models = subparsers.add_parser("models", help="build or list the model repository")
+    models = subparsers.add_parser("models", help="build, list or set up models in a repository")
     actions = models.add_subparsers(dest="models_command", metavar="ACTION")
     build = actions.add_parser("build", help="rebuild the bundled fraud and credit models from the seed")
     build.add_argument(
@@ -52,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing = actions.add_parser("list", help="list the models in a repository")
     listing.add_argument("--models-dir", type=Path, default=None)
     listing.set_defaults(func=run_list)
+    models_init_cmd.register(actions)
     models.set_defaults(func=lambda args: (models.print_help(), 2)[1])
 
 
