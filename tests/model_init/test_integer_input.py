@@ -50,12 +50,6 @@ def test_init_writes_the_int64_input_with_integer_bounds(repo: Path) -> None:
     assert (spec.name, spec.dtype, spec.minimum, spec.maximum) == ("count", "int64", -13.0, 17.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/api/inference_converters.py maps only float32 and string to wire dtypes (_WIRE_DTYPE, "
-    "_CONFIG_DTYPE): an int64 (also float64, bool) input makes ModelMetadata and ModelInfer raise KeyError "
-    "'int64' -> INTERNAL, so a task binary model with such an input cannot be called at all",
-)
 def test_open_inference_protocol_serves_an_int64_input(repo: Path, serve) -> None:
     server = serve(repo / "models", repo / "cache")
     counts = np.array([[1], [2], [-3]], dtype=np.int64)

@@ -124,12 +124,6 @@ def test_credit_scoring_serves_the_tree_ensemble_in_fp32(server, repo: Path, row
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/api/inference_converters.py takes [N, 1] or [N] tensors only (request_columns -> _rows_of "
-    "raises 'expected [N, 1] or [N]' for inputs[input].shape [N, 4]) and keys the decoded tensor by the "
-    "input's name, not by its columns' features, so an [N, F] input cannot be sent through ModelInfer",
-)
 def test_open_inference_protocol_takes_the_n_by_f_tensor(server, repo: Path, rows) -> None:
     matrix = rows[list(NUMBERS)].to_numpy(np.float32)
     tensor = triton.InferInput("input", list(matrix.shape), "FP32")
