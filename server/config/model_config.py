@@ -221,10 +221,13 @@ class ModelConfig(StrictModel):
 
 
 def _describe(error: ValidationError, path: Path) -> str:
+    """Every problem of the file at once, each with its field and, where it helps, the value given."""
     lines = [f"invalid model config {path}:"]
     for item in error.errors():
         field = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        lines.append(f"  {field}: {item['msg']}")
+        value = item.get("input")
+        shown = "" if isinstance(value, dict | list) or value is None else f" (got {str(value)[:60]!r})"
+        lines.append(f"  {field}: {item['msg']}{shown}")
     return "\n".join(lines)
 
 

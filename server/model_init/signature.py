@@ -76,6 +76,19 @@ def read_signature(path: Path, output_name: str | None = None) -> Signature:
     return Signature(path, model, inputs, output, _vocabularies(model, inputs), _quantizable_layers(model))
 
 
+def graph_vocabularies(model: onnx.ModelProto) -> dict[Column, Vocabulary]:
+    """The values the graph's encoders know for each string input column (see `_vocabularies`), for any
+    model (also one `models init` would refuse for other reasons)."""
+    strings = []
+    for graph_input in model.graph.input:
+        tensor = graph_input.type.tensor_type
+        if graph_input.type.HasField("tensor_type") and tensor.elem_type == onnx.TensorProto.STRING:
+            dims = tensor.shape.dim
+            width = dims[1].dim_value if len(dims) == 2 and dims[1].dim_value > 0 else None
+            strings.append(GraphInput(graph_input.name, "string", width, len(dims)))
+    return _vocabularies(model, tuple(strings))
+
+
 def _inputs(model: onnx.ModelProto, path: Path) -> tuple[GraphInput, ...]:
     initializers = {i.name for i in model.graph.initializer}
     inputs = []

@@ -111,3 +111,13 @@ def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
         load_model_config(folder)
     with pytest.raises(ConfigError, match="not found"):
         load_model_config(tmp_path / "nowhere")
+
+
+def test_every_problem_of_a_config_is_named_at_once_with_the_value_given(tmp_path: Path) -> None:
+    bad = {**GOOD, "task": "mortgage", "decision": {"review": 0.2, "decline": 1.5}}
+    folder = write_model(tmp_path / "m", bad)
+    with pytest.raises(ConfigError) as caught:
+        load_model_config(folder)
+    lines = str(caught.value).splitlines()
+    assert any(line.startswith("  task:") and "(got 'mortgage')" in line for line in lines)
+    assert any(line.startswith("  decision.decline:") and "(got '1.5')" in line for line in lines)
