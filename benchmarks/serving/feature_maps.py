@@ -11,17 +11,13 @@ alternate between them; figures are medians over rounds. Client and server share
 import argparse
 import json
 import shutil
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import grpc
 import yaml
 
-from benchmarks.reliability.process_stats import cpu_seconds
 from benchmarks.server_process import RiskServe
-from benchmarks.serving.sequential import run_sequential
+from benchmarks.serving.side_by_side import Target, compare, print_medians
 from loadtest.feature_bodies import domain_messages
 from loadtest.plan import RequestPool
 from server.api.gen.riskserve.v1 import scoring_pb2
@@ -32,7 +28,6 @@ from server.model_data import DataKind, read_model_data
 SCORE = "/riskserve.v1.FraudScoring/Score"
 SCORE_BATCH = "/riskserve.v1.FraudScoring/ScoreBatch"
 BATCH_ROWS = 256
-WARMUP_CALLS = 300
 RESULTS = Path(__file__).with_name("results-feature-maps.json")
 
 
@@ -63,57 +58,24 @@ def _pools(root: Path, model: str) -> tuple[RequestPool, RequestPool]:
     return unary, RequestPool(f"{model}.score_batch", SCORE_BATCH, False, BATCH_ROWS, batches)
 
 
-def _batch_rate(target: str, pool: RequestPool, seconds: float) -> tuple[float, int]:
-    """(rows/s, calls) of back-to-back ScoreBatch calls for `seconds`."""
-    with grpc.insecure_channel(target) as channel:
-        stub = channel.unary_unary(pool.method_path, request_serializer=None, response_deserializer=None)
-        for body in pool.bodies:
-            stub(body, timeout=10)  # warm
-        calls, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            stub(pool.bodies[calls % len(pool.bodies)], timeout=10)
-            calls += 1
-        return calls * pool.rows_per_request / (time.perf_counter() - started), calls
-
-
 def measure(rounds: int, calls: int, batch_seconds: float, cache_dir: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="riskserve-feature-maps-") as scratch:
         root = Path(scratch) / "models"
         write_repository(root)
-        pools = {model: _pools(root, model) for model in ("fraud", "fraud_maps")}
         with RiskServe(models_dir=root, cache_dir=cache_dir) as server:
-            figures: dict[str, dict[str, list[float]]] = {
-                m: {"p50_us": [], "p99_us": [], "cpu_us_per_call": [], "batch_rows_per_s": []} for m in pools
-            }
-            for round_index in range(rounds):
-                order = list(pools) if round_index % 2 == 0 else list(reversed(pools))
-                for model in order:
-                    unary, batch = pools[model]
-                    cpu = cpu_seconds(server.pid)
-                    latency = run_sequential(server.target, unary, calls, warmup_calls=WARMUP_CALLS)
-                    served = calls + WARMUP_CALLS
-                    figures[model]["cpu_us_per_call"].append((cpu_seconds(server.pid) - cpu) / served * 1e6)
-                    figures[model]["p50_us"].append(latency.p50_us)
-                    figures[model]["p99_us"].append(latency.p99_us)
-                    figures[model]["batch_rows_per_s"].append(
-                        _batch_rate(server.target, batch, batch_seconds)[0]
-                    )
-    medians = {m: {k: statistics.median(v) for k, v in f.items()} for m, f in figures.items()}
-    typed, maps = medians["fraud"], medians["fraud_maps"]
-    return {
-        "rounds": rounds,
-        "calls_per_round": calls,
-        "batch_seconds": batch_seconds,
-        "note": "client and server on the same 2 shared cores; medians over rounds",
-        "medians": medians,
-        "per_round": figures,
-        "ratios": {
-            "unary_p50_maps_over_typed": maps["p50_us"] / typed["p50_us"],
-            "unary_cpu_maps_over_typed": maps["cpu_us_per_call"] / typed["cpu_us_per_call"],
-            "batch_rows_per_s_maps_over_typed": maps["batch_rows_per_s"] / typed["batch_rows_per_s"],
-        },
-        "goals": {"unary_p50_ratio_max": 1.1, "batch_throughput_ratio_min": 0.9},
+            targets = [
+                Target(model, server.target, server.pid, *_pools(root, model))
+                for model in ("fraud", "fraud_maps")
+            ]
+            result = compare(targets, rounds, calls, batch_seconds)
+    typed, maps = result["medians"]["fraud"], result["medians"]["fraud_maps"]
+    result["ratios"] = {
+        "unary_p50_maps_over_typed": maps["p50_us"] / typed["p50_us"],
+        "unary_cpu_maps_over_typed": maps["cpu_us_per_call"] / typed["cpu_us_per_call"],
+        "batch_rows_per_s_maps_over_typed": maps["bulk_rows_per_s"] / typed["bulk_rows_per_s"],
     }
+    result["goals"] = {"unary_p50_ratio_max": 1.1, "batch_throughput_ratio_min": 0.9}
+    return result
 
 
 def main() -> None:
@@ -130,12 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     result = measure(args.rounds, args.calls, args.batch_seconds, args.cache_dir)
     args.output.write_text(json.dumps(result, indent=2))
-    for model, figures in result["medians"].items():
-        print(
-            f"{model:11s} unary p50 {figures['p50_us']:7.0f} us  p99 {figures['p99_us']:7.0f} us  "
-            f"server CPU {figures['cpu_us_per_call']:5.0f} us/call  "
-            f"ScoreBatch(256) {figures['batch_rows_per_s']:9.0f} rows/s"
-        )
+    print_medians(result)
     ratios = result["ratios"]
     print(
         f"maps / typed: unary p50 {ratios['unary_p50_maps_over_typed']:.3f}x (goal <= 1.1), CPU per call "
