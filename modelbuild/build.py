@@ -26,7 +26,7 @@ from server.evaluation.risk_metrics import risk_metrics
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, str, float, str], None]
-MAX_SATURATED_SHARE = 0.01  # scores exactly 0 or 1 in float32: the over-confidence trap (DESIGN.md)
+MAX_SATURATED_SHARE = 0.01  # scores exactly 0 or 1 in float32: the over-confidence trap (docs/models.md)
 MAX_AUC_GAP = 1e-4  # ONNX vs sklearn ROC-AUC
 MAX_PROBABILITY_GAP = 1e-5  # ONNX vs sklearn, per row
 MIN_HOLDOUT_POSITIVES = 200  # below this, recall at 0.5 % alert rates moves by whole percent per case

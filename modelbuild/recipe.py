@@ -63,7 +63,7 @@ def fraud_recipe(
         features=FRAUD_FEATURES,
         vocabulary=fraud_vocabulary(),
         # A fixed, short schedule: sklearn's early stopping watches accuracy, flat at a 0.5 % base rate.
-        # alpha 0.3 keeps logits moderate, so no float32 score saturates to exactly 0 (DESIGN.md).
+        # alpha 0.3 keeps logits moderate, so no float32 score saturates to exactly 0 (see docs/models.md).
         mlp=MlpSettings(
             (32, 16) if quick else (512, 256, 128),
             alpha=0.003 if quick else 0.3,

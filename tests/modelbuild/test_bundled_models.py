@@ -78,7 +78,7 @@ def test_committed_metrics_are_reproduced_by_the_committed_model(bundled):
     assert measured.positives == recorded["positives"]
     low, high = AUC_TARGETS[config.name]
     assert low <= measured.roc_auc <= high
-    assert measured.share_scores_exactly_0_or_1 < 0.01  # no saturated scores (DESIGN.md)
+    assert measured.share_scores_exactly_0_or_1 < 0.01  # no saturated scores (docs/models.md)
     assert metrics["onnx_vs_sklearn"]["roc_auc_onnx"] == pytest.approx(
         metrics["onnx_vs_sklearn"]["roc_auc_sklearn"], abs=1e-4
     )
