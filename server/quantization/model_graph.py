@@ -30,8 +30,11 @@ class ModelGraph:
         return list(self.input_dtypes)
 
 
-def load_model_graph(path: Path, op_types: tuple[str, ...], output_name: str) -> ModelGraph:
-    """Load and check `path`; raise ModelFileError / NoQuantizableOpsError naming the file."""
+def load_model_graph(
+    path: Path, op_types: tuple[str, ...], output_name: str, require_layers: bool = True
+) -> ModelGraph:
+    """Load and check `path`; raise ModelFileError, or NoQuantizableOpsError naming the file when it has no
+    layer to quantize and `require_layers`."""
     try:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
@@ -54,7 +57,7 @@ def load_model_graph(path: Path, op_types: tuple[str, ...], output_name: str) ->
         dims = graph_input.type.tensor_type.shape.dim
         input_widths[graph_input.name] = dims[1].dim_value if len(dims) == 2 and dims[1].dim_value else None
     layers = _quantizable_layers(model, op_types)
-    if not layers:
+    if not layers and require_layers:
         raise NoQuantizableOpsError(
             f"ONNX model {path} has no layer with constant weights to quantize (looked for "
             f"{', '.join(op_types)}); set quantization.mode: none to serve it in FP32"

@@ -14,13 +14,15 @@ from server.config.quantization_config import (
     AccuracyBudget,
     CalibrationMethod,
     FallbackPrecision,
+    Objective,
     QuantizationConfig,
     QuantizationMode,
 )
 from server.served_model import GateVerdict, Precision
 
-# 2: tuning steps have a kind; layers.float_head_input. 3: the typed schema below (absent sections are null)
-REPORT_FORMAT = 3
+# 2: tuning steps have a kind; layers.float_head_input. 3: the typed schema below (absent sections are null).
+# 4: rewrites, layers as run, serving chunk size, holdout split, evidence intervals, benefit, new verdicts.
+REPORT_FORMAT = 4
 LOCATION_FIELDS = frozenset({"served_model", "report_path"})  # move with the cache: never stored
 # Sections every report of a quantized model has (only `mode: none` lacks them; `speed` is optional).
 BUILD_SECTIONS = (
@@ -28,6 +30,10 @@ BUILD_SECTIONS = (
     "decision_thresholds",
     "calibration",
     "holdout",
+    "rewrites",
+    "split",
+    "serving",
+    "evidence",
     "layers",
     "budget",
     "gate",
@@ -87,12 +93,71 @@ class HoldoutSection(Section):
     ignored_columns: list[str]
 
 
+class RewriteSection(Section):
+    """One change canonicalization made (or considered) to the exporter's graph before quantizing."""
+
+    rewrite: str
+    nodes: list[str]  # the exporter's nodes it replaced
+    detail: str
+    kept: bool
+    max_abs_diff: float | None  # FP32 outputs after vs before on the calibration rows
+    reason: str
+
+
+class SplitSection(Section):
+    """The holdout's two parts: the tuner chooses on one, the gate judges on the other (stratified)."""
+
+    gate_fraction: float
+    seed: int
+    tuning_rows: int
+    tuning_positives: int
+    gate_rows: int
+    gate_positives: int
+
+
+class ServingSection(Section):
+    """Rows per ONNX Runtime call as served and gated (None: any batch; server/batch_invariance.py)."""
+
+    chunk_rows: int | None  # of the served model; the runtime starts from it
+    int8_chunk_rows: int | None  # of the INT8 candidate, scored and timed with it
+    fp32_chunk_rows: int | None  # of the FP32 model, scored and timed with it
+
+
+class IntervalSection(Section):
+    estimate: float
+    low: float
+    high: float
+
+
+class EvidenceSection(Section):
+    """Paired 95 % intervals of INT8 against FP32 on the gate's rows, and whether they show the budget."""
+
+    rows: int
+    positives: int
+    min_positives: int
+    roc_auc_delta: IntervalSection  # DeLong
+    pr_auc_delta: IntervalSection  # paired Poisson bootstrap
+    flip_rates: dict[str, IntervalSection]  # Wilson, per decision threshold
+    sufficient: bool
+    problems: list[str]
+    gate_rows_needed: int
+    more_holdout_rows_needed: int
+
+
+class LayerRunSection(Section):
+    kernel: str  # the ORT op that runs the layer, read from the optimized graph
+    precision: str  # int8, int8_dynamic, int16_activations, int8_simulated, fp32
+    float_output: bool
+    input_bits: int  # 8 or 16: the kernel reads a quantized activation; 32: a float one
+
+
 class LayersSection(Section):
     quantizable: list[str]
     output_head_kept_fp32: list[str]
-    fp32: list[str]
-    int16: list[str]
-    int8: list[str]
+    fp32: list[str]  # float kernels (fp32 or int8_simulated), as run
+    int16: list[str]  # float kernels on 16-bit activations, as run
+    int8: list[str]  # integer kernels (static or dynamic), as run
+    runs: dict[str, LayerRunSection]  # every quantizable layer as ORT runs it
     float_head_input: bool  # the tuner's head-input move was taken
     unprotected_distinct_score_ratio: float | None  # the same model with its output head quantized too
 
@@ -128,8 +193,9 @@ class InitialGateSection(GateSection):
 
 
 class GateReport(Section):
-    initial: InitialGateSection  # the first INT8 attempt, before any tuner move
-    final: GateSection
+    initial: InitialGateSection  # the first INT8 attempt on the tuning rows, before any tuner move
+    tuned: GateSection  # the chosen candidate on the tuning rows
+    final: GateSection  # the chosen candidate on the gate's rows: what decides
 
 
 class RiskMetricsSection(Section):
@@ -173,6 +239,7 @@ class FallbackStepSection(Section):
     precision: FallbackPrecision
     reason: str
     sensitivity: dict[str, AttemptFigures]  # every candidate of the round -> figures with it applied
+    rejected: dict[str, str]  # candidates not considered (no-ops) -> why
 
 
 class TuningSection(Section):
@@ -191,17 +258,51 @@ class BatchTimingSection(Section):
     repeats: int
     median_latency_ms: float
     rows_per_second: float
+    round_latency_ms: list[float]  # each alternating round's median
 
 
 class SpeedSection(Section):
     session: str  # the session options timed under
+    chunk_rows: dict[str, int | None]  # fp32 / int8 -> rows per call they were timed with (as served)
     fp32: dict[int, BatchTimingSection]  # batch size -> timing
     int8: dict[int, BatchTimingSection]
     throughput_ratio: dict[int, float]  # batch size -> INT8 rows/s over FP32 rows/s
 
 
+class SpeedRatioSection(Section):
+    batch_size: int
+    median: float  # of per-round FP32 latency / INT8 latency (> 1: INT8 faster)
+    low: float
+    high: float
+    noise: float
+
+
+class BenefitCandidateSection(Section):
+    score: float  # the objective's figure (higher is better)
+    pays: bool
+    reason: str
+
+
+class BenefitSection(Section):
+    """What INT8 buys against the model's `quantization.objective`, measured side by side as served."""
+
+    objective: Objective
+    pays: bool
+    reason: str
+    size_ratio: float
+    latency: SpeedRatioSection | None  # batch 1
+    throughput: SpeedRatioSection | None  # max_batch_size
+    candidates: dict[str, BenefitCandidateSection]  # moves inside the budget the tuner chose among
+
+
+class NotQuantizableSection(Section):
+    op_types: list[str]  # the graph's op types
+    looked_for: list[str]  # the configured op types, none of which has constant weights here
+
+
 class QuantizationReport(Section):
-    """The whole report. A model with `mode: none` has only the sections up to `config`; the rest is null."""
+    """The whole report. A model with `mode: none` has only the sections up to `config`, a `not_quantizable`
+    one those and `not_quantizable`; the rest is null."""
 
     format: int
     model: ModelSection
@@ -218,6 +319,13 @@ class QuantizationReport(Section):
     decision_thresholds: dict[str, float] | None = None
     calibration: CalibrationSection | None = None
     holdout: HoldoutSection | None = None
+    not_quantizable: NotQuantizableSection | None = None
+    rewrites: list[RewriteSection] | None = None
+    canonical_form: str | None = None  # base or folded: which form was quantized, and why
+    split: SplitSection | None = None
+    serving: ServingSection | None = None
+    evidence: EvidenceSection | None = None
+    benefit: BenefitSection | None = None  # null when the tuner never got inside the budget
     layers: LayersSection | None = None
     budget: AccuracyBudget | None = None
     gate: GateReport | None = None
@@ -239,8 +347,10 @@ class QuantizationReport(Section):
 
     @model_validator(mode="after")
     def _complete(self) -> "QuantizationReport":
+        if self.verdict is GateVerdict.NOT_QUANTIZABLE and self.not_quantizable is None:
+            raise ValueError("verdict not_quantizable but no not_quantizable section")
         missing = [name for name in BUILD_SECTIONS if getattr(self, name) is None]
-        if self.verdict is not GateVerdict.DISABLED and missing:
+        if self.verdict not in (GateVerdict.DISABLED, GateVerdict.NOT_QUANTIZABLE) and missing:
             raise ValueError(f"verdict {self.verdict.value} but no {', '.join(missing)}")
         return self
 
