@@ -66,7 +66,7 @@ def test_head_input_left_float_passes_with_every_hidden_layer_int8(
     ]
     assert np.array_equal(np.array(alone), batch)
 
-    row = next(line for line in format_summary(report).splitlines() if HEAD_INPUT in line)
+    row = next(line for line in format_summary(report, width=300).splitlines() if HEAD_INPUT in line)
     assert "float input" in row and "head input left float" in row
 
 
