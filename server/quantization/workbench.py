@@ -13,6 +13,7 @@ import onnx
 
 from server.config.model_config import ModelConfig
 from server.quantization.calibration_data import FeatureBatchReader, FeatureTable
+from server.quantization.errors import ModelFileError
 from server.quantization.evaluation import (
     AccuracyComparison,
     compare_scores,
@@ -36,6 +37,14 @@ class Fp32Reference:
         self.chunk_rows, _ = serving_chunk_rows(config.onnx_path, self.invariance, config.output_name)
         self.tuning = served_scores(config.onnx_path, split.tuning, config, self.chunk_rows)
         self.gate = served_scores(config.onnx_path, split.gate, config, self.chunk_rows)
+        low = min(self.tuning.min(), self.gate.min())
+        high = max(self.tuning.max(), self.gate.max())
+        if low < 0.0 or high > 1.0:  # e.g. a torch export that ends in logits, without its Sigmoid
+            raise ModelFileError(
+                f"ONNX model {config.onnx_path}: output '{config.output_name}' holds values in [{low:.4g}, "
+                f"{high:.4g}] on the holdout rows, not probabilities in [0, 1]; riskserve decides on "
+                "probabilities: export the model with its final Sigmoid (or Softmax)"
+            )
 
 
 class QuantizationWorkbench:

@@ -1,8 +1,9 @@
 """Canonicalize what common exporters emit before quantizing, each rewrite checked on the FP32 scores.
 
 Rewrites run in order, each on the result of the ones kept before it. The exact ones (FeatureVectorizer ->
-Concat, identity Casts removed: exporter_ops.py) make the base form; the folds (Scalers into the first
-dense layer, wide one-hot encodings into a row gather: front_end_fold.py) make a folded form on top of it.
+Concat, identity Casts removed, Normalizer as standard ops: exporter_ops.py) make the base form; the folds
+(Scalers into the first dense layer, wide one-hot encodings into a row gather: front_end_fold.py) make a
+folded form on top of it.
 The folds are exact in FP32 but change what the first layer's 8-bit input quantizes (unscaled columns of
 very different spreads share one per-tensor range), so the build quantizes both forms and keeps the folded
 one only if its first INT8 attempt is as close to the budget. A rewrite is kept only if the FP32 outputs on
@@ -20,7 +21,11 @@ import onnx
 import onnxruntime as ort
 
 from server.ort_session import latency_session_options
-from server.quantization.rewrites.exporter_ops import drop_identity_casts, feature_vectorizer_to_concat
+from server.quantization.rewrites.exporter_ops import (
+    drop_identity_casts,
+    feature_vectorizer_to_concat,
+    normalizer_to_standard_ops,
+)
 from server.quantization.rewrites.front_end_fold import fold_scalers, onehot_to_gather
 from server.quantization.rewrites.records import Change
 
@@ -29,7 +34,11 @@ log = logging.getLogger(__name__)
 TOLERANCE = 1e-6
 SCORING_CHUNK_ROWS = 4096
 Rewrite = Callable[[onnx.ModelProto], list[Change]]
-EXACT_REWRITES: tuple[Rewrite, ...] = (feature_vectorizer_to_concat, drop_identity_casts)
+EXACT_REWRITES: tuple[Rewrite, ...] = (
+    feature_vectorizer_to_concat,
+    drop_identity_casts,
+    normalizer_to_standard_ops,
+)
 FOLD_REWRITES: tuple[Rewrite, ...] = (fold_scalers, onehot_to_gather)
 
 
