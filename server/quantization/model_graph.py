@@ -46,7 +46,10 @@ def load_model_graph(
         names = ", ".join(o.name for o in model.graph.output)
         raise ModelFileError(f"ONNX model {path} has no output '{output_name}' (outputs: {names})")
     input_dtypes, input_widths = {}, {}
+    constants = {init.name for init in model.graph.initializer}
     for graph_input in model.graph.input:
+        if graph_input.name in constants:  # an initializer listed as an input (tf2onnx, old IRs): a constant
+            continue
         elem_type = graph_input.type.tensor_type.elem_type
         if elem_type not in _ONNX_INPUT_DTYPES:
             raise ModelFileError(

@@ -23,6 +23,7 @@ import onnxruntime as ort
 from server.ort_session import latency_session_options
 from server.quantization.rewrites.exporter_ops import (
     drop_identity_casts,
+    drop_initializer_inputs,
     feature_vectorizer_to_concat,
     normalizer_to_standard_ops,
 )
@@ -35,6 +36,7 @@ TOLERANCE = 1e-6
 SCORING_CHUNK_ROWS = 4096
 Rewrite = Callable[[onnx.ModelProto], list[Change]]
 EXACT_REWRITES: tuple[Rewrite, ...] = (
+    drop_initializer_inputs,
     feature_vectorizer_to_concat,
     drop_identity_casts,
     normalizer_to_standard_ops,

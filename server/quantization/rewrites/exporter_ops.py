@@ -5,6 +5,7 @@
   `Concat(axis=1)` of the same columns (non-float inputs cast to float, as FeatureVectorizer does) is the
   same tensor with a known shape.
 - `Cast` to the type its input already has (skl2onnx's `cast_input`) is removed.
+- Initializers that tf2onnx also lists as graph inputs (overridable constants) become plain initializers.
 - skl2onnx's `Normalizer` (row-wise L1, L2 or max norm) becomes the standard ops computing it
   (ReduceL1/ReduceL2/ReduceMax, Div): ORT's calibrator recorded a wrong range for the ml op's output
   (its minimum as 3e-6 where the values reach -0.86), which made every INT8 attempt of such a model fail.
@@ -115,3 +116,16 @@ def normalizer_to_standard_ops(model: onnx.ModelProto) -> list[Change]:
     if changes:
         rebuild(model, removed, added)
     return changes
+
+
+def drop_initializer_inputs(model: onnx.ModelProto) -> list[Change]:
+    """Remove graph inputs that are initializers: constants, not inputs the server feeds."""
+    constants = {init.name for init in model.graph.initializer}
+    listed = [i for i in model.graph.input if i.name in constants]
+    if not listed:
+        return []
+    kept = [i for i in model.graph.input if i.name not in constants]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    names = tuple(i.name for i in listed)
+    return [Change("drop_initializer_inputs", names, f"{len(names)} initializer(s) listed as graph inputs")]
