@@ -14,8 +14,8 @@ from server.config.quantization_config import QuantizationMode
 from server.quantization.code_version import riskserve_version
 from server.quantization.cpu_features import CpuProfile
 from server.quantization.layer_precision import LayerPrecision
-from server.quantization.report import (
-    REPORT_FORMAT,
+from server.quantization.report import REPORT_FORMAT, QuantizationReport
+from server.quantization.report_sections import (
     AccuracySection,
     AttemptFigures,
     BatchTimingSection,
@@ -35,7 +35,6 @@ from server.quantization.report import (
     LayersSection,
     ModelSection,
     NotQuantizableSection,
-    QuantizationReport,
     RewriteSection,
     ServingSection,
     SizesSection,
