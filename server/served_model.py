@@ -26,6 +26,9 @@ class GateVerdict(StrEnum):
     PASSED_WITH_FALLBACK = "passed_with_fallback"  # within budget after keeping some layers in FP32/INT16
     FAILED = "failed"  # never within budget: FP32 is served, and everything says so
     DISABLED = "disabled"  # quantization mode `none` in the model's config: FP32 by choice
+    NOT_QUANTIZABLE = "not_quantizable"  # nothing to quantize (e.g. a tree ensemble): FP32 by design
+    NO_GAIN = "no_gain"  # INT8 within budget but not faster/smaller as the objective asks: FP32 served
+    INSUFFICIENT_EVIDENCE = "insufficient_evidence"  # holdout too small to show the budget: FP32 served
 
 
 @dataclass(frozen=True)
@@ -72,3 +75,6 @@ class PreparedModel:
     model_path: Path  # the ONNX file to load into the serving session
     report_path: Path | None = None  # the JSON quantization report, when quantization ran or was cached
     report: "QuantizationReport | None" = None
+    # Rows per ONNX Runtime call the model was gated with (server/batch_invariance.py): None any batch,
+    # else fixed chunks of this many rows. The runtime starts from it and re-verifies it at load.
+    chunk_rows: int | None = None

@@ -12,20 +12,40 @@ import onnxruntime as ort
 from server.ort_session import latency_session_options
 
 
-def front_end_nodes(fp32_path: Path, first_layer_input: str) -> set[str]:
-    """Names of the nodes that compute the first layer's input (one-hot encoding, scaling, log1p, concat).
+def front_end_nodes(model_path: Path, first_layer_input: str) -> set[str]:
+    """Names of the nodes that compute the first layer's input (one-hot encoding, scaling, log1p, concat),
+    in `model_path`'s own graph; the first layer's QuantizeLinear/DequantizeLinear are not front end.
 
     INT8 cannot speed these up: they run on strings and per-feature floats before the first MatMul/Gemm.
     """
-    graph = onnx.load(str(fp32_path)).graph
+    graph = onnx.load(str(model_path)).graph
     producer = {out: node for node in graph.node for out in node.output}
     names, frontier = set(), [first_layer_input]
     while frontier:
         node = producer.get(frontier.pop())
-        if node is not None and node.name not in names:
+        if node is None or node.name in names:
+            continue
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"):
             names.add(node.name)
-            frontier.extend(node.input)
+        frontier.extend(node.input)
     return names
+
+
+def first_layer_input(model_path: Path) -> str:
+    """The activation input of the first MatMul/Gemm with constant weights in `model_path`."""
+    graph = onnx.load(str(model_path)).graph
+    constants = {init.name for init in graph.initializer}
+    dequantized = {
+        n.output[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in constants
+    }
+    for node in graph.node:
+        if (
+            node.op_type in ("MatMul", "Gemm")
+            and len(node.input) > 1
+            and node.input[1] in constants | dequantized
+        ):
+            return node.input[0]
+    raise ValueError(f"{model_path}: no MatMul/Gemm with constant weights")
 
 
 def profile_model(

@@ -6,6 +6,8 @@
   tuner's head-input move restores it as Max instead (server/quantization/float_input.py), which fuses.
 - `last_hidden_fp32`: the last hidden layer moved to FP32 (what the tuner served before the head-input move).
 - `dynamic`: ORT dynamic quantization (per-batch activation ranges; not batch-invariant).
+- `served_unfolded`: the served recipe (head FP32, head input float) on the exporter's graph without the
+  pipeline's front-end folds (rewrites/front_end_fold.py): the "before" of the front-end measurement.
 
 Each is scored on the holdout set and checked against the model's own budget, like the pipeline does.
 """
@@ -96,3 +98,20 @@ def gate_figures(config: ModelConfig, model: Path, holdout: FeatureTable, fp32: 
         "max_flip_rate": comparison.max_flip_rate,
         "distinct_score_ratio": comparison.distinct_score_ratio,
     }
+
+
+def served_unfolded(
+    config: ModelConfig,
+    preprocessed: Path,
+    head: tuple[str, ...],
+    reduce_range: bool,
+    calibration: FeatureTable,
+    scratch: Path,
+) -> Path:
+    """All hidden layers INT8, head FP32 with a float input, on the graph without front-end folds."""
+    out = scratch / "served-unfolded.onnx"
+    recipe = QuantizationRecipe(head).with_float_input(head[0])
+    reader = FeatureBatchReader(calibration)
+    ranges = scratch / "unfolded-ranges.json"
+    quantize(preprocessed, out, recipe, config.quantization, reduce_range, ranges, reader)
+    return out

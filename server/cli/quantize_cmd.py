@@ -1,12 +1,17 @@
 """`riskserve quantize <model>...`: run the startup quantization pipeline and print the reviewer's summary.
 
-Exit status: 0 when every model is served as gated (INT8 within budget, or FP32 by config), 3 when a model
-failed its accuracy gate (it would be served as FP32), 2 for a bad model, data or config file.
+Exit status: 0 when every model is served as gated (INT8 inside its budget, or FP32 by design: `disabled`,
+`not_quantizable`, `no_gain`), 3 when a model is served FP32 because INT8 could not be shown to keep its
+accuracy (`failed`, `insufficient_evidence`), 2 for a bad model, data or config file. With --json, stdout
+holds the JSON only: whatever the pipeline or ONNX Runtime print meanwhile goes to stderr.
 """
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from server.config import ConfigError, load_model_config
@@ -16,6 +21,7 @@ from server.served_model import GateVerdict
 
 EXIT_GATE_FAILED = 3
 EXIT_BAD_INPUT = 2
+FP32_FALLBACK_VERDICTS = (GateVerdict.FAILED, GateVerdict.INSUFFICIENT_EVIDENCE)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,12 +54,13 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     for name in args.models:
         try:
-            config = load_model_config(models_dir / name)
-            prepared = prepare_model(config, cache_dir, progress, force=args.force)
+            with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+                config = load_model_config(models_dir / name)
+                prepared = prepare_model(config, cache_dir, progress, force=args.force)
         except (ConfigError, QuantizationError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        if prepared.facts.gate_verdict is GateVerdict.FAILED:
+        if prepared.facts.gate_verdict in FP32_FALLBACK_VERDICTS:
             status = EXIT_GATE_FAILED
         report = prepared.report
         if report is None:  # prepare_model always reports; the type allows a runtime built without one
@@ -67,3 +74,19 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(TypeAdapter(list[QuantizationReport]).dump_json(reports, indent=2).decode())
     return status
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to stdout meanwhile to stderr: Python's sys.stdout (ORT's calibrators
+    print "Collecting tensor data...") and file descriptor 1 (native code)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -29,6 +29,15 @@ class FallbackPrecision(StrEnum):
     INT16 = "int16"  # a sensitive layer keeps QDQ but with 16-bit activations (finer, still not FP32)
 
 
+class Objective(StrEnum):
+    """What INT8 must buy over FP32 to be served (measured side by side, as served)."""
+
+    BALANCED = "balanced"  # latency at batch 1 and throughput at max_batch_size both not worse than FP32
+    LATENCY = "latency"  # faster than FP32 at batch 1, beyond measurement noise
+    THROUGHPUT = "throughput"  # faster than FP32 at the model's batching.max_batch_size, beyond noise
+    SIZE = "size"  # a smaller model file than FP32's (no timing needed)
+
+
 class AccuracyBudget(StrictModel):
     """What the INT8 model must keep relative to FP32 on the holdout set. Defaults follow MLPerf's 99.9 %."""
 
@@ -69,11 +78,38 @@ class QuantizationConfig(StrictModel):
     fallback_precision: FallbackPrecision = Field(
         FallbackPrecision.FP32, description="where the tuner moves a sensitive layer"
     )
-    speed_batch_sizes: tuple[int, ...] = Field((1, 32, 256), description="batch sizes timed in the report")
+    speed_batch_sizes: tuple[int, ...] = Field(
+        (1, 32, 256), description="batch sizes timed in the report (1 and max_batch_size always are)"
+    )
     speed_seconds: float = Field(
-        0.25, ge=0.0, description="time spent timing each model at each batch size; 0 skips timing"
+        0.25,
+        ge=0.0,
+        description="time spent timing each model at each batch size; 0 skips timing (then only objective "
+        "size can be shown to pay)",
     )
     budget: AccuracyBudget = AccuracyBudget()
+    objective: Objective = Field(
+        Objective.BALANCED,
+        description="what INT8 must buy to be served: balanced (latency and throughput not worse than "
+        "FP32), latency (faster at batch 1), throughput (faster at max_batch_size) or size (smaller file)",
+    )
+    speed_tolerance: float = Field(
+        0.05,
+        ge=0.0,
+        lt=1.0,
+        description="smallest relative speed difference taken as real; the spread of the per-round ratios "
+        "widens it when the cores are noisier",
+    )
+    gate_fraction: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="share of the holdout rows (stratified by label) the gate judges on; the tuner chooses "
+        "on the rest",
+    )
+    min_positives: int = Field(
+        50, ge=1, description="fewer positives in the gate's rows is insufficient evidence (FP32 served)"
+    )
 
     @model_validator(mode="after")
     def _int16_needs_static(self) -> "QuantizationConfig":

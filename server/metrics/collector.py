@@ -29,6 +29,14 @@ from server.metrics.snapshot import LabelValues, ProcessSnapshot, read_snapshots
 if TYPE_CHECKING:
     from server.metrics.serving_metrics import ServingMetrics
 
+# Verdicts and the gate metrics (docs/metrics.md). No gate ran: `disabled` (FP32 by configuration) and
+# `not_quantizable` (nothing to quantize): gate_passed absent, fp32_fallback 0. INT8 could not be shown to
+# keep its accuracy: `failed` and `insufficient_evidence` (too few labelled rows): gate_passed 0,
+# fp32_fallback 1, the alert's case (fix the model or add labelled rows). `no_gain` passed the accuracy
+# gate but does not pay (FP32 by design): gate_passed 1, fp32_fallback 0.
+NO_GATE_VERDICTS = frozenset({"disabled", "not_quantizable"})
+UNSHOWN_ACCURACY_VERDICTS = frozenset({"failed", "insufficient_evidence"})
+
 # A process whose snapshot is older than this many flush intervals is treated as gone.
 STALE_AFTER_FLUSH_INTERVALS = 5
 
@@ -160,10 +168,11 @@ def _model_families(models: dict[str, Any]) -> Iterator[Metric]:
     for model, facts in sorted(models.items()):
         info.add_metric([model, facts.version, facts.precision, facts.gate_verdict], 1.0)
         verdict = facts.gate_verdict.lower()
-        if verdict != "disabled":
-            gate.add_metric([model], 0.0 if verdict == "failed" else 1.0)
+        if verdict not in NO_GATE_VERDICTS:
+            gate.add_metric([model], 0.0 if verdict in UNSHOWN_ACCURACY_VERDICTS else 1.0)
         fallback.add_metric(
-            [model], 1.0 if verdict == "failed" and facts.precision.lower() == "fp32" else 0.0
+            [model],
+            1.0 if verdict in UNSHOWN_ACCURACY_VERDICTS and facts.precision.lower() == "fp32" else 0.0,
         )
         for metric, delta in sorted(facts.metric_deltas.items()):
             deltas.add_metric([model, metric], delta)

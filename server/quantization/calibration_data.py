@@ -35,6 +35,16 @@ class FeatureTable:
     def batch(self, start: int, stop: int) -> Feeds:
         return {name: values[start:stop] for name, values in self.feeds.items()}
 
+    def subset(self, rows: np.ndarray) -> "FeatureTable":
+        """The same file's table restricted to `rows` (indices, in order)."""
+        feeds = {name: values[rows] for name, values in self.feeds.items()}
+        labels = self.labels[rows] if self.labels is not None else None
+        return FeatureTable(self.path, feeds, labels, len(rows), self.rows_in_file, self.ignored_columns)
+
+    @property
+    def positives(self) -> int | None:
+        return int(self.labels.sum()) if self.labels is not None else None
+
 
 def load_feature_table(
     path: Path,

@@ -14,11 +14,14 @@ SERVER_ROOT = Path(__file__).resolve().parents[1]  # the `server` package
 # Relative to SERVER_ROOT: everything whose change can change the INT8 model, the gate or the report.
 SOURCE_PATTERNS = (
     "quantization/*.py",
+    "quantization/rewrites/*.py",  # the checked graph rewrites before quantizing
     "served_model.py",
     "ort_session.py",
     "model_data.py",
+    "model_io.py",  # feeds and the positive output column, as the gate scores them
+    "batch_invariance.py",  # the serving chunk size the gate scores with
     "config/quantization_config.py",
-    "evaluation/risk_metrics.py",  # the gate's metrics
+    "evaluation/*.py",  # the gate's metrics and paired intervals
 )
 
 

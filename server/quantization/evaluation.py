@@ -1,4 +1,9 @@
-"""INT8 against FP32 on the holdout file: the financial metrics a model-risk reviewer signs off on."""
+"""INT8 against FP32 on the holdout file: the financial metrics a model-risk reviewer signs off on.
+
+Scores are taken as the server will serve them: a batch-invariant model in big calls, a batch-dependent one
+in the fixed chunks (or one row per call) that server/batch_invariance.py chooses for it, the same choice
+the runtime starts from.
+"""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -6,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from server.batch_invariance import INVARIANCE_CHECK_ROWS, Feeds, Run, choose_chunk_rows, run_in_fixed_chunks
 from server.config.model_config import ModelConfig
 from server.evaluation.risk_metrics import (
     RiskMetrics,
@@ -53,6 +59,33 @@ def positive_scores(session: ort.InferenceSession, table: FeatureTable, config: 
 
 def score_model(model_path: Path, table: FeatureTable, config: ModelConfig) -> np.ndarray:
     return positive_scores(create_session(model_path), table, config)
+
+
+def model_runner(model_path: Path, output_name: str) -> Run:
+    """One ORT call on `model_path` under the serving session options: feeds -> the output."""
+    session = create_session(model_path)
+    return lambda feeds: np.asarray(session.run([output_name], feeds)[0])
+
+
+def serving_chunk_rows(model_path: Path, rows: Feeds, output_name: str) -> tuple[int | None, bool]:
+    """The rows per call `model_path` is served with (None: any batch) and whether that is invariant."""
+    return choose_chunk_rows(model_runner(model_path, output_name), rows)
+
+
+def invariance_rows(table: FeatureTable) -> Feeds:
+    """The rows the invariance check scores alone and together (the table's first ones)."""
+    return table.batch(0, INVARIANCE_CHECK_ROWS)
+
+
+def served_scores(
+    model_path: Path, table: FeatureTable, config: ModelConfig, chunk_rows: int | None
+) -> np.ndarray:
+    """The positive-class probability of every row of `table`, with `chunk_rows` rows per call as served
+    (None: calls of SCORING_CHUNK_ROWS, the same scores for a batch-invariant model)."""
+    if chunk_rows is None:
+        return score_model(model_path, table, config)
+    outputs = run_in_fixed_chunks(model_runner(model_path, config.output_name), table.feeds, chunk_rows)
+    return probability_column(outputs, output_positive_column(config, output_width(outputs)))
 
 
 def compare_scores(

@@ -30,8 +30,11 @@ class ModelGraph:
         return list(self.input_dtypes)
 
 
-def load_model_graph(path: Path, op_types: tuple[str, ...], output_name: str) -> ModelGraph:
-    """Load and check `path`; raise ModelFileError / NoQuantizableOpsError naming the file."""
+def load_model_graph(
+    path: Path, op_types: tuple[str, ...], output_name: str, require_layers: bool = True
+) -> ModelGraph:
+    """Load and check `path`; raise ModelFileError, or NoQuantizableOpsError naming the file when it has no
+    layer to quantize and `require_layers`."""
     try:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
@@ -43,7 +46,10 @@ def load_model_graph(path: Path, op_types: tuple[str, ...], output_name: str) ->
         names = ", ".join(o.name for o in model.graph.output)
         raise ModelFileError(f"ONNX model {path} has no output '{output_name}' (outputs: {names})")
     input_dtypes, input_widths = {}, {}
+    constants = {init.name for init in model.graph.initializer}
     for graph_input in model.graph.input:
+        if graph_input.name in constants:  # an initializer listed as an input (tf2onnx, old IRs): a constant
+            continue
         elem_type = graph_input.type.tensor_type.elem_type
         if elem_type not in _ONNX_INPUT_DTYPES:
             raise ModelFileError(
@@ -54,7 +60,7 @@ def load_model_graph(path: Path, op_types: tuple[str, ...], output_name: str) ->
         dims = graph_input.type.tensor_type.shape.dim
         input_widths[graph_input.name] = dims[1].dim_value if len(dims) == 2 and dims[1].dim_value else None
     layers = _quantizable_layers(model, op_types)
-    if not layers:
+    if not layers and require_layers:
         raise NoQuantizableOpsError(
             f"ONNX model {path} has no layer with constant weights to quantize (looked for "
             f"{', '.join(op_types)}); set quantization.mode: none to serve it in FP32"

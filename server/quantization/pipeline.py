@@ -1,10 +1,15 @@
 """Startup quantization of one model: the same code runs at server startup and in `riskserve quantize`.
 
-config ─▶ FP32 ONNX ─▶ cache hit? ─yes─▶ INT8 artifact + report
+config ─▶ FP32 ONNX ─▶ nothing to quantize? ─yes─▶ FP32, verdict not_quantizable
                           │no
-calibration file ─▶ pre-process ─▶ calibrate ─▶ quantize (static INT8 QDQ)
-holdout file ─▶ evaluate vs FP32 ─▶ within budget? ─no─▶ move the most sensitive layer out, retry
-                          └─▶ report ─▶ cache ─▶ PreparedModel (INT8, or FP32 with verdict FAILED)
+                          ▼
+              cache hit? ─yes─▶ INT8 artifact + report
+                          │no
+calibration file ─▶ canonicalize (checked rewrites) ─▶ pre-process ─▶ calibrate ─▶ quantize (QDQ)
+holdout file ─▶ split ─▶ tuning rows: evaluate as served ─▶ within budget? ─no─▶ best measured move, retry
+                      │                                   └─yes─▶ choose among passing moves by objective
+                      └─▶ gate rows: the choice as served, paired intervals ─▶ verdict
+                          └─▶ report ─▶ cache ─▶ PreparedModel (INT8, or FP32 with the verdict saying why)
 """
 
 import logging
@@ -46,7 +51,8 @@ def prepare_model(
     `force` ignores a cached result and rebuilds it (the new entry replaces the old one).
 
     Raises a QuantizationError subclass naming the problem for a bad model or data file; a model that
-    misses its accuracy budget is not an error: it comes back as FP32 with verdict FAILED.
+    misses its accuracy budget, cannot show it, does not pay or has nothing to quantize is not an error: it
+    comes back as FP32 with its verdict.
     """
     say = progress or (lambda message: None)
     started = time.perf_counter()
@@ -66,15 +72,25 @@ def prepare_model(
         say(f"{config.name}: loaded from cache in {time.perf_counter() - started:.2f}s")
         return cached
 
+    from server.quantization.model_graph import load_model_graph
+
+    graph = load_model_graph(config.onnx_path, q.op_types, config.output_name, require_layers=False)
+    _check_config_matches_model(config, graph)
+    if not graph.quantizable_layers:  # e.g. a tree ensemble: quick to find again, so not cached
+        from server.quantization.report_builder import not_quantizable_report
+
+        op_types = sorted({node.op_type for node in graph.model.graph.node})
+        report = not_quantizable_report(config, op_types)
+        say(f"{config.name}: nothing to quantize ({', '.join(op_types)}), serving FP32")
+        _log_verdict(config, report)
+        return _prepared(config, config.onnx_path, None, report)
     say(f"{config.name}: quantizing (cache miss)")
     # Imported here: the cold path needs pandas, onnx and scikit-learn, a warm start (cache hit) does not.
     from server.quantization.build import build
     from server.quantization.calibration_data import load_feature_table
-    from server.quantization.model_graph import load_model_graph
+    from server.quantization.holdout_split import split_holdout
     from server.quantization.report_builder import build_report
 
-    graph = load_model_graph(config.onnx_path, q.op_types, config.output_name)
-    _check_config_matches_model(config, graph)
     calibration = load_feature_table(
         config.calibration_path,
         config,
@@ -91,8 +107,9 @@ def prepare_model(
         require_label=True,
         ignored_columns=q.ignored_columns,
     )
+    split = split_holdout(holdout, q.gate_fraction)
     with tempfile.TemporaryDirectory(prefix="riskserve-quantize-") as scratch:
-        outcome = build(config, graph, reduce_range[0], Path(scratch), calibration, holdout)
+        outcome = build(config, reduce_range[0], Path(scratch), calibration, split)
         seconds = {"total_cold": time.perf_counter() - started}
         report = build_report(config, cpu, reduce_range, calibration, holdout, outcome, key, seconds)
         report_path = Path(scratch) / REPORT_FILE
@@ -180,9 +197,11 @@ def _log_verdict(config: ModelConfig, report: QuantizationReport) -> None:
     if report.accuracy is not None:
         accuracy = report.accuracy
         fields += f" auc_ratio={accuracy.roc_auc_ratio:.6f} max_flip_rate={accuracy.max_flip_rate:.5f}"
-    if report.verdict is GateVerdict.FAILED:
+    if report.verdict in (GateVerdict.FAILED, GateVerdict.INSUFFICIENT_EVIDENCE):
         reason = report.warnings[0]
         log.warning("event=quantization_gate_failed %s action=serve_fp32 reason=%r", fields, reason)
+    elif report.precision is Precision.FP32 and report.verdict is not GateVerdict.DISABLED:
+        log.info("event=quantization_fp32_by_design %s reason=%r", fields, report.warnings[0])
     else:
         log.info("event=quantization_ready %s", fields)
 
@@ -200,4 +219,6 @@ def _prepared(
         from_cache=report.from_cache,
         metric_deltas=report.metric_deltas(),
     )
-    return PreparedModel(facts, model_path, report_path, report.located(model_path, report_path))
+    chunk_rows = report.serving.chunk_rows if report.serving is not None else None
+    located = report.located(model_path, report_path)
+    return PreparedModel(facts, model_path, report_path, located, chunk_rows)

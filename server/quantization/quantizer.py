@@ -27,6 +27,7 @@ from server.config.quantization_config import QuantizationConfig, QuantizationMo
 from server.config.quantization_config import QuantType as ConfigQuantType
 from server.quantization.calibration_data import FeatureBatchReader
 from server.quantization.float_input import keep_input_float
+from server.quantization.rewrites.ml_types import type_ml_outputs
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,13 @@ def preprocess(fp32_path: Path, output_path: Path) -> None:
     optimizer fuse MatMul + Add into Gemm, which quantizes to one QGemm instead of QLinearMatMul + Add.
     """
     model = onnx.load(str(fp32_path))
-    _type_ml_outputs(model)
+    type_ml_outputs(model)
     typed_path = output_path.with_name(output_path.stem + ".typed.onnx")
     onnx.save(onnx.shape_inference.infer_shapes(model), str(typed_path))
     quant_pre_process(str(typed_path), str(output_path), skip_symbolic_shape=True)
     typed_path.unlink()
     model = onnx.load(str(output_path))
-    retyped = _type_ml_outputs(model)
+    retyped = type_ml_outputs(model)
     if _flatten_gemm_biases(model) or retyped:
         onnx.save(onnx.shape_inference.infer_shapes(model), str(output_path))
 
@@ -106,35 +107,6 @@ def _flatten_gemm_biases(model: onnx.ModelProto) -> bool:
             bias.CopyFrom(onnx.numpy_helper.from_array(flat, bias.name))
             changed = True
     return changed
-
-
-# ai.onnx.ml ops whose output is a float tensor that ONNX's shape inference leaves untyped; the first four
-# are element-wise, so their output has their input's shape.
-_SAME_SHAPE_ML_OPS = {"Scaler", "Normalizer", "Imputer", "Binarizer"}
-_FLOAT_OUTPUT_ML_OPS = _SAME_SHAPE_ML_OPS | {"FeatureVectorizer", "OneHotEncoder"}
-
-
-def _type_ml_outputs(model: onnx.ModelProto) -> bool:
-    """Declare the type (and shape where known) of untyped ai.onnx.ml outputs; True if any was added."""
-    model.CopyFrom(onnx.shape_inference.infer_shapes(model))
-    graph = model.graph
-    known = {v.name: v for v in (*graph.value_info, *graph.output, *graph.input)}
-    added = False
-    for node in graph.node:
-        if node.domain != "ai.onnx.ml" or node.op_type not in _FLOAT_OUTPUT_ML_OPS:
-            continue
-        output = node.output[0]
-        if output in known:
-            continue
-        source = known.get(node.input[0])
-        info = onnx.helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None)
-        shaped = source is not None and source.type.tensor_type.HasField("shape")
-        if node.op_type in _SAME_SHAPE_ML_OPS and shaped:
-            info.type.tensor_type.shape.CopyFrom(source.type.tensor_type.shape)
-        graph.value_info.append(info)
-        known[output] = info
-        added = True
-    return added
 
 
 def _calibrate_entropy(
@@ -179,7 +151,9 @@ def quantize(
             per_channel=config.per_channel,
             reduce_range=reduce_range,
             weight_type=_TYPES[config.weight_type],
-            nodes_to_exclude=list(recipe.fp32_layers),
+            # quantize_dynamic first rewrites each Gemm as MatMul + Add named `<gemm>_MatMul`: excluding
+            # only the Gemm's name would quantize the protected head anyway.
+            nodes_to_exclude=[n for name in recipe.fp32_layers for n in (name, f"{name}_MatMul")],
         )
         return False
     calibrates = not ranges_path.is_file()

@@ -6,21 +6,39 @@ validate against it, or carries another `format`, is a stale or corrupt cache en
 """
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from server.config.quantization_config import (
     AccuracyBudget,
-    CalibrationMethod,
-    FallbackPrecision,
     QuantizationConfig,
     QuantizationMode,
 )
+from server.quantization.report_sections import (
+    AccuracySection,
+    BenefitSection,
+    CalibrationSection,
+    CpuSection,
+    EvidenceSection,
+    GateReport,
+    HoldoutSection,
+    LayersSection,
+    ModelSection,
+    NotQuantizableSection,
+    RewriteSection,
+    Section,
+    ServingSection,
+    SizesSection,
+    SpeedSection,
+    SplitSection,
+    TuningSection,
+    Versions,
+)
 from server.served_model import GateVerdict, Precision
 
-# 2: tuning steps have a kind; layers.float_head_input. 3: the typed schema below (absent sections are null)
-REPORT_FORMAT = 3
+# 2: tuning steps have a kind; layers.float_head_input. 3: the typed schema below (absent sections are null).
+# 4: rewrites, layers as run, serving chunk size, holdout split, evidence intervals, benefit, new verdicts.
+REPORT_FORMAT = 4
 LOCATION_FIELDS = frozenset({"served_model", "report_path"})  # move with the cache: never stored
 # Sections every report of a quantized model has (only `mode: none` lacks them; `speed` is optional).
 BUILD_SECTIONS = (
@@ -28,6 +46,10 @@ BUILD_SECTIONS = (
     "decision_thresholds",
     "calibration",
     "holdout",
+    "rewrites",
+    "split",
+    "serving",
+    "evidence",
     "layers",
     "budget",
     "gate",
@@ -38,170 +60,9 @@ BUILD_SECTIONS = (
 )
 
 
-class Section(BaseModel):
-    """A part of the report: unknown keys are errors, non-finite floats stay NaN/Infinity in the JSON."""
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, protected_namespaces=(), ser_json_inf_nan="constants"
-    )
-
-
-class ModelSection(Section):
-    name: str
-    version: str
-    task: str
-    onnx_file: str
-    output: str
-
-
-class Versions(Section):
-    riskserve: str
-    onnxruntime: str
-    onnx: str
-    numpy: str
-    python: str
-    platform: str
-
-
-class CpuSection(Section):
-    model_name: str
-    vnni: bool
-    vnni_flags: list[str]
-    reduce_range: bool
-    reduce_range_reason: str
-
-
-class CalibrationSection(Section):
-    file: str
-    rows_used: int  # rows the calibrator saw (equal batches)
-    rows_in_file: int
-    ignored_columns: list[str]
-    method: CalibrationMethod
-    runs: int  # calibrations in this build
-
-
-class HoldoutSection(Section):
-    file: str
-    rows: int
-    positives: int | None
-    ignored_columns: list[str]
-
-
-class LayersSection(Section):
-    quantizable: list[str]
-    output_head_kept_fp32: list[str]
-    fp32: list[str]
-    int16: list[str]
-    int8: list[str]
-    float_head_input: bool  # the tuner's head-input move was taken
-    unprotected_distinct_score_ratio: float | None  # the same model with its output head quantized too
-
-
-class BudgetCheckSection(Section):
-    name: str
-    value: float
-    limit: float
-    kind: Literal["min", "max"]
-    passed: bool
-
-
-class GateSection(Section):
-    passed: bool
-    checks: list[BudgetCheckSection]
-
-
-class AttemptFigures(Section):
-    """One quantization attempt's figures, as the tuner ranks candidates by them."""
-
-    gate_shortfall: float
-    model_bytes: int
-    fp32_weights: int
-    roc_auc_ratio: float
-    max_flip_rate: float
-    distinct_score_ratio: float
-    mean_abs_score_diff: float
-    psi: float
-
-
-class InitialGateSection(GateSection):
-    figures: AttemptFigures
-
-
-class GateReport(Section):
-    initial: InitialGateSection  # the first INT8 attempt, before any tuner move
-    final: GateSection
-
-
-class RiskMetricsSection(Section):
-    rows: int
-    positives: int
-    roc_auc: float
-    pr_auc: float
-    ks: float
-    brier: float
-    recall_at_1pct_fpr: float
-    distinct_scores: int
-    share_scores_exactly_0_or_1: float
-
-
-class AccuracySection(Section):
-    """The served (or best rejected) INT8 model against FP32 on the holdout set."""
-
-    fp32: RiskMetricsSection
-    int8: RiskMetricsSection
-    roc_auc_delta: float  # INT8 - FP32
-    roc_auc_ratio: float  # INT8 / FP32
-    pr_auc_delta: float
-    ks_delta: float
-    brier_delta: float
-    mean_abs_score_diff: float
-    max_abs_score_diff: float
-    psi: float
-    distinct_score_ratio: float
-    flip_rates: dict[str, float]  # decision threshold name -> share of rows whose decision changes
-    max_flip_rate: float
-
-    def metric_deltas(self) -> dict[str, float]:
-        """The flat figures exported as metrics and metadata: every scalar here, a flip rate per threshold."""
-        figures = self.model_dump(exclude={"fp32", "int8", "flip_rates"})
-        return {**figures, **{f"flip_rate_{name}": rate for name, rate in self.flip_rates.items()}}
-
-
-class FallbackStepSection(Section):
-    layer: str  # a layer name, or `input of <head>` for the head-input move
-    kind: Literal["layer", "head_input"]
-    precision: FallbackPrecision
-    reason: str
-    sensitivity: dict[str, AttemptFigures]  # every candidate of the round -> figures with it applied
-
-
-class TuningSection(Section):
-    fallback_layers: list[FallbackStepSection]
-    stopped_because: str
-
-
-class SizesSection(Section):
-    fp32_bytes: int
-    int8_bytes: int
-    int8_over_fp32: float
-
-
-class BatchTimingSection(Section):
-    batch_size: int
-    repeats: int
-    median_latency_ms: float
-    rows_per_second: float
-
-
-class SpeedSection(Section):
-    session: str  # the session options timed under
-    fp32: dict[int, BatchTimingSection]  # batch size -> timing
-    int8: dict[int, BatchTimingSection]
-    throughput_ratio: dict[int, float]  # batch size -> INT8 rows/s over FP32 rows/s
-
-
 class QuantizationReport(Section):
-    """The whole report. A model with `mode: none` has only the sections up to `config`; the rest is null."""
+    """The whole report. A model with `mode: none` has only the sections up to `config`, a `not_quantizable`
+    one those and `not_quantizable`; the rest is null."""
 
     format: int
     model: ModelSection
@@ -218,6 +79,13 @@ class QuantizationReport(Section):
     decision_thresholds: dict[str, float] | None = None
     calibration: CalibrationSection | None = None
     holdout: HoldoutSection | None = None
+    not_quantizable: NotQuantizableSection | None = None
+    rewrites: list[RewriteSection] | None = None
+    canonical_form: str | None = None  # base or folded: which form was quantized, and why
+    split: SplitSection | None = None
+    serving: ServingSection | None = None
+    evidence: EvidenceSection | None = None
+    benefit: BenefitSection | None = None  # null when the tuner never got inside the budget
     layers: LayersSection | None = None
     budget: AccuracyBudget | None = None
     gate: GateReport | None = None
@@ -239,8 +107,10 @@ class QuantizationReport(Section):
 
     @model_validator(mode="after")
     def _complete(self) -> "QuantizationReport":
+        if self.verdict is GateVerdict.NOT_QUANTIZABLE and self.not_quantizable is None:
+            raise ValueError("verdict not_quantizable but no not_quantizable section")
         missing = [name for name in BUILD_SECTIONS if getattr(self, name) is None]
-        if self.verdict is not GateVerdict.DISABLED and missing:
+        if self.verdict not in (GateVerdict.DISABLED, GateVerdict.NOT_QUANTIZABLE) and missing:
             raise ValueError(f"verdict {self.verdict.value} but no {', '.join(missing)}")
         return self
 

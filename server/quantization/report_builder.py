@@ -1,4 +1,5 @@
-"""Builds the `QuantizationReport` of a cold run from each stage's outcome, or of a disabled model."""
+"""Builds the `QuantizationReport` of a cold run from each stage's outcome, or of a disabled or
+not-quantizable model."""
 
 import platform
 import sys
@@ -12,40 +13,53 @@ from server.config.model_config import ModelConfig
 from server.config.quantization_config import QuantizationMode
 from server.quantization.code_version import riskserve_version
 from server.quantization.cpu_features import CpuProfile
-from server.quantization.report import (
-    REPORT_FORMAT,
+from server.quantization.layer_precision import LayerPrecision
+from server.quantization.report import REPORT_FORMAT, QuantizationReport
+from server.quantization.report_sections import (
     AccuracySection,
     AttemptFigures,
     BatchTimingSection,
+    BenefitCandidateSection,
+    BenefitSection,
     BudgetCheckSection,
     CalibrationSection,
     CpuSection,
+    EvidenceSection,
     FallbackStepSection,
     GateReport,
     GateSection,
     HoldoutSection,
     InitialGateSection,
+    IntervalSection,
+    LayerRunSection,
     LayersSection,
     ModelSection,
-    QuantizationReport,
+    NotQuantizableSection,
+    RewriteSection,
+    ServingSection,
     SizesSection,
+    SpeedRatioSection,
     SpeedSection,
+    SplitSection,
     TuningSection,
     Versions,
 )
+from server.quantization.verdict import decide
 from server.served_model import GateVerdict, Precision
 
 if TYPE_CHECKING:  # the cold path's modules pull in pandas and scikit-learn; a disabled model needs neither
+    from server.evaluation.paired_intervals import Interval
     from server.quantization.build import BuildOutcome
     from server.quantization.calibration_data import FeatureTable
     from server.quantization.gate import GateResult
-    from server.quantization.speed import BatchTiming
+    from server.quantization.speed import BatchTiming, SpeedRatio
 
 DYNAMIC_WARNING = (
-    "dynamic quantization computes activation ranges per batch: a row's score depends on the other rows in "
-    "its batch, so this model must not be served with batching"
+    "dynamic quantization computes activation ranges per call: a row's score depends on the other rows in "
+    "its call, so the INT8 model is gated and served with serving.int8_chunk_rows rows per call"
 )
 SPEED_SESSION = "1 intra-op thread, 1 inter-op thread, sequential, ORT_ENABLE_ALL, no spinning"
+INT8_KERNELS = (LayerPrecision.INT8, LayerPrecision.INT8_DYNAMIC)
 
 
 def versions() -> Versions:
@@ -57,12 +71,6 @@ def versions() -> Versions:
         python=sys.version.split()[0],
         platform=platform.platform(),
     )
-
-
-def verdict_of(outcome: "BuildOutcome") -> GateVerdict:
-    if not outcome.tuning.passed:
-        return GateVerdict.FAILED
-    return GateVerdict.PASSED_WITH_FALLBACK if outcome.tuning.steps else GateVerdict.PASSED
 
 
 def _model_section(config: ModelConfig) -> ModelSection:
@@ -91,9 +99,78 @@ def _speed(outcome: "BuildOutcome") -> SpeedSection | None:
     fp32, int8 = outcome.timings["fp32"], outcome.timings["int8"]
     return SpeedSection(
         session=SPEED_SESSION,
+        chunk_rows={"fp32": outcome.fp32_chunk_rows, "int8": outcome.tuning.final.chunk_rows},
         fp32=_timings(fp32),
         int8=_timings(int8),
         throughput_ratio=speedup(fp32, int8),
+    )
+
+
+def _benefit(outcome: "BuildOutcome") -> BenefitSection | None:
+    benefit = outcome.benefit
+    if benefit is None:
+        return None
+
+    def ratio(r: "SpeedRatio | None") -> SpeedRatioSection | None:
+        return None if r is None else SpeedRatioSection.model_validate(r, from_attributes=True)
+
+    return BenefitSection(
+        objective=benefit.objective,
+        pays=benefit.pays,
+        reason=benefit.reason,
+        size_ratio=benefit.size_ratio,
+        latency=ratio(benefit.latency),
+        throughput=ratio(benefit.throughput),
+        candidates={
+            name: BenefitCandidateSection(score=b.score, pays=b.pays, reason=b.reason)
+            for name, b in outcome.candidates.items()
+        },
+    )
+
+
+def _layers(config: ModelConfig, outcome: "BuildOutcome") -> LayersSection:
+    graph, final = outcome.graph, outcome.tuning.final
+    runs = final.layers
+    head = list(graph.output_head) if config.quantization.protect_output else []
+    return LayersSection(
+        quantizable=list(graph.quantizable_layers),
+        output_head_kept_fp32=head,
+        fp32=[
+            n for n, r in runs.items() if r.precision in (LayerPrecision.FP32, LayerPrecision.INT8_SIMULATED)
+        ],
+        int16=[n for n, r in runs.items() if r.precision is LayerPrecision.INT16_ACTIVATIONS],
+        int8=[n for n, r in runs.items() if r.precision in INT8_KERNELS],
+        runs={
+            n: LayerRunSection(
+                kernel=r.kernel,
+                precision=r.precision.value,
+                float_output=r.float_output,
+                input_bits=r.input_bits,
+            )
+            for n, r in runs.items()
+        },
+        float_head_input=final.recipe.float_input_layer is not None,
+        unprotected_distinct_score_ratio=outcome.unprotected_distinct_score_ratio,
+    )
+
+
+def _evidence(config: ModelConfig, outcome: "BuildOutcome") -> EvidenceSection:
+    e = outcome.evidence
+
+    def interval(i: "Interval") -> IntervalSection:
+        return IntervalSection(estimate=i.estimate, low=i.low, high=i.high)
+
+    return EvidenceSection(
+        rows=e.rows,
+        positives=e.positives,
+        min_positives=config.quantization.min_positives,
+        roc_auc_delta=interval(e.roc_auc_delta),
+        pr_auc_delta=interval(e.pr_auc_delta),
+        flip_rates={name: interval(i) for name, i in e.flip_rates.items()},
+        sufficient=e.sufficient,
+        problems=list(e.problems),
+        gate_rows_needed=e.gate_rows_needed,
+        more_holdout_rows_needed=e.more_holdout_rows_needed,
     )
 
 
@@ -108,27 +185,29 @@ def build_report(
     seconds: dict[str, float],
 ) -> QuantizationReport:
     """The full report of a cold run; layer names are those of the pre-processed graph (`outcome.graph`)."""
+    from server.quantization.holdout_split import SPLIT_SEED
+
     q = config.quantization
-    graph, final, initial = outcome.graph, outcome.tuning.final, outcome.initial
-    verdict = verdict_of(outcome)
+    final, initial, split = outcome.tuning.final, outcome.initial, outcome.split
+    verdict, reason = decide(outcome)
+    served_int8 = verdict in (GateVerdict.PASSED, GateVerdict.PASSED_WITH_FALLBACK)
     fp32_bytes, int8_bytes = config.onnx_path.stat().st_size, outcome.model_path.stat().st_size
-    int8_layers = [name for name in graph.quantizable_layers if name not in final.recipe.fp32_layers]
-    warnings = []
-    if verdict is GateVerdict.FAILED:
-        warnings.append(
-            "INT8 model never within the accuracy budget ("
-            + "; ".join(final.gate.failures())
-            + f"; tuner stopped: {outcome.tuning.stopped_because}): serving FP32"
-        )
+    warnings = [reason] if reason else []
+    warnings += [
+        f"rewrite {r.change.rewrite} of {', '.join(r.change.nodes)} {r.reason}"
+        for r in outcome.rewrites
+        if r.reason.startswith("dropped")
+    ]
     if q.mode is QuantizationMode.DYNAMIC:
         warnings.append(DYNAMIC_WARNING)
+    served_chunk = final.chunk_rows if served_int8 else outcome.fp32_chunk_rows
     return QuantizationReport(
         format=REPORT_FORMAT,
         model=_model_section(config),
         verdict=verdict,
-        precision=Precision.FP32 if verdict is GateVerdict.FAILED else Precision.INT8,
+        precision=Precision.INT8 if served_int8 else Precision.FP32,
         mode=q.mode,
-        batch_invariant=q.mode is QuantizationMode.STATIC,
+        batch_invariant=served_chunk is None,
         cache_key=cache_key,
         warnings=warnings,
         versions=versions(),
@@ -152,18 +231,35 @@ def build_report(
         holdout=HoldoutSection(
             file=str(holdout.path),
             rows=holdout.rows,
-            positives=int(holdout.labels.sum()) if holdout.labels is not None else None,
+            positives=holdout.positives,
             ignored_columns=list(holdout.ignored_columns),
         ),
-        layers=LayersSection(
-            quantizable=list(graph.quantizable_layers),
-            output_head_kept_fp32=list(graph.output_head) if q.protect_output else [],
-            fp32=list(final.recipe.fp32_layers),
-            int16=list(final.recipe.int16_layers),
-            int8=[n for n in int8_layers if n not in final.recipe.int16_layers],
-            float_head_input=final.recipe.float_input_layer is not None,
-            unprotected_distinct_score_ratio=outcome.unprotected_distinct_score_ratio,
+        rewrites=[
+            RewriteSection(
+                rewrite=r.change.rewrite,
+                nodes=list(r.change.nodes),
+                detail=r.change.detail,
+                kept=r.kept,
+                max_abs_diff=r.max_abs_diff,
+                reason=r.reason,
+            )
+            for r in outcome.rewrites
+        ],
+        canonical_form=outcome.canonical_form,
+        split=SplitSection(
+            gate_fraction=split.gate_fraction,
+            seed=SPLIT_SEED,
+            tuning_rows=split.tuning.rows,
+            tuning_positives=split.tuning.positives or 0,
+            gate_rows=split.gate.rows,
+            gate_positives=split.gate.positives or 0,
         ),
+        serving=ServingSection(
+            chunk_rows=served_chunk, int8_chunk_rows=final.chunk_rows, fp32_chunk_rows=outcome.fp32_chunk_rows
+        ),
+        evidence=_evidence(config, outcome),
+        benefit=_benefit(outcome),
+        layers=_layers(config, outcome),
         budget=q.budget,
         gate=GateReport(
             initial=InitialGateSection(
@@ -171,9 +267,10 @@ def build_report(
                 checks=_checks(initial.gate),
                 figures=AttemptFigures(**initial.figures()),
             ),
-            final=GateSection(passed=final.gate.passed, checks=_checks(final.gate)),
+            tuned=GateSection(passed=final.gate.passed, checks=_checks(final.gate)),
+            final=GateSection(passed=outcome.gate.passed, checks=_checks(outcome.gate)),
         ),
-        accuracy=AccuracySection.model_validate(final.comparison, from_attributes=True),
+        accuracy=AccuracySection.model_validate(outcome.gate_comparison, from_attributes=True),
         tuning=TuningSection(
             fallback_layers=[
                 FallbackStepSection.model_validate(s, from_attributes=True) for s in outcome.tuning.steps
@@ -199,4 +296,25 @@ def disabled_report(config: ModelConfig) -> QuantizationReport:
         batch_invariant=True,
         versions=versions(),
         config=config.quantization,
+    )
+
+
+def not_quantizable_report(config: ModelConfig, op_types: list[str]) -> QuantizationReport:
+    """Report for a graph with nothing to quantize (e.g. a tree ensemble): FP32 served by design."""
+    looked_for = list(config.quantization.op_types)
+    reason = (
+        f"no layer with constant weights among {', '.join(looked_for)} (the graph has "
+        f"{', '.join(op_types)}): nothing to quantize, serving FP32"
+    )
+    return QuantizationReport(
+        format=REPORT_FORMAT,
+        model=_model_section(config),
+        verdict=GateVerdict.NOT_QUANTIZABLE,
+        precision=Precision.FP32,
+        mode=config.quantization.mode,
+        batch_invariant=True,
+        warnings=[reason],
+        versions=versions(),
+        config=config.quantization,
+        not_quantizable=NotQuantizableSection(op_types=op_types, looked_for=looked_for),
     )

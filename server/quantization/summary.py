@@ -1,8 +1,9 @@
 """The reviewer's summary of a quantization report, printed at startup and by `riskserve quantize`.
 
-Reads top to bottom like a sign-off sheet: what is served and why, every budget check with its value, limit
-and PASS/FAIL, the remaining metrics, each layer's precision and the reason for it, sizes, speed, and where
-the evidence is (cache key, report file).
+Reads top to bottom like a sign-off sheet: what is served and why, the rewrites of the exporter's graph,
+the holdout split and serving chunk size, every budget check with its value, 95 % interval, limit and
+PASS/FAIL, whether the evidence suffices, the remaining metrics, each layer's precision as it runs and the
+reason for it, what INT8 buys against the objective, sizes, speed, and where the evidence is.
 """
 
 import io
@@ -11,15 +12,18 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.table import Table
 
-from server.quantization.report import (
-    AccuracySection,
+from server.quantization.report import QuantizationReport
+from server.quantization.report_sections import (
     AttemptFigures,
-    BudgetCheckSection,
     FallbackStepSection,
-    QuantizationReport,
-    SpeedSection,
 )
-from server.served_model import GateVerdict, Precision
+from server.quantization.summary_tables import (
+    budget_table,
+    metrics_table,
+    rewrites_table,
+    speed_table,
+)
+from server.served_model import Precision
 
 # budget check -> the figure the tuner records for each candidate layer
 _FIGURE_OF_CHECK: dict[str, Callable[[AttemptFigures], float]] = {
@@ -28,84 +32,34 @@ _FIGURE_OF_CHECK: dict[str, Callable[[AttemptFigures], float]] = {
 }
 
 
-def _fmt(value: float | None, digits: int = 5) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _check_label(name: str, report: QuantizationReport) -> str:
-    if name.startswith("flip_rate_"):
-        decision = name.removeprefix("flip_rate_")
-        thresholds = report.decision_thresholds or {}
-        return f"decision flip rate @ {decision} {thresholds[decision]:g}"
-    return {
-        "roc_auc_ratio": "ROC-AUC ratio INT8 / FP32",
-        "distinct_score_ratio": "distinct-score ratio INT8 / FP32",
-    }.get(name, name)
-
-
-def _check_value(name: str, value: float) -> str:
-    return f"{value:.4%}" if name.startswith("flip_rate_") else f"{value:.5f}"
-
-
-def _check_limit(check: BudgetCheckSection) -> str:
-    sign = ">=" if check.kind == "min" else "<="
-    return f"{sign} {check.limit:.2%}" if check.name.startswith("flip_rate_") else f"{sign} {check.limit:g}"
-
-
-def _steps(report: QuantizationReport) -> list[FallbackStepSection]:
-    return report.tuning.fallback_layers if report.tuning is not None else []
-
-
-def _budget_table(report: QuantizationReport) -> Table:
-    """Every budget check: value of the first INT8 attempt (if the tuner moved layers), final value, limit."""
-    assert report.gate is not None
-    initial = {c.name: c for c in report.gate.initial.checks}
-    tuned = bool(_steps(report))
-    candidate = "served INT8" if report.precision is Precision.INT8 else "best INT8 (rejected)"
-    table = Table(title="Accuracy budget (INT8 vs FP32 on the holdout set)", title_justify="left")
-    columns = ["check", *(["first INT8"] if tuned else []), candidate, "limit", "result"]
-    for column in columns:
-        table.add_column(column, justify="left" if column == "check" else "right")
-    for check in report.gate.final.checks:
-        name = check.name
-        first = [_check_value(name, initial[name].value)] if tuned and name in initial else []
-        table.add_row(
-            _check_label(name, report),
-            *first,
-            _check_value(name, check.value),
-            _check_limit(check),
-            "PASS" if check.passed else "FAIL",
+def _evidence_lines(report: QuantizationReport) -> list[str]:
+    assert report.evidence is not None
+    e = report.evidence
+    auc, pr = e.roc_auc_delta, e.pr_auc_delta
+    lines = [
+        f"evidence (gate's {e.rows} rows, {e.positives} positives, at least {e.min_positives} needed): "
+        f"ROC-AUC delta {auc.estimate:+.5f} [{auc.low:+.5f}, {auc.high:+.5f}] (DeLong), PR-AUC delta "
+        f"{pr.estimate:+.5f} [{pr.low:+.5f}, {pr.high:+.5f}] (paired bootstrap), flip rates Wilson 95 %"
+    ]
+    if e.sufficient:
+        lines.append("evidence: sufficient (every interval narrower than the budget allows)")
+    else:
+        lines += [f"evidence INSUFFICIENT: {problem}" for problem in e.problems]
+        lines.append(
+            f"evidence: the gate's part needs about {e.gate_rows_needed:,} rows: add about "
+            f"{e.more_holdout_rows_needed:,} labelled rows to the holdout file"
         )
-    return table
+    return lines
 
 
-def _metrics_table(accuracy: AccuracySection) -> Table:
-    fp32, int8 = accuracy.fp32, accuracy.int8
-    table = Table(title="Other metrics (not gated)", title_justify="left")
-    for column in ("metric", "FP32", "INT8", "delta / value"):
-        table.add_column(column, justify="left" if column == "metric" else "right")
-    for label, fp32_value, int8_value, delta in (
-        ("ROC-AUC", fp32.roc_auc, int8.roc_auc, accuracy.roc_auc_delta),
-        ("PR-AUC", fp32.pr_auc, int8.pr_auc, accuracy.pr_auc_delta),
-        ("KS", fp32.ks, int8.ks, accuracy.ks_delta),
-    ):
-        table.add_row(label, _fmt(fp32_value), _fmt(int8_value), f"{delta:+.5f}")
-    table.add_row("Brier", _fmt(fp32.brier), _fmt(int8.brier), f"{accuracy.brier_delta:+.6f}")
-    table.add_row("distinct scores", str(fp32.distinct_scores), str(int8.distinct_scores), "")
-    table.add_row(
-        "scores exactly 0 or 1",
-        f"{fp32.share_scores_exactly_0_or_1:.2%}",
-        f"{int8.share_scores_exactly_0_or_1:.2%}",
-        "",
-    )
-    table.add_row(
-        "score |diff| mean / max",
-        "",
-        "",
-        f"{accuracy.mean_abs_score_diff:.2e} / {accuracy.max_abs_score_diff:.2e}",
-    )
-    table.add_row("PSI INT8 vs FP32", "", "", f"{accuracy.psi:.2e}")
-    return table
+def _benefit_lines(report: QuantizationReport) -> list[str]:
+    b = report.benefit
+    if b is None:
+        return ["benefit: not judged (INT8 never within the budget)"]
+    lines = [f"benefit: {'PAYS' if b.pays else 'DOES NOT PAY'}: {b.reason}"]
+    for name, candidate in b.candidates.items():
+        lines.append(f"  candidate {name or 'first attempt'}: {candidate.reason}")
+    return lines
 
 
 def _fallback_reason(step: FallbackStepSection, failing: list[str]) -> str:
@@ -119,57 +73,63 @@ def _fallback_reason(step: FallbackStepSection, failing: list[str]) -> str:
     return f"{text}{moved}{within} (most effective of {len(step.sensitivity)} candidates)"
 
 
+_RUN_LABELS = {
+    "int8": "INT8",
+    "int8_dynamic": "INT8 dynamic",
+    "int16_activations": "INT16 act., FP32 kernel",
+    "int8_simulated": "INT8 weights, FP32 kernel",
+    "fp32": "FP32",
+}
+
+
+def _run_label(report: QuantizationReport, name: str) -> str:
+    """The layer's precision as ORT runs it, with the kernel, e.g. `INT8 (QGemm)`."""
+    assert report.layers is not None
+    run = report.layers.runs.get(name)
+    if run is None:
+        return "?"
+    notes = [run.kernel]
+    if run.float_output and run.precision.startswith("int8") and run.kernel != "?":
+        notes.append("float output")
+    if run.precision in ("fp32", "int8_simulated") and run.input_bits < 32:
+        notes.append(f"{run.input_bits}-bit input")
+    return f"{_RUN_LABELS.get(run.precision, run.precision)} ({', '.join(notes)})"
+
+
 def _layers_table(report: QuantizationReport) -> Table:
-    """Each quantizable layer: the precision it runs in and why."""
+    """Each quantizable layer: the precision it runs in (read from the optimized graph) and why."""
     assert report.layers is not None and report.gate is not None and report.tuning is not None
     layers, q = report.layers, report.config
     head = layers.output_head_kept_fp32
     steps = {step.layer: step for step in report.tuning.fallback_layers}
     failing = [c.name for c in report.gate.initial.checks if not c.passed]
     served = report.precision is Precision.INT8
-    title = "Layers" if served else "Layers of the best INT8 candidate (not served)"
+    title = (
+        "Layers, as ONNX Runtime runs them" if served else "Layers of the best INT8 candidate (not served)"
+    )
     table = Table(title=title, title_justify="left")
-    for column in ("layer", "precision", "why"):
+    for column in ("layer", "runs as", "why"):
         table.add_column(column)
     for name in layers.quantizable:
+        runs_as = _run_label(report, name)
         if name in steps:
-            precision, why = steps[name].precision.value.upper(), _fallback_reason(steps[name], failing)
+            why = _fallback_reason(steps[name], failing)
         elif head and name == head[0]:
-            precision = "FP32"
             why = "output head (protect_output): quantized, the score would be 8-bit"
             if layers.unprotected_distinct_score_ratio is not None:
                 why += f" (distinct-score ratio {layers.unprotected_distinct_score_ratio:.3f})"
         elif name in q.exclude_layers:
-            precision, why = "FP32", "exclude_layers in the model's config"
-        elif name in layers.int16:
-            precision, why = "INT16 act.", "int16_layers in the model's config"
+            why = "exclude_layers in the model's config"
+        elif name in q.int16_layers:
+            why = "int16_layers in the model's config"
         elif served:
-            precision, why = "INT8", "within budget"
+            why = "within budget"
         else:
-            stopped = report.tuning.stopped_because
-            precision, why = "INT8", f"left INT8 in the rejected candidate (tuner: {stopped})"
-        table.add_row(name, precision, why)
+            why = f"in the candidate not served (tuner: {report.tuning.stopped_because})"
+        table.add_row(name, runs_as, why)
     for step in report.tuning.fallback_layers:
         if step.kind == "head_input":
-            table.add_row(step.layer, "FP32 act.", _fallback_reason(step, failing))
-    return table
-
-
-def _speed_table(speed: SpeedSection) -> Table:
-    title = f"Speed in process, measured when built ({speed.session})"
-    table = Table(title=title, title_justify="left")
-    for column in ("batch", "FP32 ms", "INT8 ms", "FP32 rows/s", "INT8 rows/s", "INT8/FP32 throughput"):
-        table.add_column(column, justify="right")
-    for size, ratio in speed.throughput_ratio.items():
-        fp32, int8 = speed.fp32[size], speed.int8[size]
-        table.add_row(
-            str(size),
-            f"{fp32.median_latency_ms:.3f}",
-            f"{int8.median_latency_ms:.3f}",
-            f"{fp32.rows_per_second:,.0f}",
-            f"{int8.rows_per_second:,.0f}",
-            f"{ratio:.2f}x",
-        )
+            table.add_row(step.layer, "float input", _fallback_reason(step, failing))
     return table
 
 
@@ -201,32 +161,46 @@ def format_summary(report: QuantizationReport, width: int = 120) -> str:
     console.print(headline(report))
     for warning in report.warnings:
         console.print(f"WARNING: {warning}")
-    if report.accuracy is None:  # quantization disabled: nothing was measured
+    if report.accuracy is None:  # quantization disabled or nothing to quantize: nothing was measured
         for line in _evidence(report):
             console.print(line)
         return console.file.getvalue()
     assert report.calibration and report.holdout and report.cpu and report.tuning and report.sizes
+    assert report.split and report.serving and report.rewrites is not None
     q, cpu, calibration, holdout = report.config, report.cpu, report.calibration, report.holdout
+    split, serving = report.split, report.serving
     console.print(
         f"data: calibration {calibration.rows_used} of {calibration.rows_in_file} "
         f"rows ({q.calibration_method.value}), holdout {holdout.rows} rows "
-        f"({holdout.positives} positives)"
+        f"({holdout.positives} positives): tuning {split.tuning_rows} ({split.tuning_positives}), gate "
+        f"{split.gate_rows} ({split.gate_positives}), stratified"
     )
     console.print(
         f"settings: mode {q.mode.value}, per_channel {q.per_channel}, activations {q.activation_type.value}, "
         f"weights {q.weight_type.value}, reduce_range {cpu.reduce_range} ({cpu.reduce_range_reason})"
     )
-    console.print(_budget_table(report))
-    console.print(_metrics_table(report.accuracy))
+    console.print(
+        f"served with: {serving.chunk_rows or 'any number of'} rows per call (INT8 "
+        f"{serving.int8_chunk_rows or 'any batch'}, FP32 {serving.fp32_chunk_rows or 'any batch'}: each "
+        "scored and timed that way)"
+    )
+    if report.rewrites:
+        console.print(rewrites_table(report.rewrites, report.canonical_form))
+    console.print(budget_table(report))
+    for line in _evidence_lines(report):
+        console.print(line)
+    console.print(metrics_table(report.accuracy))
     console.print(_layers_table(report))
-    if report.tuning.fallback_layers or report.verdict is GateVerdict.FAILED:
+    for line in _benefit_lines(report):
+        console.print(line)
+    if report.tuning.fallback_layers or report.precision is Precision.FP32:
         console.print(f"tuner stopped: {report.tuning.stopped_because}")
     sizes = report.sizes
     console.print(
         f"size: FP32 {sizes.fp32_bytes:,} B, INT8 {sizes.int8_bytes:,} B ({sizes.int8_over_fp32:.2f}x)"
     )
     if report.speed is not None:
-        console.print(_speed_table(report.speed))
+        console.print(speed_table(report.speed))
     for line in _evidence(report):
         console.print(line)
     return console.file.getvalue()

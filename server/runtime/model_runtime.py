@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnxruntime as ort
 
+from server.batch_invariance import INVARIANCE_CHECK_ROWS, choose_chunk_rows, run_in_fixed_chunks
 from server.config.model_config import ModelConfig
 from server.config.settings import ServerSettings
 from server.model_data import DataKind, feeds_from_frame, input_frame, reference_row
@@ -25,13 +26,6 @@ from server.runtime.reasons import counterfactual_rows, top_reasons
 from server.served_model import PreparedModel
 
 log = logging.getLogger(__name__)
-
-# Rows per ONNX Runtime call for a model whose scores would otherwise depend on the batch: FP32 GEMM
-# kernels pick their blocking by the number of rows, so a row alone and the same row in a batch can
-# differ in the last bits. Every call then carries exactly this many rows (padded), so a row's score
-# never depends on its batch mates. Static INT8 (integer accumulation) does not need it.
-FIXED_CHUNK_ROWS = 8
-INVARIANCE_CHECK_ROWS = 64
 
 
 def warmup_batch_sizes(max_batch_size: int) -> list[int]:
@@ -87,17 +81,17 @@ class ModelRuntime:
         reference_outputs = runtime._run_once(runtime.schema.assemble(runtime.reference))
         runtime.output_columns = output_width(reference_outputs)
         runtime.positive_column = output_positive_column(config, runtime.output_columns)
-        invariant = runtime.check_batch_invariance(
-            feeds_from_frame(config, calibration, INVARIANCE_CHECK_ROWS)
-        )
+        rows = feeds_from_frame(config, calibration, INVARIANCE_CHECK_ROWS)
+        invariant = runtime.check_batch_invariance(rows, prepared.chunk_rows)
         log_level = logging.INFO if invariant else logging.ERROR
         log.log(
             log_level,
-            "event=batch_invariance model=%s precision=%s invariant=%s chunk_rows=%s",
+            "event=batch_invariance model=%s precision=%s invariant=%s chunk_rows=%s gated_chunk_rows=%s",
             config.name,
             prepared.facts.precision.value,
             invariant,
             runtime.chunk_rows or "off",
+            prepared.chunk_rows or "off",
         )
         return runtime
 
@@ -110,24 +104,18 @@ class ModelRuntime:
     def _infer(self, feeds: Feeds) -> np.ndarray:
         if self.chunk_rows is None:
             return self._run_once(feeds)
-        return _run_in_fixed_chunks(self._run_once, feeds, self.chunk_rows)
+        return run_in_fixed_chunks(self._run_once, feeds, self.chunk_rows)
 
     def _run_once(self, feeds: Feeds) -> np.ndarray:
         return self._session_run(self._output_names, feeds, None)[0]  # no RunOptions
 
-    def check_batch_invariance(self, rows: Feeds) -> bool:
-        """Score `rows` one by one and together; if ORT's answers differ in any bit, switch to fixed-size
-        chunks (then to one row per call) and check again. Returns whether the served scores are
-        batch-invariant (blocking)."""
-        self.chunk_rows = None
-        if _batch_invariant(self._infer, rows):
-            return True
-        self.chunk_rows = FIXED_CHUNK_ROWS
-        if _batch_invariant(self._infer, rows):
-            return True
-        # e.g. dynamic quantization (ranges from the whole batch): one row per call, nothing is shared.
-        self.chunk_rows = 1
-        return _batch_invariant(self._infer, rows)
+    def check_batch_invariance(self, rows: Feeds, gated: int | None = None) -> bool:
+        """Re-verify the chunk size the model was gated with (`gated`, PreparedModel.chunk_rows): keep it if
+        `rows` score bit for bit the same alone and together, else move on to fixed-size chunks, then one
+        row per call (server/batch_invariance.py). Returns whether the served scores are batch-invariant
+        (blocking)."""
+        self.chunk_rows, invariant = choose_chunk_rows(self._run_once, rows, gated)
+        return invariant
 
     def warm_up(self) -> list[int]:
         """Run the model once at every batch size the batcher can produce often (blocking).
@@ -200,26 +188,3 @@ class ModelRuntime:
         return Prediction(
             outputs, probabilities, scores, decisions, reasons, result.queue_s, result.inference_s
         )
-
-
-def _run_in_fixed_chunks(run, feeds: Feeds, chunk: int) -> np.ndarray:
-    """`run` on consecutive chunks of exactly `chunk` rows (the last one padded by repeating its final
-    row); the padding's outputs are dropped."""
-    rows = len(next(iter(feeds.values())))
-    outputs = []
-    for start in range(0, rows, chunk):
-        part = {name: column[start : start + chunk] for name, column in feeds.items()}
-        short = chunk - min(chunk, rows - start)
-        if short:
-            part = {name: np.concatenate([c, np.repeat(c[-1:], short, axis=0)]) for name, c in part.items()}
-        outputs.append(run(part)[: chunk - short])
-    return np.concatenate(outputs)
-
-
-def _batch_invariant(run, rows: Feeds) -> bool:
-    """Bit-for-bit equal outputs for every row alone, in one batch, and in a batch in reverse order."""
-    count = len(next(iter(rows.values())))
-    together = run(rows)
-    alone = np.concatenate([run({k: v[i : i + 1] for k, v in rows.items()}) for i in range(count)])
-    backwards = run({k: v[::-1] for k, v in rows.items()})[::-1]
-    return np.array_equal(together, alone) and np.array_equal(together, backwards)

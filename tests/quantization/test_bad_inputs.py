@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 from onnx import TensorProto, helper
 
-from server.quantization.errors import DataFileError, ModelFileError, NoQuantizableOpsError
+from server.quantization.errors import DataFileError, ModelFileError
 from server.quantization.pipeline import prepare_model
+from server.served_model import GateVerdict, Precision
 
 
 def _rewrite_calibration(config, change) -> None:
@@ -109,14 +110,12 @@ def test_model_without_quantizable_ops(model_folder, tmp_path: Path) -> None:
         initializer=[helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])],
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), config.onnx_path)
-    _expect(
-        config,
-        tmp_path,
-        NoQuantizableOpsError,
-        "no layer with constant weights",
-        "MatMul, Gemm",
-        "mode: none",
-    )
+    # Not an error: nothing to quantize is a verdict, FP32 served (tree ensembles: test_exporter_families).
+    prepared = prepare_model(config, tmp_path / "cache")
+    assert prepared.facts.gate_verdict is GateVerdict.NOT_QUANTIZABLE
+    assert prepared.facts.precision is Precision.FP32 and prepared.model_path == config.onnx_path
+    assert "no layer with constant weights among MatMul, Gemm" in prepared.report.warnings[0]
+    assert not (tmp_path / "cache").exists()
 
 
 def test_holdout_without_label_column(model_folder, tmp_path: Path) -> None:

@@ -123,8 +123,10 @@ def test_static_int8_score_does_not_depend_on_batch_mates(model_folder, tmp_path
 
 def test_dynamic_mode_is_reported_as_not_batch_invariant(model_folder, tmp_path: Path) -> None:
     prepared = prepare_model(model_folder("plain", mode="dynamic"), tmp_path / "cache")
-    assert prepared.report.batch_invariant is False
-    assert any("must not be served with batching" in w for w in prepared.report.warnings)
+    assert prepared.report.serving.int8_chunk_rows == 1  # ranges from the call: one row per call
+    assert any("gated and served with serving.int8_chunk_rows" in w for w in prepared.report.warnings)
+    if prepared.facts.precision is Precision.INT8:
+        assert prepared.report.batch_invariant is False and prepared.chunk_rows == 1
 
 
 def test_mode_none_serves_fp32_as_disabled(model_folder, tmp_path: Path) -> None:
@@ -152,9 +154,10 @@ def test_histogram_calibration_methods_run_and_are_reported(
 ) -> None:
     prepared = prepare_model(model_folder(calibration_method=method), tmp_path / "cache")
     assert prepared.report.calibration.method == method
-    assert prepared.report.calibration.runs == 1
+    assert prepared.report.calibration.runs == 2  # once per canonical form (base and scaler-folded)
+    served = (GateVerdict.PASSED, GateVerdict.PASSED_WITH_FALLBACK)
     assert prepared.facts.precision is (
-        Precision.INT8 if prepared.report.gate.final.passed else Precision.FP32
+        Precision.INT8 if prepared.report.verdict in served else Precision.FP32
     )
 
 

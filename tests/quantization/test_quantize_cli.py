@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from server.cli.main import main
 from server.quantization.report import QuantizationReport
@@ -56,3 +57,16 @@ def test_bad_data_exits_2_naming_the_problem(model_folder, tmp_path, capsys) -> 
 def test_unknown_model_exits_2(tmp_path, capsys) -> None:
     assert _quantize(tmp_path, tmp_path / "cache", "nosuchmodel") == 2
     assert "nosuchmodel" in capsys.readouterr().err
+
+
+def test_json_stays_valid_when_onnxruntime_prints_during_calibration(model_folder, tmp_path, capfd) -> None:
+    model_folder("plain")
+    config_file = tmp_path / "plain" / "config.yaml"
+    raw = yaml.safe_load(config_file.read_text())
+    raw["quantization"]["calibration_method"] = "percentile"  # ORT prints "Collecting tensor data..."
+    config_file.write_text(yaml.safe_dump(raw))
+    status = _quantize(tmp_path, tmp_path / "cache", "plain", "--json")
+    out, err = capfd.readouterr()
+    assert status in (0, 3)
+    assert json.loads(out)["config"]["calibration_method"] == "percentile"
+    assert "Collecting tensor data" in err

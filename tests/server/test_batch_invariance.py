@@ -5,13 +5,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from server import batch_invariance
+from server.batch_invariance import FIXED_CHUNK_ROWS, choose_chunk_rows
 from server.config import load_model_config
 from server.config.quantization_config import QuantizationMode
 from server.config.settings import ServerSettings
 from server.model_data import feeds_from_frame, input_frame
 from server.quantization.pipeline import prepare_model
-from server.runtime import model_runtime
-from server.runtime.model_runtime import FIXED_CHUNK_ROWS, ModelRuntime
+from server.runtime.model_runtime import ModelRuntime
 from tests.e2e.conftest import REPO_ROOT
 
 
@@ -40,7 +41,7 @@ def _holdout_feeds(runtime: ModelRuntime, rows: int) -> dict[str, np.ndarray]:
 def test_plain_fp32_calls_are_not_batch_invariant_so_startup_switches_to_fixed_chunks(fp32_fraud):
     plain = fp32_fraud._run_once
     rows = feeds_from_frame(fp32_fraud.config, input_frame(fp32_fraud.config), 64)
-    assert not model_runtime._batch_invariant(plain, rows)  # what the check guards against
+    assert not batch_invariance.batch_invariant(plain, rows)  # what the check guards against
     assert fp32_fraud.chunk_rows == FIXED_CHUNK_ROWS
 
 
@@ -81,3 +82,25 @@ def test_a_model_whose_scores_depend_on_the_whole_batch_runs_one_row_per_call(fp
         fp32_fraud.check_batch_invariance(
             feeds_from_frame(fp32_fraud.config, input_frame(fp32_fraud.config), 64)
         )
+
+
+def test_the_runtime_starts_from_the_gated_chunk_size_and_re_verifies_it(fp32_fraud):
+    rows = feeds_from_frame(fp32_fraud.config, input_frame(fp32_fraud.config), 64)
+    try:
+        # Gated one row per call: kept (it is invariant), not widened to the chunk the runtime would pick.
+        assert fp32_fraud.check_batch_invariance(rows, 1) and fp32_fraud.chunk_rows == 1
+        # Gated as "any batch", but this model's plain calls are not invariant: the runtime moves on.
+        assert fp32_fraud.check_batch_invariance(rows, None) and fp32_fraud.chunk_rows == FIXED_CHUNK_ROWS
+    finally:
+        fp32_fraud.check_batch_invariance(rows)
+
+
+def test_choose_chunk_rows_says_when_even_one_row_per_call_is_not_invariant():
+    calls = iter(range(10**6))
+
+    def drifting(feeds):  # a different answer on every call: nothing makes it batch-invariant
+        return np.full((len(next(iter(feeds.values()))), 1), float(next(calls)))
+
+    rows = {"x": np.zeros((4, 1), np.float32)}
+    assert choose_chunk_rows(drifting, rows) == (1, False)
+    assert choose_chunk_rows(lambda feeds: feeds["x"] * 2, rows) == (None, True)

@@ -1,0 +1,1 @@
+"""Exact rewrites of what exporters emit, applied before quantization (see canonicalize.py)."""
