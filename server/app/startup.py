@@ -15,7 +15,6 @@ from server.api.domain_api import check_domain_sources
 from server.config.errors import ConfigError, DataFileError
 from server.config.model_config import CONFIG_FILE_NAME, ModelConfig, load_model_config
 from server.config.settings import ServerSettings
-from server.model_checks import check_model_files
 from server.quantization.errors import ModelFileError, NoQuantizableOpsError, QuantizationError
 from server.quantization.pipeline import prepare_model
 from server.quantization.summary import format_summary
@@ -94,7 +93,6 @@ def load_model(config: ModelConfig, settings: ServerSettings, print_summary: boo
     """Quantize (or load from cache), open the session and warm it up. Blocking; run it off the loop.
     `print_summary=False` in worker processes: their supervisor printed it once."""
     started = time.perf_counter()
-    check_model_files(config)  # every problem of its data files and graph vocabulary, before any use
     prepared = prepare_model(
         config, Path(settings.cache_dir), progress=lambda m: log.info("event=prepare %s", m)
     )

@@ -52,14 +52,16 @@ def run(args: argparse.Namespace) -> int:
     progress = None if args.json else (lambda message: print(message, file=sys.stderr))
     reports: list[QuantizationReport] = []
     status = 0
-    for name in args.models:
+    failed: list[str] = []
+    for name in args.models:  # every named model, each reported, whatever happened to the others
         try:
             with _stdout_to_stderr() if args.json else contextlib.nullcontext():
                 config = load_model_config(models_dir / name)
                 prepared = prepare_model(config, cache_dir, progress, force=args.force)
         except (ConfigError, QuantizationError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            print(f"error: {name}: {exc}", file=sys.stderr)
+            failed.append(name)
+            continue
         if prepared.facts.gate_verdict in FP32_FALLBACK_VERDICTS:
             status = EXIT_GATE_FAILED
         report = prepared.report
@@ -73,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
             print(reports[0].model_dump_json(indent=2))
         else:
             print(TypeAdapter(list[QuantizationReport]).dump_json(reports, indent=2).decode())
+    if failed:
+        if len(args.models) > 1:
+            print(
+                f"error: {len(failed)} of {len(args.models)} models failed: {', '.join(failed)}",
+                file=sys.stderr,
+            )
+        return EXIT_BAD_INPUT
     return status
 
 

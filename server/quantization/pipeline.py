@@ -23,6 +23,7 @@ import onnxruntime
 
 from server.config.model_config import ModelConfig
 from server.config.quantization_config import QuantizationMode
+from server.model_checks import check_model_files
 from server.quantization import code_version
 from server.quantization.cache import CacheCorruptionError, CacheEntry, QuantizationCache, cache_key
 from server.quantization.cpu_features import choose_reduce_range, read_cpu_profile
@@ -56,6 +57,7 @@ def prepare_model(
     """
     say = progress or (lambda message: None)
     started = time.perf_counter()
+    check_model_files(config)  # every problem of its data files and graph vocabulary, before any use
     q = config.quantization
     if q.mode is QuantizationMode.NONE:
         from server.quantization.report_builder import disabled_report

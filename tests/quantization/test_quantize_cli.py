@@ -70,3 +70,16 @@ def test_json_stays_valid_when_onnxruntime_prints_during_calibration(model_folde
     assert status in (0, 3)
     assert json.loads(out)["config"]["calibration_method"] == "percentile"
     assert "Collecting tensor data" in err
+
+
+def test_every_named_model_is_processed_and_reported_when_one_is_bad(model_folder, tmp_path, capsys) -> None:
+    model_folder("plain")
+    shutil.copytree(tmp_path / "plain", tmp_path / "broken")
+    calibration = tmp_path / "broken" / "calibration.parquet"
+    pd.read_parquet(calibration).drop(columns=["velocity"]).to_parquet(calibration)
+    assert _quantize(tmp_path, tmp_path / "cache", "broken", "plain", "nosuchmodel") == 2
+    captured = capsys.readouterr()
+    assert "verdict PASSED, serving int8" in captured.out  # plain, after the broken one
+    assert "error: broken: " in captured.err and "missing columns: velocity" in captured.err
+    assert "error: nosuchmodel: " in captured.err
+    assert "error: 2 of 3 models failed: broken, nosuchmodel" in captured.err
