@@ -83,13 +83,16 @@ GATE_PASSED = MetricSpec(
     "riskserve_model_gate_passed",
     "gauge",
     ("model",),
-    "1 if the INT8 model passed the accuracy gate, 0 if it failed (absent when quantization is disabled).",
+    "1 if the INT8 model passed the accuracy gate (passed, passed_with_fallback, no_gain), 0 if it failed or "
+    "the holdout could not show it (failed, insufficient_evidence); absent when nothing was gated "
+    "(disabled, not_quantizable).",
 )
 FP32_FALLBACK = MetricSpec(
     "riskserve_model_fp32_fallback",
     "gauge",
     ("model",),
-    "1 if the model is served in FP32 because its INT8 version failed the accuracy gate.",
+    "1 if the model is served in FP32 because its INT8 version failed the accuracy gate or the holdout could "
+    "not show it passed (failed, insufficient_evidence).",
 )
 METRIC_DELTA = MetricSpec(
     "riskserve_model_quantization_metric_delta",
