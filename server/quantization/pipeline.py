@@ -87,7 +87,7 @@ def prepare_model(
         _log_verdict(config, report)
         return _prepared(config, config.onnx_path, None, report)
     say(f"{config.name}: quantizing (cache miss)")
-    # Imported here: the cold path's stages (scikit-learn, onnxruntime.quantization) load only on a cache miss.
+    # Imported here: the cold path's stages (scikit-learn, the quantizer) load only on a cache miss.
     from server.quantization.build import build
     from server.quantization.calibration_data import load_feature_table
     from server.quantization.holdout_split import split_holdout
