@@ -81,6 +81,15 @@ class ServerSettings(StrictModel):
     exit_on_model_error: bool = Field(
         False, description="a model that fails to load, validate or quantize stops the server (for CI)"
     )
+    watchdog_stall_s: float = Field(
+        10.0,
+        ge=0.0,
+        description="a model with work but no finished batch this long: health `liveness` NOT_SERVING; an "
+        "event loop silent this long is logged (0: no watchdog)",
+    )
+    startup_gc_freeze: bool = Field(
+        True, description="collect and gc.freeze() startup objects before SERVING (no full-GC stalls later)"
+    )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: LogFormat = LogFormat.KEYVALUE
 

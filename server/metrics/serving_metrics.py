@@ -82,6 +82,7 @@ class ServingMetrics:
         self._scores: dict[LabelValues, list[Any]] = {}
         self._rejected: dict[LabelValues, float] = {}
         self._failed: dict[LabelValues, float] = {}
+        self._batcher_failures: dict[LabelValues, float] = {}
         self._queue_depth: dict[LabelValues, float] = {}
         self._inflight: dict[LabelValues, float] = {}
         self._unavailable: dict[LabelValues, float] = {}
@@ -186,6 +187,12 @@ class ServingMetrics:
         with self._lock:
             self._failed[(model, reason)] = self._failed.get((model, reason), 0) + 1
 
+    def count_batcher_failure(self, model: str, action: str) -> None:
+        """A model's batcher worker ended on a fault; `action` restart or give_up."""
+        with self._lock:
+            key = (model, action)
+            self._batcher_failures[key] = self._batcher_failures.get(key, 0) + 1
+
     def observe_scores(self, model: str, probabilities: Sequence[float] | np.ndarray) -> None:
         """Add positive-class probabilities to the model's score distribution."""
         if len(probabilities) <= _PLAIN_SCORES_MAX:  # a few plain floats: bisect, no numpy round trip
@@ -247,7 +254,11 @@ class ServingMetrics:
                     m.BATCH_SIZE.name: {k: list(v) for k, v in self._batch.items()},
                     m.MODEL_SCORE.name: {k: list(v) for k, v in self._scores.items()},
                 },
-                counters={m.REJECTED.name: dict(self._rejected), m.FAILED.name: dict(self._failed)},
+                counters={
+                    m.REJECTED.name: dict(self._rejected),
+                    m.FAILED.name: dict(self._failed),
+                    m.BATCHER_FAILURES.name: dict(self._batcher_failures),
+                },
                 gauges={
                     m.QUEUE_DEPTH.name: dict(self._queue_depth),
                     m.INFLIGHT.name: dict(self._inflight),
