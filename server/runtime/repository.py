@@ -6,6 +6,7 @@ whose `ready()` is the runtime or the reason it cannot serve (not found, another
 """
 
 from server.config.model_config import ModelTask
+from server.runtime.echo import echo
 from server.runtime.errors import ModelNotFoundError, ModelNotReadyError, ModelUnavailableError, ScoringError
 from server.runtime.model_runtime import ModelRuntime
 
@@ -109,12 +110,14 @@ class ModelRepository:
             served = ", ".join(sorted(self.expected)) or "none"
             return _Refused(
                 UNKNOWN_MODEL_LABEL,
-                ModelNotFoundError(f"model '{requested}' is not served (served: {served})"),
+                ModelNotFoundError(f"model '{echo(requested)}' is not served (served: {served})"),
             )
         if task is not None and slot.task is not None and slot.task is not task:
             return _Refused(
                 slot.label,
-                ModelNotFoundError(f"model '{requested}' is a {slot.task.value} model, not {task.value}"),
+                ModelNotFoundError(
+                    f"model '{echo(requested)}' is a {slot.task.value} model, not {task.value}"
+                ),
             )
         return slot
 
