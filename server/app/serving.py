@@ -78,8 +78,7 @@ class RiskServer:
         )
         calls = Calls(self.drain_state, self.metrics)
         if self.worker is None:
-            settings = self.settings
-            self._metrics_http = start_metrics(self.metrics, settings.metrics_host, settings.metrics_port)
+            self._metrics_http = start_metrics(self.metrics, self.settings)
             self.metrics_port = self._metrics_http.port
         self.metrics.set_ready(False)
         for name in self.repository.expected:
