@@ -1,10 +1,11 @@
 """The watchdog: sees a model that stopped making progress, and an event loop that stopped answering.
 
 Every `period_s`, on the event loop, each model's batcher is asked how long it has had work (queued or
-running) without finishing a batch (MicroBatcher.stalled_s). Past `stall_s` the model is stalled:
-`model/<name>` and `liveness` turn NOT_SERVING (server/app/health.py), so the readiness probe takes the
-pod out of rotation and the liveness probe gets it restarted; one `event=model_stalled` line says so, and
-`event=model_progressing` when it moves again (then SERVING again).
+running) without finishing a batch (MicroBatcher.stalled_s). Past `stall_s` the model is stalled: its
+queued calls fail UNAVAILABLE at once and new ones are refused (clients retry elsewhere rather than wait
+out their deadlines), `model/<name>` and `liveness` turn NOT_SERVING (server/app/health.py), so the
+readiness probe takes the pod out of rotation and the liveness probe gets it restarted; one
+`event=model_stalled` line says so, and `event=model_progressing` when it moves again (then all as before).
 
 A thread beside it posts a heartbeat to the event loop every `period_s`. When none has come back for
 `stall_s`, the loop is wedged (a blocking call, a busy loop): the thread logs `event=event_loop_stalled`
@@ -83,14 +84,18 @@ class Watchdog:
             if stalled == (name in self.health.stalled):
                 continue
             if stalled:
+                failed = batcher.set_stalled(stalled_s)
                 log.error(
-                    "event=model_stalled model=%s stalled_s=%.1f stall_s=%g action=liveness_not_serving",
+                    "event=model_stalled model=%s stalled_s=%.1f stall_s=%g queued_failed=%d "
+                    "action=refuse_and_liveness_not_serving",
                     name,
                     stalled_s,
                     self.stall_s,
+                    failed,
                 )
             else:
-                log.warning("event=model_progressing model=%s action=liveness_serving", name)
+                batcher.set_stalled(None)
+                log.warning("event=model_progressing model=%s action=serve_and_liveness_serving", name)
             await self.health.set_stalled(name, stalled)
 
     def _beat(self) -> None:

@@ -33,9 +33,10 @@ Invariant: every queued request's future is resolved exactly once, whatever rais
   worker goes on);
 - BatcherFailedError, when anything else raised in the worker (cutting, concatenating, the observer,
   slicing the output, updating the estimates): the supervisor fails the batch and the queue;
+- ModelUnavailableError, when the watchdog declares the model stalled while it was queued;
 - DrainingError, on `stop()`;
 - or not at all because the caller cancelled it (the future is done already; nobody waits).
-Requests refused at the door (queue full, deadline cannot be met, batcher given up) and inline requests
+Requests refused at the door (queue full, deadline cannot be met, given up, stalled) and inline requests
 never get a future: their exception is raised to the caller directly. tests/server/test_batcher_faults.py
 injects a fault at each step and checks that every caller is answered at once.
 """
@@ -159,6 +160,7 @@ class MicroBatcher:
         self._stopping = False
         self._failures: list[float] = []  # monotonic times of worker failures within the window
         self.gave_up: str | None = None  # why the batcher no longer serves
+        self.stalled_for: float | None = None  # set by the watchdog while no batch finishes
         self._running = False
         self._batch_seconds: float | None = None  # moving average of one batch's inference time ...
         self._estimated_at = 0.0  # ... as of this monotonic time (it decays from there)
@@ -253,6 +255,28 @@ class MicroBatcher:
         previous = self.inline_seconds
         self.inline_seconds = seconds if previous is None else 0.8 * previous + 0.2 * seconds
 
+    def set_stalled(self, stalled_s: float | None) -> int:
+        """The watchdog's verdict: stalled for `stalled_s` (queued calls fail UNAVAILABLE at once and new
+        ones are refused, so clients retry elsewhere instead of waiting out their deadlines), or None
+        (moving again). The batch being run is left to finish. Returns how many queued calls were failed."""
+        self.stalled_for = stalled_s
+        if stalled_s is None:
+            return 0
+        failed = 0
+        for request in self._queue:
+            if not request.future.done():
+                request.future.set_exception(ModelUnavailableError(self._stalled_message()))
+                failed += 1
+        self._queue.clear()
+        self._queued_rows = 0
+        return failed
+
+    def _stalled_message(self) -> str:
+        return (
+            f"model {self.model} is not making progress (no batch finished for {self.stalled_for:.0f} s); "
+            "retry on another instance"
+        )
+
     def stalled_s(self, now: float | None = None) -> float:
         """How long the batcher has had work (queued or running) without finishing a batch; 0 when idle."""
         if not self._queue and not self._running and not self._batch:
@@ -265,6 +289,8 @@ class MicroBatcher:
         """Queue `rows` rows (validated [rows, 1] arrays) and wait for their outputs."""
         if self.gave_up is not None:
             raise ModelUnavailableError(f"model {self.model} is unavailable: {self.gave_up}")
+        if self.stalled_for is not None:
+            raise ModelUnavailableError(self._stalled_message())
         if self._queued_rows + rows > self.max_queue_rows:
             raise OverloadedError(
                 f"model {self.model}: queue full ({self._queued_rows} rows waiting, limit "

@@ -1,5 +1,5 @@
 """Liveness and supervision on a real server: a wedged model turns `liveness` NOT_SERVING within the
-watchdog's period (and back once it moves), a drain never does, a batcher that keeps failing gives its
+watchdog's period and refuses calls at once (and all is back once it moves), a drain never does, a batcher that keeps failing gives its
 model up (UNAVAILABLE, health NOT_SERVING, counted), and a silent event loop is logged with its stack."""
 
 import asyncio
@@ -62,6 +62,11 @@ def test_a_wedged_model_fails_liveness_within_the_watchdog_period_and_recovers(s
         assert _status(channel, "model/fraud") == NOT_SERVING
         assert _status(channel, "") == NOT_SERVING  # strict readiness: out of rotation too
         assert _status(channel, "model/credit") == SERVING
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as refused:  # refused at once, not left to its deadline
+            stub.Score(transaction("while-stalled"), timeout=10)
+        assert refused.value.code() is grpc.StatusCode.UNAVAILABLE and time.monotonic() - started < 1
+        assert "not making progress" in refused.value.details()
         release.set()
         assert stuck.result(timeout=10).transaction_id == "wedged"
         _wait_for(lambda: _status(channel, LIVENESS_SERVICE) == SERVING, 2.0)

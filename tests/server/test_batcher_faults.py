@@ -267,3 +267,34 @@ def test_a_fault_on_the_inline_path_is_raised_to_its_caller():
 
     (outcome,) = _run(scenario())
     _assert_failed_naming_the_model(outcome)
+
+
+def test_a_stalled_model_fails_its_queue_and_refuses_at_once_until_it_moves():
+    model = Model()
+
+    async def scenario():
+        batcher = _batcher(model)
+        batcher.start()
+        first, _ = await _queue_behind_a_running_batch(batcher, model, [])
+        model.gate.clear()  # the next batch hangs
+        loop = asyncio.get_running_loop()
+        hung = asyncio.ensure_future(batcher.submit(_feeds(1), 1, loop.time() + DEADLINE_S))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.ensure_future(batcher.submit(_feeds(2), 1, loop.time() + DEADLINE_S))
+        await asyncio.sleep(0.01)
+        assert batcher.stalled_s() > 0
+        assert batcher.set_stalled(12.0) == 1  # the watchdog's verdict: the queued call fails
+        failed = await _outcomes([waiting])
+        with pytest.raises(ScoringError) as refused:
+            await batcher.submit(_feeds(3), 1, loop.time() + DEADLINE_S)
+        model.gate.set()
+        batcher.set_stalled(None)
+        answered = await _outcomes([first, hung])
+        await _next_call_is_scored(batcher)
+        await batcher.stop()
+        return failed[0], refused.value, answered
+
+    failed, refused, answered = _run(scenario())
+    for error in (failed, refused):
+        assert error.code == "UNAVAILABLE" and "not making progress" in str(error) and "fraud" in str(error)
+    assert [a.outputs.item() for a in answered] == [0, 2]  # the hung batch itself finishes
