@@ -11,13 +11,13 @@ drain:  (SIGTERM / SIGINT) health NOT_SERVING at once -> keep serving `drain_pau
 """
 
 import asyncio
-import gc
 import logging
 import os
 import signal
 import time
 
 from server.api.calls import Calls, DrainState
+from server.app.gc_tuning import GcPauseLog, freeze_startup_objects
 from server.app.grpc_server import build_server
 from server.app.health import HealthState
 from server.app.listen import start_metrics
@@ -66,6 +66,7 @@ class RiskServer:
         self._loading: asyncio.Task | None = None
         self._watchdog: Watchdog | None = None
         self._background: set[asyncio.Task] = set()
+        self._gc_log = GcPauseLog()
 
     async def start(self) -> None:
         """Listen at once (health NOT_SERVING) and load the models in the background.
@@ -166,7 +167,8 @@ class RiskServer:
                 self.metrics.set_model_facts(runtime.facts)
                 await self.health.set_model(config.name, True)
             if self.settings.startup_gc_freeze:
-                _freeze_startup_objects()
+                freeze_startup_objects()
+            self._gc_log.install()
             await self.health.set_serving(True)
             self.metrics.set_ready(self.health.serving)
             log.info(
@@ -232,6 +234,7 @@ class RiskServer:
             await runtime.stop()
         if self._metrics_http is not None:
             self._metrics_http.close()
+        self._gc_log.remove()
         self._stopped.set()
 
     async def run_until_signal(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> int:
@@ -267,18 +270,3 @@ class RiskServer:
         forced.cancel()
         self.metrics.close()
         return status
-
-
-def _freeze_startup_objects() -> None:
-    """Collect the startup garbage (quantization, pandas, ONNX graphs) and move every surviving object to
-    the permanent generation: later full collections then walk only what serving allocates, instead of
-    the whole startup heap during the first minutes of traffic (docs/reliability.md, First minute)."""
-    started = time.perf_counter()
-    collected = gc.collect()
-    gc.freeze()
-    log.info(
-        "event=startup_gc_frozen collected=%d frozen=%d seconds=%.3f",
-        collected,
-        gc.get_freeze_count(),
-        time.perf_counter() - started,
-    )
