@@ -64,9 +64,11 @@ def test_slice_rotation_reuses_the_expired_histograms(no_gc, monkeypatch) -> Non
             window.record(key, 0.001, now=now)
         metrics._prepare_next_slices(now)
     alive = [r for r in allocated if r() is not None]
-    # each key holds its live slices plus the next one; nothing beyond that was ever allocated
-    assert len(allocated) <= len(KEYS) * (window.slices + 2)
+    # each key holds its live slices plus the next one from its first call on, and nothing more was ever
+    # allocated (the first slice of each key comes from its first call, the rest ahead of time)
+    assert len(allocated) == len(KEYS) * window.slices
     assert len(alive) == len(allocated)
+    assert [len(window._histograms[key]) for key in KEYS] == [window.slices + 1] * len(KEYS)
     per_key = window.live_slices(now)
     assert all(sum(h.get_total_count() for h in per_key[key].values()) > 0 for key in KEYS)
 
