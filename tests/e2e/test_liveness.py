@@ -1,6 +1,7 @@
 """Liveness and supervision on a real server: a wedged model turns `liveness` NOT_SERVING within the
-watchdog's period and refuses calls at once (and all is back once it moves), a drain never does, a batcher that keeps failing gives its
-model up (UNAVAILABLE, health NOT_SERVING, counted), and a silent event loop is logged with its stack."""
+watchdog's period and refuses calls at once (and all is back once it moves), a drain never does, a batcher
+that keeps failing gives its model up (UNAVAILABLE, health NOT_SERVING, counted), and a silent event loop
+is logged with its stack."""
 
 import asyncio
 import threading
