@@ -16,8 +16,8 @@ Admission control: a request that would push the queue past `max_queue_rows` is 
 queued ahead of it, at the recent batch time, would outlast it) is refused at once, and one whose deadline
 has passed by the time its batch is cut is not run (DeadlineExceededError); a caller that went away is
 dropped. The batch time is a moving average that also decays while the model is idle (half-life
-ESTIMATE_HALF_LIFE_S) and learns from lone inline calls, so a few huge batches cannot keep refusing short
-deadlines for long.
+ESTIMATE_HALF_LIFE_S), learns from lone inline calls, and takes one batch as at most ESTIMATE_STEP_MAX times
+the estimate, so a few huge batches (or one hung call) cannot keep refusing short deadlines for long.
 
 Supervision. The worker is watched by a done-callback: if it ends for any reason but `stop()` (an
 exception at any step, a cancellation), every call of the batch it was running and every queued call fails
@@ -75,6 +75,7 @@ INLINE_MAX_ROWS = 16  # `auto`: larger requests always go to the thread
 INLINE_MAX_SECONDS = 1e-3
 TIMER_RESOLUTION_S = 1e-3  # asyncio (epoll) timers round shorter waits up to a millisecond
 ESTIMATE_HALF_LIFE_S = 1.0  # an idle model's batch-time estimate halves this often
+ESTIMATE_STEP_MAX = 4.0  # one batch counts as at most this many times the estimate
 MAX_RESTARTS = 3  # worker failures tolerated within RESTART_WINDOW_S; one more and the model is given up
 RESTART_WINDOW_S = 60.0
 
@@ -247,8 +248,12 @@ class MicroBatcher:
         return self._batch_seconds * 0.5 ** (max(0.0, idle_s) / self._half_life_s)
 
     def _learn_batch_time(self, seconds: float) -> None:
+        """Moving average of the batch time; one batch counts as at most ESTIMATE_STEP_MAX times the
+        estimate, so an outlier (a call that hung 15 s) cannot refuse every short deadline after it."""
         previous = self.batch_seconds
-        self._batch_seconds = seconds if previous is None else 0.8 * previous + 0.2 * seconds
+        if previous is not None:
+            seconds = 0.8 * previous + 0.2 * min(seconds, ESTIMATE_STEP_MAX * previous)
+        self._batch_seconds = seconds
         self._estimated_at = time.monotonic()
 
     def _update_inline_estimate(self, seconds: float) -> None:

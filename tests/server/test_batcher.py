@@ -299,3 +299,20 @@ def test_the_batch_time_estimate_decays_with_idle_time_and_lone_calls(cure):
         return refused_at_first, refused_later
 
     assert _run(scenario()) == (True, False)
+
+
+def test_one_hung_batch_does_not_refuse_every_short_deadline_after_it():
+    async def scenario():
+        batcher = MicroBatcher(
+            "m", DoublingModel(), max_batch_size=8, max_queue_delay_us=0, max_queue_rows=100
+        )
+        for _ in range(5):
+            batcher._learn_batch_time(0.001)
+        batcher._learn_batch_time(15.0)  # a call that hung 15 s
+        estimate = batcher.batch_seconds
+        refused = _refused_for_a_short_deadline(batcher, 0.01)
+        await batcher.stop()
+        return estimate, refused
+
+    estimate, refused = _run(scenario())
+    assert estimate < 0.002 and not refused
