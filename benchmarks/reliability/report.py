@@ -27,6 +27,15 @@ repeats the drain on fresh servers. Counts are exact; times depend on the shared
   that, open loop, while RSS is sampled every 50 ms; a DEADLINE_EXCEEDED whose message is the client's own
   "Deadline Exceeded" is a call that waited out its deadline, any other is the server's fast refusal.
 - **Batch invariance**: probabilities are compared bit for bit (`==` on the float64 the server returns).
+- **Soak**: `benchmarks/reliability/soak.py`, a fresh server; RSS of its processes every 30 s; the
+  growth is from the first sample after the warm-up to the last one under load, the slope a least-squares
+  fit over those samples.
+- **First minute**: `benchmarks/reliability/first_minute.py`, each start a fresh server: cold (empty
+  quantization cache), warm, and warm with `startup_gc_freeze=false`; the load starts the moment health
+  says SERVING. The load generator collects and freezes its own setup objects first (its own full GC
+  paused it 70 ms mid-run once, which open-loop latency charges to the server).
+- **Faults**: `benchmarks/reliability/faults.py`; the batcher fault and the hung call are injected by
+  `benchmarks/reliability/fault_server.py` (benchmark code wrapping the CLI; the server has no fault hooks).
 """
 
 
@@ -81,6 +90,8 @@ def _summary(s: dict[str, Any]) -> list[str]:
             f"{f'after {rec:.2f} s' if rec is not None else 'NOT within 30 s'} | refusals fast, "
             "memory bounded, quick recovery |"
         )
+    rows += _soak_and_start_rows(s)
+    rows += _fault_rows(s.get("faults") or {})
     if i := s.get("invariance"):
         a, c = i["in_score_batch_vs_single"], i["concurrent_unary_vs_single"]
         rows.append(
@@ -88,6 +99,74 @@ def _summary(s: dict[str, Any]) -> list[str]:
             f"**{a['differing']}** differ inside `ScoreBatch` (positions {i['batch_positions']['min']}-"
             f"{i['batch_positions']['max']}), **{c['differing']}** as concurrent unary calls "
             f"micro-batched with others, vs one-by-one `Score` (bit-exact comparison) | 0 |"
+        )
+    return rows
+
+
+def _soak_and_start_rows(s: dict[str, Any]) -> list[str]:
+    rows = []
+    if k := s.get("soak"):
+        rows.append(
+            f"| Soak: mixed open loop at {k['rate_per_s']:g}/s for {k['load_s']:g} s, then {k['idle_s']:g} s "
+            f"idle | RSS after the {k['warmup_s']:g} s warm-up {_mib(k['rss_after_warmup_kb'])} → "
+            f"{_mib(k['rss_end_of_load_kb'])} at the end of the load "
+            f"(**{k['growth_after_warmup_pct']:+.1f} %**), slope {k['slope_under_load_kib_per_min']:+.0f} "
+            f"KiB/min ({k['bytes_per_call']:+.0f} B per call); idle {k['slope_idle_kib_per_min']:+.0f} "
+            f"KiB/min; {k['calls']:,} calls, {k['errors']:,} not OK | "
+            f"within {k['goal_growth_pct']:g} % after warm-up |"
+        )
+    if f := s.get("first_minute"):
+        parts = []
+        for start in f["starts"]:
+            first, steady = start["first"], start["steady"]
+            parts.append(
+                f"{start['start']}: {first['p999']} vs {steady['p999']} ms "
+                f"(**{start['p999_first_over_steady']}x**; other jobs {start['other_jobs_cores']['first']} / "
+                f"{start['other_jobs_cores']['steady']} cores)"
+            )
+        rows.append(
+            f"| First minute after a start: p99.9 of the first {f['first_s']:g} s vs the next "
+            f"{f['steady_s']:g} s, mixed open loop at {f['rate_per_s']:g}/s from SERVING | "
+            + "; ".join(parts)
+            + " | within 2x |"
+        )
+    return rows
+
+
+def _fault_rows(f: dict[str, Any]) -> list[str]:
+    rows = []
+    if k := f.get("worker_kill"):
+        rows.append(
+            f"| Fault: kill -9 of one worker (`workers=2`, unary `Score` at {k['rate_per_s']:g}/s over "
+            f"{k['channels']} connections) | supervisor: `{k['supervisor_log']}`, exit {k['exit_status']} "
+            f"{k['kill_to_exit_s']} s after the kill; {_counts(k['outcomes'])} of {k['calls']:,}; started "
+            f"again (as the orchestrator would), SERVING {k['exit_to_serving_again_s']} s after the exit, "
+            f"every call OK again {k['kill_to_all_ok_s']} s after the kill | as documented: the replica "
+            "drains and exits 1 |"
+        )
+    if b := f.get("batcher_fault"):
+        rows.append(
+            "| Fault: one exception where a batch is concatenated (the wedge) | "
+            f"{_counts(b['outcomes'])}; failed calls answered within {b['failed_answered_within_ms']} ms, "
+            f"every call OK again {b['first_failure_to_all_ok_s']} s after the first failure; model/fraud "
+            f"health: {', '.join(b['model_health_seen'])}; `{'`, `'.join(b['server_log'])}` | failed fast, "
+            "recovered (before: every later call waited out its deadline, health SERVING) |"
+        )
+    if h := f.get("hung_inference"):
+        rows.append(
+            "| Fault: one ONNX Runtime call hangs 15 s (`watchdog_stall_s=3`) | "
+            f"liveness: {' → '.join(h['liveness_seen'])}, NOT_SERVING "
+            f"{h['first_failed_call_to_liveness_not_serving_s']} s after the first failed call, for "
+            f"{h['liveness_not_serving_for_s']} s; {_counts(h['outcomes'])} | liveness fails within the "
+            "watchdog's period, then fast refusals |"
+        )
+    if g := f.get("grpc_shed"):
+        rows.append(
+            f"| Fault: {g['burst']:,} concurrent unary `Score` calls at once | client: "
+            f"{_counts(g['client_codes'])}; the server's metrics counted "
+            f"{_counts(g['server_counted_by_code'])}: "
+            f"**{g['not_in_any_server_metric']:,} calls in no server metric** (gRPC core shed them past "
+            "`max_pending_rpcs`, CANCELLED) | counted on the client |"
         )
     return rows
 
@@ -157,6 +236,63 @@ def _details(s: dict[str, Any]) -> list[str]:
         ]
     if i := s.get("invariance"):
         out += ["", f"**Batch invariance** ({i['command']}); probabilities compared as float64 with `==`."]
+    out += _new_details(s)
+    return out
+
+
+def _new_details(s: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    if k := s.get("soak"):
+        series = ", ".join(f"{t:g} s: {_mib(kb)}" for t, kb in k["rss_kb"])
+        windows = ", ".join(str(w["p99_ms"]) for w in k["latency_windows"])
+        out += [
+            "",
+            f"**Soak** ({k['command']}). RSS: {series}. Client p99 per {k['sample_s']:g} s window (ms, from "
+            f"the intended send): {windows}.",
+        ]
+    if f := s.get("first_minute"):
+        out += [
+            "",
+            f'**First minute** ({f["command"]}). Latency in ms from the intended send; "other jobs" is '
+            "the CPU the rest of the shared machine used meanwhile (cores of 2).",
+            "",
+            "| Start | startup s | first: p50 / p99 / p99.9 / max | steady: p50 / p99 / p99.9 / max "
+            "| p99.9 ratio | other jobs, cores (first / steady) | server GC pauses ≥ 10 ms "
+            "| generator's longest GC pause by generation, ms |",
+            "|---|---:|---|---|---:|---|---|---|",
+        ]
+        for st in f["starts"]:
+            a, b, gc = st["first"], st["steady"], st["gc_pauses_10ms_or_more"]
+            out.append(
+                f"| {st['start']} | {st['startup_s']} | {a['p50']} / {a['p99']} / {a['p999']} / {a['max']} | "
+                f"{b['p50']} / {b['p99']} / {b['p999']} / {b['max']} | {st['p999_first_over_steady']} | "
+                f"{st['other_jobs_cores']['first']} / {st['other_jobs_cores']['steady']} | "
+                f"{gc['count']} (longest {gc['longest_ms']}) | "
+                f"{' / '.join(str(x) for x in st['generator_gc_longest_ms'])} |"
+            )
+    if k := (s.get("faults") or {}).get("worker_kill"):
+        out += [
+            "",
+            f"**Worker killed** ({k['command']}).",
+            "",
+            "| Calls sent | " + " | ".join(sorted({o for p in k["by_phase"].values() for o in p})) + " |",
+            "|---|" + "---:|" * len({o for p in k["by_phase"].values() for o in p}),
+        ]
+        names = sorted({o for p in k["by_phase"].values() for o in p})
+        for phase, counts in k["by_phase"].items():
+            out.append(f"| {phase} | " + " | ".join(f"{counts.get(n, 0):,}" for n in names) + " |")
+    if g := (s.get("faults") or {}).get("grpc_shed"):
+        out += [
+            "",
+            f"**gRPC core shedding** ({g['command']}). What an operator can see of the shed calls: "
+            "nothing in riskserve's metrics (they never reach Python) and nothing in its log; the clients "
+            "see CANCELLED. The signs on the server side are indirect: `riskserve_inflight_requests` at its "
+            "ceiling and RESOURCE_EXHAUSTED refusals at the door in the same seconds. Count CANCELLED on "
+            "the client (the load tester reports it by code).",
+        ]
+    for name in ("batcher_fault", "hung_inference"):
+        if x := (s.get("faults") or {}).get(name):
+            out += ["", f"**{name.replace('_', ' ').capitalize()}** ({x['command']})."]
     return out
 
 
