@@ -64,6 +64,7 @@ async def one_start(
     steady = mixed_load.latency_ms(calls, began + first_s, began + first_s + steady_s)
     ratio = round(first["p999"] / steady["p999"], 2) if first["p999"] and steady["p999"] else None
     frozen = [line.split("event=", 1)[1].strip() for line in server.log if "event=startup_gc_frozen" in line]
+    gc_stats = [line.split("event=gc_stats", 1)[1].strip() for line in server.log if "event=gc_stats" in line]
     per_5s = [
         (mixed_load.latency_ms(calls, began + t, began + t + 5), cpu.others_cores(began + t, began + t + 5))
         for t in range(0, int(first_s + steady_s), 5)
@@ -85,6 +86,7 @@ async def one_start(
             "longest_ms": max((ms for _, ms in pauses), default=0.0),
         },
         "startup_gc_frozen": frozen[0] if frozen else None,
+        "server_gc_stats": gc_stats[0] if gc_stats else None,
         "generator_gc_longest_ms": [round(x * 1e3, 1) for x in client_gc.longest_s],
     }
 

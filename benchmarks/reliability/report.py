@@ -1,5 +1,6 @@
 """The markdown section written to docs/reliability.md (and the lead's copy of its table)."""
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,6 +38,11 @@ repeats the drain on fresh servers. Counts are exact; times depend on the shared
 - **Faults**: `benchmarks/reliability/faults.py`; the batcher fault and the hung call are injected by
   `benchmarks/reliability/fault_server.py` (benchmark code wrapping the CLI; the server has no fault hooks).
 """
+
+
+def _gen2(stats: str | None) -> str:
+    found = re.search(r"gen2_collections=(\d+) gen2_longest_ms=([\d.]+)", stats or "")
+    return f"{found[1]}, {found[2]}" if found else "-"
 
 
 def _mib(kb: int) -> str:
@@ -258,8 +264,8 @@ def _new_details(s: dict[str, Any]) -> list[str]:
             "",
             "| Start | startup s | first: p50 / p99 / p99.9 / max | steady: p50 / p99 / p99.9 / max "
             "| p99.9 ratio | other jobs, cores (first / steady) | server GC pauses ≥ 10 ms "
-            "| generator's longest GC pause by generation, ms |",
-            "|---|---:|---|---|---:|---|---|---|",
+            "| server gen-2 collections, longest ms | generator's longest GC pause by generation, ms |",
+            "|---|---:|---|---|---:|---|---|---|---|",
         ]
         for st in f["starts"]:
             a, b, gc = st["first"], st["steady"], st["gc_pauses_10ms_or_more"]
@@ -267,7 +273,7 @@ def _new_details(s: dict[str, Any]) -> list[str]:
                 f"| {st['start']} | {st['startup_s']} | {a['p50']} / {a['p99']} / {a['p999']} / {a['max']} | "
                 f"{b['p50']} / {b['p99']} / {b['p999']} / {b['max']} | {st['p999_first_over_steady']} | "
                 f"{st['other_jobs_cores']['first']} / {st['other_jobs_cores']['steady']} | "
-                f"{gc['count']} (longest {gc['longest_ms']}) | "
+                f"{gc['count']} (longest {gc['longest_ms']}) | {_gen2(st.get('server_gc_stats'))} | "
                 f"{' / '.join(str(x) for x in st['generator_gc_longest_ms'])} |"
             )
     if k := (s.get("faults") or {}).get("worker_kill"):

@@ -5,7 +5,7 @@ the oldest generation; the first full collections under traffic then walk all of
 waits. `freeze_startup_objects` collects once before SERVING and moves the survivors to the permanent
 generation (gc.freeze), so later full collections walk only what serving allocates. `GcPauseLog` logs
 every collection that paused the process for PAUSE_LOG_MS or more (`event=gc_pause`), so a latency spike
-can be told from a GC pause.
+can be told from a GC pause, and at shutdown the count and longest pause per generation (`event=gc_stats`).
 """
 
 import gc
@@ -45,6 +45,13 @@ class GcPauseLog:
     def remove(self) -> None:
         if self._callback in gc.callbacks:
             gc.callbacks.remove(self._callback)
+
+    def summary(self) -> str:
+        """Collections and the longest pause per generation since `install()`, for one log line."""
+        return " ".join(
+            f"gen{g}_collections={self.count[g]} gen{g}_longest_ms={self.longest_s[g] * 1e3:.1f}"
+            for g in range(3)
+        )
 
     def _callback(self, phase: str, info: dict) -> None:
         if phase == "start":

@@ -235,6 +235,7 @@ class RiskServer:
         if self._metrics_http is not None:
             self._metrics_http.close()
         self._gc_log.remove()
+        log.info("event=gc_stats %s", self._gc_log.summary())
         self._stopped.set()
 
     async def run_until_signal(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> int:
