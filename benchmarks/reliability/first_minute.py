@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.reliability import mixed_load
+from benchmarks.reliability.openloop import settle_gc
 from benchmarks.reliability.process_stats import CpuSampler
 from benchmarks.server_process import RiskServe
 from server.app.gc_tuning import GcPauseLog
@@ -50,6 +51,7 @@ async def one_start(
     pools = mixed_load.bodies(seed)  # before the start: the load begins the moment health says SERVING
     server.start()
     serving_line = len(server.log)
+    settle_gc()  # the generator's own setup garbage, before its pauses are watched
     client_gc = GcPauseLog(threshold_ms=5.0)
     client_gc.install()
     try:
