@@ -17,6 +17,7 @@ from loadtest.figures import compute_figures
 from loadtest.find_max import Trial, find_max_rate
 from loadtest.live import LiveProgress
 from loadtest.plot import PNG_NAME, write_png
+from loadtest.preflight import check
 from loadtest.report import JSON_NAME, print_summary, report_dict, write_json
 from loadtest.request_bodies import build_pool
 from loadtest.runner import RunResult, run_scenario
@@ -74,12 +75,14 @@ def _describe_load(scenario) -> str:
 
 
 def _single_run(console: Console, scenario, out: Path) -> int:
+    pools = tuple(build_pool(entry) for entry in scenario.mix)
+    check(scenario, pools)  # LoadTestError: not the server the scenario is for
     console.print(
         f"[bold]{scenario.name}[/] -> {scenario.target} ({scenario.protocol.value}); "
         f"{_describe_load(scenario)}; warm-up {scenario.load.warmup_s:g} s"
     )
     with LiveProgress(console, scenario) as progress:
-        result = run_scenario(scenario, on_progress=progress)
+        result = run_scenario(scenario, on_progress=progress, pools=pools)
     console.line()
     return _finish(console, result, out)
 
@@ -99,6 +102,7 @@ def _finish(console: Console, result: RunResult, out: Path, extra: dict | None =
 
 def _find_max(console: Console, scenario, out: Path, trial_s: float) -> int:
     pools = tuple(build_pool(entry) for entry in scenario.mix)
+    check(scenario, pools)
     console.print(
         f"[bold]find-max[/] {scenario.name} -> {scenario.target}: trials of {trial_s:g} s, "
         f"starting at {scenario.load.peak_rate:g} req/s"

@@ -7,12 +7,16 @@ like PromQL's histogram_quantile). The client's figure includes the network and 
 does not, so the gap between them is where time goes outside the server.
 """
 
+import http.client
 import logging
+import urllib.error
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from loadtest.errors import LoadTestError
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +33,61 @@ class ServerLatency:
     window_p99_ms: float | None  # the server's rolling window after the run
 
 
+def _fetch(url: str, timeout_s: float) -> str:
+    """The endpoint's text. LoadTestError when it answers but not as a metrics endpoint would (not HTTP/1,
+    an HTTP error, not a URL); OSError when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        raise LoadTestError(
+            f"metrics_url {url}: HTTP {exc.code} {exc.reason}; is it the /metrics path?"
+        ) from exc
+    except http.client.HTTPException as exc:  # e.g. BadStatusLine: a gRPC (HTTP/2) port
+        raise LoadTestError(
+            f"metrics_url {url}: does not speak HTTP/1 ({type(exc).__name__}); point it at the server's "
+            "metrics port (default 9100), not its gRPC port"
+        ) from exc
+    except ValueError as exc:  # "unknown url type"
+        raise LoadTestError(f"metrics_url {url}: not an http(s) URL ({exc})") from exc
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, OSError):
+            raise exc.reason from exc
+        raise OSError(str(exc.reason)) from exc
+
+
+def _families(url: str, text: str) -> set[str]:
+    try:
+        return {family.name for family in text_string_to_metric_families(text)}
+    except (ValueError, TypeError, IndexError) as exc:
+        raise LoadTestError(f"metrics_url {url}: the answer is not Prometheus text ({exc})") from exc
+
+
+def check_metrics_url(url: str, timeout_s: float = 3.0) -> None:
+    """Before a run: LoadTestError when `url` answers with something that is not Prometheus text; a
+    warning (the verdict then has no server column) when nothing answers or it is not riskserve's."""
+    try:
+        text = _fetch(url, timeout_s)
+    except OSError as exc:
+        log.warning("event=metrics_unreachable url=%s error=%s action=no_server_column", url, exc)
+        return
+    if HISTOGRAM_FAMILY not in _families(url, text):
+        log.warning(
+            "event=metrics_not_riskserve url=%s missing=%s action=no_server_column", url, HISTOGRAM_FAMILY
+        )
+
+
 def scrape(url: str | None, timeout_s: float = 3.0) -> str | None:
-    """The metrics text, or None (and a warning) when the endpoint does not answer."""
+    """The metrics text, or None (and a warning) when the endpoint does not answer with Prometheus text."""
     if not url:
         return None
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            return response.read().decode()
-    except OSError as exc:
+        text = _fetch(url, timeout_s)
+        _families(url, text)
+    except (OSError, LoadTestError) as exc:
         log.warning("event=metrics_scrape_failed url=%s error=%s", url, exc)
         return None
+    return text
 
 
 def _buckets(text: str) -> dict[tuple[str, str], dict[float, float]]:

@@ -7,6 +7,7 @@ charged to the server) is recorded as send lag. Closed loop: `concurrency` calle
 """
 
 import asyncio
+import gc
 import itertools
 import multiprocessing.connection
 import time
@@ -87,6 +88,10 @@ class _Generator:
             ) from exc
         self._unary = [[ch.unary_unary(p.method_path) for p in self.spec.pools] for ch in channels]
         self._stream = [[ch.stream_stream(p.method_path) for p in self.spec.pools] for ch in channels]
+        # Its own full collections would pause the generator mid-run, and open-loop latency from the
+        # intended send would charge that to the server: everything set up so far is frozen first.
+        gc.collect()
+        gc.freeze()
         self.results.put(("ready", self.spec.worker))
         start = await asyncio.get_running_loop().run_in_executor(None, start_conn.recv)
         if start is None:

@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from benchmarks.reliability.openloop import Record, open_loop
+from benchmarks.reliability.openloop import Record, open_loop, settle_gc
 from benchmarks.reliability.payloads import SCORE, SCORE_BATCH, batch_bodies, holdout_transactions, unary
 from benchmarks.server_process import RiskServe
 
@@ -74,6 +74,7 @@ async def run(server: RiskServe, rate: float, before_s: float, seed: int) -> dic
     # sending stops AFTER_EXIT_S after the process exited; the schedule only bounds a server that never does
     longest_s = before_s + float(SETTINGS["drain_pause_s"]) + float(SETTINGS["grace_period_s"]) + 10.0
     health: list[tuple[float, str]] = []
+    settle_gc()
     watcher = asyncio.create_task(_watch_health(server.target, health))
     marks: dict[str, float] = {}
 

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from benchmarks.reliability.openloop import open_loop
+from benchmarks.reliability.openloop import open_loop, settle_gc
 from benchmarks.reliability.payloads import SCORE, SCORE_BATCH, batch_bodies, holdout_transactions, unary
 from benchmarks.reliability.process_stats import RssSampler, cpu_seconds, rss_kb
 from benchmarks.server_process import RiskServe
@@ -87,6 +87,7 @@ async def _recovery(score, bodies: list[bytes], load_stopped: float) -> dict[str
 
 async def run(server: RiskServe, load_s: float, capacity_s: float, seed: int) -> dict[str, Any]:
     batches, singles = _bodies(seed)
+    settle_gc()
     async with grpc.aio.insecure_channel(server.target) as channel:
         score_batch, score = unary(channel, SCORE_BATCH), unary(channel, SCORE)
         capacity = await _capacity(score_batch, batches, capacity_s)

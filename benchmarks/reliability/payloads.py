@@ -80,7 +80,7 @@ def infer_request(rows: Sequence[scoring_pb2.Transaction], raw: bool) -> service
     frame = holdout.loc[[t.transaction_id for t in rows]]
     entry = MixEntry(call=CallKind.OIP_INFER, model="fraud", batch_size=len(rows))
     path = data_path(_config("fraud"), DataKind.HOLDOUT)
-    (body,) = infer_requests(entry, frame.reset_index(drop=True), path, default_models_dir())
+    (body,) = infer_requests(entry, frame.reset_index(drop=True), path, _config("fraud"))
     request = service_pb2.ModelInferRequest.FromString(body)
     return request if raw else _typed(request)
 

@@ -1,9 +1,35 @@
 """The markdown section written to docs/reliability.md (and the lead's copy of its table)."""
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 COMMAND = ".venv/bin/python -m benchmarks.reliability"
+FINDINGS = """
+### What the figures found
+
+- **Memory grew about 7 MiB a minute, under load and idle alike**: the rolling latency window
+  (server/metrics/latency_window.py) gave every (model, method) a new 216 KiB HDR histogram per 10 s slice
+  and dropped the expired one into a reference cycle (the library's histogram and its encoder point at
+  each other) that only a full garbage collection frees, which a server with a large old generation
+  rarely runs. tracemalloc snapshots over a 60 s run at 150 calls/s had one growing site,
+  `new_hdr_histogram` under `_prepare_next_slices` (7 MB); object counts by type grew by nothing per
+  call: the "0.9 KB per call" of the earlier soak was this, per minute. Now the histograms are acyclic
+  (freed at once), a key's slices are allocated once up front and the expired ones reused: see the soak
+  row; `tests/e2e/test_memory_growth.py` guards the per-call slope (under 150 B per call over 20,000
+  calls) and `tests/metrics/test_window_memory.py` the reuse, with the garbage collector off.
+- **The first minute**: the load generator's own first full collections (61-70 ms measured in the
+  benchmark client, walking the pandas frames its requests were built from) paused it mid-run, and
+  latency from the intended send charges such a pause to the server; the generators (this benchmark and
+  `riskserve loadtest`'s workers) now collect and freeze what they set up before sending. On the server,
+  no gen-2 collection ran in the first two minutes of a warm start with or without `startup_gc_freeze`
+  (its `event=gc_stats` line at shutdown; the first-minute table); the freeze stays, a 50-100 ms
+  collection once before SERVING, so no later full collection walks the startup heap.
+- **Faults**: see the fault rows. A batcher fault now fails its calls in milliseconds and the model serves
+  on; a hung ONNX Runtime call turns `liveness` NOT_SERVING after `watchdog_stall_s` and its calls are
+  refused at once from then on; calls gRPC core sheds are CANCELLED and in no server metric.
+"""
+
 METHOD = """
 ### How these are measured
 
@@ -11,9 +37,10 @@ METHOD = """
 default it runs the committed `HEAD` exported to the work folder (`--source head`), so uncommitted edits
 in the checkout do not leak into the figures; `--source worktree` runs the installed checkout instead. The
 quantization cache lives in the work folder (`--work-dir`, default `/tmp/riskserve-reliab`), so only the
-first run quantizes. `--quick` shortens every scenario (about 1 minute); `--only drain,overload` picks
-scenarios; `--server-setting workers=2` passes any server setting to every server started; `--drain-runs N`
-repeats the drain on fresh servers. Counts are exact; times depend on the shared machine.
+first run quantizes. `--quick` shortens every scenario (about 10 minutes; the soak 2 minutes instead of 10,
+`--soak-s` to choose); `--only drain,overload` picks scenarios; `--server-setting workers=2` passes any
+server setting to every server started; `--drain-runs N` repeats the drain on fresh servers; `--source
+COMMIT` runs an earlier commit (a baseline). Counts are exact; times depend on the shared machine.
 
 - **Drain**: an open-loop client sends unary `Score` at a fixed rate (plus a slower `ScoreBatch(256)`
   stream, so longer calls are in flight) and sends SIGTERM mid-run; a `grpc.health.v1` Watch on a second
@@ -27,7 +54,21 @@ repeats the drain on fresh servers. Counts are exact; times depend on the shared
   that, open loop, while RSS is sampled every 50 ms; a DEADLINE_EXCEEDED whose message is the client's own
   "Deadline Exceeded" is a call that waited out its deadline, any other is the server's fast refusal.
 - **Batch invariance**: probabilities are compared bit for bit (`==` on the float64 the server returns).
+- **Soak**: `benchmarks/reliability/soak.py`, a fresh server; RSS of its processes every 30 s; the
+  growth is from the first sample after the warm-up to the last one under load, the slope a least-squares
+  fit over those samples.
+- **First minute**: `benchmarks/reliability/first_minute.py`, each start a fresh server: cold (empty
+  quantization cache), warm, and warm with `startup_gc_freeze=false`; the load starts the moment health
+  says SERVING. The load generator collects and freezes its own setup objects first (its own full GC
+  paused it 70 ms mid-run once, which open-loop latency charges to the server).
+- **Faults**: `benchmarks/reliability/faults.py`; the batcher fault and the hung call are injected by
+  `benchmarks/reliability/fault_server.py` (benchmark code wrapping the CLI; the server has no fault hooks).
 """
+
+
+def _gen2(stats: str | None) -> str:
+    found = re.search(r"gen2_collections=(\d+) gen2_longest_ms=([\d.]+)", stats or "")
+    return f"{found[1]}, {found[2]}" if found else "-"
 
 
 def _mib(kb: int) -> str:
@@ -81,6 +122,8 @@ def _summary(s: dict[str, Any]) -> list[str]:
             f"{f'after {rec:.2f} s' if rec is not None else 'NOT within 30 s'} | refusals fast, "
             "memory bounded, quick recovery |"
         )
+    rows += _soak_and_start_rows(s)
+    rows += _fault_rows(s.get("faults") or {})
     if i := s.get("invariance"):
         a, c = i["in_score_batch_vs_single"], i["concurrent_unary_vs_single"]
         rows.append(
@@ -88,6 +131,74 @@ def _summary(s: dict[str, Any]) -> list[str]:
             f"**{a['differing']}** differ inside `ScoreBatch` (positions {i['batch_positions']['min']}-"
             f"{i['batch_positions']['max']}), **{c['differing']}** as concurrent unary calls "
             f"micro-batched with others, vs one-by-one `Score` (bit-exact comparison) | 0 |"
+        )
+    return rows
+
+
+def _soak_and_start_rows(s: dict[str, Any]) -> list[str]:
+    rows = []
+    if k := s.get("soak"):
+        rows.append(
+            f"| Soak: mixed open loop at {k['rate_per_s']:g}/s for {k['load_s']:g} s, then {k['idle_s']:g} s "
+            f"idle | RSS after the {k['warmup_s']:g} s warm-up {_mib(k['rss_after_warmup_kb'])} → "
+            f"{_mib(k['rss_end_of_load_kb'])} at the end of the load "
+            f"(**{k['growth_after_warmup_pct']:+.1f} %**), slope {k['slope_under_load_kib_per_min']:+.0f} "
+            f"KiB/min ({k['bytes_per_call']:+.0f} B per call); idle {k['slope_idle_kib_per_min']:+.0f} "
+            f"KiB/min; {k['calls']:,} calls, {k['errors']:,} not OK | "
+            f"within {k['goal_growth_pct']:g} % after warm-up |"
+        )
+    if f := s.get("first_minute"):
+        parts = []
+        for start in f["starts"]:
+            first, steady = start["first"], start["steady"]
+            parts.append(
+                f"{start['start']}: {first['p999']} vs {steady['p999']} ms "
+                f"(**{start['p999_first_over_steady']}x**; other jobs {start['other_jobs_cores']['first']} / "
+                f"{start['other_jobs_cores']['steady']} cores)"
+            )
+        rows.append(
+            f"| First minute after a start: p99.9 of the first {f['first_s']:g} s vs the next "
+            f"{f['steady_s']:g} s, mixed open loop at {f['rate_per_s']:g}/s from SERVING | "
+            + "; ".join(parts)
+            + " | within 2x |"
+        )
+    return rows
+
+
+def _fault_rows(f: dict[str, Any]) -> list[str]:
+    rows = []
+    if k := f.get("worker_kill"):
+        rows.append(
+            f"| Fault: kill -9 of one worker (`workers=2`, unary `Score` at {k['rate_per_s']:g}/s over "
+            f"{k['channels']} connections) | supervisor: `{k['supervisor_log']}`, exit {k['exit_status']} "
+            f"{k['kill_to_exit_s']} s after the kill; {_counts(k['outcomes'])} of {k['calls']:,}; started "
+            f"again (as the orchestrator would), SERVING {k['exit_to_serving_again_s']} s after the exit, "
+            f"every call OK again {k['kill_to_all_ok_s']} s after the kill | as documented: the replica "
+            "drains and exits 1 |"
+        )
+    if b := f.get("batcher_fault"):
+        rows.append(
+            "| Fault: one exception where a batch is concatenated (the wedge) | "
+            f"{_counts(b['outcomes'])}; failed calls answered within {b['failed_answered_within_ms']} ms, "
+            f"every call OK again {b['first_failure_to_all_ok_s']} s after the first failure; model/fraud "
+            f"health: {', '.join(b['model_health_seen'])}; `{'`, `'.join(b['server_log'])}` | failed fast, "
+            "recovered (before: every later call waited out its deadline, health SERVING) |"
+        )
+    if h := f.get("hung_inference"):
+        rows.append(
+            "| Fault: one ONNX Runtime call hangs 15 s (`watchdog_stall_s=3`) | "
+            f"liveness: {' → '.join(h['liveness_seen'])}, NOT_SERVING "
+            f"{h['first_failed_call_to_liveness_not_serving_s']} s after the first failed call, for "
+            f"{h['liveness_not_serving_for_s']} s; {_counts(h['outcomes'])} | liveness fails within the "
+            "watchdog's period, then fast refusals |"
+        )
+    if g := f.get("grpc_shed"):
+        rows.append(
+            f"| Fault: {g['burst']:,} concurrent unary `Score` calls at once | client: "
+            f"{_counts(g['client_codes'])}; the server's metrics counted "
+            f"{_counts(g['server_counted_by_code'])}: "
+            f"**{g['not_in_any_server_metric']:,} calls in no server metric** (gRPC core shed them past "
+            "`max_pending_rpcs`, CANCELLED) | counted on the client |"
         )
     return rows
 
@@ -157,6 +268,63 @@ def _details(s: dict[str, Any]) -> list[str]:
         ]
     if i := s.get("invariance"):
         out += ["", f"**Batch invariance** ({i['command']}); probabilities compared as float64 with `==`."]
+    out += _new_details(s)
+    return out
+
+
+def _new_details(s: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    if k := s.get("soak"):
+        series = ", ".join(f"{t:g} s: {_mib(kb)}" for t, kb in k["rss_kb"])
+        windows = ", ".join(str(w["p99_ms"]) for w in k["latency_windows"])
+        out += [
+            "",
+            f"**Soak** ({k['command']}). RSS: {series}. Client p99 per {k['sample_s']:g} s window (ms, from "
+            f"the intended send): {windows}.",
+        ]
+    if f := s.get("first_minute"):
+        out += [
+            "",
+            f'**First minute** ({f["command"]}). Latency in ms from the intended send; "other jobs" is '
+            "the CPU the rest of the shared machine used meanwhile (cores of 2).",
+            "",
+            "| Start | startup s | first: p50 / p99 / p99.9 / max | steady: p50 / p99 / p99.9 / max "
+            "| p99.9 ratio | other jobs, cores (first / steady) | server GC pauses ≥ 10 ms "
+            "| server gen-2 collections, longest ms | generator's longest GC pause by generation, ms |",
+            "|---|---:|---|---|---:|---|---|---|---|",
+        ]
+        for st in f["starts"]:
+            a, b, gc = st["first"], st["steady"], st["gc_pauses_10ms_or_more"]
+            out.append(
+                f"| {st['start']} | {st['startup_s']} | {a['p50']} / {a['p99']} / {a['p999']} / {a['max']} | "
+                f"{b['p50']} / {b['p99']} / {b['p999']} / {b['max']} | {st['p999_first_over_steady']} | "
+                f"{st['other_jobs_cores']['first']} / {st['other_jobs_cores']['steady']} | "
+                f"{gc['count']} (longest {gc['longest_ms']}) | {_gen2(st.get('server_gc_stats'))} | "
+                f"{' / '.join(str(x) for x in st['generator_gc_longest_ms'])} |"
+            )
+    if k := (s.get("faults") or {}).get("worker_kill"):
+        out += [
+            "",
+            f"**Worker killed** ({k['command']}).",
+            "",
+            "| Calls sent | " + " | ".join(sorted({o for p in k["by_phase"].values() for o in p})) + " |",
+            "|---|" + "---:|" * len({o for p in k["by_phase"].values() for o in p}),
+        ]
+        names = sorted({o for p in k["by_phase"].values() for o in p})
+        for phase, counts in k["by_phase"].items():
+            out.append(f"| {phase} | " + " | ".join(f"{counts.get(n, 0):,}" for n in names) + " |")
+    if g := (s.get("faults") or {}).get("grpc_shed"):
+        out += [
+            "",
+            f"**gRPC core shedding** ({g['command']}). What an operator can see of the shed calls: "
+            "nothing in riskserve's metrics (they never reach Python) and nothing in its log; the clients "
+            "see CANCELLED. The signs on the server side are indirect: `riskserve_inflight_requests` at its "
+            "ceiling and RESOURCE_EXHAUSTED refusals at the door in the same seconds. Count CANCELLED on "
+            "the client (the load tester reports it by code).",
+        ]
+    for name in ("batcher_fault", "hung_inference"):
+        if x := (s.get("faults") or {}).get(name):
+            out += ["", f"**{name.replace('_', ' ').capitalize()}** ({x['command']})."]
     return out
 
 
@@ -182,6 +350,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         *_summary(results["scenarios"]),
         *_details(results["scenarios"]),
+        FINDINGS,
         METHOD,
     ]
     return "\n".join(lines)

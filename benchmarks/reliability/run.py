@@ -1,11 +1,13 @@
 """Reliability figures of `riskserve serve` on the bundled models, measured against a real subprocess.
 
-    .venv/bin/python -m benchmarks.reliability [--quick] [--only drain,bad_inputs,overload,invariance]
+    .venv/bin/python -m benchmarks.reliability [--quick] [--only drain,bad_inputs,...] [--soak-s 600]
 
 Scenarios: drain under load (SIGTERM mid-run), bad-input barrage, overload memory and recovery, batch
-invariance. Writes benchmarks/reliability/results.json, docs/reliability.md and (if /work/notes exists)
-/work/notes/reliability-figures.md. About 3 minutes (--quick: about 1). The generator and the server share
-the machine's cores.
+invariance, soak (memory under a steady mixed load, then idle), the first minute after a cold and a warm
+start, and faults (a worker killed, a batcher fault, a hung ONNX Runtime call, gRPC core shedding).
+Writes benchmarks/reliability/results.json, docs/reliability.md and (if /work/notes exists)
+/work/notes/reliability-figures.md. About 30 minutes (--quick: about 10, the soak 2 minutes instead of 10).
+The generator and the server share the machine's cores.
 """
 
 import argparse
@@ -20,7 +22,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from benchmarks.reliability import bad_inputs, drain, invariance, overload
+from benchmarks.reliability import bad_inputs, drain, faults, first_minute, invariance, overload, soak
 from benchmarks.reliability.report import COMMAND, render
 from benchmarks.server_process import RiskServe
 from loadtest.open_loop import precise_timer_loop
@@ -29,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 DEFAULT_WORK = Path("/tmp/riskserve-reliab")  # outside the repo: the quantization cache persists across runs
 NOTES = Path("/work/notes/reliability-figures.md")
-SCENARIOS = ("invariance", "bad_inputs", "overload", "drain")
+SCENARIOS = ("invariance", "bad_inputs", "overload", "faults", "drain", "first_minute", "soak")
 SEED = 7
 
 
@@ -39,8 +41,9 @@ def _git(*args: str) -> str:
 
 def _server_source(source: str, work_dir: Path) -> tuple[Path | None, str]:
     """`head`: the committed tree exported to work_dir (others' uncommitted edits do not leak in);
-    `worktree`: this checkout as it is on disk. Returns (source dir or None, commit label)."""
-    commit = _git("rev-parse", "--short", "HEAD")
+    `worktree`: this checkout as it is on disk; any other value: that commit, exported (a baseline to
+    compare with). Returns (source dir or None, commit label)."""
+    commit = _git("rev-parse", "--short", "HEAD" if source in ("head", "worktree") else source)
     if source == "worktree":
         dirty = _git("status", "--porcelain", "server", "models")
         return None, commit + ("+uncommitted server/ or models/ changes" if dirty else "")
@@ -64,6 +67,16 @@ def _plan(quick: bool) -> dict[str, Any]:
         "drain_rate_per_s": 300.0,
         "drain_sigterm_after_s": 2.0 if quick else 3.0,
         "drain_runs": 2 if quick else 8,
+        "faults_rate_per_s": 300.0,
+        "shed_burst": 3000,
+        "first_minute_rate_per_s": 150.0,
+        "first_minute_first_s": 60.0,
+        "first_minute_steady_s": 60.0,
+        "soak_rate_per_s": 150.0,
+        "soak_load_s": 120.0 if quick else 600.0,
+        "soak_idle_s": 60.0 if quick else 120.0,
+        "soak_sample_s": 30.0,
+        "soak_warmup_s": 30.0 if quick else 60.0,
     }
 
 
@@ -90,7 +103,18 @@ async def _scenarios(server: RiskServe, names: list[str], plan: dict[str, Any]) 
         results["overload"] = await overload.run(
             server, plan["overload_load_s"], plan["overload_capacity_s"], SEED
         )
+    if "faults" in names:
+        results["faults_shed"] = await faults.grpc_shed(server, plan["shed_burst"], SEED)
     return results
+
+
+async def _fault_scenarios(work_dir: Path, cache: Path, source: Path | None, extra: dict, plan: dict) -> dict:
+    rate = plan["faults_rate_per_s"]
+    return {
+        "worker_kill": await faults.worker_kill(work_dir, cache, source, extra, rate, SEED),
+        "batcher_fault": await faults.batcher_fault(work_dir, cache, source, extra, rate, SEED),
+        "hung_inference": await faults.hung_inference(work_dir, cache, source, extra, rate, SEED),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,10 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--source",
-        choices=("head", "worktree"),
         default="head",
-        help="server code: the committed HEAD, exported (default), or this checkout's working tree",
+        help="server code: head (the committed HEAD, exported; default), worktree (this checkout as it is), "
+        "or a commit to compare with (exported)",
     )
+    parser.add_argument("--soak-s", type=float, help="seconds of soak load (default 600; quick 120)")
     parser.add_argument("--render-only", action="store_true", help="rewrite the markdown from --output")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--markdown", type=Path, default=REPO / "docs" / "reliability.md")
@@ -129,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = _plan(args.quick)
     if args.drain_runs:
         plan["drain_runs"] = args.drain_runs
+    if args.soak_s:
+        plan["soak_load_s"] = args.soak_s
     args.work_dir.mkdir(parents=True, exist_ok=True)
     cache = args.work_dir / "cache"
     source_dir, commit = _server_source(args.source, args.work_dir)
@@ -147,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "server_settings": extra,
         "scenarios": {},
     }
-    main_names = [n for n in names if n != "drain"]
+    main_names = [n for n in names if n in ("invariance", "bad_inputs", "overload", "faults")]
     if main_names:
         server = _server(args.work_dir, cache, extra, "main", source_dir)
         results["startup_s_main"] = round(server.start_seconds, 1)
@@ -165,6 +192,37 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
         results["scenarios"]["drain"] = drain.combine(runs)
+    if "faults" in names:
+        results["scenarios"]["faults"] = _run(_fault_scenarios(args.work_dir, cache, source_dir, extra, plan))
+        results["scenarios"]["faults"]["grpc_shed"] = results["scenarios"].pop("faults_shed")
+    if "first_minute" in names:
+        results["scenarios"]["first_minute"] = _run(
+            first_minute.run(
+                args.work_dir,
+                source_dir,
+                extra,
+                plan["first_minute_rate_per_s"],
+                plan["first_minute_first_s"],
+                plan["first_minute_steady_s"],
+                SEED,
+            )
+        )
+    if "soak" in names:
+        server = _server(args.work_dir, cache, extra, "soak", source_dir)
+        try:
+            results["scenarios"]["soak"] = _run(
+                soak.run(
+                    server,
+                    plan["soak_rate_per_s"],
+                    plan["soak_load_s"],
+                    plan["soak_idle_s"],
+                    plan["soak_sample_s"],
+                    plan["soak_warmup_s"],
+                    SEED,
+                )
+            )
+        finally:
+            server.stop()
     results["machine"]["load_avg_at_end"] = os.getloadavg()[0]
     results["seconds"] = round(time.monotonic() - began, 1)
     args.output.write_text(json.dumps(results, indent=2) + "\n")

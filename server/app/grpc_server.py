@@ -1,8 +1,10 @@
-"""The grpc.aio server: domain API, Open Inference Protocol, health and reflection on one port."""
+"""The grpc.aio server: domain API, Open Inference Protocol, health and (unless turned off) reflection on
+one port; every handler registered through server/app/request_guard.py (unparseable requests refused with
+INVALID_ARGUMENT, status messages made safe)."""
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from server.api.calls import Calls
@@ -12,12 +14,15 @@ from server.api.inference_servicer import InferenceServicer
 from server.app.concurrency_limit import ConcurrencyLimiter
 from server.app.health import HealthState
 from server.app.listen import ListenError, bind_errno
+from server.app.request_guard import RequestGuard
+from server.config.errors import ConfigError
 from server.config.settings import ServerSettings
 from server.runtime.repository import ModelRepository
 
 
 def _credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
-    if settings.tls_cert_file is None:
+    """TLS (mutual with a client CA) from the settings, which checked the files together."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
         return None
     client_ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
     return grpc.ssl_server_credentials(
@@ -83,22 +88,7 @@ def build_server(
         interceptors=[limiter] if limiter.enabled else [],
         options=server_options(settings, reuse_port=reuse_port),
     )
-    scoring_pb2_grpc.add_FraudScoringServicer_to_server(FraudScoringServicer(repository, calls), server)
-    scoring_pb2_grpc.add_CreditScoringServicer_to_server(CreditScoringServicer(repository, calls), server)
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(repository, calls, lambda: health.serving, lambda: health.accepting), server
-    )
-    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
-    reflection.enable_server_reflection(
-        (
-            scoring_pb2.DESCRIPTOR.services_by_name["FraudScoring"].full_name,
-            scoring_pb2.DESCRIPTOR.services_by_name["CreditScoring"].full_name,
-            service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
+    _register(settings, repository, calls, health, RequestGuard(calls.metrics).registrar(server))
     credentials = _credentials(settings)
     host, address = settings.host, settings.grpc_address
     if not reuse_port and settings.port != 0 and (code := bind_errno(host, settings.port)) is not None:
@@ -108,5 +98,37 @@ def build_server(
             server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
         )
     except RuntimeError as exc:  # gRPC says only "Failed to bind to address ...": find out why
-        raise ListenError(host, settings.port, bind_errno(host, settings.port), "--port") from exc
+        code = bind_errno(host, settings.port)
+        if code is None and credentials is not None:  # the address is fine: the credentials are not
+            raise ConfigError(
+                f"tls_cert_file / tls_key_file: gRPC could not listen with {settings.tls_cert_file} and "
+                f"{settings.tls_key_file} (the port is free); check that they are a PEM certificate chain "
+                "and its private key"
+            ) from exc
+        raise ListenError(host, settings.port, code, "--port") from exc
     return server, port, limiter
+
+
+def _register(
+    settings: ServerSettings, repository: ModelRepository, calls: Calls, health: HealthState, server
+) -> None:
+    """Every service on `server` (the guard's registrar); reflection unless `settings.reflection` is off."""
+    scoring_pb2_grpc.add_FraudScoringServicer_to_server(FraudScoringServicer(repository, calls), server)
+    scoring_pb2_grpc.add_CreditScoringServicer_to_server(CreditScoringServicer(repository, calls), server)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(repository, calls, lambda: health.serving, lambda: health.accepting), server
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    if not settings.reflection:
+        return
+    names = (
+        scoring_pb2.DESCRIPTOR.services_by_name["FraudScoring"].full_name,
+        scoring_pb2.DESCRIPTOR.services_by_name["CreditScoring"].full_name,
+        service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    )
+    # the asyncio servicer, named: enable_server_reflection picks it by the server's type, not the registrar's
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer(names), server
+    )

@@ -9,7 +9,9 @@ import errno
 import os
 import socket
 
+from server.config.settings import ServerSettings
 from server.metrics import MetricsHttpServer, MetricsPortError, ServingMetrics, start_metrics_http_server
+from server.metrics.http_server import MetricsTls
 
 
 class ListenError(RuntimeError):
@@ -58,10 +60,21 @@ def bind_errno(host: str, port: int) -> int | None:
     return probe_bind(host, port)[1]
 
 
-def start_metrics(metrics: ServingMetrics, host: str, port: int) -> MetricsHttpServer:
-    """The /metrics endpoint; ListenError if its address is taken."""
+def metrics_tls(settings: ServerSettings) -> MetricsTls | None:
+    """HTTPS for /metrics from the `metrics_tls_*` settings (checked together by the settings model)."""
+    if settings.metrics_tls_cert_file is None or settings.metrics_tls_key_file is None:
+        return None
+    return MetricsTls(
+        settings.metrics_tls_cert_file, settings.metrics_tls_key_file, settings.metrics_tls_client_ca_file
+    )
+
+
+def start_metrics(metrics: ServingMetrics, settings: ServerSettings) -> MetricsHttpServer:
+    """The /metrics endpoint at `metrics_host:metrics_port` (HTTPS with `metrics_tls_*`); ListenError if
+    its address is taken."""
+    host, port = settings.metrics_host, settings.metrics_port
     try:
-        return start_metrics_http_server(metrics, host, port)
+        return start_metrics_http_server(metrics, host, port, metrics_tls(settings))
     except MetricsPortError as exc:
         cause = exc.__cause__
         code = cause.errno if isinstance(cause, OSError) else None

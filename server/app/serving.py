@@ -1,7 +1,10 @@
 """The serving process's lifecycle: start, load models, serve, drain, stop.
 
-start:  metrics endpoint -> gRPC server listening (health NOT_SERVING) -> per model, off the event loop:
-        prepare_model -> session -> warm-up -> batcher -> health SERVING once every model is ready.
+start:  metrics endpoint -> gRPC server listening (health NOT_SERVING, `liveness` SERVING) -> watchdog ->
+        per model, off the event loop: prepare_model -> session -> warm-up -> batcher -> once every model
+        is ready: collect and freeze the startup objects (no full-GC pass over them later) -> SERVING.
+serve:  a batcher whose worker fails too often gives its model up (UNAVAILABLE, `model/<name>`
+        NOT_SERVING); the watchdog turns `liveness` NOT_SERVING while a model makes no progress.
 drain:  (SIGTERM / SIGINT) health NOT_SERVING at once -> keep serving `drain_pause_s` so load balancers
         notice -> refuse new calls with UNAVAILABLE -> in-flight calls get `grace_period_s` -> keep refusing
         until no call arrived for 0.25 s (at most 2 s, within the grace) -> stop.
@@ -14,14 +17,17 @@ import signal
 import time
 
 from server.api.calls import Calls, DrainState
+from server.app.gc_tuning import GcPauseLog, freeze_startup_objects
 from server.app.grpc_server import build_server
 from server.app.health import HealthState
 from server.app.listen import start_metrics
 from server.app.startup import ModelProblem, discover_models, load_model, problem_of
+from server.app.watchdog import Watchdog
 from server.config.errors import ConfigError
 from server.config.settings import ServerSettings
 from server.metrics import ServingMetrics
 from server.quantization.errors import QuantizationError
+from server.runtime.batcher import RESTART_WINDOW_S, BatcherFailure, MicroBatcher
 from server.runtime.repository import ModelRepository
 
 log = logging.getLogger(__name__)
@@ -32,6 +38,7 @@ EXIT_INTERRUPTED = 130
 DRAIN_QUIET_S = 0.25  # after the grace wait: stop once no call arrived for this long ...
 DRAIN_LINGER_MAX_S = 2.0  # ... or after this long (never past the grace period)
 STOP_GRACE_S = 1.0  # gRPC's own grace for calls a handler already runs when the server stops
+WATCHDOG_CHECKS_PER_STALL = 10  # the watchdog looks this often within `watchdog_stall_s` (at most 1/s)
 
 
 class RiskServer:
@@ -57,6 +64,9 @@ class RiskServer:
         self._limiter = None  # ConcurrencyLimiter: refusals at the door (server/app/concurrency_limit.py)
         self._metrics_http = None
         self._loading: asyncio.Task | None = None
+        self._watchdog: Watchdog | None = None
+        self._background: set[asyncio.Task] = set()
+        self._gc_log = GcPauseLog()
 
     async def start(self) -> None:
         """Listen at once (health NOT_SERVING) and load the models in the background.
@@ -69,8 +79,7 @@ class RiskServer:
         )
         calls = Calls(self.drain_state, self.metrics)
         if self.worker is None:
-            settings = self.settings
-            self._metrics_http = start_metrics(self.metrics, settings.metrics_host, settings.metrics_port)
+            self._metrics_http = start_metrics(self.metrics, self.settings)
             self.metrics_port = self._metrics_http.port
         self.metrics.set_ready(False)
         for name in self.repository.expected:
@@ -104,7 +113,33 @@ class RiskServer:
             )
         for problem in problems:
             self._keep_out(problem)
+        if self.settings.watchdog_stall_s > 0:
+            stall_s = self.settings.watchdog_stall_s
+            period_s = min(1.0, stall_s / WATCHDOG_CHECKS_PER_STALL)
+            self._watchdog = Watchdog(self.health, self._batchers, period_s, stall_s)
+            self._watchdog.start()
         self._loading = asyncio.get_running_loop().create_task(self._load_models(configs))
+
+    def _batchers(self) -> dict[str, MicroBatcher]:
+        return {r.name: r.batcher for r in self.repository.runtimes if r.batcher is not None}
+
+    def _batcher_failed(self, failure: BatcherFailure) -> None:
+        """A model's batcher worker failed (it logged why): count it; past its bound, keep the model out."""
+        self.metrics.count_batcher_failure(failure.model, "give_up" if failure.gave_up else "restart")
+        if not failure.gave_up:
+            return
+        detail = (
+            f"its batcher failed {failure.failures_in_window} times in {RESTART_WINDOW_S:g} s "
+            "(server log: event=batcher_failed)"
+        )
+        self._keep_out(ModelProblem(failure.model, "batcher_failed", detail))
+        task = asyncio.get_running_loop().create_task(self._model_down(failure.model))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _model_down(self, name: str) -> None:
+        await self.health.set_model(name, False)
+        self.metrics.set_ready(self.health.serving)
 
     def _keep_out(self, problem: ModelProblem) -> None:
         """One model will not serve: UNAVAILABLE with its reason for its calls, one log line, a metric."""
@@ -127,10 +162,13 @@ class RiskServer:
                         raise
                     self._keep_out(problem_of(config.name, exc))
                     continue
-                runtime.start(self.metrics.batch_observer(config.name))
+                runtime.start(self.metrics.batch_observer(config.name), on_failure=self._batcher_failed)
                 self.repository.add(runtime)
                 self.metrics.set_model_facts(runtime.facts)
                 await self.health.set_model(config.name, True)
+            if self.settings.startup_gc_freeze:
+                freeze_startup_objects()
+            self._gc_log.install()
             await self.health.set_serving(True)
             self.metrics.set_ready(self.health.serving)
             log.info(
@@ -188,12 +226,16 @@ class RiskServer:
         batchers, close the metrics endpoint."""
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()
+        if self._watchdog is not None:
+            await self._watchdog.stop()
         if self._server is not None:
             await self._server.stop(grace_s)
         for runtime in self.repository.runtimes:
             await runtime.stop()
         if self._metrics_http is not None:
             self._metrics_http.close()
+        self._gc_log.remove()
+        log.info("event=gc_stats %s", self._gc_log.summary())
         self._stopped.set()
 
     async def run_until_signal(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> int:

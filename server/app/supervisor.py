@@ -148,7 +148,7 @@ class Supervisor:
         port = reservation.getsockname()[1]
         metrics = ServingMetrics(shared_dir=shared_dir)
         try:
-            http = start_metrics(metrics, settings.metrics_host, settings.metrics_port)
+            http = start_metrics(metrics, settings)
         except ListenError:
             metrics.close()
             reservation.close()

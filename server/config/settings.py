@@ -6,13 +6,14 @@ at startup with the field (and where it came from) named.
 """
 
 import os
+import ssl
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from server.config._base import StrictModel
 from server.config.errors import ConfigError
@@ -30,6 +31,39 @@ class InferenceHandoff(StrEnum):
 class LogFormat(StrEnum):
     KEYVALUE = "keyvalue"
     JSON = "json"
+
+
+TLS_FILE_SETTINGS = (
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_client_ca_file",
+    "metrics_tls_cert_file",
+    "metrics_tls_key_file",
+    "metrics_tls_client_ca_file",
+)
+
+
+def check_key_pair(prefix: str, cert: Path, key: Path) -> None:
+    """ValueError naming the setting when the certificate or key cannot be read, or do not match."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+            raise ValueError(f"{prefix}_key_file: {key} is not the key of {prefix}_cert_file {cert}") from exc
+        raise ValueError(
+            f"{prefix}_cert_file / {prefix}_key_file: {cert}, {key}: not a PEM certificate and its key "
+            f"({exc.reason or exc})"
+        ) from exc
+    except OSError as exc:
+        raise ValueError(f"{prefix}_cert_file / {prefix}_key_file: cannot read: {exc}") from exc
+
+
+def check_ca_file(setting: str, path: Path) -> None:
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"{setting}: {path}: not a PEM CA certificate ({exc})") from exc
 
 
 class ServerSettings(StrictModel):
@@ -50,7 +84,15 @@ class ServerSettings(StrictModel):
     inference_handoff: InferenceHandoff = Field(InferenceHandoff.AUTO, description="where ORT runs")
     tls_cert_file: Path | None = Field(None, description="server certificate (PEM); with tls_key_file")
     tls_key_file: Path | None = Field(None, description="server private key (PEM)")
-    tls_client_ca_file: Path | None = Field(None, description="CA for client certificates (mutual TLS)")
+    tls_client_ca_file: Path | None = Field(
+        None, description="CA for client certificates (mutual TLS); needs tls_cert_file and tls_key_file"
+    )
+    metrics_tls_cert_file: Path | None = Field(None, description="serve /metrics over HTTPS: certificate")
+    metrics_tls_key_file: Path | None = Field(None, description="its private key (PEM)")
+    metrics_tls_client_ca_file: Path | None = Field(
+        None, description="/metrics scrapers must present a client certificate signed by this CA"
+    )
+    reflection: bool = Field(True, description="serve gRPC server reflection (lists the services)")
     debug_inference_delay_ms: float = Field(
         0.0, ge=0.0, description="TEST ONLY: sleep this long in every ONNX Runtime call"
     )
@@ -81,13 +123,45 @@ class ServerSettings(StrictModel):
     exit_on_model_error: bool = Field(
         False, description="a model that fails to load, validate or quantize stops the server (for CI)"
     )
+    watchdog_stall_s: float = Field(
+        10.0,
+        ge=0.0,
+        description="a model with work but no finished batch this long: health `liveness` NOT_SERVING; an "
+        "event loop silent this long is logged (0: no watchdog)",
+    )
+    startup_gc_freeze: bool = Field(
+        True, description="collect and gc.freeze() startup objects before SERVING (no full-GC stalls later)"
+    )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: LogFormat = LogFormat.KEYVALUE
 
+    @field_validator(*TLS_FILE_SETTINGS)
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"no such file: {path}")
+        return path
+
     @model_validator(mode="after")
-    def _tls_pair(self) -> "ServerSettings":
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("tls_cert_file and tls_key_file must be given together")
+    def _tls_together(self) -> "ServerSettings":
+        """The TLS settings as one: a certificate with its key, a client CA only with both (it would
+        otherwise run plaintext), and the key matching the certificate."""
+        for prefix in ("tls", "metrics_tls"):
+            cert, key = getattr(self, f"{prefix}_cert_file"), getattr(self, f"{prefix}_key_file")
+            client_ca = getattr(self, f"{prefix}_client_ca_file")
+            if cert is None and key is not None:
+                raise ValueError(f"{prefix}_cert_file: missing; {prefix}_key_file needs its certificate")
+            if key is None and cert is not None:
+                raise ValueError(f"{prefix}_key_file: missing; {prefix}_cert_file needs its key")
+            if client_ca is not None and cert is None:
+                raise ValueError(
+                    f"{prefix}_client_ca_file: mutual TLS needs {prefix}_cert_file and {prefix}_key_file too "
+                    "(without them the port would be plaintext)"
+                )
+            if cert is not None:
+                check_key_pair(prefix, cert, key)
+            if client_ca is not None:
+                check_ca_file(f"{prefix}_client_ca_file", client_ca)
         return self
 
     @property
@@ -141,8 +215,14 @@ def load_settings(
     except ValidationError as exc:
         lines = ["invalid server settings:"]
         for item in exc.errors():
-            field = ".".join(str(p) for p in item["loc"]) or "(top level)"
-            where = origin.get(str(item["loc"][0]), "default") if item["loc"] else "settings"
-            env_hint = f" (env {ENV_PREFIX}{field.upper()})" if where == "environment" else ""
-            lines.append(f"  {field}: {item['msg']} [from {where}{env_hint}]")
+            field, message = ".".join(str(p) for p in item["loc"]), item["msg"]
+            if not field:  # a check of several settings: its message starts with the one at fault
+                message = message.removeprefix("Value error, ")
+                field, _, message = (
+                    message.partition(": ") if ": " in message else ("(top level)", "", message)
+                )
+            first = field.split(" ")[0].split(".")[0]
+            where = origin.get(first, "default")
+            env_hint = f" (env {ENV_PREFIX}{first.upper()})" if where == "environment" else ""
+            lines.append(f"  {field}: {message} [from {where}{env_hint}]")
         raise ConfigError("\n".join(lines)) from exc

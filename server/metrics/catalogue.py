@@ -73,6 +73,13 @@ FAILED = MetricSpec(
     ("model", "reason"),
     "Accepted requests that failed while being scored.",
 )
+BATCHER_FAILURES = MetricSpec(
+    "riskserve_batcher_failures_total",
+    "counter",
+    ("model", "action"),
+    "Micro-batcher workers that ended on a fault: its batch and queue failed INTERNAL, then action=restart "
+    "(a new worker) or give_up (the model is unavailable; the log line event=batcher_failed has the error).",
+)
 MODEL_INFO = MetricSpec(
     "riskserve_model_info",
     "gauge",
@@ -131,6 +138,7 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     INFLIGHT,
     REJECTED,
     FAILED,
+    BATCHER_FAILURES,
     MODEL_INFO,
     GATE_PASSED,
     FP32_FALLBACK,

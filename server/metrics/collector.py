@@ -118,7 +118,7 @@ class ServingMetricsCollector:
             for labels, value in sorted(gauges.get(spec.name, {}).items()):
                 family.add_metric(labels, value)
             yield family
-        for spec in (m.REJECTED, m.FAILED):
+        for spec in (m.REJECTED, m.FAILED, m.BATCHER_FAILURES):
             family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
             for labels, value in sorted(counters.get(spec.name, {}).items()):
                 family.add_metric(labels, value)

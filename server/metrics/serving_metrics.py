@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from server.metrics import catalogue as m
 from server.metrics.collector import ServingMetricsCollector
-from server.metrics.latency_window import RollingLatencyWindow, new_hdr_histogram
+from server.metrics.latency_window import RollingLatencyWindow, new_hdr_histogram, reset_hdr_histogram
 from server.metrics.snapshot import LabelValues, ProcessSnapshot, write_snapshot
 from server.served_model import ModelFacts
 
@@ -82,6 +82,7 @@ class ServingMetrics:
         self._scores: dict[LabelValues, list[Any]] = {}
         self._rejected: dict[LabelValues, float] = {}
         self._failed: dict[LabelValues, float] = {}
+        self._batcher_failures: dict[LabelValues, float] = {}
         self._queue_depth: dict[LabelValues, float] = {}
         self._inflight: dict[LabelValues, float] = {}
         self._unavailable: dict[LabelValues, float] = {}
@@ -186,6 +187,12 @@ class ServingMetrics:
         with self._lock:
             self._failed[(model, reason)] = self._failed.get((model, reason), 0) + 1
 
+    def count_batcher_failure(self, model: str, action: str) -> None:
+        """A model's batcher worker ended on a fault; `action` restart or give_up."""
+        with self._lock:
+            key = (model, action)
+            self._batcher_failures[key] = self._batcher_failures.get(key, 0) + 1
+
     def observe_scores(self, model: str, probabilities: Sequence[float] | np.ndarray) -> None:
         """Add positive-class probabilities to the model's score distribution."""
         if len(probabilities) <= _PLAIN_SCORES_MAX:  # a few plain floats: bisect, no numpy round trip
@@ -247,7 +254,11 @@ class ServingMetrics:
                     m.BATCH_SIZE.name: {k: list(v) for k, v in self._batch.items()},
                     m.MODEL_SCORE.name: {k: list(v) for k, v in self._scores.items()},
                 },
-                counters={m.REJECTED.name: dict(self._rejected), m.FAILED.name: dict(self._failed)},
+                counters={
+                    m.REJECTED.name: dict(self._rejected),
+                    m.FAILED.name: dict(self._failed),
+                    m.BATCHER_FAILURES.name: dict(self._batcher_failures),
+                },
                 gauges={
                     m.QUEUE_DEPTH.name: dict(self._queue_depth),
                     m.INFLIGHT.name: dict(self._inflight),
@@ -284,6 +295,8 @@ class ServingMetrics:
                     text = self._encoded_closed_slices[cache_key]
                 else:
                     with self._lock:
+                        if self.window.slice_at(key, index) is not histogram:
+                            continue  # expired (and recycled) since the copy above
                         text = histogram.encode().decode("ascii")  # base64 bytes -> JSON-friendly str
                     if index < current:  # a closed slice no longer changes: encode it once
                         self._encoded_closed_slices[cache_key] = text
@@ -319,15 +332,19 @@ class ServingMetrics:
             if self._stop.wait(period):
                 return
 
-    def _prepare_next_slices(self) -> None:
-        now = time.time()
+    def _prepare_next_slices(self, now: float | None = None) -> None:
+        """Ahead of each slice boundary, off the hot path: every key's next slice, made of an expired
+        slice (reset) where there is one, newly allocated otherwise; so a steady key set allocates none."""
+        now = time.time() if now is None else now
         with self._lock:
+            spare = self.window.drop_expired(now)
             missing = self.window.missing_next_slices(now)
-        fresh = [(key, index, new_hdr_histogram()) for key, index in missing]  # allocate outside the lock
+        for histogram in spare:  # outside the lock: out of the window, no reader uses them any more
+            reset_hdr_histogram(histogram)
+        fresh = [(key, index, spare.pop() if spare else new_hdr_histogram()) for key, index in missing]
         with self._lock:
             for key, index, histogram in fresh:
                 self.window.install(key, index, histogram)
-            self.window.drop_expired(now)
 
     def close(self) -> None:
         """Stop the background thread and, in multi-process mode, write a final snapshot. Idempotent."""

@@ -15,7 +15,30 @@ Admission control: a request that would push the queue past `max_queue_rows` is 
 (OverloadedError), so overload never grows memory; a request whose deadline cannot be met (the batches
 queued ahead of it, at the recent batch time, would outlast it) is refused at once, and one whose deadline
 has passed by the time its batch is cut is not run (DeadlineExceededError); a caller that went away is
-dropped.
+dropped. The batch time is a moving average that also decays while the model is idle (half-life
+ESTIMATE_HALF_LIFE_S), learns from lone inline calls, and takes one batch as at most ESTIMATE_STEP_MAX times
+the estimate, so a few huge batches (or one hung call) cannot keep refusing short deadlines for long.
+
+Supervision. The worker is watched by a done-callback: if it ends for any reason but `stop()` (an
+exception at any step, a cancellation), every call of the batch it was running and every queued call fails
+at once with BatcherFailedError (INTERNAL, naming the model), the failure is logged with its traceback and
+reported to `on_failure`, and a new worker starts. More than `max_restarts` failures within
+`restart_window_s` and the batcher gives up: `on_failure` hears `gave_up=True` and every later call is
+refused with ModelUnavailableError.
+
+Invariant: every queued request's future is resolved exactly once, whatever raises where:
+- with its rows of the batch output, once its batch ran;
+- DeadlineExceededError, when its deadline passed while queued (it is not run);
+- InferenceFailedError, when ONNX Runtime raised or returned a wrong number of rows (its batch only; the
+  worker goes on);
+- BatcherFailedError, when anything else raised in the worker (cutting, concatenating, the observer,
+  slicing the output, updating the estimates): the supervisor fails the batch and the queue;
+- ModelUnavailableError, when the watchdog declares the model stalled while it was queued;
+- DrainingError, on `stop()`;
+- or not at all because the caller cancelled it (the future is done already; nobody waits).
+Requests refused at the door (queue full, deadline cannot be met, given up, stalled) and inline requests
+never get a future: their exception is raised to the caller directly. tests/server/test_batcher_faults.py
+injects a fault at each step and checks that every caller is answered at once.
 """
 
 import asyncio
@@ -30,7 +53,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from server.config.settings import InferenceHandoff
-from server.runtime.errors import DeadlineExceededError, DrainingError, InferenceFailedError, OverloadedError
+from server.runtime.errors import (
+    DeadlineExceededError,
+    DrainingError,
+    InferenceFailedError,
+    ModelUnavailableError,
+    OverloadedError,
+    ScoringError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +74,17 @@ INLINE_MAX_ROWS = 16  # `auto`: larger requests always go to the thread
 # 38 us back to back. Blocking the loop that long costs nobody anything when the request is alone.
 INLINE_MAX_SECONDS = 1e-3
 TIMER_RESOLUTION_S = 1e-3  # asyncio (epoll) timers round shorter waits up to a millisecond
+ESTIMATE_HALF_LIFE_S = 1.0  # an idle model's batch-time estimate halves this often
+ESTIMATE_STEP_MAX = 4.0  # one batch counts as at most this many times the estimate
+MAX_RESTARTS = 3  # worker failures tolerated within RESTART_WINDOW_S; one more and the model is given up
+RESTART_WINDOW_S = 60.0
+
+
+class BatcherFailedError(ScoringError):
+    """The model's batcher worker failed while this call was queued or running (a server-side fault)."""
+
+    code = "INTERNAL"
+    reason = "batcher_failed"
 
 
 @dataclass(frozen=True)
@@ -54,6 +95,21 @@ class BatchResult:
     queue_s: float  # from submit to the start of its batch's inference
     inference_s: float  # the ONNX Runtime call of the whole batch
     batch_rows: int
+
+
+@dataclass(frozen=True)
+class BatcherFailure:
+    """What `on_failure` hears when a worker ended: the error, the calls it failed, whether it was the
+    last straw (`gave_up`: the model no longer serves)."""
+
+    model: str
+    error: str
+    calls_failed: int
+    failures_in_window: int
+    gave_up: bool
+
+
+FailureObserver = Callable[[BatcherFailure], None]
 
 
 @dataclass
@@ -79,6 +135,10 @@ class MicroBatcher:
         handoff: InferenceHandoff = InferenceHandoff.THREAD,
         on_batch: BatchObserver | None = None,
         inline_seconds: float | None = None,  # first estimate of a lone call's time (from warm-up)
+        on_failure: FailureObserver | None = None,
+        max_restarts: int = MAX_RESTARTS,
+        restart_window_s: float = RESTART_WINDOW_S,
+        estimate_half_life_s: float = ESTIMATE_HALF_LIFE_S,
     ) -> None:
         self.model = model
         self._run_batch = run_batch
@@ -87,37 +147,155 @@ class MicroBatcher:
         self.max_queue_rows = max_queue_rows
         self._handoff = handoff
         self._on_batch = on_batch or (lambda rows, queued: None)
+        self.on_failure = on_failure
+        self._max_restarts = max_restarts
+        self._restart_window_s = restart_window_s
+        self._half_life_s = estimate_half_life_s
         self._queue: deque[_Request] = deque()
         self._queued_rows = 0
+        self._batch: list[_Request] = []  # cut and not yet answered
         self._work = asyncio.Event()
         self._full = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{model}")
         self._worker: asyncio.Task | None = None
+        self._stopping = False
+        self._failures: list[float] = []  # monotonic times of worker failures within the window
+        self.gave_up: str | None = None  # why the batcher no longer serves
+        self.stalled_for: float | None = None  # set by the watchdog while no batch finishes
         self._running = False
-        self.batch_seconds: float | None = None  # moving average of one batch's inference time
+        self._batch_seconds: float | None = None  # moving average of one batch's inference time ...
+        self._estimated_at = 0.0  # ... as of this monotonic time (it decays from there)
         self.inline_seconds = inline_seconds  # moving average of a lone inline call
         self._last_submit = 0.0
+        self.progress_at = time.monotonic()  # last time a batch finished or the queue was found empty
+
+    # ---- lifecycle and supervision ----------------------------------------------------------------
 
     def start(self) -> None:
-        if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._serve(), name=f"batcher-{self.model}")
+        if self._worker is None and not self._stopping:
+            self._spawn()
+
+    def _spawn(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._serve(), name=f"batcher-{self.model}")
+        self._worker.add_done_callback(self._worker_ended)
 
     async def stop(self) -> None:
         """Stop the worker; requests still queued fail with DrainingError."""
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-            self._worker = None
-        while self._queue:
-            request = self._queue.popleft()
-            if not request.future.done():
-                request.future.set_exception(DrainingError("server shutting down"))
-        self._queued_rows = 0
+        self._stopping = True
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+        self._fail_pending(lambda: DrainingError("server shutting down"))
         self._executor.shutdown(wait=False)
+
+    def _worker_ended(self, worker: asyncio.Task) -> None:
+        """The supervisor: a worker that ends while not stopping fails every pending call, is logged and
+        reported, and is replaced (or, past the bound, the batcher gives up)."""
+        if self._stopping or worker is not self._worker:
+            return
+        error = None if worker.cancelled() else worker.exception()
+        what = "cancelled" if worker.cancelled() else ("returned" if error is None else repr(error))
+        message = f"model {self.model}: batcher failed; the call was not scored, retry"
+        failed = self._fail_pending(lambda: BatcherFailedError(message))
+        now = time.monotonic()
+        self._failures = [t for t in self._failures if now - t < self._restart_window_s] + [now]
+        gave_up = len(self._failures) > self._max_restarts
+        log.error(
+            "event=batcher_failed model=%s error=%r calls_failed=%d failures_in_window=%d window_s=%g "
+            "action=%s",
+            self.model,
+            what,
+            failed,
+            len(self._failures),
+            self._restart_window_s,
+            "give_up" if gave_up else "restart",
+            exc_info=error,
+        )
+        self._worker = None
+        if gave_up:
+            self.gave_up = f"its batcher failed {len(self._failures)} times in {self._restart_window_s:g} s"
+        else:
+            self._spawn()
+        if self.on_failure is not None:
+            try:
+                self.on_failure(BatcherFailure(self.model, what, failed, len(self._failures), gave_up))
+            except Exception:
+                log.exception("event=batcher_failure_observer_failed model=%s", self.model)
+
+    def _fail_pending(self, error: Callable[[], ScoringError]) -> int:
+        """Fail the batch being run and every queued request with a new `error()` each; returns how many
+        were failed."""
+        failed = 0
+        for request in [*self._batch, *self._queue]:
+            if not request.future.done():
+                request.future.set_exception(error())
+                failed += 1
+        self._batch = []
+        self._queue.clear()
+        self._queued_rows = 0
+        self._running = False
+        return failed
+
+    # ---- the estimates ------------------------------------------------------------------------------
+
+    @property
+    def batch_seconds(self) -> float | None:
+        """The recent batch time, decayed by half every `estimate_half_life_s` since it was last learnt."""
+        if self._batch_seconds is None:
+            return None
+        idle_s = time.monotonic() - self._estimated_at
+        return self._batch_seconds * 0.5 ** (max(0.0, idle_s) / self._half_life_s)
+
+    def _learn_batch_time(self, seconds: float) -> None:
+        """Moving average of the batch time; one batch counts as at most ESTIMATE_STEP_MAX times the
+        estimate, so an outlier (a call that hung 15 s) cannot refuse every short deadline after it."""
+        previous = self.batch_seconds
+        if previous is not None:
+            seconds = 0.8 * previous + 0.2 * min(seconds, ESTIMATE_STEP_MAX * previous)
+        self._batch_seconds = seconds
+        self._estimated_at = time.monotonic()
+
+    def _update_inline_estimate(self, seconds: float) -> None:
+        previous = self.inline_seconds
+        self.inline_seconds = seconds if previous is None else 0.8 * previous + 0.2 * seconds
+
+    def set_stalled(self, stalled_s: float | None) -> int:
+        """The watchdog's verdict: stalled for `stalled_s` (queued calls fail UNAVAILABLE at once and new
+        ones are refused, so clients retry elsewhere instead of waiting out their deadlines), or None
+        (moving again). The batch being run is left to finish. Returns how many queued calls were failed."""
+        self.stalled_for = stalled_s
+        if stalled_s is None:
+            return 0
+        failed = 0
+        for request in self._queue:
+            if not request.future.done():
+                request.future.set_exception(ModelUnavailableError(self._stalled_message()))
+                failed += 1
+        self._queue.clear()
+        self._queued_rows = 0
+        return failed
+
+    def _stalled_message(self) -> str:
+        return (
+            f"model {self.model} is not making progress (no batch finished for {self.stalled_for:.0f} s); "
+            "retry on another instance"
+        )
+
+    def stalled_s(self, now: float | None = None) -> float:
+        """How long the batcher has had work (queued or running) without finishing a batch; 0 when idle."""
+        if not self._queue and not self._running and not self._batch:
+            return 0.0
+        return max(0.0, (time.monotonic() if now is None else now) - self.progress_at)
+
+    # ---- the callers' side ----------------------------------------------------------------------------
 
     async def submit(self, feeds: Feeds, rows: int, deadline: float | None = None) -> BatchResult:
         """Queue `rows` rows (validated [rows, 1] arrays) and wait for their outputs."""
+        if self.gave_up is not None:
+            raise ModelUnavailableError(f"model {self.model} is unavailable: {self.gave_up}")
+        if self.stalled_for is not None:
+            raise ModelUnavailableError(self._stalled_message())
         if self._queued_rows + rows > self.max_queue_rows:
             raise OverloadedError(
                 f"model {self.model}: queue full ({self._queued_rows} rows waiting, limit "
@@ -130,6 +308,8 @@ class MicroBatcher:
         lone, self._last_submit = now - self._last_submit > LONE_GAP_S, now
         if self._may_run_now(rows, lone):
             return self._run_now(feeds, rows, now)
+        if not self._queue and not self._running:
+            self.progress_at = time.monotonic()  # idle until now: the stall clock starts here
         request = _Request(feeds, rows, loop.create_future(), deadline, now)
         self._queue.append(request)
         self._queued_rows += rows
@@ -145,51 +325,63 @@ class MicroBatcher:
         return lone and rows <= INLINE_MAX_ROWS and fast
 
     def _run_now(self, feeds: Feeds, rows: int, submitted: float) -> BatchResult:
-        """Run one request on the event loop, synchronously: nothing can interleave, so no queue."""
-        self._on_batch(rows, self._queued_rows)
+        """Run one request on the event loop, synchronously: nothing can interleave, so no queue. Any
+        fault is raised to this caller alone (InferenceFailedError for ORT, else BatcherFailedError)."""
+        try:
+            self._on_batch(rows, self._queued_rows)
+            started = time.perf_counter()
+            outputs, inference_s = self._timed_run(feeds, rows)
+            self._update_inline_estimate(inference_s)
+            self._learn_batch_time(inference_s)
+            return BatchResult(outputs, started - submitted, inference_s, rows)
+        except InferenceFailedError:
+            raise
+        except Exception as exc:
+            log.exception("event=batcher_failed model=%s path=inline rows=%d", self.model, rows)
+            raise BatcherFailedError(f"model {self.model}: scoring failed; the call was not scored") from exc
+
+    def _timed_run(self, feeds: Feeds, rows: int) -> tuple[np.ndarray, float]:
+        """The ONNX Runtime call alone, timed where it runs (without the thread hand-off). Whatever goes
+        wrong in it (raised, or the wrong number of output rows) is an InferenceFailedError."""
         started = time.perf_counter()
         try:
             outputs = self._run_batch(feeds)
+            if getattr(outputs, "shape", None) is None or len(outputs) != rows:
+                raise ValueError(f"{len(outputs) if hasattr(outputs, '__len__') else 'no'} output rows")
         except Exception as exc:
             log.error("event=inference_failed model=%s rows=%d error=%r", self.model, rows, str(exc))
             raise InferenceFailedError(f"model {self.model}: inference failed") from exc
-        inference_s = time.perf_counter() - started
-        self._update_inline_estimate(inference_s)
-        return BatchResult(outputs, started - submitted, inference_s, rows)
-
-    def _update_inline_estimate(self, seconds: float) -> None:
-        previous = self.inline_seconds
-        self.inline_seconds = seconds if previous is None else 0.8 * previous + 0.2 * seconds
-
-    def _timed_run(self, feeds: Feeds) -> tuple[np.ndarray, float]:
-        """The ONNX Runtime call alone, timed where it runs (without the thread hand-off)."""
-        started = time.perf_counter()
-        outputs = self._run_batch(feeds)
         return outputs, time.perf_counter() - started
 
     def _check_deadline(self, remaining_s: float, rows: int) -> None:
         if remaining_s <= 0:
             raise DeadlineExceededError("deadline passed before the request was queued")
-        if self.batch_seconds is None:
+        batch_s = self.batch_seconds
+        if batch_s is None:
             return
         batches_ahead = -(-(self._queued_rows + rows) // self.max_batch_size) + self._running
-        expected_s = batches_ahead * self.batch_seconds
+        expected_s = batches_ahead * batch_s
         if expected_s > remaining_s:
             raise DeadlineExceededError(
                 f"deadline cannot be met: about {expected_s * 1e3:.1f} ms of inference queued ahead, "
                 f"{remaining_s * 1e3:.1f} ms left; not queued"
             )
 
+    # ---- the worker -------------------------------------------------------------------------------------
+
     async def _serve(self) -> None:
         while True:
             if not self._queue:
+                self.progress_at = time.monotonic()
                 self._work.clear()
                 await self._work.wait()
             if self._delay_s > 0 and self._queued_rows < self.max_batch_size:
                 await self._let_batch_fill()
-            batch = self._cut()
-            if batch:
-                await self._run(batch)
+            self._batch = self._cut()
+            if self._batch:
+                await self._run(self._batch)
+            self._batch = []
+            self.progress_at = time.monotonic()
 
     async def _let_batch_fill(self) -> None:
         """Wait up to the queue delay for the batch to fill. asyncio timers cannot wait less than a
@@ -225,6 +417,8 @@ class MicroBatcher:
         return batch
 
     async def _run(self, batch: list[_Request]) -> None:
+        """Run one cut batch. An ORT failure fails this batch only; anything else raised here ends the
+        worker, and the supervisor fails the batch (self._batch) and the queue."""
         rows = sum(r.rows for r in batch)
         feeds = (
             batch[0].feeds
@@ -236,24 +430,20 @@ class MicroBatcher:
         self._running = True
         try:
             if self._handoff is InferenceHandoff.INLINE:
-                outputs, ort_s = self._timed_run(feeds)
+                outputs, ort_s = self._timed_run(feeds, rows)
             else:
                 outputs, ort_s = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._timed_run, feeds
+                    self._executor, self._timed_run, feeds, rows
                 )
-        except Exception as exc:  # an ORT failure fails this batch's callers, never the worker
-            log.error("event=inference_failed model=%s rows=%d error=%r", self.model, rows, str(exc))
+        except InferenceFailedError as exc:  # fails this batch's callers, never the worker
             for request in batch:
                 if not request.future.done():
-                    request.future.set_exception(
-                        InferenceFailedError(f"model {self.model}: inference failed")
-                    )
+                    request.future.set_exception(InferenceFailedError(str(exc)))
             return
         finally:
             self._running = False
         inference_s = time.perf_counter() - started
-        previous = self.batch_seconds
-        self.batch_seconds = inference_s if previous is None else 0.8 * previous + 0.2 * inference_s
+        self._learn_batch_time(inference_s)
         if rows <= INLINE_MAX_ROWS:
             # Small batches on the thread keep the inline estimate current, so one lone call slowed by a
             # busy machine cannot keep every later lone call off the inline path for good.

@@ -18,7 +18,7 @@ from server.config.settings import ServerSettings
 from server.model_data import DataKind, feeds_from_frame, input_frame, reference_row
 from server.model_io import output_positive_column, output_width, probability_column
 from server.ort_session import create_session, latency_session_options
-from server.runtime.batcher import BatchObserver, Feeds, MicroBatcher
+from server.runtime.batcher import BatchObserver, FailureObserver, Feeds, MicroBatcher
 from server.runtime.errors import InvalidInputError
 from server.runtime.features import FeatureSchema, FieldNamer
 from server.runtime.prediction import Prediction, decide_rows
@@ -136,8 +136,9 @@ class ModelRuntime:
     def name(self) -> str:
         return self.config.name
 
-    def start(self, observer: BatchObserver | None = None) -> None:
-        """Start the model's batcher on the running event loop; `observer` hears of every batch."""
+    def start(self, observer: BatchObserver | None = None, on_failure: FailureObserver | None = None) -> None:
+        """Start the model's batcher on the running event loop; `observer` hears of every batch,
+        `on_failure` of every failure of its worker (server/runtime/batcher.py, Supervision)."""
         batching = self.config.batching
         self.batcher = MicroBatcher(
             self.config.name,
@@ -148,6 +149,7 @@ class ModelRuntime:
             handoff=self._handoff,
             on_batch=observer,
             inline_seconds=self.single_row_seconds,
+            on_failure=on_failure,
         )
         self.batcher.start()
 

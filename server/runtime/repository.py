@@ -6,6 +6,7 @@ whose `ready()` is the runtime or the reason it cannot serve (not found, another
 """
 
 from server.config.model_config import ModelTask
+from server.runtime.echo import echo
 from server.runtime.errors import ModelNotFoundError, ModelNotReadyError, ModelUnavailableError, ScoringError
 from server.runtime.model_runtime import ModelRuntime
 
@@ -30,11 +31,12 @@ class ModelSlot:
         self.unavailable: str | None = None
 
     def ready(self) -> ModelRuntime:
-        """The model's runtime, or why not: ModelUnavailableError, or ModelNotReadyError while it loads."""
+        """The model's runtime, or why not: ModelUnavailableError (also once a served model is given up),
+        or ModelNotReadyError while it loads."""
+        if self.unavailable is not None:
+            raise ModelUnavailableError(f"model '{self.name}' is unavailable: {self.unavailable}")
         runtime = self.runtime
         if runtime is None:
-            if self.unavailable is not None:
-                raise ModelUnavailableError(f"model '{self.name}' is unavailable: {self.unavailable}")
             raise ModelNotReadyError(f"model '{self.name}' is still loading")
         return runtime
 
@@ -64,14 +66,15 @@ class ModelRepository:
         self._slots[runtime.name].runtime = runtime
 
     def mark_unavailable(self, name: str, reason: str) -> None:
-        """`name` will not serve: calls to it get UNAVAILABLE with `reason`; the other models serve on."""
+        """`name` will not serve (never loaded, or given up while serving): calls to it get UNAVAILABLE
+        with `reason`; the other models serve on."""
         shown = reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS] + "..."
         self._slots[name].unavailable = " ".join(shown.split())  # one line
 
     @property
     def all_loaded(self) -> bool:
         """Every configured model serves (none unavailable, none still loading)."""
-        return all(slot.runtime is not None for slot in self._slots.values())
+        return all(slot.runtime is not None and slot.unavailable is None for slot in self._slots.values())
 
     @property
     def runtimes(self) -> list[ModelRuntime]:
@@ -79,7 +82,7 @@ class ModelRepository:
 
     def is_ready(self, name: str) -> bool:
         slot = self._slots.get(name)
-        return slot is not None and slot.runtime is not None
+        return slot is not None and slot.runtime is not None and slot.unavailable is None
 
     def _default_slot(self, task: ModelTask) -> ModelSlot:
         """The model named after the task if served, else the only model of that task."""
@@ -107,12 +110,14 @@ class ModelRepository:
             served = ", ".join(sorted(self.expected)) or "none"
             return _Refused(
                 UNKNOWN_MODEL_LABEL,
-                ModelNotFoundError(f"model '{requested}' is not served (served: {served})"),
+                ModelNotFoundError(f"model '{echo(requested)}' is not served (served: {served})"),
             )
         if task is not None and slot.task is not None and slot.task is not task:
             return _Refused(
                 slot.label,
-                ModelNotFoundError(f"model '{requested}' is a {slot.task.value} model, not {task.value}"),
+                ModelNotFoundError(
+                    f"model '{echo(requested)}' is a {slot.task.value} model, not {task.value}"
+                ),
             )
         return slot
 

@@ -4,6 +4,7 @@ Manifests are parsed with pyyaml; settings come from ServerSettings itself, so a
 is followed without touching this test. `kubectl kustomize` renders the kustomization where kubectl exists.
 """
 
+import asyncio
 import shutil
 import subprocess
 import tomllib
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from grpc_health.v1 import health_pb2
 
+from server.app.health import LIVENESS_SERVICE, HealthState
 from server.cli import serve_cmd
 from server.cli.main import build_parser
 from server.config.settings import ENV_PREFIX, ServerSettings, load_settings
@@ -91,10 +94,39 @@ def test_grpc_probes_ask_the_health_service_on_the_grpc_port(container: dict) ->
         assert "grpc" in check, f"{probe} should be a native gRPC (grpc.health.v1) probe"
         assert _port(container, check["grpc"]["port"]) == grpc_port
         assert check["grpc"].get("service", "") == "", "the whole server's status, as `riskserve health`"
-    # Liveness must not fail while draining (health NOT_SERVING): a TCP check of the same port.
-    liveness = container["livenessProbe"]
-    assert "grpc" not in liveness
-    assert _port(container, liveness["tcpSocket"]["port"]) == grpc_port
+    liveness = container["livenessProbe"]["grpc"]
+    assert _port(container, liveness["port"]) == grpc_port
+    assert liveness["service"] == LIVENESS_SERVICE, "the watchdog's service, which a drain leaves SERVING"
+
+
+def test_liveness_serves_through_a_drain_and_fails_for_a_stalled_model(container: dict) -> None:
+    service = container["livenessProbe"]["grpc"]["service"]
+
+    async def statuses() -> list[int]:
+        health = HealthState()
+        await health.set_model("fraud", True)
+        await health.set_serving(True)
+        seen = [await _check(health, service)]
+        await health.set_serving(False)  # a drain
+        seen.append(await _check(health, service))
+        await health.set_stalled("fraud", True)  # the watchdog's verdict
+        seen.append(await _check(health, service))
+        return seen
+
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+    assert asyncio.run(statuses()) == [serving, serving, not_serving]
+
+
+async def _check(health: HealthState, service: str) -> int:
+    return (await health.servicer.Check(health_pb2.HealthCheckRequest(service=service), None)).status
+
+
+def test_liveness_gives_the_watchdog_time_and_never_outpaces_a_busy_moment(container: dict) -> None:
+    settings, probe = _settings(container), container["livenessProbe"]
+    failing_for_s = probe["periodSeconds"] * probe["failureThreshold"]
+    assert failing_for_s >= 3 * settings.watchdog_stall_s, "restart only after the watchdog has decided"
+    assert settings.watchdog_stall_s > 0, "the watchdog is what liveness reports"
+    assert probe.get("timeoutSeconds", 1) >= 5, "a loaded event loop may take a moment to answer"
 
 
 def test_termination_grace_covers_prestop_drain_pause_and_grace_period(pod: dict, container: dict) -> None:
@@ -198,3 +230,12 @@ def test_kustomization_renders_with_kubectl() -> None:
     ).stdout
     kinds = {doc["kind"] for doc in yaml.safe_load_all(rendered)}
     assert kinds == {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "PodMonitor"}
+
+
+KUBERNETES_VERSION = "1.30.0"  # the oldest Kubernetes the manifests target (native gRPC probes: 1.27)
+
+
+@pytest.mark.parametrize("name", ["deployment.yaml", "service.yaml", "pdb.yaml", "hpa.yaml"])
+def test_manifest_validates_against_the_kubernetes_schema(name: str) -> None:
+    validator = pytest.importorskip("kubernetes_validate")
+    validator.validate(_load(name), KUBERNETES_VERSION, strict=True)  # unknown fields are errors too

@@ -251,3 +251,68 @@ def test_sub_millisecond_queue_delay_collects_requests_arriving_over_several_loo
 
     assert [r.outputs.item() for r in _run(scenario())] == [2, 4, 6, 8]
     assert model.batch_sizes == [4]
+
+
+class RowTimedModel:
+    """Takes 1 ms per 4 rows: a big batch is slow, a lone row is quick."""
+
+    def __call__(self, feeds):
+        time.sleep(len(feeds["x"]) / 4000)
+        return feeds["x"] * 2
+
+
+def _refused_for_a_short_deadline(batcher: MicroBatcher, deadline_s: float) -> bool:
+    try:
+        batcher._check_deadline(deadline_s, 1)
+    except DeadlineExceededError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("cure", ["idle time", "lone calls"])
+def test_the_batch_time_estimate_decays_with_idle_time_and_lone_calls(cure):
+    """Three big batches must not keep refusing short deadlines: the estimate decays while the model is
+    idle, and lone (inline) calls teach it their own, short, time."""
+
+    async def scenario():
+        batcher = MicroBatcher(
+            "m",
+            RowTimedModel(),
+            max_batch_size=256,
+            max_queue_delay_us=0,
+            max_queue_rows=1000,
+            handoff=InferenceHandoff.AUTO,
+            estimate_half_life_s=0.1 if cure == "idle time" else 1000.0,
+        )
+        batcher.start()
+        for _ in range(3):
+            await batcher.submit(_feeds(*range(200)), 200)  # 50 ms each, on the thread
+        refused_at_first = _refused_for_a_short_deadline(batcher, 0.01)
+        if cure == "idle time":
+            await asyncio.sleep(0.6)  # six half-lives
+        else:
+            for value in range(40):
+                await batcher.submit(_feeds(value), 1)  # lone: inline, about 0.25 ms each
+                await asyncio.sleep(0.001)
+        refused_later = _refused_for_a_short_deadline(batcher, 0.01)
+        await batcher.stop()
+        return refused_at_first, refused_later
+
+    assert _run(scenario()) == (True, False)
+
+
+def test_one_hung_batch_does_not_refuse_every_short_deadline_after_it():
+    async def scenario():
+        batcher = MicroBatcher(
+            "m", DoublingModel(), max_batch_size=8, max_queue_delay_us=0, max_queue_rows=100
+        )
+        for _ in range(5):
+            batcher._learn_batch_time(0.001)
+        batcher._learn_batch_time(15.0)  # a call that hung 15 s
+        estimate = batcher.batch_seconds
+        refused = _refused_for_a_short_deadline(batcher, 0.01)
+        await batcher.stop()
+        return estimate, refused
+
+    estimate, refused = _run(scenario())
+    assert estimate < 0.002 and not refused

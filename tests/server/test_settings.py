@@ -38,7 +38,7 @@ def test_flags_beat_environment_beat_file(tmp_path: Path):
         ({"RISKSERVE_PORT": "http"}, "", ["port", "environment", "RISKSERVE_PORT"]),
         ({}, "grace_period_s: -1\n", ["grace_period_s", "config file"]),
         ({}, "prot: 5000\n", ["prot"]),
-        ({"RISKSERVE_TLS_CERT_FILE": "/x.pem"}, "", ["tls_cert_file and tls_key_file"]),
+        ({"RISKSERVE_TLS_CERT_FILE": "/x.pem"}, "", ["tls_cert_file", "no such file: /x.pem", "environment"]),
     ],
 )
 def test_bad_values_are_named_with_their_source(tmp_path: Path, environ, file_text, names):
