@@ -72,3 +72,10 @@ class InferenceFailedError(ScoringError):
 
     code = "INTERNAL"
     reason = "inference_error"
+
+
+class BatcherFailedError(ScoringError):
+    """The model's batcher worker failed while this call was queued or running (a server-side fault)."""
+
+    code = "INTERNAL"
+    reason = "batcher_failed"
