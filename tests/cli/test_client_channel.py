@@ -1,5 +1,6 @@
 """The client commands' one settings type: target and TLS derived from the server's settings and flags."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,9 +35,11 @@ def test_a_server_port_of_zero_needs_an_explicit_target() -> None:
     assert ClientSettings.from_server(ServerSettings(port=0), target="127.0.0.1:7").target == "127.0.0.1:7"
 
 
-def test_tls_follows_the_servers_settings_unless_flags_say_otherwise(tmp_path: Path) -> None:
+def test_tls_follows_the_servers_settings_unless_flags_say_otherwise(tmp_path: Path, certificate) -> None:
     assert ClientSettings.from_server(ServerSettings()).tls is None  # plaintext server: plaintext client
-    pair = dict(tls_cert_file=tmp_path / "s.pem", tls_key_file=tmp_path / "s.key")
+    cert, key = certificate  # the settings check that the files exist and belong together
+    shutil.copy(cert, tmp_path / "ca.pem")
+    pair = dict(tls_cert_file=cert, tls_key_file=key)
     tls = ClientSettings.from_server(ServerSettings(**pair)).tls
     assert (tls.root, tls.cert, tls.key) == (pair["tls_cert_file"], None, None)  # trusts the server cert
     mutual = ClientSettings.from_server(ServerSettings(**pair, tls_client_ca_file=tmp_path / "ca.pem")).tls

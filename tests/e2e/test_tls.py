@@ -3,7 +3,6 @@ the client commands, `riskserve health` (the Docker HEALTHCHECK, exec probes) an
 follow the same settings (RISKSERVE_* variables, --config) to reach it."""
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -14,37 +13,6 @@ import yaml
 from server.api.gen.riskserve.v1 import scoring_pb2_grpc
 from tests.e2e.conftest import REPO_ROOT
 from tests.e2e.requests import transaction
-
-
-@pytest.fixture()
-def certificate(tmp_path):
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl not installed")
-    key, cert = tmp_path / "server.key", tmp_path / "server.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    return cert, key
 
 
 def test_tls_server_scores_for_a_trusting_client_only(start_server, model_repo, certificate):
