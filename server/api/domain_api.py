@@ -28,7 +28,7 @@ from server.api.calls import Calls
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.config.errors import ConfigError
 from server.config.model_config import ModelConfig, ModelTask
-from server.runtime.errors import DrainingError, InvalidInputError
+from server.runtime.errors import DrainingError, InvalidInputError, ScoringError
 from server.runtime.features import FieldNamer
 from server.runtime.model_runtime import ModelRuntime
 from server.runtime.prediction import Prediction
@@ -213,6 +213,46 @@ class MessageColumns:
         return columns
 
 
+class _Arrivals:
+    """A stream's messages as they arrive (bounded: the reader waits when `window` are unanswered), handed
+    out in groups of those that are already here and share a model."""
+
+    def __init__(self, window: int) -> None:
+        self._queue: asyncio.Queue = asyncio.Queue(window)
+        self._window = window
+        self._next: object = _NOTHING  # taken from the queue but not in the last group
+
+    async def read(self, request_iterator: AsyncIterator) -> None:
+        """Queue each message; end with None, or with the read error (not a cancellation), so the
+        answering side ends the stream instead of waiting forever."""
+        try:
+            async for transaction in request_iterator:
+                await self._queue.put(transaction)
+        except Exception as exc:
+            await self._queue.put(exc)
+            return
+        await self._queue.put(None)
+
+    async def group(self) -> list | None:
+        """The next messages (at least one, waiting for it), or None at the end of the stream."""
+        item, self._next = (await self._queue.get() if self._next is _NOTHING else self._next), _NOTHING
+        if item is None:
+            return None
+        if isinstance(item, Exception):
+            raise item
+        group, model = [item], item.model
+        while len(group) < self._window and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None or isinstance(item, Exception) or item.model != model:
+                self._next = item
+                break
+            group.append(item)
+        return group
+
+
+_NOTHING = object()
+
+
 def _missing_entry(message, map_name: str, key: str) -> str:
     other = STRING_MAP if map_name == NUMBER_MAP else NUMBER_MAP
     if key in getattr(message, other):
@@ -312,7 +352,7 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
 
     async def ScoreBatch(self, request: scoring_pb2.TransactionBatch, context: grpc.aio.ServicerContext):
         slot = self.repository.slot(request.model, ModelTask.FRAUD)
-        async with self.calls.unary(context, slot.label, "ScoreBatch") as call:
+        async with self.calls.unary(context, slot.label, "ScoreBatch", batch=True) as call:
             runtime = slot.ready()
             rows = len(request.transactions)
             if rows == 0:
@@ -327,36 +367,48 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
     async def ScoreStream(
         self, request_iterator: AsyncIterator[scoring_pb2.Transaction], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[scoring_pb2.FraudScore]:
-        """Answers in arrival order; up to _STREAM_WINDOW transactions are scored concurrently. A bad
-        transaction ends the stream with INVALID_ARGUMENT naming it (by position and id); once a drain
-        refuses new calls, the stream ends with UNAVAILABLE so the client reconnects elsewhere."""
-        async with self.calls.stream(context):
-            pending: asyncio.Queue = asyncio.Queue(_STREAM_WINDOW)
-            reader = asyncio.create_task(self._read_stream(request_iterator, context, pending))
+        """Answers in arrival order. The transactions that arrived while the previous ones were scored are
+        scored together, as one batch (up to _STREAM_WINDOW): a busy stream costs per batch, not per message.
+        A bad transaction ends the stream with INVALID_ARGUMENT naming it (by position and id), after the
+        answers to those before it; once a drain refuses new calls, the stream ends with UNAVAILABLE so the
+        client reconnects elsewhere."""
+        label = self.repository.slot("", ModelTask.FRAUD).label
+        async with self.calls.stream(context, label):
+            arrivals = _Arrivals(_STREAM_WINDOW)
+            reader = asyncio.create_task(arrivals.read(request_iterator))
             try:
-                while (task := await pending.get()) is not None:
-                    yield await task  # its error ends the stream with its status (calls.stream)
+                position = 0
+                while (group := await arrivals.group()) is not None:
+                    answers, error = await self._score_group(group, position, context)
+                    for answer in answers:
+                        yield answer
+                    if error is not None:
+                        raise error  # ends the stream with its status (calls.stream)
+                    position += len(group)
             finally:
                 reader.cancel()
-                while not pending.empty():
-                    task = pending.get_nowait()
-                    if task is not None:
-                        task.cancel()
 
-    async def _read_stream(self, request_iterator, context, pending: asyncio.Queue) -> None:
-        """Start scoring each message as it arrives; end with None, or with the read error as a failed
-        future so the answering side ends the stream instead of waiting forever."""
-        position = 0
-        try:
-            async for transaction in request_iterator:
-                await pending.put(asyncio.create_task(self._score_streamed(transaction, position, context)))
-                position += 1
-        except Exception as exc:  # the request stream broke (not a cancellation): end the answers too
-            failed = asyncio.get_running_loop().create_future()
-            failed.set_exception(exc)
-            await pending.put(failed)
-            return
-        await pending.put(None)
+    async def _score_group(
+        self, group: list, position: int, context
+    ) -> tuple[list[scoring_pb2.FraudScore], ScoringError | None]:
+        """Score messages that arrived together (one model) as one batch; if one of them is bad, message by
+        message instead, so the answers before it go out and its error names it."""
+        if len(group) > 1:
+            slot = self.repository.slot(group[0].model, ModelTask.FRAUD)
+            try:
+                async with self.calls.message(context, slot.label, "ScoreStream") as call:
+                    if self.calls.drain.refusing:
+                        raise DrainingError("server is shutting down; reconnect to another instance")
+                    return await self._score(group, slot.ready(), True, call), None
+            except InvalidInputError:
+                pass  # found again below, message by message, with its position
+        answers = []
+        for offset, transaction in enumerate(group):
+            try:
+                answers.append(await self._score_streamed(transaction, position + offset, context))
+            except ScoringError as exc:
+                return answers, exc
+        return answers, None
 
     async def _score_streamed(self, transaction, position: int, context) -> scoring_pb2.FraudScore:
         slot = self.repository.slot(transaction.model, ModelTask.FRAUD)
