@@ -181,7 +181,8 @@ class ServingMetrics:
             return
         with self._lock:
             self._record_call(key, total_s, prediction.queue_s, prediction.inference_s)
-            row = self._scores.get((model,)) or self._scores.setdefault((model,), _new_row(len(_SCORE_BOUNDS)))
+            scores = self._scores
+            row = scores.get((model,)) or scores.setdefault((model,), _new_row(len(_SCORE_BOUNDS)))
             for value in probabilities:
                 row[bisect_left(_SCORE_BOUND_LIST, value)] += 1
                 row[-1] += value
