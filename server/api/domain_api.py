@@ -18,7 +18,7 @@ an absent `behaviour` message, or an absent map key. A numeric field left at 0 i
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import attrgetter, methodcaller
 
 import grpc
 import numpy as np
@@ -148,6 +148,7 @@ class MessageColumns:
         self._nested_features = tuple(s.feature for s in by_kind["nested"])
         nested_fields = [s.field for s in by_kind["nested"]]
         self._get_nested = attrgetter(*nested_fields, nested_fields[0]) if nested_fields else None
+        self._has_nested = methodcaller("HasField", message.nested) if message.nested else None
         self._hours = tuple((s.feature, s.field) for s in by_kind["hour"])
         self._maps = tuple((s.feature, s.field, s.key) for s in by_kind["map"])
         wire = {s.feature: s.wire for s in self.sources}
@@ -167,20 +168,20 @@ class MessageColumns:
             values = zip(*map(self._get_fields, messages), strict=True)
             columns.update(zip(self._fields, values, strict=False))  # the dummy last field is dropped
         if self._get_nested is not None:
-            for row, message in enumerate(messages):
-                if not message.HasField(self._nested):
-                    field = namer(self._nested_features[0], row).rsplit(".", 1)[0]
-                    raise InvalidInputError(field, f"missing ({self._nested} aggregates are required)")
-            values = zip(*(self._get_nested(getattr(m, self._nested)) for m in messages), strict=True)
-            columns.update(zip(self._nested_features, values, strict=False))
+            if not all(map(self._has_nested, messages)):
+                row = next(i for i, m in enumerate(messages) if not m.HasField(self._nested))
+                field = namer(self._nested_features[0], row).rsplit(".", 1)[0]
+                raise InvalidInputError(field, f"missing ({self._nested} aggregates are required)")
+            nested = map(self._get_nested, map(attrgetter(self._nested), messages))
+            columns.update(zip(self._nested_features, zip(*nested, strict=True), strict=False))
         for feature, field in self._hours:
-            stamps = np.fromiter((getattr(m, field) for m in messages), dtype=np.int64, count=len(messages))
+            stamps = np.fromiter(map(attrgetter(field), messages), dtype=np.int64, count=len(messages))
             if (stamps <= 0).any():
                 row = int(np.argmax(stamps <= 0))
                 raise InvalidInputError(namer(feature, row), "missing (unix seconds, UTC, must be > 0)")
             columns[feature] = (stamps // SECONDS_PER_HOUR) % 24
         for feature, map_name, key in self._maps:
-            column = [getattr(m, map_name).get(key) for m in messages]
+            column = [entries.get(key) for entries in map(attrgetter(map_name), messages)]
             if None in column:
                 row = column.index(None)
                 raise InvalidInputError(namer(feature, row), _missing_entry(messages[row], map_name, key))
@@ -304,21 +305,23 @@ def fraud_scores(
     prediction: Prediction,
     template: scoring_pb2.FraudScore,
     latency_us: int,
-) -> list[scoring_pb2.FraudScore]:
+    into=None,
+) -> Sequence[scoring_pb2.FraudScore]:
     """One FraudScore per transaction: a copy of the model's template (its ModelRef) plus the row's fields,
-    about 3x cheaper than passing the ModelRef to the constructor."""
-    answers = []
+    about 3x cheaper than passing the ModelRef to the constructor. `into`: a repeated FraudScore field to
+    add them to in place (no copy of each answer into the batch's message afterwards)."""
+    answers = scoring_pb2.FraudScoreBatch().scores if into is None else into
+    add = answers.add
     for t, p, r, d in zip(
         transactions, prediction.probabilities, prediction.scores, prediction.decisions, strict=True
     ):
-        answer = scoring_pb2.FraudScore()
+        answer = add()
         answer.CopyFrom(template)
         answer.transaction_id = t.transaction_id
         answer.probability = p
         answer.risk_score = r
         answer.decision = d
         answer.server_latency_us = latency_us
-        answers.append(answer)
     return answers
 
 
@@ -336,14 +339,19 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
         return cached
 
     async def _score(
-        self, transactions: Sequence[scoring_pb2.Transaction], runtime: ModelRuntime, batch: bool, call
-    ) -> list[scoring_pb2.FraudScore]:
+        self,
+        transactions: Sequence[scoring_pb2.Transaction],
+        runtime: ModelRuntime,
+        batch: bool,
+        call,
+        into=None,
+    ) -> Sequence[scoring_pb2.FraudScore]:
         served = self._model(runtime)
         reader = served.reader
         namer = reader.batch_namer if batch else reader.namer
         columns = reader.columns(transactions, namer)
         prediction = call.prediction = await runtime.predict(columns, len(transactions), namer, call.deadline)
-        return fraud_scores(transactions, prediction, served.answer, call.latency_us())
+        return fraud_scores(transactions, prediction, served.answer, call.latency_us(), into)
 
     async def Score(self, request: scoring_pb2.Transaction, context: grpc.aio.ServicerContext):
         slot = self.repository.slot(request.model, ModelTask.FRAUD)
@@ -361,8 +369,9 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
                 raise InvalidInputError(
                     "transactions", f"{rows} transactions, at most {runtime.max_request_rows}"
                 )
-            scores = await self._score(request.transactions, runtime, True, call)
-            return scoring_pb2.FraudScoreBatch(scores=scores)
+            answer = scoring_pb2.FraudScoreBatch()
+            await self._score(request.transactions, runtime, True, call, answer.scores)
+            return answer
 
     async def ScoreStream(
         self, request_iterator: AsyncIterator[scoring_pb2.Transaction], context: grpc.aio.ServicerContext

@@ -80,9 +80,14 @@ class FeatureSchema:
             values.update(zip(names, matrix, strict=True))
         for name, allowed in self.categorical:
             column = _column(columns, name, rows, namer)
-            for row, value in enumerate(column):
-                if value not in allowed:
-                    raise InvalidInputError(namer(name, row), _category_problem(value, allowed))
+            try:
+                known = allowed.issuperset(column)  # one C loop over the column
+            except TypeError:  # an unhashable value: not a category either
+                known = False
+            if not known:
+                for row, value in enumerate(column):
+                    if value not in allowed:
+                        raise InvalidInputError(namer(name, row), _category_problem(value, allowed))
             values[name] = np.asarray(column, dtype=object)
         return values
 

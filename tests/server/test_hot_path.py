@@ -175,3 +175,75 @@ def test_unary_scores_equal_plain_session_run_and_vectorized_mapping(config):
     assert [a.probabilities[0] for a in answers] == expected.tolist()
     assert [a.scores[0] for a in answers] == fraud_risk_scores(expected).tolist()
     assert [a.decisions[0] for a in answers] == decide(expected, config.decision).tolist()
+
+
+def test_raw_model_infer_columns_equal_the_general_path(config):
+    """ModelInfer's raw fast path (server/api/inference_converters.py) decodes what the general path
+    decodes, one row and 256 rows; anything unusual is left to the general path."""
+    from loadtest.request_bodies import build_pool
+    from loadtest.scenario import CallKind, MixEntry
+    from server.api.inference_converters import TensorLayout, _raw_columns, general_columns
+    from tritonclient.grpc import service_pb2
+
+    layout = TensorLayout.of(config)
+    for rows in (1, 256):
+        pool = build_pool(MixEntry(call=CallKind.OIP_INFER, model="fraud", batch_size=rows))
+        for body in pool.bodies[:20]:
+            request = service_pb2.ModelInferRequest.FromString(body)
+            fast = _raw_columns(request, layout, 4096)
+            assert fast is not None
+            general = general_columns(request, layout, 4096, config)
+            assert fast[1] == general[1] == rows and list(fast[0]) == list(general[0])
+            for name, values in fast[0].items():
+                assert np.asarray(values).tolist() == np.asarray(general[0][name]).tolist()
+                assert np.asarray(values).dtype == np.asarray(general[0][name]).dtype
+    request = service_pb2.ModelInferRequest.FromString(pool.bodies[0])
+    request.outputs.add(name="decision")
+    assert _raw_columns(request, layout, 4096) is None  # named outputs: general path
+    request = service_pb2.ModelInferRequest.FromString(pool.bodies[0])
+    request.inputs[3].shape[:] = [256]
+    assert _raw_columns(request, layout, 4096) is None  # [N]: general path
+    request = service_pb2.ModelInferRequest.FromString(pool.bodies[0])
+    request.inputs[1].name = request.inputs[0].name
+    assert _raw_columns(request, layout, 4096) is None  # given twice: general path reports it
+
+
+def test_model_infer_answer_from_the_template_equals_the_general_answer(config):
+    from server.api.inference_converters import DECISION_OUTPUT, infer_response
+    from server.runtime.prediction import Prediction
+    from tritonclient.grpc import service_pb2
+
+    outputs = np.array([[0.9, 0.1], [0.2, 0.8]], dtype=np.float32)
+    prediction = Prediction(outputs, [0.1, 0.8], [832, 967], [3, 3], None, 0.0, 0.0)
+    plain = service_pb2.ModelInferRequest(id="r1")
+    named = service_pb2.ModelInferRequest(id="r1")
+    named.outputs.add(name=config.output_name)
+    named.outputs.add(name=DECISION_OUTPUT)
+    for _ in range(2):  # the second answer comes from the cached template
+        fast = infer_response(plain, config, "int8", "passed", prediction, 77)
+        general = infer_response(named, config, "int8", "passed", prediction, 77)
+        assert fast == general
+        assert service_pb2.ModelInferResponse.FromString(fast.SerializeToString()) == general
+
+
+def test_fraud_answers_added_in_place_equal_the_copied_answers(config):
+    from server.api.domain_api import fraud_scores, model_ref
+    from server.api.gen.riskserve.v1 import scoring_pb2
+    from server.runtime.prediction import Prediction
+
+    facts = ModelFacts(config.name, config.version, config.task.value, Precision.INT8, GateVerdict.PASSED)
+    template = scoring_pb2.FraudScore(model=model_ref(facts))
+    transactions = [transaction(f"t-{i}") for i in range(5)]
+    probabilities, scores, decisions = [0.0, 0.1, 0.5, 1e-7, 1.0], [0, 832, 949, 0, 999], [1, 3, 3, 1, 3]
+    prediction = Prediction(np.zeros((5, 2)), probabilities, scores, decisions, None, 0.0, 0.0)
+    expected = []
+    for t, p, r, d in zip(transactions, prediction.probabilities, prediction.scores, prediction.decisions):
+        answer = scoring_pb2.FraudScore()
+        answer.CopyFrom(template)
+        answer.transaction_id, answer.probability, answer.risk_score = t.transaction_id, p, r
+        answer.decision, answer.server_latency_us = d, 12
+        expected.append(answer)
+    batch = scoring_pb2.FraudScoreBatch()
+    fraud_scores(transactions, prediction, template, 12, batch.scores)
+    assert batch.SerializeToString() == scoring_pb2.FraudScoreBatch(scores=expected).SerializeToString()
+    assert list(fraud_scores(transactions, prediction, template, 12)) == expected
