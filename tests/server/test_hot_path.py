@@ -180,10 +180,11 @@ def test_unary_scores_equal_plain_session_run_and_vectorized_mapping(config):
 def test_raw_model_infer_columns_equal_the_general_path(config):
     """ModelInfer's raw fast path (server/api/inference_converters.py) decodes what the general path
     decodes, one row and 256 rows; anything unusual is left to the general path."""
+    from tritonclient.grpc import service_pb2
+
     from loadtest.request_bodies import build_pool
     from loadtest.scenario import CallKind, MixEntry
     from server.api.inference_converters import TensorLayout, _raw_columns, general_columns
-    from tritonclient.grpc import service_pb2
 
     layout = TensorLayout.of(config)
     for rows in (1, 256):
@@ -209,9 +210,10 @@ def test_raw_model_infer_columns_equal_the_general_path(config):
 
 
 def test_model_infer_answer_from_the_template_equals_the_general_answer(config):
+    from tritonclient.grpc import service_pb2
+
     from server.api.inference_converters import DECISION_OUTPUT, infer_response
     from server.runtime.prediction import Prediction
-    from tritonclient.grpc import service_pb2
 
     outputs = np.array([[0.9, 0.1], [0.2, 0.8]], dtype=np.float32)
     prediction = Prediction(outputs, [0.1, 0.8], [832, 967], [3, 3], None, 0.0, 0.0)
@@ -237,7 +239,7 @@ def test_fraud_answers_added_in_place_equal_the_copied_answers(config):
     probabilities, scores, decisions = [0.0, 0.1, 0.5, 1e-7, 1.0], [0, 832, 949, 0, 999], [1, 3, 3, 1, 3]
     prediction = Prediction(np.zeros((5, 2)), probabilities, scores, decisions, None, 0.0, 0.0)
     expected = []
-    for t, p, r, d in zip(transactions, prediction.probabilities, prediction.scores, prediction.decisions):
+    for t, p, r, d in zip(transactions, probabilities, scores, decisions, strict=True):
         answer = scoring_pb2.FraudScore()
         answer.CopyFrom(template)
         answer.transaction_id, answer.probability, answer.risk_score = t.transaction_id, p, r
