@@ -18,7 +18,7 @@ an absent `behaviour` message, or an absent map key. A numeric field left at 0 i
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from operator import attrgetter, methodcaller
+from operator import attrgetter, itemgetter, methodcaller
 
 import grpc
 import numpy as np
@@ -29,7 +29,7 @@ from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.config.errors import ConfigError
 from server.config.model_config import ModelConfig, ModelTask
 from server.runtime.errors import DrainingError, InvalidInputError, ScoringError
-from server.runtime.features import FieldNamer
+from server.runtime.features import FeatureSchema, FieldNamer
 from server.runtime.model_runtime import ModelRuntime
 from server.runtime.prediction import Prediction
 from server.runtime.repository import ModelRepository
@@ -151,6 +151,7 @@ class MessageColumns:
         self._has_nested = methodcaller("HasField", message.nested) if message.nested else None
         self._hours = tuple((s.feature, s.field) for s in by_kind["hour"])
         self._maps = tuple((s.feature, s.field, s.key) for s in by_kind["map"])
+        self.one_row = _row_reader(self, config)
         wire = {s.feature: s.wire for s in self.sources}
         self.namer = _namer(wire, None)
         self.batch_namer = _namer(wire, "transactions")
@@ -254,6 +255,40 @@ class _Arrivals:
 _NOTHING = object()
 
 
+def _row_reader(columns: "MessageColumns", config: ModelConfig):
+    """`message -> (numbers, strings)` in the schema's numeric and categorical orders (what
+    FeatureSchema.one_row_feeds takes), or None when a value is missing; None instead of a reader when the
+    model's features do not suit it (fewer than two of a kind, map sources)."""
+    schema = FeatureSchema.from_config(config)
+    numeric = [name for name, _, _, _ in schema.numeric]
+    categorical = [name for name, _ in schema.categorical]
+    if columns._maps or len(numeric) < 2 or len(categorical) == 1:
+        return None
+    order = [*columns._fields, None]  # attrgetter's dummy last value
+    nested_getter, nested = columns._get_nested, columns._nested
+    if nested_getter is not None:
+        order += [*columns._nested_features, None]
+    order += [feature for feature, _ in columns._hours]
+    pick_numbers = itemgetter(*(order.index(n) for n in numeric))
+    pick_strings = itemgetter(*(order.index(n) for n in categorical)) if categorical else lambda _: ()
+    get_fields, hours = columns._get_fields, columns._hours
+
+    def read(message) -> tuple[tuple, tuple] | None:
+        values = get_fields(message)
+        if nested_getter is not None:
+            if not message.HasField(nested):
+                return None
+            values += nested_getter(getattr(message, nested))
+        for _, field in hours:
+            stamp = getattr(message, field)
+            if stamp <= 0:
+                return None
+            values += ((stamp // SECONDS_PER_HOUR) % 24,)
+        return pick_numbers(values), pick_strings(values)
+
+    return read
+
+
 def _missing_entry(message, map_name: str, key: str) -> str:
     other = STRING_MAP if map_name == NUMBER_MAP else NUMBER_MAP
     if key in getattr(message, other):
@@ -349,6 +384,12 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
         served = self._model(runtime)
         reader = served.reader
         namer = reader.batch_namer if batch else reader.namer
+        if not batch and reader.one_row is not None:  # unary hot path: values straight into tensors
+            row = reader.one_row(transactions[0])
+            feeds = None if row is None else runtime.schema.one_row_feeds(*row)
+            if feeds is not None:
+                prediction = call.prediction = await runtime.predict({}, 1, namer, call.deadline, feeds=feeds)
+                return fraud_scores(transactions, prediction, served.answer, call.latency_us(), into)
         columns = reader.columns(transactions, namer)
         prediction = call.prediction = await runtime.predict(columns, len(transactions), namer, call.deadline)
         return fraud_scores(transactions, prediction, served.answer, call.latency_us(), into)

@@ -94,6 +94,9 @@ def _rows_of(tensor: service_pb2.ModelInferRequest.InferInputTensor, width: int)
 
 
 def _decode_bytes(buffer: bytes, count: int, field: str) -> list[str]:
+    uniform = _uniform_strings(buffer, count)
+    if uniform is not None:
+        return uniform
     values, offset = [], 0
     try:
         for _ in range(count):
@@ -110,6 +113,25 @@ def _decode_bytes(buffer: bytes, count: int, field: str) -> list[str]:
             field, f"BYTES tensor has {len(buffer) - offset} bytes beyond {count} strings"
         )
     return values
+
+
+def _uniform_strings(buffer: bytes, count: int) -> list[str] | None:
+    """ASCII strings of one length (ISO codes, MCCs, ...) through one numpy record view, or None when the
+    lengths differ or a string holds a NUL or non-ASCII byte (the loop then decodes it, or reports what is
+    wrong)."""
+    if count < 2 or len(buffer) < 4 or len(buffer) % count:
+        return None
+    width = len(buffer) // count - 4
+    first = int.from_bytes(buffer[:4], "little")
+    if width < 1 or first != width:
+        return None
+    records = np.frombuffer(buffer, dtype=np.dtype([("length", "<u4"), ("text", f"S{width}")]))
+    if (records["length"] != width).any():
+        return None
+    raw = np.frombuffer(buffer, dtype=np.uint8).reshape(count, width + 4)[:, 4:]
+    if not raw.all() or (raw >= 0x80).any():  # a NUL byte (numpy drops trailing ones), or not ASCII
+        return None
+    return records["text"].astype(f"U{width}").tolist()  # ASCII: the UTF-8 decoding, in one C loop
 
 
 def _decode(tensor, raw: bytes | None, dtype: str, count: int) -> np.ndarray | list[str]:

@@ -14,8 +14,8 @@ review, from `decline` decline (the same rule for fraud probability and probabil
 """
 
 from bisect import bisect_right
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 import numpy as np
 
@@ -96,9 +96,9 @@ def scorecard_points(probability_of_default: np.ndarray, scorecard: ScorecardCon
 _RISK_SCORE_FLOORS = _risk_score_floors()  # ~3 ms at import
 
 
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """One request's rows, scored: the model output and the decision per row, in request order.
+class Prediction(NamedTuple):
+    """One request's rows, scored: the model output and the decision per row, in request order. (A named
+    tuple: built in C, a few µs cheaper per call than a frozen dataclass.)
 
     `probabilities`, `scores` and `decisions` are plain Python lists (what protobuf fields take). `scores`
     is the 0-999 risk score for a fraud model, the scorecard points for a credit model, empty otherwise."""

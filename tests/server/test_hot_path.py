@@ -249,3 +249,61 @@ def test_fraud_answers_added_in_place_equal_the_copied_answers(config):
     fraud_scores(transactions, prediction, template, 12, batch.scores)
     assert batch.SerializeToString() == scoring_pb2.FraudScoreBatch(scores=expected).SerializeToString()
     assert list(fraud_scores(transactions, prediction, template, 12)) == expected
+
+
+@pytest.mark.parametrize(
+    "strings",
+    [
+        ["USD", "EUR", "GBP"],
+        ["ab", "cd", "é"],  # "é" is two bytes: one length
+        ["card_present", "ecommerce", "contactless"],
+        ["AB", "C\x00", "DE"],
+        ["", "", ""],
+        ["x"],
+    ],
+)
+def test_bytes_tensor_decoding_equals_the_loop(strings):
+    from server.api import inference_converters as ic
+
+    buffer = b"".join(len(v.encode()).to_bytes(4, "little") + v.encode() for v in strings)
+    assert ic._decode_bytes(buffer, len(strings), "f") == strings
+    with pytest.raises(InvalidInputError, match="malformed BYTES"):
+        ic._decode_bytes(b"\x02\x00\x00\x00\xff\xfe\x02\x00\x00\x00ab", 2, "f")
+
+
+def test_one_row_reader_and_feeds_equal_the_general_path(config, schema):
+    """Score's hot path (MessageColumns.one_row -> FeatureSchema.one_row_feeds) makes the general path's
+    tensors, and falls back (None) for anything the general path has to judge."""
+    reader = MessageColumns(config, TRANSACTION)
+    assert reader.one_row is not None
+    messages = [
+        transaction(),
+        risky_transaction(),
+        transaction(timestamp=TIMESTAMP_14H + 9 * 3600 + 59),
+        transaction(amount=0.0, behaviour={"txn_count_1h": 0}),
+        transaction(amount=3.4e38),
+    ]
+    for message in messages:
+        feeds = schema.one_row_feeds(*reader.one_row(message))
+        assert feeds is not None
+        general = schema.assemble(schema.check(reader.columns([message, message], reader.namer), 2))
+        assert list(feeds) == list(general)
+        for name, tensor in feeds.items():
+            expected = general[name][:1]
+            assert tensor.shape == (1, 1) and tensor.dtype == expected.dtype and tensor.flags["C_CONTIGUOUS"]
+            assert tensor.tolist() == expected.tolist()
+            assert tensor.dtype == object or tensor.tobytes() == expected.tobytes()
+    for bad in (
+        transaction(amount=float("nan")),
+        transaction(amount=float("inf")),
+        transaction(amount=-1.0),
+        transaction(amount=3.5e38),
+        transaction(currency="XXX"),
+        transaction(currency=""),
+    ):
+        row = reader.one_row(bad)
+        assert row is None or schema.one_row_feeds(*row) is None
+    assert reader.one_row(transaction(timestamp=0)) is None
+    without = transaction()
+    without.ClearField("behaviour")
+    assert reader.one_row(without) is None
