@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 _STATUS_BY_NAME = {code.name: code for code in grpc.StatusCode}
 INTERNAL_MESSAGE = "internal server error (logged)"
 _OK = grpc.StatusCode.OK
+_CODE_NAMES = {code: code.name for code in grpc.StatusCode}
 
 
 def status_of(error: ScoringError) -> grpc.StatusCode:
@@ -38,28 +39,24 @@ class DrainState:
         self.refusing = False
         self.inflight = 0
         self.last_arrival = time.monotonic()  # any call reaching a handler, refused or not
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     def enter(self) -> None:
         self.last_arrival = time.monotonic()
         if self.refusing:
             raise DrainingError("server is shutting down; retry on another instance")
         self.inflight += 1
-        self._idle.clear()
 
     def leave(self) -> None:
         self.inflight -= 1
-        if self.inflight == 0:
-            self._idle.set()
 
-    async def wait_idle(self, timeout_s: float) -> bool:
-        """True if every in-flight call finished within `timeout_s`."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-            return True
-        except TimeoutError:
-            return False
+    async def wait_idle(self, timeout_s: float, poll_s: float = 0.01) -> bool:
+        """True if every in-flight call finished within `timeout_s` (polled: nothing per call to signal)."""
+        until = time.monotonic() + timeout_s
+        while self.inflight:
+            if time.monotonic() >= until:
+                return False
+            await asyncio.sleep(poll_s)
+        return True
 
     async def wait_quiet(self, quiet_s: float, timeout_s: float) -> bool:
         """Until no call has arrived for `quiet_s` (True), or `timeout_s` passed (False).
@@ -161,6 +158,22 @@ class CallScope:
         self._entered = False
         self._held = _IDLE
         if self._admit:
+            calls = self._calls
+            drain, admission = calls.drain, calls.admission
+            if (  # the common case inline: a free working slot, nothing waiting, no drain
+                not drain.refusing
+                and not self._batch
+                and admission.held < admission.max_rpcs
+                and admission.active < admission.max_active
+                and not admission.waiting
+            ):
+                drain.last_arrival = time.monotonic()
+                drain.inflight += 1
+                admission.held += 1
+                admission.active += 1
+                self._entered, self._held = True, _WORKING
+                calls.metrics.inflight_add(self._label, self._method, 1)
+                return self
             try:
                 await self._admission()
             except BaseException as exc:
@@ -228,13 +241,23 @@ class CallScope:
 
     def _finish(self) -> None:
         calls = self._calls
-        if self._held == _WORKING:
-            calls.admission.release(self._batch)
-            calls.metrics.inflight_add(self._label, self._method, -1)
+        held = self._held == _WORKING
+        if held:
+            admission = calls.admission
+            if self._batch or admission.waiting:
+                admission.release(self._batch)
+            else:  # nothing waits for the slot: give it back inline
+                admission.held -= 1
+                admission.active -= 1
         if self._entered:
-            calls.drain.leave()
+            calls.drain.inflight -= 1
         calls.metrics.observe_prediction(
-            self._label, self._method, self._code.name, time.perf_counter() - self.started, self.prediction
+            self._label,
+            self._method,
+            _CODE_NAMES[self._code],
+            time.perf_counter() - self.started,
+            self.prediction,
+            held,
         )
 
 

@@ -16,6 +16,7 @@ an absent `behaviour` message, or an absent map key. A numeric field left at 0 i
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter, methodcaller
@@ -364,13 +365,13 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
     def __init__(self, repository: ModelRepository, calls: Calls) -> None:
         self.repository = repository
         self.calls = calls
-        self._models: dict[str, _FraudModel] = {}
+        self._models: dict[ModelRuntime, _FraudModel] = {}
 
     def _model(self, runtime: ModelRuntime) -> "_FraudModel":
-        """The runtime's per-model constants (rebuilt if the repository now serves another runtime)."""
-        cached = self._models.get(runtime.name)
-        if cached is None or cached.runtime is not runtime:
-            cached = self._models[runtime.name] = _FraudModel(runtime)
+        """The runtime's per-model constants, by runtime (a reloaded model is another runtime)."""
+        cached = self._models.get(runtime)
+        if cached is None:
+            cached = self._models[runtime] = _FraudModel(runtime)
         return cached
 
     async def _score(
@@ -381,7 +382,7 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
         call,
         into=None,
     ) -> Sequence[scoring_pb2.FraudScore]:
-        served = self._model(runtime)
+        served = self._models.get(runtime) or self._model(runtime)
         reader = served.reader
         namer = reader.batch_namer if batch else reader.namer
         if not batch and reader.one_row is not None:  # unary hot path: values straight into tensors
@@ -389,7 +390,8 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
             feeds = None if row is None else runtime.schema.one_row_feeds(*row)
             if feeds is not None:
                 prediction = call.prediction = await runtime.predict({}, 1, namer, call.deadline, feeds=feeds)
-                return fraud_scores(transactions, prediction, served.answer, call.latency_us(), into)
+                latency_us = int((time.perf_counter() - call.started) * 1e6)
+                return fraud_scores(transactions, prediction, served.answer, latency_us, into)
         columns = reader.columns(transactions, namer)
         prediction = call.prediction = await runtime.predict(columns, len(transactions), namer, call.deadline)
         return fraud_scores(transactions, prediction, served.answer, call.latency_us(), into)

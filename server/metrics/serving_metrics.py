@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from server.metrics import catalogue as m
 from server.metrics.collector import ServingMetricsCollector
-from server.metrics.latency_window import RollingLatencyWindow, new_hdr_histogram, seconds_to_ns
+from server.metrics.latency_window import HDR_HIGHEST_NS, RollingLatencyWindow, new_hdr_histogram
 from server.metrics.snapshot import LabelValues, ProcessSnapshot, write_snapshot
 from server.served_model import ModelFacts
 
@@ -153,8 +153,18 @@ class ServingMetrics:
         window_key = key[:2]
         now = time.time()
         cached = self._window_slices.get(window_key)
-        if cached is not None and cached[0] <= now < cached[1]:
-            _hdr_record(cached[2], seconds_to_ns(total_s))
+        if cached is not None and cached[0] <= now < cached[1]:  # _hdr_record(seconds_to_ns(total_s)), inline
+            histogram = cached[2]
+            value = min(max(int(total_s * 1e9), 0), HDR_HIGHEST_NS)
+            bucket = (value | _HDR_MASK).bit_length() - _HDR_SHIFT
+            histogram.counts[
+                ((bucket + 1) << _HDR_HALF_MAGNITUDE) + (value >> (bucket + _HDR_UNIT)) - _HDR_HALF
+            ] += 1
+            histogram.total_count += 1
+            if value < histogram.min_value:
+                histogram.min_value = value
+            if value > histogram.max_value:
+                histogram.max_value = value
             return
         self.window.record(window_key, total_s, now)  # a new slice (or key): the window finds it
         index = self.window.slice_index(now)
@@ -164,11 +174,21 @@ class ServingMetrics:
             self._window_slices[window_key] = (index * slice_s, (index + 1) * slice_s, histogram)
 
     def observe_prediction(
-        self, model: str, method: str, code: str, total_s: float, prediction: Any | None
+        self,
+        model: str,
+        method: str,
+        code: str,
+        total_s: float,
+        prediction: Any | None,
+        left_flight: bool = False,
     ) -> None:
         """Record one finished RPC and, when it scored rows, its phases and its scores (a
-        server.runtime.prediction.Prediction: queue_s, inference_s, probabilities). One lock hold."""
+        server.runtime.prediction.Prediction: queue_s, inference_s, probabilities). One lock hold.
+        `left_flight`: the call also leaves the in-flight gauge (`inflight_add(model, method, -1)`)."""
         key = (model, method, code)
+        if left_flight:
+            inflight = self._inflight
+            inflight[key[:2]] = inflight.get(key[:2], 0) - 1
         if prediction is None:
             with self._lock:
                 self._record_call(key, total_s, None, None)

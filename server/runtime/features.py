@@ -190,7 +190,8 @@ class FeatureSchema:
         floats = np.array(numbers, dtype=np.float64).astype(np.float32).reshape(-1, 1, 1)
         feeds = dict(zip(self._numeric_names, floats, strict=True))
         if strings:
-            feeds.update(zip(self._categorical_names, np.array(strings, dtype=object).reshape(-1, 1, 1)))
+            strings_array = np.array(strings, dtype=object).reshape(-1, 1, 1)
+            feeds.update(zip(self._categorical_names, strings_array, strict=True))
         return feeds
 
     @cached_property
