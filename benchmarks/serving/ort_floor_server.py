@@ -15,6 +15,7 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from benchmarks.serving.oip_metadata import MetadataMixin
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.config.settings import ServerSettings
 from server.ort_session import create_session, latency_session_options
@@ -73,7 +74,7 @@ class FloorFraudScoring(scoring_pb2_grpc.FraudScoringServicer):
         )
 
 
-class FloorInference(service_pb2_grpc.GRPCInferenceServiceServicer):
+class FloorInference(MetadataMixin, service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, floor: Floor) -> None:
         self.floor = floor
 

@@ -20,19 +20,31 @@ class Payloads:
     score: RequestPool  # FraudScoring.Score, one Transaction
     score_batch: RequestPool  # FraudScoring.ScoreBatch, BATCH_ROWS transactions
     infer: RequestPool  # GRPCInferenceService.ModelInfer, one row as [1, 1] tensors
+    infer_batch: RequestPool  # ModelInfer, BATCH_ROWS rows as [BATCH_ROWS, 1] tensors
+    stream: RequestPool  # FraudScoring.ScoreStream, one Transaction per message
 
     def pools(self) -> dict[str, RequestPool]:
-        return {"score": self.score, "score_batch": self.score_batch, "infer": self.infer}
+        return {
+            "score": self.score,
+            "score_batch": self.score_batch,
+            "infer": self.infer,
+            "infer_batch": self.infer_batch,
+            "stream": self.stream,
+        }
 
 
 def mix_entry(kind: str) -> MixEntry:
-    """The load generator's mix entry for a payload kind ("score", "score_batch", "infer")."""
+    """The load generator's mix entry for a payload kind (score, score_batch, infer, infer_batch, stream)."""
     if kind == "score":
         return MixEntry(call=CallKind.FRAUD_SCORE)
     if kind == "score_batch":
         return MixEntry(call=CallKind.FRAUD_SCORE_BATCH, batch_size=BATCH_ROWS)
     if kind == "infer":
         return MixEntry(call=CallKind.OIP_INFER, model=MODEL)
+    if kind == "infer_batch":
+        return MixEntry(call=CallKind.OIP_INFER, model=MODEL, batch_size=BATCH_ROWS)
+    if kind == "stream":
+        return MixEntry(call=CallKind.FRAUD_SCORE_STREAM)
     raise ValueError(f"unknown payload kind {kind!r}")
 
 
@@ -41,4 +53,6 @@ def build_payloads() -> Payloads:
         score=build_pool(mix_entry("score")),
         score_batch=build_pool(mix_entry("score_batch")),
         infer=build_pool(mix_entry("infer")),
+        infer_batch=build_pool(mix_entry("infer_batch")),
+        stream=build_pool(mix_entry("stream")),
     )

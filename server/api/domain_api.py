@@ -254,6 +254,7 @@ class _Arrivals:
 
 
 _NOTHING = object()
+_TRANSACTION_ID = attrgetter("transaction_id")
 
 
 def _row_reader(columns: "MessageColumns", config: ModelConfig):
@@ -412,9 +413,32 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
                 raise InvalidInputError(
                     "transactions", f"{rows} transactions, at most {runtime.max_request_rows}"
                 )
+            if request.answer_layout == scoring_pb2.COLUMNS:
+                return await self._score_columns(request.transactions, runtime, call)
             answer = scoring_pb2.FraudScoreBatch()
             await self._score(request.transactions, runtime, True, call, answer.scores)
             return answer
+
+    async def _score_columns(
+        self, transactions: Sequence[scoring_pb2.Transaction], runtime: ModelRuntime, call
+    ) -> scoring_pb2.FraudScoreBatch:
+        """ScoreBatch with answer_layout COLUMNS: the scores as parallel packed arrays, each set in one
+        call (no message per transaction)."""
+        served = self._models.get(runtime) or self._model(runtime)
+        reader = served.reader
+        columns = reader.columns(transactions, reader.batch_namer)
+        prediction = call.prediction = await runtime.predict(
+            columns, len(transactions), reader.batch_namer, call.deadline
+        )
+        answer = scoring_pb2.FraudScoreBatch(
+            transaction_ids=list(map(_TRANSACTION_ID, transactions)),
+            probabilities=prediction.probabilities,
+            risk_scores=prediction.scores,
+            decisions=prediction.decisions,
+            model=served.answer.model,
+        )
+        answer.server_latency_us = int((time.perf_counter() - call.started) * 1e6)
+        return answer
 
     async def ScoreStream(
         self, request_iterator: AsyncIterator[scoring_pb2.Transaction], context: grpc.aio.ServicerContext

@@ -38,3 +38,27 @@ def test_a_bad_message_in_a_group_ends_the_stream_after_the_answers_before_it(ch
     assert error.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "stream message 250 (transaction_id 'bad-250'): amount" in error.value.details()
     assert answers == [t.transaction_id for t in sent[:250]]
+
+
+def test_score_batch_in_columns_equals_one_score_per_transaction(channel):
+    """answer_layout COLUMNS: the same scores, as parallel packed arrays."""
+    from server.api.gen.riskserve.v1 import scoring_pb2
+
+    fraud = scoring_pb2_grpc.FraudScoringStub(channel)
+    sent = _many(100)
+    rows = fraud.ScoreBatch(scoring_pb2.TransactionBatch(transactions=sent), timeout=10).scores
+    packed = fraud.ScoreBatch(
+        scoring_pb2.TransactionBatch(transactions=sent, answer_layout=scoring_pb2.COLUMNS), timeout=10
+    )
+    assert not packed.scores
+    assert list(packed.transaction_ids) == [a.transaction_id for a in rows]
+    assert list(packed.probabilities) == [a.probability for a in rows]
+    assert list(packed.risk_scores) == [a.risk_score for a in rows]
+    assert list(packed.decisions) == [a.decision for a in rows]
+    assert packed.model == rows[0].model and packed.server_latency_us > 0
+    bad = list(sent)
+    bad[7] = transaction("bad", currency="XXX")
+    with pytest.raises(grpc.RpcError) as error:
+        fraud.ScoreBatch(scoring_pb2.TransactionBatch(transactions=bad, answer_layout=scoring_pb2.COLUMNS))
+    assert error.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "transactions[7].currency" in error.value.details()
