@@ -54,7 +54,7 @@ def run_costs(
                         f"cost {repeat + 1}/{repeats} {kind:6} {t.label:28} "
                         f"{run.server_us_per_call:6.0f} µs/call"
                     )
-        for kind in ("score_batch", "infer_batch"):
+        for kind in ("score_batch", "score_batch_columns", "infer_batch"):
             for concurrency in BULK_CONCURRENCY:
                 for t in targets:
                     if kind in t.kinds:

@@ -204,11 +204,15 @@ def cpu_goals(unary: dict) -> list[Goal]:
 def bulk_goals(bulk: dict, rows: int) -> list[Goal]:
     """Best rows/s over the concurrencies, riskserve vs the ORT-inline floor, per bulk kind."""
     goals = []
-    for kind in ("score_batch", "infer_batch"):
+    for kind, floor_kind in (
+        ("score_batch", "score_batch"),
+        ("score_batch_columns", "score_batch"),
+        ("infer_batch", "infer_batch"),
+    ):
         name = f"{METHOD_OF_KIND[kind]} of {rows} rows, rows/s vs ORT-inline floor (best of c=1/2/4)"
         by_concurrency = bulk.get(kind, {})
         ours = [v["riskserve"]["rows_per_s"] for v in by_concurrency.values() if "riskserve" in v]
-        floor = [v[FLOOR]["rows_per_s"] for v in by_concurrency.values() if FLOOR in v]
+        floor = [v[FLOOR]["rows_per_s"] for v in bulk.get(floor_kind, {}).values() if FLOOR in v]
         if not ours or not floor:
             goals.append(Goal(name, f">= {BULK_ROWS_MIN_RATIO:g}x", "not measured", None, None))
             continue

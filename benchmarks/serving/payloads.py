@@ -5,7 +5,7 @@ sequential client and the open-loop generator send byte-identical requests to th
 and MLServer.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from loadtest.plan import RequestPool
 from loadtest.request_bodies import build_pool
@@ -22,6 +22,7 @@ class Payloads:
     infer: RequestPool  # GRPCInferenceService.ModelInfer, one row as [1, 1] tensors
     infer_batch: RequestPool  # ModelInfer, BATCH_ROWS rows as [BATCH_ROWS, 1] tensors
     stream: RequestPool  # FraudScoring.ScoreStream, one Transaction per message
+    score_batch_columns: RequestPool  # ScoreBatch bodies with answer_layout COLUMNS (packed answers)
 
     def pools(self) -> dict[str, RequestPool]:
         return {
@@ -30,6 +31,7 @@ class Payloads:
             "infer": self.infer,
             "infer_batch": self.infer_batch,
             "stream": self.stream,
+            "score_batch_columns": self.score_batch_columns,
         }
 
 
@@ -48,10 +50,19 @@ def mix_entry(kind: str) -> MixEntry:
     raise ValueError(f"unknown payload kind {kind!r}")
 
 
+COLUMNS_FIELD = b"\x18\x01"  # TransactionBatch.answer_layout (field 3, varint) = COLUMNS, appended
+
+
 def build_payloads() -> Payloads:
+    score_batch = build_pool(mix_entry("score_batch"))
     return Payloads(
         score=build_pool(mix_entry("score")),
-        score_batch=build_pool(mix_entry("score_batch")),
+        score_batch=score_batch,
+        score_batch_columns=replace(
+            score_batch,
+            label=f"{score_batch.label}:columns",
+            bodies=tuple(body + COLUMNS_FIELD for body in score_batch.bodies),
+        ),
         infer=build_pool(mix_entry("infer")),
         infer_batch=build_pool(mix_entry("infer_batch")),
         stream=build_pool(mix_entry("stream")),

@@ -149,6 +149,14 @@ class CallScope:
     def latency_us(self) -> int:
         return int((time.perf_counter() - self.started) * 1e6)
 
+    def relabel(self, model: str) -> None:
+        """Record this call under another model label from now on (known once the request is parsed)."""
+        if model != self._label:
+            if self._held:
+                self._calls.metrics.inflight_add(self._label, self._method, -1)
+                self._calls.metrics.inflight_add(model, self._method, 1)
+            self._label = model
+
     async def __aenter__(self) -> "CallScope":
         self.started = time.perf_counter()
         remaining = self._context.time_remaining()

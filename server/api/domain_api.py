@@ -24,6 +24,7 @@ from operator import attrgetter, itemgetter, methodcaller
 import grpc
 import numpy as np
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import DecodeError
 
 from server.api.calls import Calls
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
@@ -402,9 +403,23 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
         async with self.calls.unary(context, slot.label, "Score") as call:
             return (await self._score([request], slot.ready(), False, call))[0]
 
-    async def ScoreBatch(self, request: scoring_pb2.TransactionBatch, context: grpc.aio.ServicerContext):
-        slot = self.repository.slot(request.model, ModelTask.FRAUD)
-        async with self.calls.unary(context, slot.label, "ScoreBatch", batch=True) as call:
+    async def ScoreBatch(
+        self, request: scoring_pb2.TransactionBatch | bytes, context: grpc.aio.ServicerContext
+    ):
+        """Registered with the request unparsed (`add_fraud_scoring`): the door is checked before a large
+        batch is parsed, so refusing the excess costs little more than the refusal itself."""
+        raw = request if isinstance(request, bytes) else None
+        label = self.repository.slot("", ModelTask.FRAUD).label if raw is not None else None
+        slot = None if raw is not None else self.repository.slot(request.model, ModelTask.FRAUD)
+        async with self.calls.unary(context, label or slot.label, "ScoreBatch", batch=True) as call:
+            if raw is not None:
+                await asyncio.sleep(0)  # a loop turn before the long parse: gRPC accepts the next call
+                try:
+                    request = scoring_pb2.TransactionBatch.FromString(raw)
+                except DecodeError as exc:
+                    raise InvalidInputError("request", "not a riskserve.v1.TransactionBatch") from exc
+                slot = self.repository.slot(request.model, ModelTask.FRAUD)
+                call.relabel(slot.label)
             runtime = slot.ready()
             rows = len(request.transactions)
             if rows == 0:
@@ -500,6 +515,32 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
                 raise InvalidInputError(
                     f"stream message {position}{ident}: {exc.field}", exc.problem
                 ) from exc
+
+
+def add_fraud_scoring(servicer: FraudScoringServicer, server: grpc.aio.Server) -> None:
+    """`scoring_pb2_grpc.add_FraudScoringServicer_to_server`, with ScoreBatch's request handed over as
+    bytes (its handler parses it once admitted)."""
+    messages = scoring_pb2
+    handlers = {
+        "Score": grpc.unary_unary_rpc_method_handler(
+            servicer.Score,
+            request_deserializer=messages.Transaction.FromString,
+            response_serializer=messages.FraudScore.SerializeToString,
+        ),
+        "ScoreBatch": grpc.unary_unary_rpc_method_handler(
+            servicer.ScoreBatch,
+            request_deserializer=None,  # bytes
+            response_serializer=messages.FraudScoreBatch.SerializeToString,
+        ),
+        "ScoreStream": grpc.stream_stream_rpc_method_handler(
+            servicer.ScoreStream,
+            request_deserializer=messages.Transaction.FromString,
+            response_serializer=messages.FraudScore.SerializeToString,
+        ),
+    }
+    service = "riskserve.v1.FraudScoring"
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)
 
 
 class CreditScoringServicer(scoring_pb2_grpc.CreditScoringServicer):

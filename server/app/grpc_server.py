@@ -6,7 +6,7 @@ from grpc_reflection.v1alpha import reflection
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from server.api.calls import Calls
-from server.api.domain_api import CreditScoringServicer, FraudScoringServicer
+from server.api.domain_api import CreditScoringServicer, FraudScoringServicer, add_fraud_scoring
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.api.inference_servicer import InferenceServicer
 from server.app.concurrency_limit import Admission
@@ -92,7 +92,7 @@ def build_server(
     silent split."""
     admission = calls.admission = admission_of(settings)  # checked in the handlers' call scopes
     server = grpc.aio.server(options=server_options(settings, reuse_port=reuse_port))
-    scoring_pb2_grpc.add_FraudScoringServicer_to_server(FraudScoringServicer(repository, calls), server)
+    add_fraud_scoring(FraudScoringServicer(repository, calls), server)  # ScoreBatch parsed once admitted
     scoring_pb2_grpc.add_CreditScoringServicer_to_server(CreditScoringServicer(repository, calls), server)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(repository, calls, lambda: health.serving, lambda: health.accepting), server

@@ -67,7 +67,7 @@ class ServerSettings(StrictModel):
         4, ge=0, description="ScoreBatch RPCs one process holds; beyond, RESOURCE_EXHAUSTED (0: no limit)"
     )
     max_pending_rpcs: int = Field(
-        4096, ge=0, description="calls gRPC core holds unrequested; beyond, it cancels them (0: gRPC default)"
+        128, ge=0, description="calls gRPC core holds unrequested; beyond, it cancels them (0: gRPC default)"
     )
     max_connection_age_s: float = Field(
         0.0, ge=0.0, description="close client connections this old (GOAWAY) so clients re-resolve (0: never)"
