@@ -58,12 +58,16 @@ async def _hold(target: str, method: str, count: int, streaming: bool, check) ->
             else:
                 call = channel.stream_unary(method)(nothing(), timeout=30)
             calls.append(call)
+            if i % 50 == 49:
+                await asyncio.sleep(
+                    0.1
+                )  # in waves: a burst of 300 at once would overflow core's pending bound
         await asyncio.sleep(1.0)  # every call has reached the server
         await asyncio.to_thread(check)
 
         async def ended(call):  # those refused have their status by now; the held ones are cancelled
             try:
-                return await asyncio.wait_for(asyncio.shield(call.code()), 0.2)
+                return await asyncio.wait_for(asyncio.shield(call.code()), 1.0)
             except TimeoutError:
                 call.cancel()
                 return None
