@@ -283,7 +283,10 @@ def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Names
         CostTarget(g.ECHO, echo.target, echo.pid, ("score", "infer")),
         CostTarget(g.FLOOR, floor.target, floor.pid, ("score", "infer", "score_batch", "infer_batch")),
         CostTarget(
-            "riskserve", rs.target, rs.pid, ("score", "infer", "score_batch", "infer_batch", "stream")
+            "riskserve",
+            rs.target,
+            rs.pid,
+            ("score", "infer", "score_batch", "score_batch_columns", "infer_batch", "stream"),
         ),
     ]
     if multi:
