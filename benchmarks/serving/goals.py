@@ -175,7 +175,9 @@ METHOD_OF_KIND = {
     "score": "Score",
     "infer": "ModelInfer",
     "score_batch": "ScoreBatch",
+    "score_batch_columns": "ScoreBatch (answer_layout COLUMNS)",
     "infer_batch": "ModelInfer",
+    "stream": "ScoreStream",
 }
 
 
