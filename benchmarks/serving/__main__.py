@@ -1,12 +1,16 @@
-"""Side-by-side serving benchmark (issue 5): echo floor, riskserve, MLServer; one invocation, 127.0.0.1.
+"""Side-by-side serving benchmark: two floors (echo; grpc.aio + ONNX Runtime inline), riskserve, MLServer;
+one invocation, 127.0.0.1.
 
-    .venv/bin/python -m benchmarks.serving            # about 8 minutes
-    .venv/bin/python -m benchmarks.serving --quick    # about 2-3 minutes, coarser
+    .venv/bin/python -m benchmarks.serving            # about 25 minutes
+    .venv/bin/python -m benchmarks.serving --quick    # about 8 minutes, coarser
 
 Every server runs as its own process for the whole run; the same request bytes (loadtest's request pools
 built from the fraud holdout) go to each. Sequential latency uses one blocking grpcio channel, repeats
 interleaved target by target; load uses the project's open-loop generator (loadtest/) at rising rates,
-targets interleaved rate by rate. Prints the tables, writes results JSON and a markdown copy.
+targets interleaved rate by rate. Server CPU per call comes from /proc (utime + stime of each server's
+process tree), repeats interleaved; bulk rows/s at concurrency 1, 2 and 4; ScoreStream against unary
+Score at p99 < 5 ms; perf_analyzer's capacity for every Open Inference Protocol target. Prints the tables,
+writes results JSON and a markdown copy.
 """
 
 import argparse
@@ -15,6 +19,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +29,8 @@ import onnxruntime
 
 from benchmarks.server_process import ServerProcess, ServerStartError
 from benchmarks.serving import goals as g
+from benchmarks.serving import perf_analyzer_phase as pa
+from benchmarks.serving.cost_phase import CostTarget, run_costs
 from benchmarks.serving.mlserver_peer import MLSERVER_VERSION, start_mlserver
 from benchmarks.serving.openloop import LoadTarget, Search, Trial, TrialTiming, climb, run_trial
 from benchmarks.serving.payloads import BATCH_ROWS, MODEL, Payloads, build_payloads
@@ -31,6 +38,7 @@ from benchmarks.serving.sequential import run_sequential
 from benchmarks.serving.targets import (
     quantized_model,
     start_echo,
+    start_ort_floor,
     start_riskserve,
     wait_listening,
     wait_model_ready,
@@ -39,8 +47,11 @@ from benchmarks.serving.targets import (
 HERE = Path(__file__).resolve().parent
 UNARY_LADDER = [100, 200, 400, 700, 1000, 1400, 2000, 2800, 4000, 5600]
 BATCH_LADDER = [50, 100, 150, 200, 250, 300, 400, 500, 700]
+STREAM_LADDER = [400, 700, 1000, 1400, 2000, 2800, 4000, 5600, 8000, 11000]
 UNARY_P99_MS = 10.0
 BATCH_P99_MS = 25.0
+STREAM_P99_MS = 5.0
+OVERLOAD_FACTOR = 1.5  # the overload trial: this many times riskserve Score's highest sustained rate
 
 
 @dataclass(frozen=True)
@@ -51,13 +62,41 @@ class Plan:
     refine_steps: int
     same_rate_repeats: int
     retries: int  # extra trials at a failed rate before a target stops climbing (neighbours' bursts)
+    cost_calls: int  # unary calls per CPU-per-call repeat
+    bulk_calls: int  # 256-row calls per bulk repeat
+    stream_messages: int
+    cost_repeats: int
+    perf_analyzer_concurrency: tuple[int, ...]
+    perf_analyzer_interval_ms: int
 
 
 FULL = Plan(
-    2000, 3, TrialTiming(measured_s=4.0, warmup_s=1.0), refine_steps=2, same_rate_repeats=2, retries=2
+    2000,
+    3,
+    TrialTiming(measured_s=4.0, warmup_s=1.0),
+    refine_steps=2,
+    same_rate_repeats=2,
+    retries=2,
+    cost_calls=2000,
+    bulk_calls=200,
+    stream_messages=6000,
+    cost_repeats=5,
+    perf_analyzer_concurrency=(1, 2, 4, 8, 16, 32),
+    perf_analyzer_interval_ms=2000,
 )
 QUICK = Plan(
-    800, 3, TrialTiming(measured_s=2.0, warmup_s=0.5), refine_steps=1, same_rate_repeats=1, retries=1
+    800,
+    3,
+    TrialTiming(measured_s=2.0, warmup_s=0.5),
+    refine_steps=1,
+    same_rate_repeats=1,
+    retries=1,
+    cost_calls=800,
+    bulk_calls=80,
+    stream_messages=2000,
+    cost_repeats=3,
+    perf_analyzer_concurrency=(1, 4, 16),
+    perf_analyzer_interval_ms=1000,
 )
 
 
@@ -85,6 +124,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--markdown", type=Path, default=None, help="default: <work-dir>/results.md")
     parser.add_argument("--no-mlserver", action="store_true", help="skip the peer (no venv install)")
+    parser.add_argument("--no-perf-analyzer", action="store_true", help="skip the perf_analyzer phase")
     parser.add_argument(
         "--mlserver-workers",
         type=int,
@@ -137,6 +177,10 @@ def start_servers(args: argparse.Namespace, servers: Servers) -> dict[str, Serve
     }
     if found["echo"] is None or found["riskserve"] is None:
         raise SystemExit("the echo floor and riskserve must both start")
+    floor = start_ort_floor(work, quantized_model(cache, MODEL))  # riskserve's INT8 file, byte for byte
+    found["ort_floor"] = servers.add(floor, wait_listening(floor))
+    if found["ort_floor"] is None:
+        raise SystemExit("the ORT-inline floor must start")
     found["riskserve_workers"] = None
     if args.riskserve_workers > 1:
         found["riskserve_workers"] = servers.add_riskserve(work, cache, args.riskserve_workers)
@@ -209,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"]["load_average_1_5_15"] = {"before": load_before, "after": load_average()}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
-    markdown = render_markdown(results, args)
+    try:
+        markdown = render_markdown(results, args)
+    except Exception:
+        markdown = f"rendering failed:\n{traceback.format_exc()}"
     markdown_path.write_text(markdown)
     print("\n" + markdown)
     log(f"results: {args.output}; markdown: {markdown_path}; {results['elapsed_s']:.0f} s")
@@ -218,10 +265,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Namespace) -> dict:
     echo, rs, multi, peer = found["echo"], found["riskserve"], found["riskserve_workers"], found["mlserver"]
+    floor = found["ort_floor"]
     seq_targets = [
         ("echo floor Score", echo.target, "score", None),
+        ("ORT-inline floor Score", floor.target, "score", "echo floor Score"),
         ("riskserve Score", rs.target, "score", "echo floor Score"),
         ("echo floor ModelInfer", echo.target, "infer", None),
+        ("ORT-inline floor ModelInfer", floor.target, "infer", "echo floor ModelInfer"),
         ("riskserve ModelInfer", rs.target, "infer", "echo floor ModelInfer"),
     ]
     if multi:
@@ -232,7 +282,30 @@ def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Names
     sequential = sequential_phase(seq_targets, payloads, plan)
 
     pools = payloads.pools()
+    log("server CPU per call (/proc), bulk rows/s at concurrency 1/2/4, ScoreStream; repeats interleaved")
+    cost_targets = [
+        CostTarget(g.ECHO, echo.target, echo.pid, ("score", "infer")),
+        CostTarget(g.FLOOR, floor.target, floor.pid, ("score", "infer", "score_batch", "infer_batch")),
+        CostTarget(
+            "riskserve",
+            rs.target,
+            rs.pid,
+            ("score", "infer", "score_batch", "score_batch_columns", "infer_batch", "stream"),
+        ),
+    ]
+    if multi:
+        cost_targets.append(
+            CostTarget(multi.label, multi.target, multi.pid, ("score", "infer", "score_batch"))
+        )
+    if peer:
+        cost_targets.append(CostTarget("MLServer", peer.target, peer.pid, ("infer", "infer_batch")))
+    costs = run_costs(
+        cost_targets, pools, plan.cost_calls, plan.bulk_calls, plan.stream_messages, plan.cost_repeats, log
+    )
+
     unary = [
+        LoadTarget("ORT-inline floor Score", floor.target, "score", pools["score"]),
+        LoadTarget("ORT-inline floor ModelInfer", floor.target, "infer", pools["infer"]),
         LoadTarget("riskserve Score", rs.target, "score", pools["score"], rs.metrics_url),
         LoadTarget("riskserve ModelInfer", rs.target, "infer", pools["infer"], rs.metrics_url),
     ]
@@ -248,6 +321,24 @@ def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Names
         unary, UNARY_LADDER, UNARY_P99_MS, plan.timing, plan.refine_steps, show, plan.retries
     )
     by_name = {s.load.name: s for s in unary_searches}
+
+    overload: dict = {"rate_rps": None, "trial": None}
+    knee = by_name["riskserve Score"].max_rate_rps
+    if knee:
+        rate = round(knee * OVERLOAD_FACTOR)
+        log(f"overload: riskserve Score at {OVERLOAD_FACTOR:g}x its highest sustained rate, {rate:g} req/s")
+        trial = run_trial(unary[2], rate, UNARY_P99_MS, plan.timing)
+        show(trial)
+        overload = {"rate_rps": rate, "trial": trial.as_dict()}
+
+    stream_loads = [
+        LoadTarget("riskserve Score (p99 < 5 ms)", rs.target, "score", pools["score"], rs.metrics_url),
+        LoadTarget("riskserve ScoreStream", rs.target, "stream", pools["stream"], rs.metrics_url),
+    ]
+    log(f"open loop, ScoreStream vs unary Score, rising rates (sustained: p99 < {STREAM_P99_MS:g} ms)")
+    stream_searches = climb(
+        stream_loads, STREAM_LADDER, STREAM_P99_MS, plan.timing, plan.refine_steps, show, plan.retries
+    )
 
     peer_search = by_name.get("MLServer ModelInfer")
     same_rate: dict = {"rate_rps": None, "trials": {}}
@@ -287,7 +378,41 @@ def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Names
         batch, BATCH_LADDER, BATCH_P99_MS, plan.timing, plan.refine_steps, show, plan.retries
     )
 
-    goal_list = judge(sequential, by_name, same_rate, batch_searches, multi)
+    perf_runs = []
+    if not args.no_perf_analyzer:
+        data = pa.input_data(pools["infer"].bodies[0], args.work_dir / "perf-input.json")
+        oip = [(g.ECHO, echo), (g.FLOOR, floor), ("riskserve", rs)]
+        oip += [(multi.label, multi)] if multi else []
+        oip += [("MLServer", peer)] if peer else []
+        for label, server in oip:
+            log(f"perf_analyzer {label}: concurrency {', '.join(map(str, plan.perf_analyzer_concurrency))}")
+            run = pa.sweep(
+                label,
+                server.target,
+                data,
+                list(plan.perf_analyzer_concurrency),
+                plan.perf_analyzer_interval_ms,
+                args.work_dir,
+            )
+            log(f"  capacity {run.capacity(UNARY_P99_MS)}; {run.error or 'no error'}")
+            perf_runs.append(run.as_dict())
+
+    try:  # a judging bug must not lose the run's figures
+        goal_list = judge(sequential, by_name, same_rate, batch_searches, multi)
+        streams = {s.load.name: s for s in stream_searches}
+        goal_list += g.cpu_goals(costs["unary"])
+        goal_list += g.bulk_goals(costs["bulk"], BATCH_ROWS)
+        goal_list.append(
+            g.stream_goal(
+                streams.get("riskserve ScoreStream"),
+                streams.get("riskserve Score (p99 < 5 ms)"),
+                STREAM_P99_MS,
+            )
+        )
+        goal_list.append(g.cancelled_goal(unary_searches + stream_searches))
+    except Exception:
+        log(f"judging the goals failed:\n{traceback.format_exc()}")
+        goal_list = []
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m benchmarks.serving" + (" --quick" if args.quick else ""),
@@ -309,11 +434,18 @@ def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Names
             "trial_warmup_s": plan.timing.warmup_s,
             "unary_ladder": UNARY_LADDER,
             "batch_ladder": BATCH_LADDER,
+            "stream_ladder": STREAM_LADDER,
+            "cost_calls": plan.cost_calls,
+            "cost_repeats": plan.cost_repeats,
         },
         "sequential": sequential,
         "unary_load": [s.as_dict() for s in unary_searches],
         "same_rate": same_rate,
         "batch_load": [s.as_dict() for s in batch_searches],
+        "costs": costs,
+        "overload": overload,
+        "stream_load": [s.as_dict() for s in stream_searches],
+        "perf_analyzer": perf_runs,
         "goals": [goal.as_dict() for goal in goal_list],
     }
 
@@ -356,6 +488,8 @@ def render_markdown(results: dict, args: argparse.Namespace) -> str:
 
     goals = [g.Goal(**d) for d in results["goals"]]
     unary, batch = searches("unary_load"), searches("batch_load")
+    streams = searches("stream_load") if "stream_load" in results else []
+    costs = results.get("costs", {})
     parts = [
         f"Run {results['generated_at']}, `{results['command']}`, {results['machine']['cpus']} cores shared "
         f"by servers, generator and other work; {results['elapsed_s']:.0f} s; load average (1/5/15 min) "
@@ -366,11 +500,23 @@ def render_markdown(results: dict, args: argparse.Namespace) -> str:
         "",
         g.sequential_table(results["sequential"]["medians"]),
         "",
-        g.max_rates_table(unary + batch),
+        g.cost_table(costs.get("unary", {})),
+        "",
+        g.bulk_table(costs.get("bulk", {}), BATCH_ROWS),
+        "",
+        g.stream_cost_table(costs.get("stream", {}), costs.get("unary", {})),
+        "",
+        g.max_rates_table(unary + streams + batch),
+        "",
+        g.perf_analyzer_table(results.get("perf_analyzer", []), UNARY_P99_MS),
+        "",
+        _overload_line(results.get("overload", {})),
         "",
         "<details><summary>every open-loop trial</summary>",
         "",
         g.climb_table(unary),
+        "",
+        g.climb_table(streams, unit="msg/s"),
         "",
         g.climb_table(batch, unit="calls/s"),
         "",
@@ -385,6 +531,17 @@ def render_markdown(results: dict, args: argparse.Namespace) -> str:
             parts.append(f"- {name}: p99 {p99s} ms")
         parts.append("")
     return "\n".join(parts)
+
+
+def _overload_line(overload: dict) -> str:
+    trial = overload.get("trial")
+    if not trial:
+        return "Overload trial: not run (no sustained riskserve Score rate)."
+    codes = ", ".join(f"{k} {v}" for k, v in sorted(trial["codes"].items()))
+    return (
+        f"Overload trial: riskserve Score at {overload['rate_rps']:g} req/s ({OVERLOAD_FACTOR:g}x its "
+        f"highest sustained rate): {trial['throughput_rps']:.0f} OK/s, answers by code: {codes}."
+    )
 
 
 def _search_from_dict(data: dict) -> Search:

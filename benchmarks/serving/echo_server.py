@@ -12,6 +12,7 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from benchmarks.serving.oip_metadata import MetadataMixin
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.config.settings import ServerSettings
 
@@ -28,7 +29,7 @@ class EchoFraudScoring(scoring_pb2_grpc.FraudScoringServicer):
         )
 
 
-class EchoInference(service_pb2_grpc.GRPCInferenceServiceServicer):
+class EchoInference(MetadataMixin, service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request, context):
         response = service_pb2.ModelInferResponse(model_name=request.model_name, id=request.id)
         output = response.outputs.add(name="probabilities", datatype="FP32")

@@ -162,3 +162,178 @@ def max_rates_table(searches: list[Search]) -> str:
             f"{'-' if best is None else f'{best.generator_cpu_cores:.2f}'} |"
         )
     return "\n".join(lines)
+
+
+# ---- "more calls per core": riskserve's own cost against the two floors and MLServer -------------------
+
+CPU_PER_CALL_MAX_RATIO = 1.1
+BULK_ROWS_MIN_RATIO = 0.8
+STREAM_CAPACITY_MIN_RATIO = 2.5
+FLOOR = "ORT-inline floor"
+ECHO = "echo floor"
+METHOD_OF_KIND = {
+    "score": "Score",
+    "infer": "ModelInfer",
+    "score_batch": "ScoreBatch",
+    "score_batch_columns": "ScoreBatch (answer_layout COLUMNS)",
+    "infer_batch": "ModelInfer",
+    "stream": "ScoreStream",
+}
+
+
+def cpu_goals(unary: dict) -> list[Goal]:
+    goals = []
+    for kind in ("score", "infer"):
+        rows = unary.get(kind, {})
+        name = f"server CPU per unary {METHOD_OF_KIND[kind]} vs ORT-inline floor"
+        if "riskserve" not in rows or FLOOR not in rows:
+            goals.append(Goal(name, f"<= {CPU_PER_CALL_MAX_RATIO:g}x", "not measured", None, None))
+            continue
+        ours, floor = rows["riskserve"]["server_us_per_call"], rows[FLOOR]["server_us_per_call"]
+        ratio = ours / floor
+        goals.append(
+            Goal(
+                name,
+                f"<= {CPU_PER_CALL_MAX_RATIO:g}x",
+                f"{ours:.0f} µs vs {floor:.0f} µs = {ratio:.2f}x",
+                ratio,
+                ratio <= CPU_PER_CALL_MAX_RATIO,
+            )
+        )
+    return goals
+
+
+def bulk_goals(bulk: dict, rows: int) -> list[Goal]:
+    """Best rows/s over the concurrencies, riskserve vs the ORT-inline floor, per bulk kind."""
+    goals = []
+    for kind, floor_kind in (
+        ("score_batch", "score_batch"),
+        ("score_batch_columns", "score_batch"),
+        ("infer_batch", "infer_batch"),
+    ):
+        name = f"{METHOD_OF_KIND[kind]} of {rows} rows, rows/s vs ORT-inline floor (best of c=1/2/4)"
+        by_concurrency = bulk.get(kind, {})
+        ours = [v["riskserve"]["rows_per_s"] for v in by_concurrency.values() if "riskserve" in v]
+        floor = [v[FLOOR]["rows_per_s"] for v in bulk.get(floor_kind, {}).values() if FLOOR in v]
+        if not ours or not floor:
+            goals.append(Goal(name, f">= {BULK_ROWS_MIN_RATIO:g}x", "not measured", None, None))
+            continue
+        ratio = max(ours) / max(floor)
+        goals.append(
+            Goal(
+                name,
+                f">= {BULK_ROWS_MIN_RATIO:g}x",
+                f"{max(ours):,.0f} vs {max(floor):,.0f} rows/s = {ratio:.2f}x",
+                ratio,
+                ratio >= BULK_ROWS_MIN_RATIO,
+            )
+        )
+    return goals
+
+
+def stream_goal(stream: Search | None, unary: Search | None, p99_ms: float) -> Goal:
+    name = f"ScoreStream vs unary Score, highest rate with p99 < {p99_ms:g} ms"
+    if stream is None or unary is None or not unary.max_rate_rps or not stream.max_rate_rps:
+        return Goal(name, f">= {STREAM_CAPACITY_MIN_RATIO:g}x", "not measured", None, None)
+    ratio = stream.max_rate_rps / unary.max_rate_rps
+    limited = " (the generator's limit)" if "generator kept schedule" in (_first_failure(stream)) else ""
+    return Goal(
+        name,
+        f">= {STREAM_CAPACITY_MIN_RATIO:g}x",
+        f"{stream.max_rate_rps:g} vs {unary.max_rate_rps:g} msg/s = {ratio:.2f}x{limited}",
+        ratio,
+        ratio >= STREAM_CAPACITY_MIN_RATIO,
+    )
+
+
+def _first_failure(search: Search) -> list[str]:
+    failure = search.first_failure
+    return failure.failed_lines if failure else []
+
+
+def cancelled_goal(searches: list[Search]) -> Goal:
+    """No CANCELLED answer in any riskserve trial at or below that target's highest sustained rate."""
+    name = "no CANCELLED below the knee (riskserve, open loop)"
+    cancelled = []
+    for search in searches:
+        if not search.load.name.startswith("riskserve") or search.best is None:
+            continue
+        for trial in search.trials:
+            count = trial.codes.get("CANCELLED", 0)
+            if trial.rate_rps <= search.best.rate_rps and count:
+                cancelled.append(f"{trial.target} at {trial.rate_rps:g}/s: {count}")
+    measured = "none" if not cancelled else "; ".join(cancelled)
+    return Goal(name, "0 CANCELLED", measured, float(len(cancelled)), not cancelled)
+
+
+def cost_table(unary: dict) -> str:
+    lines = [
+        "| server CPU per unary call (/proc, sequential) | µs/call | / echo floor | / ORT-inline floor | "
+        "/ MLServer | per repeat |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for kind, rows in unary.items():
+        echo = rows.get(ECHO, {}).get("server_us_per_call")
+        floor = rows.get(FLOOR, {}).get("server_us_per_call")
+        peer = next((v["server_us_per_call"] for k, v in rows.items() if k.startswith("MLServer")), None)
+        for label, row in rows.items():
+            us = row["server_us_per_call"]
+            ratios = [f"{us / ref:.2f}x" if ref else "-" for ref in (echo, floor, peer)]
+            lines.append(
+                f"| {label} {METHOD_OF_KIND[kind]} | {us:.0f} | {' | '.join(ratios)} | "
+                f"{', '.join(f'{v:.0f}' for v in row['per_repeat_us_per_call'])} |"
+            )
+    return "\n".join(lines)
+
+
+def bulk_table(bulk: dict, rows: int) -> str:
+    lines = [
+        f"| {rows} rows per call | concurrency | rows/s | / ORT-inline floor | server µs per row |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for kind, by_concurrency in bulk.items():
+        for concurrency, by_label in by_concurrency.items():
+            floor = by_label.get(FLOOR, {}).get("rows_per_s")
+            for label, row in by_label.items():
+                ratio = f"{row['rows_per_s'] / floor:.2f}x" if floor else "-"
+                lines.append(
+                    f"| {label} {METHOD_OF_KIND[kind]} | {concurrency} | {row['rows_per_s']:,.0f} | "
+                    f"{ratio} | {row['server_us_per_row']:.2f} |"
+                )
+    return "\n".join(lines)
+
+
+def stream_cost_table(stream: dict, unary: dict) -> str:
+    lines = [
+        "| ScoreStream, one stream, 64 unanswered at most | messages/s | server µs per message | "
+        "/ unary Score's µs per call |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, row in stream.items():
+        score = unary.get("score", {}).get(label, {}).get("server_us_per_call")
+        ratio = f"{row['server_us_per_call'] / score:.2f}x" if score else "-"
+        lines.append(f"| {label} | {row['calls_per_s']:,.0f} | {row['server_us_per_call']:.0f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def perf_analyzer_table(runs: list[dict], p99_ms: float) -> str:
+    lines = [
+        f"| perf_analyzer (ModelInfer, 1 row) | capacity: best inferences/s with p99 < {p99_ms:g} ms | "
+        "per concurrency: inferences/s (p99 ms) | stopped by |",
+        "|---|---:|---|---|",
+    ]
+    for run in runs:
+        fits = [
+            p["inferences_per_s"]
+            for p in run["points"]
+            if p["ok"] and p["p99_us"] is not None and p["p99_us"] < p99_ms * 1e3
+        ]
+        points = ", ".join(
+            f"c{p['concurrency']}: {p['inferences_per_s']:.0f} ({p['p99_us'] / 1e3:.1f})"
+            if p["ok"]
+            else f"c{p['concurrency']}: failed"
+            for p in run["points"]
+        )
+        capacity = f"{max(fits):,.0f}" if fits else "none"
+        lines.append(f"| {run['target']} | {capacity} | {points} | {run['error'] or '-'} |")
+    return "\n".join(lines)

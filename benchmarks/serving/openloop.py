@@ -31,7 +31,7 @@ class LoadTarget:
 
     name: str  # e.g. "riskserve Score"
     target: str  # host:port
-    kind: str  # payload kind: score | score_batch | infer
+    kind: str  # payload kind: score | score_batch | infer | infer_batch | stream
     pool: RequestPool
     metrics_url: str | None = None
 
@@ -72,7 +72,7 @@ def run_trial(load: LoadTarget, rate: float, p99_limit_ms: float, timing: TrialT
     raw = {
         "name": f"bench-{load.name}-{rate:g}".replace(" ", "-"),
         "target": load.target,
-        "protocol": "oip" if load.kind == "infer" else "riskserve",
+        "protocol": "oip" if load.kind.startswith("infer") else "riskserve",
         "mix": [entry],
         "load": {
             "mode": "open",

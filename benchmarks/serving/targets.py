@@ -21,12 +21,24 @@ def start_echo(work_dir: Path) -> ServerProcess:
     return echo
 
 
-def start_riskserve(work_dir: Path, cache_dir: Path, workers: int | None = None) -> RiskServe:
+def start_ort_floor(work_dir: Path, model_path: Path) -> ServerProcess:
+    """The grpc.aio + ONNX Runtime inline floor (benchmarks/serving/ort_floor_server.py) on `model_path`."""
+    port = free_port()
+    command = [sys.executable, "-m", "benchmarks.serving.ort_floor_server", str(port), str(model_path)]
+    floor = ServerProcess("ORT-inline floor", command, port, log_path=work_dir / "ort-floor.log")
+    floor.launch()
+    return floor
+
+
+def start_riskserve(
+    work_dir: Path, cache_dir: Path, workers: int | None = None, extra: dict | None = None
+) -> RiskServe:
     """`riskserve serve` for the fraud model, quick drain so stopping it does not stall the benchmark;
-    returns once SERVING (raises ServerStartError, the server stopped, otherwise)."""
+    returns once SERVING (raises ServerStartError, the server stopped, otherwise). `extra`: more settings."""
     settings: dict[str, object] = {"models": MODEL, "drain_pause_s": 0, "grace_period_s": 2}
     if workers is not None:
         settings["workers"] = workers
+    settings |= extra or {}
     server = RiskServe(
         cache_dir=cache_dir,
         settings=settings,

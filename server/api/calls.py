@@ -1,7 +1,8 @@
 """What every RPC shares: the drain state, the deadline, metrics, and the ONE error -> status mapping.
 
 Servicers wrap their body in a scope: `async with calls.unary(context, model, method) as call:` for a
-unary RPC, `calls.stream(context)` around a streaming RPC and `calls.message(context, model, method)`
+unary RPC (admission at the door happens here: server/app/concurrency_limit.py), `calls.stream(context,
+model)` around a streaming RPC and `calls.message(context, model, method)`
 around each of its messages. A ScoringError raised inside (where the problem was detected) carries its own
 status code and metric reason (server/runtime/errors.py); it becomes the RPC's status here and nowhere
 else. Each scope records its call once when it ends: latency, queue wait, inference, the scores.
@@ -13,6 +14,7 @@ import time
 
 import grpc
 
+from server.app.concurrency_limit import Admission, client_of
 from server.metrics import ServingMetrics
 from server.runtime.errors import DrainingError, ScoringError
 from server.runtime.prediction import Prediction
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 
 _STATUS_BY_NAME = {code.name: code for code in grpc.StatusCode}
 INTERNAL_MESSAGE = "internal server error (logged)"
+_OK = grpc.StatusCode.OK
+_CODE_NAMES = {code: code.name for code in grpc.StatusCode}
 
 
 def status_of(error: ScoringError) -> grpc.StatusCode:
@@ -35,28 +39,24 @@ class DrainState:
         self.refusing = False
         self.inflight = 0
         self.last_arrival = time.monotonic()  # any call reaching a handler, refused or not
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     def enter(self) -> None:
         self.last_arrival = time.monotonic()
         if self.refusing:
             raise DrainingError("server is shutting down; retry on another instance")
         self.inflight += 1
-        self._idle.clear()
 
     def leave(self) -> None:
         self.inflight -= 1
-        if self.inflight == 0:
-            self._idle.set()
 
-    async def wait_idle(self, timeout_s: float) -> bool:
-        """True if every in-flight call finished within `timeout_s`."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
-            return True
-        except TimeoutError:
-            return False
+    async def wait_idle(self, timeout_s: float, poll_s: float = 0.01) -> bool:
+        """True if every in-flight call finished within `timeout_s` (polled: nothing per call to signal)."""
+        until = time.monotonic() + timeout_s
+        while self.inflight:
+            if time.monotonic() >= until:
+                return False
+            await asyncio.sleep(poll_s)
+        return True
 
     async def wait_quiet(self, quiet_s: float, timeout_s: float) -> bool:
         """Until no call has arrived for `quiet_s` (True), or `timeout_s` passed (False).
@@ -72,58 +72,64 @@ class DrainState:
         return True
 
 
-class CallScope:
-    """What a servicer's body sees of its call: when it started, its deadline, and its prediction."""
-
-    __slots__ = ("deadline", "prediction", "started")
-
-    def __init__(self, started: float, deadline: float | None) -> None:
-        self.started = started
-        self.deadline = deadline  # event-loop time, or None when the client set no deadline
-        self.prediction: Prediction | None = None  # set by the body; recorded when the scope ends
-
-    def latency_us(self) -> int:
-        return int((time.perf_counter() - self.started) * 1e6)
-
-
 class Calls:
-    """Makes the scopes of every RPC: one place for drain admission, metrics and error statuses."""
+    """Makes the scopes of every RPC: one place for drain, admission, metrics and error statuses."""
 
-    def __init__(self, drain: DrainState, metrics: ServingMetrics) -> None:
+    def __init__(
+        self, drain: DrainState, metrics: ServingMetrics, admission: Admission | None = None
+    ) -> None:
         self.drain = drain
         self.metrics = metrics
+        self.admission = admission or Admission()
 
     def unary(
-        self, context: grpc.aio.ServicerContext, model: str, method: str, *, admit: bool = True
-    ) -> "_Scope":
-        """Around a unary RPC's body: an error ends the RPC with its status. `admit=False` (metadata
-        RPCs) answers during a drain too. `model` is the metrics label (repository.ModelSlot.label)."""
-        return _Scope(self, context, model, method, admit, ends_rpc=True)
+        self,
+        context: grpc.aio.ServicerContext,
+        model: str,
+        method: str,
+        *,
+        admit: bool = True,
+        batch: bool = False,
+    ) -> "CallScope":
+        """Around a unary RPC's body: an error ends the RPC with its status. `admit` takes a slot at the door
+        (server/app/concurrency_limit.py) and refuses during a drain; `admit=False` (metadata RPCs) answers
+        always. `batch`: a ScoreBatch slot too. `model` is the metrics label (repository.ModelSlot.label)."""
+        return CallScope(self, context, model, method, admit, batch, True)
 
-    def message(self, context: grpc.aio.ServicerContext, model: str, method: str) -> "_Scope":
+    def message(self, context: grpc.aio.ServicerContext, model: str, method: str) -> "CallScope":
         """Around one streamed message: recorded like a call; an error is re-raised for the stream's
         scope to end the RPC with (only the RPC's own handler may end it)."""
-        return _Scope(self, context, model, method, admit=False, ends_rpc=False)
+        return CallScope(self, context, model, method, False, False, False)
 
-    def stream(self, context: grpc.aio.ServicerContext) -> "_StreamScope":
-        """Around a streaming RPC: admitted once for the whole stream; any error ends it with its status."""
-        return _StreamScope(self.drain, context)
+    def stream(self, context: grpc.aio.ServicerContext, model: str) -> "_StreamScope":
+        """Around a streaming RPC: admitted once for the whole stream (a stream slot of its client); any
+        error ends it with its status."""
+        return _StreamScope(self, context, model)
 
 
-class _Scope:
-    """A plain async context manager (a generator-based one costs a few µs more per call): drain
-    admission, the in-flight gauge, the error -> status mapping and one record at the end."""
+_IDLE, _HOLDING, _WORKING = 0, 1, 2  # what a scope holds at the door
+
+
+class CallScope:
+    """One call's scope, and what its body sees of it: when it started, its deadline, its prediction.
+
+    A plain async context manager (a generator-based one costs a few µs more per call): drain, admission,
+    the in-flight gauge, the error -> status mapping and one record at the end. One object per call."""
 
     __slots__ = (
         "_admit",
-        "_call",
+        "_batch",
         "_calls",
         "_code",
         "_context",
         "_ends_rpc",
         "_entered",
+        "_held",
         "_label",
         "_method",
+        "deadline",
+        "prediction",
+        "started",
     )
 
     def __init__(
@@ -133,32 +139,77 @@ class _Scope:
         model: str,
         method: str,
         admit: bool,
+        batch: bool,
         ends_rpc: bool,
     ) -> None:
         self._calls, self._context, self._label, self._method = calls, context, model, method
-        self._admit, self._ends_rpc = admit, ends_rpc
+        self._admit, self._batch, self._ends_rpc = admit, batch, ends_rpc
+        self.prediction: Prediction | None = None  # set by the body; recorded when the scope ends
 
-    async def __aenter__(self) -> CallScope:
+    def latency_us(self) -> int:
+        return int((time.perf_counter() - self.started) * 1e6)
+
+    def relabel(self, model: str) -> None:
+        """Record this call under another model label from now on (known once the request is parsed)."""
+        if model != self._label:
+            if self._held:
+                self._calls.metrics.inflight_add(self._label, self._method, -1)
+                self._calls.metrics.inflight_add(model, self._method, 1)
+            self._label = model
+
+    async def __aenter__(self) -> "CallScope":
+        self.started = time.perf_counter()
         remaining = self._context.time_remaining()
-        deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
-        self._call = CallScope(time.perf_counter(), deadline)
-        self._code = grpc.StatusCode.OK
+        # event-loop time, or None when the client set no deadline
+        self.deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
+        self._code = _OK
         self._entered = False
-        try:
-            if self._admit:
-                self._calls.drain.enter()
-                self._entered = True
-            self._calls.metrics.inflight_add(self._label, self._method, 1)
-        except BaseException as exc:
+        self._held = _IDLE
+        if self._admit:
+            calls = self._calls
+            drain, admission = calls.drain, calls.admission
+            if (  # the common case inline: a free working slot, nothing waiting, no drain
+                not drain.refusing
+                and not self._batch
+                and admission.held < admission.max_rpcs
+                and admission.active < admission.max_active
+                and not admission.waiting
+            ):
+                drain.last_arrival = time.monotonic()
+                drain.inflight += 1
+                admission.held += 1
+                admission.active += 1
+                self._entered, self._held = True, _WORKING
+                calls.metrics.inflight_add(self._label, self._method, 1)
+                return self
             try:
-                await self._outcome(exc)
-            finally:
-                self._finish()
-            raise
-        return self._call
+                await self._admission()
+            except BaseException as exc:
+                try:
+                    await self._outcome(exc)
+                finally:
+                    self._finish()
+                raise
+        return self
+
+    async def _admission(self) -> None:
+        calls = self._calls
+        calls.drain.enter()
+        self._entered = True
+        admission = calls.admission
+        work_now = admission.take(self._batch)
+        self._held = _HOLDING
+        calls.metrics.inflight_add(self._label, self._method, 1)
+        if not work_now:
+            try:
+                await admission.wait(self._batch)
+            except BaseException:
+                self._held = _IDLE  # `wait` gave the slot back
+                calls.metrics.inflight_add(self._label, self._method, -1)
+                raise
+        self._held = _WORKING
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
-        self._calls.metrics.inflight_add(self._label, self._method, -1)
         try:
             if exc is None:
                 return False
@@ -197,34 +248,60 @@ class _Scope:
         return False
 
     def _finish(self) -> None:
+        calls = self._calls
+        held = self._held == _WORKING
+        if held:
+            admission = calls.admission
+            if self._batch or admission.waiting:
+                admission.release(self._batch)
+            else:  # nothing waits for the slot: give it back inline
+                admission.held -= 1
+                admission.active -= 1
         if self._entered:
-            self._calls.drain.leave()
-        call = self._call
-        self._calls.metrics.observe_prediction(
-            self._label, self._method, self._code.name, time.perf_counter() - call.started, call.prediction
+            calls.drain.inflight -= 1
+        calls.metrics.observe_prediction(
+            self._label,
+            self._method,
+            _CODE_NAMES[self._code],
+            time.perf_counter() - self.started,
+            self.prediction,
+            held,
         )
 
 
 class _StreamScope:
-    """A streaming RPC: drain admission once, and the status of whatever error ends the stream (the
+    """A streaming RPC: drain and a stream slot once, and the status of whatever error ends the stream (the
     per-message scopes have recorded and logged it already)."""
 
-    __slots__ = ("_context", "_drain", "_entered")
+    __slots__ = ("_calls", "_client", "_context", "_entered", "_label")
 
-    def __init__(self, drain: DrainState, context: grpc.aio.ServicerContext) -> None:
-        self._drain, self._context = drain, context
+    def __init__(self, calls: Calls, context: grpc.aio.ServicerContext, model: str) -> None:
+        self._calls, self._context, self._label = calls, context, model
         self._entered = False
+        self._client: str | None = None
 
     async def __aenter__(self) -> None:
+        calls = self._calls
         try:
-            self._drain.enter()
-        except DrainingError as exc:
+            calls.drain.enter()
+            self._entered = True
+            client = client_of(self._context.peer() or "")
+            calls.admission.open_stream(client)
+            self._client = client
+        except ScoringError as exc:
+            if self._entered:
+                calls.drain.leave()
+            calls.metrics.count_rejected(self._label, exc.reason)
             await self._context.abort(status_of(exc), str(exc))
-        self._entered = True
+        calls.metrics.inflight_add(self._label, "ScoreStream", 1)
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+        calls = self._calls
+        if self._client is not None:
+            calls.admission.close_stream(self._client)
+            calls.metrics.inflight_add(self._label, "ScoreStream", -1)
         if self._entered:
-            self._drain.leave()
+            calls.drain.leave()
         if isinstance(exc, ScoringError):
             await self._context.abort(status_of(exc), str(exc))
         if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):

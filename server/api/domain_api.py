@@ -16,20 +16,22 @@ an absent `behaviour` message, or an absent map key. A numeric field left at 0 i
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import attrgetter, itemgetter, methodcaller
 
 import grpc
 import numpy as np
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import DecodeError
 
 from server.api.calls import Calls
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.config.errors import ConfigError
 from server.config.model_config import ModelConfig, ModelTask
-from server.runtime.errors import DrainingError, InvalidInputError
-from server.runtime.features import FieldNamer
+from server.runtime.errors import DrainingError, InvalidInputError, ScoringError
+from server.runtime.features import FeatureSchema, FieldNamer
 from server.runtime.model_runtime import ModelRuntime
 from server.runtime.prediction import Prediction
 from server.runtime.repository import ModelRepository
@@ -148,6 +150,7 @@ class MessageColumns:
         self._nested_features = tuple(s.feature for s in by_kind["nested"])
         nested_fields = [s.field for s in by_kind["nested"]]
         self._get_nested = attrgetter(*nested_fields, nested_fields[0]) if nested_fields else None
+        self._has_nested = methodcaller("HasField", message.nested) if message.nested else None
         self._hours = tuple((s.feature, s.field) for s in by_kind["hour"])
         # map name -> (feature, key) pairs: each message's map is copied to a dict once (one C-level call),
         # then read by key, about 5x faster than a protobuf map lookup per feature.
@@ -155,6 +158,7 @@ class MessageColumns:
         for source in by_kind["map"]:
             maps.setdefault(source.field, []).append((source.feature, source.key))
         self._maps = tuple((name, tuple(pairs)) for name, pairs in maps.items())
+        self.one_row = _row_reader(self, config)
         wire = {s.feature: s.wire for s in self.sources}
         self.namer = _namer(wire, None)
         self.batch_namer = _namer(wire, "transactions")
@@ -172,14 +176,14 @@ class MessageColumns:
             values = zip(*map(self._get_fields, messages), strict=True)
             columns.update(zip(self._fields, values, strict=False))  # the dummy last field is dropped
         if self._get_nested is not None:
-            for row, message in enumerate(messages):
-                if not message.HasField(self._nested):
-                    field = namer(self._nested_features[0], row).rsplit(".", 1)[0]
-                    raise InvalidInputError(field, f"missing ({self._nested} aggregates are required)")
-            values = zip(*(self._get_nested(getattr(m, self._nested)) for m in messages), strict=True)
-            columns.update(zip(self._nested_features, values, strict=False))
+            if not all(map(self._has_nested, messages)):
+                row = next(i for i, m in enumerate(messages) if not m.HasField(self._nested))
+                field = namer(self._nested_features[0], row).rsplit(".", 1)[0]
+                raise InvalidInputError(field, f"missing ({self._nested} aggregates are required)")
+            nested = map(self._get_nested, map(attrgetter(self._nested), messages))
+            columns.update(zip(self._nested_features, zip(*nested, strict=True), strict=False))
         for feature, field in self._hours:
-            stamps = np.fromiter((getattr(m, field) for m in messages), dtype=np.int64, count=len(messages))
+            stamps = np.fromiter(map(attrgetter(field), messages), dtype=np.int64, count=len(messages))
             if (stamps <= 0).any():
                 row = int(np.argmax(stamps <= 0))
                 raise InvalidInputError(namer(feature, row), "missing (unix seconds, UTC, must be > 0)")
@@ -220,6 +224,81 @@ class MessageColumns:
                     return None
                 columns[feature] = (value,)
         return columns
+
+
+class _Arrivals:
+    """A stream's messages as they arrive (bounded: the reader waits when `window` are unanswered), handed
+    out in groups of those that are already here and share a model."""
+
+    def __init__(self, window: int) -> None:
+        self._queue: asyncio.Queue = asyncio.Queue(window)
+        self._window = window
+        self._next: object = _NOTHING  # taken from the queue but not in the last group
+
+    async def read(self, request_iterator: AsyncIterator) -> None:
+        """Queue each message; end with None, or with the read error (not a cancellation), so the
+        answering side ends the stream instead of waiting forever."""
+        try:
+            async for transaction in request_iterator:
+                await self._queue.put(transaction)
+        except Exception as exc:
+            await self._queue.put(exc)
+            return
+        await self._queue.put(None)
+
+    async def group(self) -> list | None:
+        """The next messages (at least one, waiting for it), or None at the end of the stream."""
+        item, self._next = (await self._queue.get() if self._next is _NOTHING else self._next), _NOTHING
+        if item is None:
+            return None
+        if isinstance(item, Exception):
+            raise item
+        group, model = [item], item.model
+        while len(group) < self._window and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None or isinstance(item, Exception) or item.model != model:
+                self._next = item
+                break
+            group.append(item)
+        return group
+
+
+_NOTHING = object()
+_TRANSACTION_ID = attrgetter("transaction_id")
+
+
+def _row_reader(columns: "MessageColumns", config: ModelConfig):
+    """`message -> (numbers, strings)` in the schema's numeric and categorical orders (what
+    FeatureSchema.one_row_feeds takes), or None when a value is missing; None instead of a reader when the
+    model's features do not suit it (fewer than two of a kind, map sources)."""
+    schema = FeatureSchema.from_config(config)
+    numeric = [name for name, _, _, _ in schema.numeric]
+    categorical = [name for name, _ in schema.categorical]
+    if columns._maps or len(numeric) < 2 or len(categorical) == 1:
+        return None
+    order = [*columns._fields, None]  # attrgetter's dummy last value
+    nested_getter, nested = columns._get_nested, columns._nested
+    if nested_getter is not None:
+        order += [*columns._nested_features, None]
+    order += [feature for feature, _ in columns._hours]
+    pick_numbers = itemgetter(*(order.index(n) for n in numeric))
+    pick_strings = itemgetter(*(order.index(n) for n in categorical)) if categorical else lambda _: ()
+    get_fields, hours = columns._get_fields, columns._hours
+
+    def read(message) -> tuple[tuple, tuple] | None:
+        values = get_fields(message)
+        if nested_getter is not None:
+            if not message.HasField(nested):
+                return None
+            values += nested_getter(getattr(message, nested))
+        for _, field in hours:
+            stamp = getattr(message, field)
+            if stamp <= 0:
+                return None
+            values += ((stamp // SECONDS_PER_HOUR) % 24,)
+        return pick_numbers(values), pick_strings(values)
+
+    return read
 
 
 def _missing_entry(message, map_name: str, key: str) -> str:
@@ -273,21 +352,23 @@ def fraud_scores(
     prediction: Prediction,
     template: scoring_pb2.FraudScore,
     latency_us: int,
-) -> list[scoring_pb2.FraudScore]:
+    into=None,
+) -> Sequence[scoring_pb2.FraudScore]:
     """One FraudScore per transaction: a copy of the model's template (its ModelRef) plus the row's fields,
-    about 3x cheaper than passing the ModelRef to the constructor."""
-    answers = []
+    about 3x cheaper than passing the ModelRef to the constructor. `into`: a repeated FraudScore field to
+    add them to in place (no copy of each answer into the batch's message afterwards)."""
+    answers = scoring_pb2.FraudScoreBatch().scores if into is None else into
+    add = answers.add
     for t, p, r, d in zip(
         transactions, prediction.probabilities, prediction.scores, prediction.decisions, strict=True
     ):
-        answer = scoring_pb2.FraudScore()
+        answer = add()
         answer.CopyFrom(template)
         answer.transaction_id = t.transaction_id
         answer.probability = p
         answer.risk_score = r
         answer.decision = d
         answer.server_latency_us = latency_us
-        answers.append(answer)
     return answers
 
 
@@ -295,33 +376,59 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
     def __init__(self, repository: ModelRepository, calls: Calls) -> None:
         self.repository = repository
         self.calls = calls
-        self._models: dict[str, _FraudModel] = {}
+        self._models: dict[ModelRuntime, _FraudModel] = {}
 
     def _model(self, runtime: ModelRuntime) -> "_FraudModel":
-        """The runtime's per-model constants (rebuilt if the repository now serves another runtime)."""
-        cached = self._models.get(runtime.name)
-        if cached is None or cached.runtime is not runtime:
-            cached = self._models[runtime.name] = _FraudModel(runtime)
+        """The runtime's per-model constants, by runtime (a reloaded model is another runtime)."""
+        cached = self._models.get(runtime)
+        if cached is None:
+            cached = self._models[runtime] = _FraudModel(runtime)
         return cached
 
     async def _score(
-        self, transactions: Sequence[scoring_pb2.Transaction], runtime: ModelRuntime, batch: bool, call
-    ) -> list[scoring_pb2.FraudScore]:
-        served = self._model(runtime)
+        self,
+        transactions: Sequence[scoring_pb2.Transaction],
+        runtime: ModelRuntime,
+        batch: bool,
+        call,
+        into=None,
+    ) -> Sequence[scoring_pb2.FraudScore]:
+        served = self._models.get(runtime) or self._model(runtime)
         reader = served.reader
         namer = reader.batch_namer if batch else reader.namer
+        if not batch and reader.one_row is not None:  # unary hot path: values straight into tensors
+            row = reader.one_row(transactions[0])
+            feeds = None if row is None else runtime.schema.one_row_feeds(*row)
+            if feeds is not None:
+                prediction = call.prediction = await runtime.predict({}, 1, namer, call.deadline, feeds=feeds)
+                latency_us = int((time.perf_counter() - call.started) * 1e6)
+                return fraud_scores(transactions, prediction, served.answer, latency_us, into)
         columns = reader.columns(transactions, namer)
         prediction = call.prediction = await runtime.predict(columns, len(transactions), namer, call.deadline)
-        return fraud_scores(transactions, prediction, served.answer, call.latency_us())
+        return fraud_scores(transactions, prediction, served.answer, call.latency_us(), into)
 
     async def Score(self, request: scoring_pb2.Transaction, context: grpc.aio.ServicerContext):
         slot = self.repository.slot(request.model, ModelTask.FRAUD)
         async with self.calls.unary(context, slot.label, "Score") as call:
             return (await self._score([request], slot.ready(), False, call))[0]
 
-    async def ScoreBatch(self, request: scoring_pb2.TransactionBatch, context: grpc.aio.ServicerContext):
-        slot = self.repository.slot(request.model, ModelTask.FRAUD)
-        async with self.calls.unary(context, slot.label, "ScoreBatch") as call:
+    async def ScoreBatch(
+        self, request: scoring_pb2.TransactionBatch | bytes, context: grpc.aio.ServicerContext
+    ):
+        """Registered with the request unparsed (`add_fraud_scoring`): the door is checked before a large
+        batch is parsed, so refusing the excess costs little more than the refusal itself."""
+        raw = request if isinstance(request, bytes) else None
+        label = self.repository.slot("", ModelTask.FRAUD).label if raw is not None else None
+        slot = None if raw is not None else self.repository.slot(request.model, ModelTask.FRAUD)
+        async with self.calls.unary(context, label or slot.label, "ScoreBatch", batch=True) as call:
+            if raw is not None:
+                await asyncio.sleep(0)  # a loop turn before the long parse: gRPC accepts the next call
+                try:
+                    request = scoring_pb2.TransactionBatch.FromString(raw)
+                except DecodeError as exc:
+                    raise InvalidInputError("request", "not a riskserve.v1.TransactionBatch") from exc
+                slot = self.repository.slot(request.model, ModelTask.FRAUD)
+                call.relabel(slot.label)
             runtime = slot.ready()
             rows = len(request.transactions)
             if rows == 0:
@@ -330,42 +437,78 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
                 raise InvalidInputError(
                     "transactions", f"{rows} transactions, at most {runtime.max_request_rows}"
                 )
-            scores = await self._score(request.transactions, runtime, True, call)
-            return scoring_pb2.FraudScoreBatch(scores=scores)
+            if request.answer_layout == scoring_pb2.COLUMNS:
+                return await self._score_columns(request.transactions, runtime, call)
+            answer = scoring_pb2.FraudScoreBatch()
+            await self._score(request.transactions, runtime, True, call, answer.scores)
+            return answer
+
+    async def _score_columns(
+        self, transactions: Sequence[scoring_pb2.Transaction], runtime: ModelRuntime, call
+    ) -> scoring_pb2.FraudScoreBatch:
+        """ScoreBatch with answer_layout COLUMNS: the scores as parallel packed arrays, each set in one
+        call (no message per transaction)."""
+        served = self._models.get(runtime) or self._model(runtime)
+        reader = served.reader
+        columns = reader.columns(transactions, reader.batch_namer)
+        prediction = call.prediction = await runtime.predict(
+            columns, len(transactions), reader.batch_namer, call.deadline
+        )
+        answer = scoring_pb2.FraudScoreBatch(
+            transaction_ids=list(map(_TRANSACTION_ID, transactions)),
+            probabilities=prediction.probabilities,
+            risk_scores=prediction.scores,
+            decisions=prediction.decisions,
+            model=served.answer.model,
+        )
+        answer.server_latency_us = int((time.perf_counter() - call.started) * 1e6)
+        return answer
 
     async def ScoreStream(
         self, request_iterator: AsyncIterator[scoring_pb2.Transaction], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[scoring_pb2.FraudScore]:
-        """Answers in arrival order; up to _STREAM_WINDOW transactions are scored concurrently. A bad
-        transaction ends the stream with INVALID_ARGUMENT naming it (by position and id); once a drain
-        refuses new calls, the stream ends with UNAVAILABLE so the client reconnects elsewhere."""
-        async with self.calls.stream(context):
-            pending: asyncio.Queue = asyncio.Queue(_STREAM_WINDOW)
-            reader = asyncio.create_task(self._read_stream(request_iterator, context, pending))
+        """Answers in arrival order. The transactions that arrived while the previous ones were scored are
+        scored together, as one batch (up to _STREAM_WINDOW): a busy stream costs per batch, not per message.
+        A bad transaction ends the stream with INVALID_ARGUMENT naming it (by position and id), after the
+        answers to those before it; once a drain refuses new calls, the stream ends with UNAVAILABLE so the
+        client reconnects elsewhere."""
+        label = self.repository.slot("", ModelTask.FRAUD).label
+        async with self.calls.stream(context, label):
+            arrivals = _Arrivals(_STREAM_WINDOW)
+            reader = asyncio.create_task(arrivals.read(request_iterator))
             try:
-                while (task := await pending.get()) is not None:
-                    yield await task  # its error ends the stream with its status (calls.stream)
+                position = 0
+                while (group := await arrivals.group()) is not None:
+                    answers, error = await self._score_group(group, position, context)
+                    for answer in answers:
+                        yield answer
+                    if error is not None:
+                        raise error  # ends the stream with its status (calls.stream)
+                    position += len(group)
             finally:
                 reader.cancel()
-                while not pending.empty():
-                    task = pending.get_nowait()
-                    if task is not None:
-                        task.cancel()
 
-    async def _read_stream(self, request_iterator, context, pending: asyncio.Queue) -> None:
-        """Start scoring each message as it arrives; end with None, or with the read error as a failed
-        future so the answering side ends the stream instead of waiting forever."""
-        position = 0
-        try:
-            async for transaction in request_iterator:
-                await pending.put(asyncio.create_task(self._score_streamed(transaction, position, context)))
-                position += 1
-        except Exception as exc:  # the request stream broke (not a cancellation): end the answers too
-            failed = asyncio.get_running_loop().create_future()
-            failed.set_exception(exc)
-            await pending.put(failed)
-            return
-        await pending.put(None)
+    async def _score_group(
+        self, group: list, position: int, context
+    ) -> tuple[list[scoring_pb2.FraudScore], ScoringError | None]:
+        """Score messages that arrived together (one model) as one batch; if one of them is bad, message by
+        message instead, so the answers before it go out and its error names it."""
+        if len(group) > 1:
+            slot = self.repository.slot(group[0].model, ModelTask.FRAUD)
+            try:
+                async with self.calls.message(context, slot.label, "ScoreStream") as call:
+                    if self.calls.drain.refusing:
+                        raise DrainingError("server is shutting down; reconnect to another instance")
+                    return await self._score(group, slot.ready(), True, call), None
+            except InvalidInputError:
+                pass  # found again below, message by message, with its position
+        answers = []
+        for offset, transaction in enumerate(group):
+            try:
+                answers.append(await self._score_streamed(transaction, position + offset, context))
+            except ScoringError as exc:
+                return answers, exc
+        return answers, None
 
     async def _score_streamed(self, transaction, position: int, context) -> scoring_pb2.FraudScore:
         slot = self.repository.slot(transaction.model, ModelTask.FRAUD)
@@ -381,6 +524,32 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
                 raise InvalidInputError(
                     f"stream message {position}{ident}: {exc.field}", exc.problem
                 ) from exc
+
+
+def add_fraud_scoring(servicer: FraudScoringServicer, server: grpc.aio.Server) -> None:
+    """`scoring_pb2_grpc.add_FraudScoringServicer_to_server`, with ScoreBatch's request handed over as
+    bytes (its handler parses it once admitted)."""
+    messages = scoring_pb2
+    handlers = {
+        "Score": grpc.unary_unary_rpc_method_handler(
+            servicer.Score,
+            request_deserializer=messages.Transaction.FromString,
+            response_serializer=messages.FraudScore.SerializeToString,
+        ),
+        "ScoreBatch": grpc.unary_unary_rpc_method_handler(
+            servicer.ScoreBatch,
+            request_deserializer=None,  # bytes
+            response_serializer=messages.FraudScoreBatch.SerializeToString,
+        ),
+        "ScoreStream": grpc.stream_stream_rpc_method_handler(
+            servicer.ScoreStream,
+            request_deserializer=messages.Transaction.FromString,
+            response_serializer=messages.FraudScore.SerializeToString,
+        ),
+    }
+    service = "riskserve.v1.FraudScoring"
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)
 
 
 class CreditScoringServicer(scoring_pb2_grpc.CreditScoringServicer):

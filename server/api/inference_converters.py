@@ -48,6 +48,9 @@ class TensorLayout:
 
     inputs: dict[str, InputSpec]  # ONNX input name -> its config
     namer: FieldNamer  # feature -> `inputs[name][row]`, or `inputs[name][row][column] (feature)`
+    # ONNX input name -> (wire datatype, width, raw numpy dtype or None for BYTES, item size, feature names)
+    raw: dict[str, tuple[str, int, str | None, int, tuple[str, ...]]]
+    feature_count: int
 
     @classmethod
     def of(cls, config: ModelConfig) -> "TensorLayout":
@@ -66,7 +69,18 @@ class TensorLayout:
                 else f"inputs[{tensor}][{row}][{column}] ({feature})"
             )
 
-        return cls({spec.onnx_input: spec for spec in config.inputs}, namer)
+        raw = {
+            spec.onnx_input: (
+                WIRE_DTYPE[spec.dtype],
+                spec.width,
+                _RAW_DTYPE.get(spec.dtype),
+                np.dtype(_RAW_DTYPE[spec.dtype]).itemsize if spec.dtype in _RAW_DTYPE else 0,
+                tuple(f.name for f in spec.features),
+            )
+            for spec in config.inputs
+        }
+        count = sum(len(spec.features) for spec in config.inputs)
+        return cls({spec.onnx_input: spec for spec in config.inputs}, namer, raw, count)
 
 
 def _rows_of(tensor: service_pb2.ModelInferRequest.InferInputTensor, width: int) -> int:
@@ -80,6 +94,9 @@ def _rows_of(tensor: service_pb2.ModelInferRequest.InferInputTensor, width: int)
 
 
 def _decode_bytes(buffer: bytes, count: int, field: str) -> list[str]:
+    uniform = _uniform_strings(buffer, count)
+    if uniform is not None:
+        return uniform
     values, offset = [], 0
     try:
         for _ in range(count):
@@ -96,6 +113,25 @@ def _decode_bytes(buffer: bytes, count: int, field: str) -> list[str]:
             field, f"BYTES tensor has {len(buffer) - offset} bytes beyond {count} strings"
         )
     return values
+
+
+def _uniform_strings(buffer: bytes, count: int) -> list[str] | None:
+    """ASCII strings of one length (ISO codes, MCCs, ...) through one numpy record view, or None when the
+    lengths differ or a string holds a NUL or non-ASCII byte (the loop then decodes it, or reports what is
+    wrong)."""
+    if count < 2 or len(buffer) < 4 or len(buffer) % count:
+        return None
+    width = len(buffer) // count - 4
+    first = int.from_bytes(buffer[:4], "little")
+    if width < 1 or first != width:
+        return None
+    records = np.frombuffer(buffer, dtype=np.dtype([("length", "<u4"), ("text", f"S{width}")]))
+    if (records["length"] != width).any():
+        return None
+    raw = np.frombuffer(buffer, dtype=np.uint8).reshape(count, width + 4)[:, 4:]
+    if not raw.all() or (raw >= 0x80).any():  # a NUL byte (numpy drops trailing ones), or not ASCII
+        return None
+    return records["text"].astype(f"U{width}").tolist()  # ASCII: the UTF-8 decoding, in one C loop
 
 
 def _decode(tensor, raw: bytes | None, dtype: str, count: int) -> np.ndarray | list[str]:
@@ -129,6 +165,14 @@ def request_columns(
     request: service_pb2.ModelInferRequest, layout: TensorLayout, max_rows: int, config: ModelConfig
 ) -> tuple[dict[str, np.ndarray | list[str]], int]:
     """Decode and shape-check every input tensor -> ({feature: 1-D column}, rows)."""
+    fast = _raw_columns(request, layout, max_rows)
+    return fast if fast is not None else general_columns(request, layout, max_rows, config)
+
+
+def general_columns(
+    request: service_pb2.ModelInferRequest, layout: TensorLayout, max_rows: int, config: ModelConfig
+) -> tuple[dict[str, np.ndarray | list[str]], int]:
+    """`request_columns` for any request: every check, every layout (raw or typed, [N] or [N, F])."""
     raw_contents = list(request.raw_input_contents)
     if raw_contents and len(raw_contents) != len(request.inputs):
         raise InvalidInputError(
@@ -190,6 +234,53 @@ def request_columns(
     return columns, rows
 
 
+def _raw_columns(
+    request: service_pb2.ModelInferRequest, layout: TensorLayout, max_rows: int
+) -> tuple[dict[str, np.ndarray | list[str]], int] | None:
+    """The common request, decoded with the fewest message reads: every input once, in
+    `raw_input_contents`, shaped [N, width] with the expected datatype, no typed contents, no outputs
+    named. The same columns as the general path, or None for anything else (the general path then decodes
+    or reports it)."""
+    inputs, raw = request.inputs, request.raw_input_contents
+    if len(inputs) != len(layout.raw) or len(raw) != len(inputs) or len(request.outputs):
+        return None
+    shape = inputs[0].shape
+    rows = shape[0] if len(shape) == 2 else 0
+    if not 1 <= rows <= max_rows:
+        return None
+    columns: dict[str, np.ndarray | list[str]] = {}
+    specs = layout.raw
+    for tensor, buffer in zip(inputs, raw, strict=True):
+        spec = specs.get(tensor.name)
+        if spec is None:
+            return None
+        datatype, width, dtype, itemsize, features = spec
+        if tensor.datatype != datatype or tensor.shape != [rows, width] or tensor.HasField("contents"):
+            return None
+        count = rows * width
+        if dtype is None:
+            if count == 1 and len(buffer) >= 4 and int.from_bytes(buffer[:4], "little") == len(buffer) - 4:
+                try:
+                    values = [buffer[4:].decode("utf-8")]
+                except UnicodeDecodeError:
+                    return None
+            else:
+                values = _decode_bytes(buffer, count, f"inputs[{tensor.name}]")
+        elif len(buffer) == count * itemsize:
+            values = np.frombuffer(buffer, dtype=dtype)
+        else:
+            return None
+        if width == 1:
+            columns[features[0]] = values
+        else:
+            matrix = np.asarray(values).reshape(rows, width)
+            for column, feature in enumerate(features):
+                columns[feature] = matrix[:, column]
+    if len(columns) != layout.feature_count:  # an input given twice, another missing
+        return None
+    return columns, rows
+
+
 def infer_response(
     request: service_pb2.ModelInferRequest,
     config: ModelConfig,
@@ -201,25 +292,56 @@ def infer_response(
     """The answer: the model's output and the decision per row (or the outputs the request names), with the
     served model's facts (precision, gate_verdict) and the server latency as response parameters, as the
     domain API's ModelRef carries them."""
+    outputs = prediction.outputs
+    wire = _OUTPUT_DTYPE.get(outputs.dtype, "FP32")
+    little = "<f8" if wire == "FP64" else "<f4"
+    decisions = np.asarray(prediction.decisions, dtype="<i4").tobytes()
+    if not request.outputs:  # both outputs: a copy of the model's prepared answer, then this call's fields
+        response = service_pb2.ModelInferResponse()
+        response.CopyFrom(_template(config, facts_precision, facts_verdict, wire))
+        response.id = request.id
+        response.parameters["server_latency_us"].int64_param = latency_us
+        model_output, decision_output = response.outputs
+        model_output.shape.extend(outputs.shape)
+        decision_output.shape.extend((len(prediction.decisions), 1))
+        response.raw_output_contents.extend(
+            (np.ascontiguousarray(outputs, dtype=little).tobytes(), decisions)
+        )
+        return response
     response = service_pb2.ModelInferResponse(
         model_name=config.name, model_version=config.version, id=request.id
     )
     response.parameters["precision"].string_param = facts_precision
     response.parameters["gate_verdict"].string_param = facts_verdict
     response.parameters["server_latency_us"].int64_param = latency_us
-    wanted = {o.name for o in request.outputs} or {config.output_name, DECISION_OUTPUT}
+    wanted = {o.name for o in request.outputs}
     if config.output_name in wanted:
-        outputs = prediction.outputs
-        wire = _OUTPUT_DTYPE.get(outputs.dtype, "FP32")
         output = response.outputs.add(name=config.output_name, datatype=wire)
         output.shape.extend(outputs.shape)
-        little = "<f8" if wire == "FP64" else "<f4"
         response.raw_output_contents.append(np.ascontiguousarray(outputs, dtype=little).tobytes())
     if DECISION_OUTPUT in wanted:
-        decisions = response.outputs.add(name=DECISION_OUTPUT, datatype="INT32")
-        decisions.shape.extend((len(prediction.decisions), 1))
-        response.raw_output_contents.append(np.asarray(prediction.decisions, dtype="<i4").tobytes())
+        decision_output = response.outputs.add(name=DECISION_OUTPUT, datatype="INT32")
+        decision_output.shape.extend((len(prediction.decisions), 1))
+        response.raw_output_contents.append(decisions)
     return response
+
+
+_TEMPLATES: dict[tuple, service_pb2.ModelInferResponse] = {}
+
+
+def _template(config: ModelConfig, precision: str, verdict: str, wire: str) -> service_pb2.ModelInferResponse:
+    """The parts of a model's full answer that every call shares (built once per model and facts): the
+    same fields, in the same order, as the general path sets them."""
+    key = (config.name, config.version, config.output_name, precision, verdict, wire)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        template = service_pb2.ModelInferResponse(model_name=config.name, model_version=config.version)
+        template.parameters["precision"].string_param = precision
+        template.parameters["gate_verdict"].string_param = verdict
+        template.outputs.add(name=config.output_name, datatype=wire)
+        template.outputs.add(name=DECISION_OUTPUT, datatype="INT32")
+        _TEMPLATES[key] = template
+    return template
 
 
 def _tensor_shapes(config: ModelConfig) -> Sequence[tuple[str, str, int]]:

@@ -8,10 +8,10 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from server.api.calls import Calls
-from server.api.domain_api import CreditScoringServicer, FraudScoringServicer
+from server.api.domain_api import CreditScoringServicer, FraudScoringServicer, add_fraud_scoring
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.api.inference_servicer import InferenceServicer
-from server.app.concurrency_limit import ConcurrencyLimiter
+from server.app.concurrency_limit import Admission
 from server.app.health import HealthState
 from server.app.listen import ListenError, bind_errno
 from server.app.request_guard import RequestGuard
@@ -33,12 +33,13 @@ def _credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
 
 
 def _pending_limit(limit: int) -> list[tuple[str, int]]:
-    """gRPC core's bound on calls received but not yet requested by Python (random early drop from half the
-    limit, all beyond it). Core ends those calls CANCELLED; Python never sees them (docs/server.md)."""
+    """gRPC core's bound on calls received but not yet requested by Python, a memory bound only: no random
+    early drop below it (soft = hard limit). Core ends calls beyond it CANCELLED; shedding below it is
+    Python's, by queueing delay (server/app/concurrency_limit.py, docs/server.md)."""
     if limit <= 0:
         return []
     return [
-        ("grpc.server.max_pending_requests", max(1, limit // 2)),
+        ("grpc.server.max_pending_requests", limit),
         ("grpc.server.max_pending_requests_hard_limit", limit),
     ]
 
@@ -65,6 +66,19 @@ def server_options(settings: ServerSettings, *, reuse_port: bool = False) -> lis
     ]
 
 
+def admission_of(settings: ServerSettings) -> Admission:
+    """The door's limits from the settings (server/app/concurrency_limit.py)."""
+    return Admission(
+        settings.max_concurrent_rpcs,
+        settings.max_concurrent_batch_rpcs,
+        max_active=settings.max_active_rpcs,
+        target_s=settings.queue_delay_target_ms / 1e3,
+        interval_s=settings.queue_delay_interval_ms / 1e3,
+        max_streams=settings.max_concurrent_streams,
+        max_streams_per_client=settings.max_streams_per_client,
+    )
+
+
 def build_server(
     settings: ServerSettings,
     repository: ModelRepository,
@@ -72,22 +86,17 @@ def build_server(
     health: HealthState,
     *,
     reuse_port: bool = False,
-) -> tuple[grpc.aio.Server, int, ConcurrencyLimiter]:
+) -> tuple[grpc.aio.Server, int, Admission]:
     """Create the server with every service registered and bind its port.
 
-    Returns (server, bound port, concurrency limiter: server/app/concurrency_limit.py); ListenError if the
-    address cannot be bound.
+    Returns (server, bound port, the admission `calls` now uses: server/app/concurrency_limit.py);
+    ListenError if the address cannot be bound.
 
     `reuse_port` (worker processes of one supervisor): every worker binds the same port with SO_REUSEPORT
     and the kernel spreads connections over them. Otherwise a second server on the port is an error, not a
     silent split."""
-    limiter = ConcurrencyLimiter(
-        settings.max_concurrent_rpcs, settings.max_concurrent_batch_rpcs, calls.metrics
-    )
-    server = grpc.aio.server(
-        interceptors=[limiter] if limiter.enabled else [],
-        options=server_options(settings, reuse_port=reuse_port),
-    )
+    admission = calls.admission = admission_of(settings)  # checked in the handlers' call scopes
+    server = grpc.aio.server(options=server_options(settings, reuse_port=reuse_port))
     _register(settings, repository, calls, health, RequestGuard(calls.metrics).registrar(server))
     credentials = _credentials(settings)
     host, address = settings.host, settings.grpc_address
@@ -106,14 +115,14 @@ def build_server(
                 "and its private key"
             ) from exc
         raise ListenError(host, settings.port, code, "--port") from exc
-    return server, port, limiter
+    return server, port, admission
 
 
 def _register(
     settings: ServerSettings, repository: ModelRepository, calls: Calls, health: HealthState, server
 ) -> None:
     """Every service on `server` (the guard's registrar); reflection unless `settings.reflection` is off."""
-    scoring_pb2_grpc.add_FraudScoringServicer_to_server(FraudScoringServicer(repository, calls), server)
+    add_fraud_scoring(FraudScoringServicer(repository, calls), server)  # ScoreBatch parsed once admitted
     scoring_pb2_grpc.add_CreditScoringServicer_to_server(CreditScoringServicer(repository, calls), server)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(repository, calls, lambda: health.serving, lambda: health.accepting), server

@@ -134,6 +134,21 @@ class ServerSettings(StrictModel):
     )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: LogFormat = LogFormat.KEYVALUE
+    max_active_rpcs: int = Field(
+        32, ge=0, description="unary calls that work at once; others wait in a timed FIFO (0: no limit)"
+    )
+    queue_delay_target_ms: float = Field(
+        5.0, gt=0.0, description="CoDel target: calls waiting longer than this for a whole interval are shed"
+    )
+    queue_delay_interval_ms: float = Field(
+        100.0, gt=0.0, description="CoDel interval: how long the queue delay may stay above the target"
+    )
+    max_concurrent_streams: int = Field(
+        1024, ge=0, description="ScoreStreams one process holds open (own slots, not max_concurrent_rpcs)"
+    )
+    max_streams_per_client: int = Field(
+        64, ge=0, description="ScoreStreams open from one client address; beyond, RESOURCE_EXHAUSTED"
+    )
 
     @field_validator(*TLS_FILE_SETTINGS)
     @classmethod

@@ -80,9 +80,14 @@ class FeatureSchema:
             values.update(zip(names, matrix, strict=True))
         for name, allowed in self.categorical:
             column = _column(columns, name, rows, namer)
-            for row, value in enumerate(column):
-                if value not in allowed:
-                    raise InvalidInputError(namer(name, row), _category_problem(value, allowed))
+            try:
+                known = allowed.issuperset(column)  # one C loop over the column
+            except TypeError:  # an unhashable value: not a category either
+                known = False
+            if not known:
+                for row, value in enumerate(column):
+                    if value not in allowed:
+                        raise InvalidInputError(namer(name, row), _category_problem(value, allowed))
             values[name] = np.asarray(column, dtype=object)
         return values
 
@@ -159,6 +164,49 @@ class FeatureSchema:
                 return None
             feeds[name] = np.array([[value]], dtype=object)
         return feeds
+
+    def one_row_feeds(self, numbers: Sequence, strings: Sequence) -> Feeds | None:
+        """One row given as plain values, `numbers` in `numeric` order and `strings` in `categorical` order
+        (the domain API's unary hot path reads them so from the message): the tensors `validate` makes of
+        it, or None at anything unusual, which the general path then reports. Models whose inputs are
+        [N, 1] float32 or string only (None otherwise).
+
+        Each number is compared with its bounds once, in Python: NaN fails the comparison, and infinities
+        fall outside the float32-clipped bounds; an exact integer within them is within them after the
+        general path's float64 rounding too (rounding is monotone, the bounds are floats)."""
+        if not self._float32_columns_only:
+            return None
+        try:
+            for value, low, high in zip(numbers, *self._flat_bounds, strict=True):
+                if not low <= value <= high:
+                    return None
+        except (TypeError, ValueError):
+            return None
+        allowed_sets = self._allowed
+        for value, allowed in zip(strings, allowed_sets, strict=True):
+            if value.__class__ is not str or value not in allowed:
+                return None
+        # [features, 1, 1] float32 by way of float64, as the general path converts; each item a [1, 1] view
+        floats = np.array(numbers, dtype=np.float64).astype(np.float32).reshape(-1, 1, 1)
+        feeds = dict(zip(self._numeric_names, floats, strict=True))
+        if strings:
+            strings_array = np.array(strings, dtype=object).reshape(-1, 1, 1)
+            feeds.update(zip(self._categorical_names, strings_array, strict=True))
+        return feeds
+
+    @cached_property
+    def _flat_bounds(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return tuple(low for _, low, _ in self._plain_bounds), tuple(
+            high for _, _, high in self._plain_bounds
+        )
+
+    @cached_property
+    def _allowed(self) -> tuple[frozenset[str], ...]:
+        return tuple(allowed for _, allowed in self.categorical)
+
+    @cached_property
+    def _categorical_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.categorical)
 
     @cached_property
     def _float32_columns_only(self) -> bool:

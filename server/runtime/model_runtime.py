@@ -165,11 +165,14 @@ class ModelRuntime:
         deadline: float | None = None,
         *,
         explain: bool = False,
+        feeds: Feeds | None = None,
     ) -> Prediction:
         """Score `rows` rows of named feature columns: validate, batch, infer, decide.
 
         `deadline` is event-loop time. `explain` (one row, credit) also returns the reason codes, from
-        the application and its counterfactual rows scored in the same batched call."""
+        the application and its counterfactual rows scored in the same batched call. `feeds`: the rows
+        already validated into tensors by this runtime's schema (FeatureSchema.one_row_feeds); `columns`
+        is then not read."""
         if rows > self.max_request_rows:
             raise InvalidInputError(
                 namer(self.config.feature_names[0], None),
@@ -184,7 +187,9 @@ class ModelRuntime:
             pd_rows = probability_column(result.outputs, self.positive_column)
             reasons = top_reasons(pd_rows, changed, self.config)
         else:
-            result = await self.batcher.submit(self.schema.validate(columns, rows, namer), rows, deadline)
+            if feeds is None:
+                feeds = self.schema.validate(columns, rows, namer)
+            result = await self.batcher.submit(feeds, rows, deadline)
             outputs = result.outputs
         probabilities, scores, decisions = decide_rows(self.config, outputs, self.positive_column)
         return Prediction(

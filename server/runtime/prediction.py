@@ -14,8 +14,8 @@ review, from `decline` decline (the same rule for fraud probability and probabil
 """
 
 from bisect import bisect_right
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 import numpy as np
 
@@ -45,13 +45,16 @@ def decide(probabilities: np.ndarray, thresholds: DecisionConfig) -> np.ndarray:
     return decisions
 
 
+_APPROVE, _REVIEW, _DECLINE = int(Decision.APPROVE), int(Decision.REVIEW), int(Decision.DECLINE)
+
+
 def decide_one(probability: float, thresholds: DecisionConfig) -> int:
     """`decide` for one plain float (the unary hot path; the same comparisons, so the same answer)."""
     if probability >= thresholds.decline:
-        return Decision.DECLINE.value
+        return _DECLINE
     if probability >= thresholds.review:
-        return Decision.REVIEW.value
-    return Decision.APPROVE.value
+        return _REVIEW
+    return _APPROVE
 
 
 def fraud_risk_scores(probabilities: np.ndarray) -> np.ndarray:
@@ -96,9 +99,9 @@ def scorecard_points(probability_of_default: np.ndarray, scorecard: ScorecardCon
 _RISK_SCORE_FLOORS = _risk_score_floors()  # ~3 ms at import
 
 
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """One request's rows, scored: the model output and the decision per row, in request order.
+class Prediction(NamedTuple):
+    """One request's rows, scored: the model output and the decision per row, in request order. (A named
+    tuple: built in C, a few µs cheaper per call than a frozen dataclass.)
 
     `probabilities`, `scores` and `decisions` are plain Python lists (what protobuf fields take). `scores`
     is the 0-999 risk score for a fraud model, the scorecard points for a credit model, empty otherwise."""
@@ -118,8 +121,19 @@ def decide_rows(
     """(probabilities, scores, decisions) of `outputs` rows under `config`'s thresholds and scaling. Scores
     are the 0-999 risk score (fraud), scorecard points (credit), none for a generic binary model."""
     if len(outputs) == 1 and config.task is ModelTask.FRAUD and outputs.ndim == 2:  # unary: plain floats
-        probability = float(outputs[0, positive_column])
-        return [probability], [fraud_risk_score_one(probability)], [decide_one(probability, config.decision)]
+        probability = float(outputs[0, positive_column])  # fraud_risk_score_one and decide_one, inline:
+        if 0.0 <= probability <= 1.0:
+            score = bisect_right(_RISK_SCORE_FLOORS, probability)
+        else:
+            score = fraud_risk_score_one(probability)
+        thresholds = config.decision
+        if probability >= thresholds.decline:
+            decision = _DECLINE
+        elif probability >= thresholds.review:
+            decision = _REVIEW
+        else:
+            decision = _APPROVE
+        return [probability], [score], [decision]
     probabilities = probability_column(outputs, positive_column)
     if config.task is ModelTask.CREDIT:
         assert config.scorecard is not None  # the config's own validation guarantees it

@@ -175,3 +175,135 @@ def test_unary_scores_equal_plain_session_run_and_vectorized_mapping(config):
     assert [a.probabilities[0] for a in answers] == expected.tolist()
     assert [a.scores[0] for a in answers] == fraud_risk_scores(expected).tolist()
     assert [a.decisions[0] for a in answers] == decide(expected, config.decision).tolist()
+
+
+def test_raw_model_infer_columns_equal_the_general_path(config):
+    """ModelInfer's raw fast path (server/api/inference_converters.py) decodes what the general path
+    decodes, one row and 256 rows; anything unusual is left to the general path."""
+    from tritonclient.grpc import service_pb2
+
+    from loadtest.request_bodies import build_pool
+    from loadtest.scenario import CallKind, MixEntry
+    from server.api.inference_converters import TensorLayout, _raw_columns, general_columns
+
+    layout = TensorLayout.of(config)
+    for rows in (1, 256):
+        pool = build_pool(MixEntry(call=CallKind.OIP_INFER, model="fraud", batch_size=rows))
+        for body in pool.bodies[:20]:
+            request = service_pb2.ModelInferRequest.FromString(body)
+            fast = _raw_columns(request, layout, 4096)
+            assert fast is not None
+            general = general_columns(request, layout, 4096, config)
+            assert fast[1] == general[1] == rows and list(fast[0]) == list(general[0])
+            for name, values in fast[0].items():
+                assert np.asarray(values).tolist() == np.asarray(general[0][name]).tolist()
+                assert np.asarray(values).dtype == np.asarray(general[0][name]).dtype
+    request = service_pb2.ModelInferRequest.FromString(pool.bodies[0])
+    request.outputs.add(name="decision")
+    assert _raw_columns(request, layout, 4096) is None  # named outputs: general path
+    request = service_pb2.ModelInferRequest.FromString(pool.bodies[0])
+    request.inputs[3].shape[:] = [256]
+    assert _raw_columns(request, layout, 4096) is None  # [N]: general path
+    request = service_pb2.ModelInferRequest.FromString(pool.bodies[0])
+    request.inputs[1].name = request.inputs[0].name
+    assert _raw_columns(request, layout, 4096) is None  # given twice: general path reports it
+
+
+def test_model_infer_answer_from_the_template_equals_the_general_answer(config):
+    from tritonclient.grpc import service_pb2
+
+    from server.api.inference_converters import DECISION_OUTPUT, infer_response
+    from server.runtime.prediction import Prediction
+
+    outputs = np.array([[0.9, 0.1], [0.2, 0.8]], dtype=np.float32)
+    prediction = Prediction(outputs, [0.1, 0.8], [832, 967], [3, 3], None, 0.0, 0.0)
+    plain = service_pb2.ModelInferRequest(id="r1")
+    named = service_pb2.ModelInferRequest(id="r1")
+    named.outputs.add(name=config.output_name)
+    named.outputs.add(name=DECISION_OUTPUT)
+    for _ in range(2):  # the second answer comes from the cached template
+        fast = infer_response(plain, config, "int8", "passed", prediction, 77)
+        general = infer_response(named, config, "int8", "passed", prediction, 77)
+        assert fast == general
+        assert service_pb2.ModelInferResponse.FromString(fast.SerializeToString()) == general
+
+
+def test_fraud_answers_added_in_place_equal_the_copied_answers(config):
+    from server.api.domain_api import fraud_scores, model_ref
+    from server.api.gen.riskserve.v1 import scoring_pb2
+    from server.runtime.prediction import Prediction
+
+    facts = ModelFacts(config.name, config.version, config.task.value, Precision.INT8, GateVerdict.PASSED)
+    template = scoring_pb2.FraudScore(model=model_ref(facts))
+    transactions = [transaction(f"t-{i}") for i in range(5)]
+    probabilities, scores, decisions = [0.0, 0.1, 0.5, 1e-7, 1.0], [0, 832, 949, 0, 999], [1, 3, 3, 1, 3]
+    prediction = Prediction(np.zeros((5, 2)), probabilities, scores, decisions, None, 0.0, 0.0)
+    expected = []
+    for t, p, r, d in zip(transactions, probabilities, scores, decisions, strict=True):
+        answer = scoring_pb2.FraudScore()
+        answer.CopyFrom(template)
+        answer.transaction_id, answer.probability, answer.risk_score = t.transaction_id, p, r
+        answer.decision, answer.server_latency_us = d, 12
+        expected.append(answer)
+    batch = scoring_pb2.FraudScoreBatch()
+    fraud_scores(transactions, prediction, template, 12, batch.scores)
+    assert batch.SerializeToString() == scoring_pb2.FraudScoreBatch(scores=expected).SerializeToString()
+    assert list(fraud_scores(transactions, prediction, template, 12)) == expected
+
+
+@pytest.mark.parametrize(
+    "strings",
+    [
+        ["USD", "EUR", "GBP"],
+        ["ab", "cd", "é"],  # "é" is two bytes: one length
+        ["card_present", "ecommerce", "contactless"],
+        ["AB", "C\x00", "DE"],
+        ["", "", ""],
+        ["x"],
+    ],
+)
+def test_bytes_tensor_decoding_equals_the_loop(strings):
+    from server.api import inference_converters as ic
+
+    buffer = b"".join(len(v.encode()).to_bytes(4, "little") + v.encode() for v in strings)
+    assert ic._decode_bytes(buffer, len(strings), "f") == strings
+    with pytest.raises(InvalidInputError, match="malformed BYTES"):
+        ic._decode_bytes(b"\x02\x00\x00\x00\xff\xfe\x02\x00\x00\x00ab", 2, "f")
+
+
+def test_one_row_reader_and_feeds_equal_the_general_path(config, schema):
+    """Score's hot path (MessageColumns.one_row -> FeatureSchema.one_row_feeds) makes the general path's
+    tensors, and falls back (None) for anything the general path has to judge."""
+    reader = MessageColumns(config, TRANSACTION)
+    assert reader.one_row is not None
+    messages = [
+        transaction(),
+        risky_transaction(),
+        transaction(timestamp=TIMESTAMP_14H + 9 * 3600 + 59),
+        transaction(amount=0.0, behaviour={"txn_count_1h": 0}),
+        transaction(amount=3.4e38),
+    ]
+    for message in messages:
+        feeds = schema.one_row_feeds(*reader.one_row(message))
+        assert feeds is not None
+        general = schema.assemble(schema.check(reader.columns([message, message], reader.namer), 2))
+        assert list(feeds) == list(general)
+        for name, tensor in feeds.items():
+            expected = general[name][:1]
+            assert tensor.shape == (1, 1) and tensor.dtype == expected.dtype and tensor.flags["C_CONTIGUOUS"]
+            assert tensor.tolist() == expected.tolist()
+            assert tensor.dtype == object or tensor.tobytes() == expected.tobytes()
+    for bad in (
+        transaction(amount=float("nan")),
+        transaction(amount=float("inf")),
+        transaction(amount=-1.0),
+        transaction(amount=3.5e38),
+        transaction(currency="XXX"),
+        transaction(currency=""),
+    ):
+        row = reader.one_row(bad)
+        assert row is None or schema.one_row_feeds(*row) is None
+    assert reader.one_row(transaction(timestamp=0)) is None
+    without = transaction()
+    without.ClearField("behaviour")
+    assert reader.one_row(without) is None

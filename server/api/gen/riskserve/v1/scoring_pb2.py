@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ariskserve/v1/scoring.proto\x12\x0criskserve.v1\"\xa1\x04\n\x0bTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61rd_id\x18\x02 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x0b\n\x03mcc\x18\x06 \x01(\t\x12\x14\n\x0c\x63\x61rd_country\x18\x07 \x01(\t\x12\x18\n\x10merchant_country\x18\x08 \x01(\t\x12\x0f\n\x07\x63hannel\x18\t \x01(\t\x12\x12\n\nentry_mode\x18\n \x01(\t\x12\x11\n\ttimestamp\x18\x0b \x01(\x03\x12\x34\n\tbehaviour\x18\x0c \x01(\x0b\x32!.riskserve.v1.BehaviourAggregates\x12\r\n\x05model\x18\r \x01(\t\x12\x39\n\x08\x66\x65\x61tures\x18\x0e \x03(\x0b\x32\'.riskserve.v1.Transaction.FeaturesEntry\x12P\n\x14\x63\x61tegorical_features\x18\x0f \x03(\x0b\x32\x32.riskserve.v1.Transaction.CategoricalFeaturesEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a:\n\x18\x43\x61tegoricalFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe0\x01\n\x13\x42\x65haviourAggregates\x12\x14\n\x0ctxn_count_1h\x18\x01 \x01(\x01\x12\x15\n\rtxn_count_24h\x18\x02 \x01(\x01\x12\x15\n\ramount_sum_1h\x18\x03 \x01(\x01\x12\x16\n\x0e\x61mount_sum_24h\x18\x04 \x01(\x01\x12\x1e\n\x16seconds_since_last_txn\x18\x05 \x01(\x01\x12\x1d\n\x15\x64istance_from_home_km\x18\x06 \x01(\x01\x12\x17\n\x0fis_new_merchant\x18\x07 \x01(\x08\x12\x15\n\ris_new_device\x18\x08 \x01(\x08\"R\n\x10TransactionBatch\x12/\n\x0ctransactions\x18\x01 \x03(\x0b\x32\x19.riskserve.v1.Transaction\x12\r\n\x05model\x18\x02 \x01(\t\"R\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tprecision\x18\x03 \x01(\t\x12\x14\n\x0cgate_verdict\x18\x04 \x01(\t\"\xb9\x01\n\nFraudScore\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\x12\x12\n\nrisk_score\x18\x03 \x01(\x05\x12(\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0e\x32\x16.riskserve.v1.Decision\x12%\n\x05model\x18\x05 \x01(\x0b\x32\x16.riskserve.v1.ModelRef\x12\x19\n\x11server_latency_us\x18\x06 \x01(\x03\";\n\x0f\x46raudScoreBatch\x12(\n\x06scores\x18\x01 \x03(\x0b\x32\x18.riskserve.v1.FraudScore\"\xcf\x04\n\x0b\x41pplication\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x15\n\rannual_income\x18\x02 \x01(\x01\x12\x16\n\x0e\x64\x65\x62t_to_income\x18\x03 \x01(\x01\x12\x1d\n\x15revolving_utilization\x18\x04 \x01(\x01\x12\x18\n\x10\x64\x65linquencies_2y\x18\x05 \x01(\x01\x12\x14\n\x0cinquiries_6m\x18\x06 \x01(\x01\x12\x1d\n\x15\x63redit_history_months\x18\x07 \x01(\x01\x12\x13\n\x0bloan_amount\x18\x08 \x01(\x01\x12\x13\n\x0bterm_months\x18\t \x01(\x01\x12\x18\n\x10\x65mployment_years\x18\n \x01(\x01\x12\x15\n\ropen_accounts\x18\x0b \x01(\x01\x12\x0f\n\x07purpose\x18\x0c \x01(\t\x12\x16\n\x0ehome_ownership\x18\r \x01(\t\x12\r\n\x05model\x18\x0e \x01(\t\x12\x39\n\x08\x66\x65\x61tures\x18\x0f \x03(\x0b\x32\'.riskserve.v1.Application.FeaturesEntry\x12P\n\x14\x63\x61tegorical_features\x18\x10 \x03(\x0b\x32\x32.riskserve.v1.Application.CategoricalFeaturesEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a:\n\x18\x43\x61tegoricalFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"V\n\nReasonCode\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07\x66\x65\x61ture\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x04 \x01(\x01\"\xf0\x01\n\x10\x43reditAssessment\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x1e\n\x16probability_of_default\x18\x02 \x01(\x01\x12\r\n\x05score\x18\x03 \x01(\x05\x12(\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0e\x32\x16.riskserve.v1.Decision\x12)\n\x07reasons\x18\x05 \x03(\x0b\x32\x18.riskserve.v1.ReasonCode\x12%\n\x05model\x18\x06 \x01(\x0b\x32\x16.riskserve.v1.ModelRef\x12\x19\n\x11server_latency_us\x18\x07 \x01(\x03*J\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x41PPROVE\x10\x01\x12\n\n\x06REVIEW\x10\x02\x12\x0b\n\x07\x44\x45\x43LINE\x10\x03\x32\xe1\x01\n\x0c\x46raudScoring\x12<\n\x05Score\x12\x19.riskserve.v1.Transaction\x1a\x18.riskserve.v1.FraudScore\x12K\n\nScoreBatch\x12\x1e.riskserve.v1.TransactionBatch\x1a\x1d.riskserve.v1.FraudScoreBatch\x12\x46\n\x0bScoreStream\x12\x19.riskserve.v1.Transaction\x1a\x18.riskserve.v1.FraudScore(\x01\x30\x01\x32T\n\rCreditScoring\x12\x43\n\x06\x41ssess\x12\x19.riskserve.v1.Application\x1a\x1e.riskserve.v1.CreditAssessmentb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ariskserve/v1/scoring.proto\x12\x0criskserve.v1\"\xa1\x04\n\x0bTransaction\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61rd_id\x18\x02 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x01\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x0b\n\x03mcc\x18\x06 \x01(\t\x12\x14\n\x0c\x63\x61rd_country\x18\x07 \x01(\t\x12\x18\n\x10merchant_country\x18\x08 \x01(\t\x12\x0f\n\x07\x63hannel\x18\t \x01(\t\x12\x12\n\nentry_mode\x18\n \x01(\t\x12\x11\n\ttimestamp\x18\x0b \x01(\x03\x12\x34\n\tbehaviour\x18\x0c \x01(\x0b\x32!.riskserve.v1.BehaviourAggregates\x12\r\n\x05model\x18\r \x01(\t\x12\x39\n\x08\x66\x65\x61tures\x18\x0e \x03(\x0b\x32\'.riskserve.v1.Transaction.FeaturesEntry\x12P\n\x14\x63\x61tegorical_features\x18\x0f \x03(\x0b\x32\x32.riskserve.v1.Transaction.CategoricalFeaturesEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a:\n\x18\x43\x61tegoricalFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe0\x01\n\x13\x42\x65haviourAggregates\x12\x14\n\x0ctxn_count_1h\x18\x01 \x01(\x01\x12\x15\n\rtxn_count_24h\x18\x02 \x01(\x01\x12\x15\n\ramount_sum_1h\x18\x03 \x01(\x01\x12\x16\n\x0e\x61mount_sum_24h\x18\x04 \x01(\x01\x12\x1e\n\x16seconds_since_last_txn\x18\x05 \x01(\x01\x12\x1d\n\x15\x64istance_from_home_km\x18\x06 \x01(\x01\x12\x17\n\x0fis_new_merchant\x18\x07 \x01(\x08\x12\x15\n\ris_new_device\x18\x08 \x01(\x08\"\x8a\x01\n\x10TransactionBatch\x12/\n\x0ctransactions\x18\x01 \x03(\x0b\x32\x19.riskserve.v1.Transaction\x12\r\n\x05model\x18\x02 \x01(\t\x12\x36\n\ranswer_layout\x18\x03 \x01(\x0e\x32\x1f.riskserve.v1.BatchAnswerLayout\"R\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tprecision\x18\x03 \x01(\t\x12\x14\n\x0cgate_verdict\x18\x04 \x01(\t\"\xb9\x01\n\nFraudScore\x12\x16\n\x0etransaction_id\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\x12\x12\n\nrisk_score\x18\x03 \x01(\x05\x12(\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0e\x32\x16.riskserve.v1.Decision\x12%\n\x05model\x18\x05 \x01(\x0b\x32\x16.riskserve.v1.ModelRef\x12\x19\n\x11server_latency_us\x18\x06 \x01(\x03\"\xed\x01\n\x0f\x46raudScoreBatch\x12(\n\x06scores\x18\x01 \x03(\x0b\x32\x18.riskserve.v1.FraudScore\x12\x17\n\x0ftransaction_ids\x18\x02 \x03(\t\x12\x15\n\rprobabilities\x18\x03 \x03(\x01\x12\x13\n\x0brisk_scores\x18\x04 \x03(\x05\x12)\n\tdecisions\x18\x05 \x03(\x0e\x32\x16.riskserve.v1.Decision\x12%\n\x05model\x18\x06 \x01(\x0b\x32\x16.riskserve.v1.ModelRef\x12\x19\n\x11server_latency_us\x18\x07 \x01(\x03\"\xcf\x04\n\x0b\x41pplication\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x15\n\rannual_income\x18\x02 \x01(\x01\x12\x16\n\x0e\x64\x65\x62t_to_income\x18\x03 \x01(\x01\x12\x1d\n\x15revolving_utilization\x18\x04 \x01(\x01\x12\x18\n\x10\x64\x65linquencies_2y\x18\x05 \x01(\x01\x12\x14\n\x0cinquiries_6m\x18\x06 \x01(\x01\x12\x1d\n\x15\x63redit_history_months\x18\x07 \x01(\x01\x12\x13\n\x0bloan_amount\x18\x08 \x01(\x01\x12\x13\n\x0bterm_months\x18\t \x01(\x01\x12\x18\n\x10\x65mployment_years\x18\n \x01(\x01\x12\x15\n\ropen_accounts\x18\x0b \x01(\x01\x12\x0f\n\x07purpose\x18\x0c \x01(\t\x12\x16\n\x0ehome_ownership\x18\r \x01(\t\x12\r\n\x05model\x18\x0e \x01(\t\x12\x39\n\x08\x66\x65\x61tures\x18\x0f \x03(\x0b\x32\'.riskserve.v1.Application.FeaturesEntry\x12P\n\x14\x63\x61tegorical_features\x18\x10 \x03(\x0b\x32\x32.riskserve.v1.Application.CategoricalFeaturesEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a:\n\x18\x43\x61tegoricalFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"V\n\nReasonCode\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07\x66\x65\x61ture\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x04 \x01(\x01\"\xf0\x01\n\x10\x43reditAssessment\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x1e\n\x16probability_of_default\x18\x02 \x01(\x01\x12\r\n\x05score\x18\x03 \x01(\x05\x12(\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0e\x32\x16.riskserve.v1.Decision\x12)\n\x07reasons\x18\x05 \x03(\x0b\x32\x18.riskserve.v1.ReasonCode\x12%\n\x05model\x18\x06 \x01(\x0b\x32\x16.riskserve.v1.ModelRef\x12\x19\n\x11server_latency_us\x18\x07 \x01(\x03*5\n\x11\x42\x61tchAnswerLayout\x12\x13\n\x0fPER_TRANSACTION\x10\x00\x12\x0b\n\x07\x43OLUMNS\x10\x01*J\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x41PPROVE\x10\x01\x12\n\n\x06REVIEW\x10\x02\x12\x0b\n\x07\x44\x45\x43LINE\x10\x03\x32\xe1\x01\n\x0c\x46raudScoring\x12<\n\x05Score\x12\x19.riskserve.v1.Transaction\x1a\x18.riskserve.v1.FraudScore\x12K\n\nScoreBatch\x12\x1e.riskserve.v1.TransactionBatch\x1a\x1d.riskserve.v1.FraudScoreBatch\x12\x46\n\x0bScoreStream\x12\x19.riskserve.v1.Transaction\x1a\x18.riskserve.v1.FraudScore(\x01\x30\x01\x32T\n\rCreditScoring\x12\x43\n\x06\x41ssess\x12\x19.riskserve.v1.Application\x1a\x1e.riskserve.v1.CreditAssessmentb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPLICATION_FEATURESENTRY']._serialized_options = b'8\001'
   _globals['_APPLICATION_CATEGORICALFEATURESENTRY']._loaded_options = None
   _globals['_APPLICATION_CATEGORICALFEATURESENTRY']._serialized_options = b'8\001'
-  _globals['_DECISION']._serialized_start=2161
-  _globals['_DECISION']._serialized_end=2235
+  _globals['_BATCHANSWERLAYOUT']._serialized_start=2397
+  _globals['_BATCHANSWERLAYOUT']._serialized_end=2450
+  _globals['_DECISION']._serialized_start=2452
+  _globals['_DECISION']._serialized_end=2526
   _globals['_TRANSACTION']._serialized_start=45
   _globals['_TRANSACTION']._serialized_end=590
   _globals['_TRANSACTION_FEATURESENTRY']._serialized_start=483
@@ -49,26 +51,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRANSACTION_CATEGORICALFEATURESENTRY']._serialized_end=590
   _globals['_BEHAVIOURAGGREGATES']._serialized_start=593
   _globals['_BEHAVIOURAGGREGATES']._serialized_end=817
-  _globals['_TRANSACTIONBATCH']._serialized_start=819
-  _globals['_TRANSACTIONBATCH']._serialized_end=901
-  _globals['_MODELREF']._serialized_start=903
-  _globals['_MODELREF']._serialized_end=985
-  _globals['_FRAUDSCORE']._serialized_start=988
-  _globals['_FRAUDSCORE']._serialized_end=1173
-  _globals['_FRAUDSCOREBATCH']._serialized_start=1175
-  _globals['_FRAUDSCOREBATCH']._serialized_end=1234
-  _globals['_APPLICATION']._serialized_start=1237
-  _globals['_APPLICATION']._serialized_end=1828
+  _globals['_TRANSACTIONBATCH']._serialized_start=820
+  _globals['_TRANSACTIONBATCH']._serialized_end=958
+  _globals['_MODELREF']._serialized_start=960
+  _globals['_MODELREF']._serialized_end=1042
+  _globals['_FRAUDSCORE']._serialized_start=1045
+  _globals['_FRAUDSCORE']._serialized_end=1230
+  _globals['_FRAUDSCOREBATCH']._serialized_start=1233
+  _globals['_FRAUDSCOREBATCH']._serialized_end=1470
+  _globals['_APPLICATION']._serialized_start=1473
+  _globals['_APPLICATION']._serialized_end=2064
   _globals['_APPLICATION_FEATURESENTRY']._serialized_start=483
   _globals['_APPLICATION_FEATURESENTRY']._serialized_end=530
   _globals['_APPLICATION_CATEGORICALFEATURESENTRY']._serialized_start=532
   _globals['_APPLICATION_CATEGORICALFEATURESENTRY']._serialized_end=590
-  _globals['_REASONCODE']._serialized_start=1830
-  _globals['_REASONCODE']._serialized_end=1916
-  _globals['_CREDITASSESSMENT']._serialized_start=1919
-  _globals['_CREDITASSESSMENT']._serialized_end=2159
-  _globals['_FRAUDSCORING']._serialized_start=2238
-  _globals['_FRAUDSCORING']._serialized_end=2463
-  _globals['_CREDITSCORING']._serialized_start=2465
-  _globals['_CREDITSCORING']._serialized_end=2549
+  _globals['_REASONCODE']._serialized_start=2066
+  _globals['_REASONCODE']._serialized_end=2152
+  _globals['_CREDITASSESSMENT']._serialized_start=2155
+  _globals['_CREDITASSESSMENT']._serialized_end=2395
+  _globals['_FRAUDSCORING']._serialized_start=2529
+  _globals['_FRAUDSCORING']._serialized_end=2754
+  _globals['_CREDITSCORING']._serialized_start=2756
+  _globals['_CREDITSCORING']._serialized_end=2840
 # @@protoc_insertion_point(module_scope)

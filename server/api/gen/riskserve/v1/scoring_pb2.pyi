@@ -7,12 +7,19 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class BatchAnswerLayout(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PER_TRANSACTION: _ClassVar[BatchAnswerLayout]
+    COLUMNS: _ClassVar[BatchAnswerLayout]
+
 class Decision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DECISION_UNSPECIFIED: _ClassVar[Decision]
     APPROVE: _ClassVar[Decision]
     REVIEW: _ClassVar[Decision]
     DECLINE: _ClassVar[Decision]
+PER_TRANSACTION: BatchAnswerLayout
+COLUMNS: BatchAnswerLayout
 DECISION_UNSPECIFIED: Decision
 APPROVE: Decision
 REVIEW: Decision
@@ -87,12 +94,14 @@ class BehaviourAggregates(_message.Message):
     def __init__(self, txn_count_1h: _Optional[float] = ..., txn_count_24h: _Optional[float] = ..., amount_sum_1h: _Optional[float] = ..., amount_sum_24h: _Optional[float] = ..., seconds_since_last_txn: _Optional[float] = ..., distance_from_home_km: _Optional[float] = ..., is_new_merchant: _Optional[bool] = ..., is_new_device: _Optional[bool] = ...) -> None: ...
 
 class TransactionBatch(_message.Message):
-    __slots__ = ("transactions", "model")
+    __slots__ = ("transactions", "model", "answer_layout")
     TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_LAYOUT_FIELD_NUMBER: _ClassVar[int]
     transactions: _containers.RepeatedCompositeFieldContainer[Transaction]
     model: str
-    def __init__(self, transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
+    answer_layout: BatchAnswerLayout
+    def __init__(self, transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ..., model: _Optional[str] = ..., answer_layout: _Optional[_Union[BatchAnswerLayout, str]] = ...) -> None: ...
 
 class ModelRef(_message.Message):
     __slots__ = ("name", "version", "precision", "gate_verdict")
@@ -123,10 +132,22 @@ class FraudScore(_message.Message):
     def __init__(self, transaction_id: _Optional[str] = ..., probability: _Optional[float] = ..., risk_score: _Optional[int] = ..., decision: _Optional[_Union[Decision, str]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., server_latency_us: _Optional[int] = ...) -> None: ...
 
 class FraudScoreBatch(_message.Message):
-    __slots__ = ("scores",)
+    __slots__ = ("scores", "transaction_ids", "probabilities", "risk_scores", "decisions", "model", "server_latency_us")
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
+    RISK_SCORES_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SERVER_LATENCY_US_FIELD_NUMBER: _ClassVar[int]
     scores: _containers.RepeatedCompositeFieldContainer[FraudScore]
-    def __init__(self, scores: _Optional[_Iterable[_Union[FraudScore, _Mapping]]] = ...) -> None: ...
+    transaction_ids: _containers.RepeatedScalarFieldContainer[str]
+    probabilities: _containers.RepeatedScalarFieldContainer[float]
+    risk_scores: _containers.RepeatedScalarFieldContainer[int]
+    decisions: _containers.RepeatedScalarFieldContainer[Decision]
+    model: ModelRef
+    server_latency_us: int
+    def __init__(self, scores: _Optional[_Iterable[_Union[FraudScore, _Mapping]]] = ..., transaction_ids: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., risk_scores: _Optional[_Iterable[int]] = ..., decisions: _Optional[_Iterable[_Union[Decision, str]]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., server_latency_us: _Optional[int] = ...) -> None: ...
 
 class Application(_message.Message):
     __slots__ = ("application_id", "annual_income", "debt_to_income", "revolving_utilization", "delinquencies_2y", "inquiries_6m", "credit_history_months", "loan_amount", "term_months", "employment_years", "open_accounts", "purpose", "home_ownership", "model", "features", "categorical_features")
