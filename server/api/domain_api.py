@@ -426,7 +426,8 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
                 try:
                     request = scoring_pb2.TransactionBatch.FromString(raw)
                 except DecodeError as exc:
-                    raise InvalidInputError("request", "not a riskserve.v1.TransactionBatch") from exc
+                    problem = f"not a valid riskserve.v1.TransactionBatch message ({len(raw)} bytes)"
+                    raise InvalidInputError("request", problem) from exc
                 slot = self.repository.slot(request.model, ModelTask.FRAUD)
                 call.relabel(slot.label)
             runtime = slot.ready()
