@@ -28,6 +28,9 @@ def frame_problems(config: ModelConfig, frame: pd.DataFrame, name: str) -> list[
         if feature.name not in frame.columns:
             continue  # the pipeline's own reader names missing columns
         column = frame[feature.name].dropna()
+        is_text = pd.api.types.is_string_dtype(column) or pd.api.types.is_object_dtype(column)
+        if (feature.dtype == "string") != is_text:
+            continue  # a column of the wrong type: the pipeline's reader names it (e.g. "must hold strings")
         if feature.dtype == "string":
             unknown = column[~column.astype(str).isin(feature.categories)].astype(str).value_counts()
             if len(unknown):
