@@ -54,6 +54,7 @@ import numpy as np
 
 from server.config.settings import InferenceHandoff
 from server.runtime.errors import (
+    BatcherFailedError,
     DeadlineExceededError,
     DrainingError,
     InferenceFailedError,
@@ -78,13 +79,6 @@ ESTIMATE_HALF_LIFE_S = 1.0  # an idle model's batch-time estimate halves this of
 ESTIMATE_STEP_MAX = 4.0  # one batch counts as at most this many times the estimate
 MAX_RESTARTS = 3  # worker failures tolerated within RESTART_WINDOW_S; one more and the model is given up
 RESTART_WINDOW_S = 60.0
-
-
-class BatcherFailedError(ScoringError):
-    """The model's batcher worker failed while this call was queued or running (a server-side fault)."""
-
-    code = "INTERNAL"
-    reason = "batcher_failed"
 
 
 @dataclass(frozen=True)

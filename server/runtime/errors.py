@@ -72,3 +72,11 @@ class InferenceFailedError(ScoringError):
 
     code = "INTERNAL"
     reason = "inference_error"
+
+
+class BatcherFailedError(ScoringError):
+    """The model's batcher worker failed while this call was queued or running (a server-side fault; the
+    worker is restarted: server/runtime/batcher.py, Supervision)."""
+
+    code = "INTERNAL"
+    reason = "batcher_failed"

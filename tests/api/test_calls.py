@@ -15,6 +15,7 @@ EXPECTED = {
     errors.DeadlineExceededError: (grpc.StatusCode.DEADLINE_EXCEEDED, "deadline"),
     errors.DrainingError: (grpc.StatusCode.UNAVAILABLE, "draining"),
     errors.InferenceFailedError: (grpc.StatusCode.INTERNAL, "inference_error"),
+    errors.BatcherFailedError: (grpc.StatusCode.INTERNAL, "batcher_failed"),
 }
 
 
