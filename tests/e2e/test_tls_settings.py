@@ -18,34 +18,8 @@ import pytest
 
 from server.config.errors import ConfigError
 from server.config.settings import load_settings
+from tests.conftest import self_signed_pair
 from tests.e2e.conftest import REPO_ROOT
-
-
-def _pair(folder: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for localhost / 127.0.0.1 (usable as its own CA) and its key."""
-    key, cert = folder / f"{name}.key", folder / f"{name}.pem"
-    command = [
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=localhost",
-    ]
-    command += [
-        "-addext",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        "-keyout",
-        str(key),
-        "-out",
-        str(cert),
-    ]
-    subprocess.run(command, check=True, capture_output=True, timeout=30)
-    return cert, key
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +27,7 @@ def pairs(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     if shutil.which("openssl") is None:
         pytest.skip("openssl not installed")
     folder = tmp_path_factory.mktemp("tls")
-    return {name: _pair(folder, name) for name in ("server", "other")}
+    return {name: self_signed_pair(folder, name) for name in ("server", "other")}
 
 
 def _settings_error(**environ: object) -> str:
