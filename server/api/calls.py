@@ -1,4 +1,11 @@
-"""What every RPC shares: the drain state, the deadline, metrics, and the ONE error -> status mapping.
+"""What every RPC shares: its handler's guard, the drain state, the deadline, metrics, and the ONE
+error -> status mapping.
+
+Every registered handler runs inside `Calls.guarded_*` (registered by server/app/request_guard.py): a request
+that did not parse reaches the handler as an `Unparseable` marker and is answered INVALID_ARGUMENT "request:
+not a valid <type> message (N bytes)" without a traceback (counted as `reason="unparseable"`, logged once in
+a while); the handler's context passes every status message through server/runtime/echo.py's
+`safe_details` (card numbers masked, length capped): one net under every status, whichever module wrote it.
 
 Servicers wrap their body in a scope: `async with calls.unary(context, model, method) as call:` for a
 unary RPC (admission at the door happens here: server/app/concurrency_limit.py), `calls.stream(context,
@@ -9,15 +16,20 @@ else. Each scope records its call once when it ends: latency, queue wait, infere
 """
 
 import asyncio
+import inspect
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 
 from server.app.concurrency_limit import Admission, client_of
 from server.metrics import ServingMetrics
-from server.runtime.errors import DrainingError, ScoringError
+from server.runtime.echo import safe_details
+from server.runtime.errors import DrainingError, InvalidInputError, ScoringError
 from server.runtime.prediction import Prediction
+from server.runtime.repository import UNKNOWN_MODEL_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +84,58 @@ class DrainState:
         return True
 
 
+UNPARSEABLE_REASON = "unparseable"
+
+
+class Unparseable:
+    """What a request that did not parse reaches its handler as (request_guard's tolerant deserializer)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def tolerant(deserializer: Callable[[bytes], Any], type_name: str) -> Callable[[bytes], Any]:
+    """`deserializer`, returning an Unparseable marker where it would raise."""
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception:
+            return Unparseable(f"request: not a valid {type_name} message ({len(raw)} bytes)")
+
+    return parse
+
+
+class UnparseableRequestError(InvalidInputError):
+    """A message of a request stream did not parse."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("request", message.removeprefix("request: "))
+
+
+class SafeContext:
+    """The servicer context, with status details made safe."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self._context = context
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
+        await self._context.abort(code, safe_details(details), trailing_metadata)
+
+    def set_details(self, details: str) -> None:
+        self._context.set_details(safe_details(details))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
 class Calls:
-    """Makes the scopes of every RPC: one place for drain, admission, metrics and error statuses."""
+    """Makes the guards and scopes of every RPC: one place for unparseable requests, drain, admission,
+    metrics and error statuses."""
 
     def __init__(
         self, drain: DrainState, metrics: ServingMetrics, admission: Admission | None = None
@@ -81,6 +143,74 @@ class Calls:
         self.drain = drain
         self.metrics = metrics
         self.admission = admission or Admission()
+        self.unparseable = 0
+
+    # ---- guards: what gRPC calls, around each registered handler ------------------------------------
+
+    def count_unparseable(self, method: str) -> None:
+        self.unparseable += 1
+        self.metrics.count_rejected(UNKNOWN_MODEL_LABEL, UNPARSEABLE_REASON)
+        if self.unparseable in (1, 10) or self.unparseable % 1000 == 0:  # a trace, not a flood
+            log.warning("event=request_unparseable method=%s refused_total=%d", method, self.unparseable)
+
+    def guarded_unary(self, method: str, behavior: Callable) -> Callable:
+        """`behavior` (one request in) refusing an Unparseable request, with a SafeContext."""
+        count = self.count_unparseable
+
+        async def refuse(request: Unparseable, context: grpc.aio.ServicerContext) -> None:
+            count(method)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+
+        if inspect.isasyncgenfunction(behavior):
+
+            async def answers(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                if request.__class__ is Unparseable:
+                    await refuse(request, context)
+                async for answer in behavior(request, SafeContext(context)):
+                    yield answer
+
+            return answers
+
+        async def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if request.__class__ is Unparseable:
+                await refuse(request, context)
+            return await behavior(request, SafeContext(context))
+
+        return answer
+
+    def guarded_streaming(self, method: str, behavior: Callable) -> Callable:
+        """`behavior` (a request stream in): the first Unparseable message raises UnparseableRequestError
+        out of the iterator (an InvalidInputError: our streaming servicer ends the stream with it from its
+        own task; any other servicer's handler lets it out, and this wrapper ends the stream)."""
+        count = self.count_unparseable
+
+        async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            async for request in requests:
+                if request.__class__ is Unparseable:
+                    count(method)
+                    raise UnparseableRequestError(request.message)
+                yield request
+
+        if inspect.isasyncgenfunction(behavior):
+
+            async def answers(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext):
+                try:
+                    async for answer in behavior(checked(requests), SafeContext(context)):
+                        yield answer
+                except UnparseableRequestError as exc:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+            return answers
+
+        async def answer(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await behavior(checked(requests), SafeContext(context))
+            except UnparseableRequestError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+        return answer
+
+    # ---- scopes: what a servicer's body runs in ----------------------------------------------------------
 
     def unary(
         self,
@@ -173,7 +303,7 @@ class CallScope:
                 and not self._batch
                 and admission.held < admission.max_rpcs
                 and admission.active < admission.max_active
-                and not admission.waiting
+                and not admission.queue
             ):
                 drain.last_arrival = time.monotonic()
                 drain.inflight += 1
@@ -252,7 +382,7 @@ class CallScope:
         held = self._held == _WORKING
         if held:
             admission = calls.admission
-            if self._batch or admission.waiting:
+            if self._batch or admission.queue:
                 admission.release(self._batch)
             else:  # nothing waits for the slot: give it back inline
                 admission.held -= 1

@@ -375,6 +375,7 @@ def fraud_scores(
 class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
     def __init__(self, repository: ModelRepository, calls: Calls) -> None:
         self.repository = repository
+        self._routes = repository.routes[ModelTask.FRAUD]
         self.calls = calls
         self._models: dict[ModelRuntime, _FraudModel] = {}
 
@@ -408,9 +409,9 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
         return fraud_scores(transactions, prediction, served.answer, call.latency_us(), into)
 
     async def Score(self, request: scoring_pb2.Transaction, context: grpc.aio.ServicerContext):
-        slot = self.repository.slot(request.model, ModelTask.FRAUD)
+        slot = self._routes.get(request.model) or self.repository.slot(request.model, ModelTask.FRAUD)
         async with self.calls.unary(context, slot.label, "Score") as call:
-            return (await self._score([request], slot.ready(), False, call))[0]
+            return (await self._score([request], slot.serving or slot.ready(), False, call))[0]
 
     async def ScoreBatch(
         self, request: scoring_pb2.TransactionBatch | bytes, context: grpc.aio.ServicerContext
@@ -512,12 +513,12 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
         return answers, None
 
     async def _score_streamed(self, transaction, position: int, context) -> scoring_pb2.FraudScore:
-        slot = self.repository.slot(transaction.model, ModelTask.FRAUD)
+        slot = self._routes.get(transaction.model) or self.repository.slot(transaction.model, ModelTask.FRAUD)
         async with self.calls.message(context, slot.label, "ScoreStream") as call:
             if self.calls.drain.refusing:
                 raise DrainingError("server is shutting down; reconnect to another instance")
             try:
-                return (await self._score([transaction], slot.ready(), False, call))[0]
+                return (await self._score([transaction], slot.serving or slot.ready(), False, call))[0]
             except InvalidInputError as exc:
                 ident = (
                     f" (transaction_id '{transaction.transaction_id}')" if transaction.transaction_id else ""
@@ -556,6 +557,7 @@ def add_fraud_scoring(servicer: FraudScoringServicer, server: grpc.aio.Server) -
 class CreditScoringServicer(scoring_pb2_grpc.CreditScoringServicer):
     def __init__(self, repository: ModelRepository, calls: Calls) -> None:
         self.repository = repository
+        self._routes = repository.routes[ModelTask.CREDIT]
         self.calls = calls
         self._readers: dict[str, tuple[ModelRuntime, MessageColumns]] = {}
 
@@ -566,9 +568,9 @@ class CreditScoringServicer(scoring_pb2_grpc.CreditScoringServicer):
         return cached[1]
 
     async def Assess(self, request: scoring_pb2.Application, context: grpc.aio.ServicerContext):
-        slot = self.repository.slot(request.model, ModelTask.CREDIT)
+        slot = self._routes.get(request.model) or self.repository.slot(request.model, ModelTask.CREDIT)
         async with self.calls.unary(context, slot.label, "Assess") as call:
-            runtime = slot.ready()
+            runtime = slot.serving or slot.ready()
             reader = self._reader(runtime)
             prediction = call.prediction = await runtime.predict(
                 reader.columns([request], reader.namer), 1, reader.namer, call.deadline, explain=True

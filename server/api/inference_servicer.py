@@ -37,6 +37,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         """`is_serving`: the server is ready (grpc.health.v1 ""); `is_accepting`: it takes calls at all,
         so a model that serves is ready even while another configured model is unavailable."""
         self.repository = repository
+        self._routes = repository.routes[None]
         self.calls = calls
         self.is_serving = is_serving
         self.is_accepting = is_accepting
@@ -51,7 +52,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     @staticmethod
     def _runtime(slot: ModelSlot, name: str, version: str) -> ModelRuntime:
-        runtime = slot.ready()
+        runtime = slot.serving or slot.ready()
         if version and version != runtime.config.version:
             raise ModelNotFoundError(
                 f"model '{name}' version '{version}' is not served (served: {runtime.config.version})"
@@ -90,7 +91,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             return model_config(runtime.config, runtime.output_columns)
 
     async def ModelInfer(self, request: service_pb2.ModelInferRequest, context: grpc.aio.ServicerContext):
-        slot = self.repository.slot(request.model_name)
+        slot = self._routes.get(request.model_name) or self.repository.slot(request.model_name)
         async with self.calls.unary(context, slot.label, "ModelInfer") as call:
             runtime = self._runtime(slot, request.model_name, request.model_version)
             layout = self._layout(runtime)

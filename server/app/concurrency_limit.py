@@ -72,7 +72,8 @@ class Admission:
         self.streams = 0
         self.streams_by_client: dict[str, int] = {}
         self.refused = 0
-        self._waiting: deque[tuple[asyncio.Future, float]] = deque()
+        # calls waiting for a working slot (future, when queued); read directly by the call scope's fast path
+        self.queue: deque[tuple[asyncio.Future, float]] = deque()
         self._above_since: float | None = None  # when the head's delay first exceeded the target
 
     # ---- unary calls ------------------------------------------------------------------------------------
@@ -93,7 +94,7 @@ class Admission:
                 )
             self.held_batch += 1
         self.held += 1
-        if self.active < self.max_active and not self._waiting:
+        if self.active < self.max_active and not self.queue:
             self.active += 1
             return True
         return False
@@ -101,7 +102,7 @@ class Admission:
     async def wait(self, batch: bool) -> None:
         """Queue for a working slot; QueueDelayError when shed (its slots are given back then)."""
         future = asyncio.get_running_loop().create_future()
-        self._waiting.append((future, time.perf_counter()))
+        self.queue.append((future, time.perf_counter()))
         try:
             await future  # a result from `_hand_on`: granted; QueueDelayError: shed
         except QueueDelayError:
@@ -128,8 +129,8 @@ class Admission:
         """The working slot just freed goes to the oldest live waiter, shedding stale ones first."""
         self.active -= 1
         now = time.perf_counter()
-        while self._waiting and self.active < self.max_active:
-            future, enqueued = self._waiting.popleft()
+        while self.queue and self.active < self.max_active:
+            future, enqueued = self.queue.popleft()
             if future.done():  # its call was cancelled (client gone, deadline)
                 continue
             if self._shed(now - enqueued, now):
@@ -153,10 +154,6 @@ class Admission:
             self._above_since = now
             return False
         return now - self._above_since >= self.interval_s
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiting)
 
     # ---- streams ----------------------------------------------------------------------------------------
 

@@ -97,7 +97,7 @@ def build_server(
     silent split."""
     admission = calls.admission = admission_of(settings)  # checked in the handlers' call scopes
     server = grpc.aio.server(options=server_options(settings, reuse_port=reuse_port))
-    _register(settings, repository, calls, health, RequestGuard(calls.metrics).registrar(server))
+    _register(settings, repository, calls, health, RequestGuard(calls).registrar(server))
     credentials = _credentials(settings)
     host, address = settings.host, settings.grpc_address
     if not reuse_port and settings.port != 0 and (code := bind_errno(host, settings.port)) is not None:

@@ -4,7 +4,7 @@ A status message travels in gRPC metadata (16 KiB at most): an unbounded echo of
 the answer RESOURCE_EXHAUSTED instead of NOT_FOUND. And whatever a client sends may be a card number (a
 PAN pasted into the wrong field): a run of 13-19 digits, spaces or dashes allowed between them, that passes
 the Luhn check is never echoed. `echo` is for one echoed value; `safe_details` is the net under every
-status message the server sends (server/app/request_guard.py).
+status message the server sends (server/api/calls.py, SafeContext).
 """
 
 import re

@@ -19,15 +19,18 @@ MAX_REASON_CHARS = 300  # of an unavailable model's reason, in answers to client
 class ModelSlot:
     """One configured model. `runtime` is None until the model is loaded, gated and warmed; `unavailable`
     says why it never will be (its config, data, model file or quantization failed). `task` is None when
-    even its config could not be read."""
+    even its config could not be read. `serving` is the runtime while it may answer calls, else None: the
+    scoring path reads it as `slot.serving or slot.ready()`, so a call to a serving model calls nothing
+    here."""
 
-    __slots__ = ("label", "name", "runtime", "task", "unavailable")
+    __slots__ = ("label", "name", "runtime", "serving", "task", "unavailable")
 
     def __init__(self, name: str, task: ModelTask | None) -> None:
         self.name = name
         self.label = name
         self.task = task
         self.runtime: ModelRuntime | None = None
+        self.serving: ModelRuntime | None = None
         self.unavailable: str | None = None
 
     def ready(self) -> ModelRuntime:
@@ -61,15 +64,29 @@ class ModelRepository:
         self.expected = dict(expected)
         self._slots = {name: ModelSlot(name, task) for name, task in self.expected.items()}
         self._defaults = {task: self._default_slot(task) for task in ModelTask}
+        # per task, what a request's model field may say -> its slot ("" the task's default): read as a
+        # plain dict on the scoring path; a miss goes to `slot()`, which says why
+        # (None: any task, by name only)
+        self.routes: dict[ModelTask | None, dict[str, ModelSlot]] = {None: dict(self._slots)}
+        for task in ModelTask:
+            routes = {n: self._slots[n] for n, t in self.expected.items() if t is task or t is None}
+            if not isinstance(self._defaults[task], _Refused):
+                routes[""] = self._defaults[task]
+            self.routes[task] = routes
 
     def add(self, runtime: ModelRuntime) -> None:
-        self._slots[runtime.name].runtime = runtime
+        slot = self._slots[runtime.name]
+        slot.runtime = runtime
+        if slot.unavailable is None:
+            slot.serving = runtime
 
     def mark_unavailable(self, name: str, reason: str) -> None:
         """`name` will not serve (never loaded, or given up while serving): calls to it get UNAVAILABLE
         with `reason`; the other models serve on."""
         shown = reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS] + "..."
-        self._slots[name].unavailable = " ".join(shown.split())  # one line
+        slot = self._slots[name]
+        slot.unavailable = " ".join(shown.split())  # one line
+        slot.serving = None
 
     @property
     def all_loaded(self) -> bool:

@@ -109,6 +109,10 @@ def test_a_batcher_that_keeps_failing_gives_its_model_up(start_server, model_rep
         assert codes[4][0] is grpc.StatusCode.UNAVAILABLE and "batcher failed" in codes[4][1]
         _wait_for(lambda: _status(channel, "model/fraud") == NOT_SERVING, 1.0)
         assert _status(channel, "") == NOT_SERVING and _status(channel, LIVENESS_SERVICE) == SERVING
+        with pytest.raises(grpc.RpcError) as refused:  # the repository no longer routes calls to it
+            stub.Score(transaction("after"), timeout=5)
+        assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert refused.value.details().startswith("model 'fraud' is unavailable: batcher_failed")
     scraped = running.server.metrics.snapshot()
     assert scraped.counters["riskserve_batcher_failures_total"] == {
         ("fraud", "restart"): 3,

@@ -47,3 +47,30 @@ def test_a_configured_model_is_not_ready_until_loaded():
     with pytest.raises(ModelNotReadyError, match="still loading"):
         repository.slot("fraud", ModelTask.FRAUD).ready()
     assert not repository.is_ready("fraud")
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [
+        {"fraud": ModelTask.FRAUD, "credit": ModelTask.CREDIT},
+        {"a": ModelTask.FRAUD, "b": ModelTask.FRAUD, "broken": None},
+        {"cards-eu": ModelTask.FRAUD, "loans": ModelTask.CREDIT, "scores": ModelTask.BINARY},
+    ],
+)
+def test_the_routes_read_on_the_scoring_path_agree_with_slot(expected):
+    """`routes[task]` (a plain dict, read per call) names exactly the slots `slot()` would return; every
+    other request falls through to `slot()`, which says why it is refused."""
+    repository = ModelRepository(expected)
+    for task in [None, *ModelTask]:
+        routes = repository.routes[task]
+        for requested in ["", *expected, "no-such-model"]:
+            slot = repository.slot(requested, task)
+            try:
+                slot.ready()
+            except ModelNotReadyError:  # a configured model, not loaded yet: routed
+                served_by_slot = True
+            except ModelNotFoundError:  # refused, naming why
+                served_by_slot = False
+            assert (routes.get(requested) is slot) == served_by_slot, (task, requested)
+            if requested not in routes:
+                assert not served_by_slot
