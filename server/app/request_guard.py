@@ -15,6 +15,20 @@ import grpc
 
 from server.api.calls import Calls, tolerant
 
+# The methods registered with gRPC core by name: the scoring calls. grpc.aio's server keeps a request
+# outstanding per registered method and re-arms a callback on each of them whenever any call arrives, so
+# every registered method costs every call; the others (metadata, health, reflection) are found by the
+# generic handler, a dict lookup once per call of theirs.
+CORE_REGISTERED_METHODS = frozenset(
+    {
+        "/riskserve.v1.FraudScoring/Score",
+        "/riskserve.v1.FraudScoring/ScoreBatch",
+        "/riskserve.v1.FraudScoring/ScoreStream",
+        "/riskserve.v1.CreditScoring/Assess",
+        "/inference.GRPCInferenceService/ModelInfer",
+    }
+)
+
 
 class RequestGuard:
     """Wraps method handlers; `registrar(server)` is what the generated `add_*_to_server` functions get."""
@@ -78,8 +92,13 @@ class _Registrar:
     def add_registered_method_handlers(
         self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
     ) -> None:
-        guarded = {name: self._guard.guard(f"/{service}/{name}", h) for name, h in handlers.items()}
-        self._server.add_registered_method_handlers(service, guarded)
+        guarded = {
+            name: self._guard.guard(f"/{service}/{name}", h)
+            for name, h in handlers.items()
+            if f"/{service}/{name}" in CORE_REGISTERED_METHODS
+        }
+        if guarded:
+            self._server.add_registered_method_handlers(service, guarded)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._server, name)
