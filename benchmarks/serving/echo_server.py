@@ -14,6 +14,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from benchmarks.serving.oip_metadata import MetadataMixin
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
+from server.app.request_guard import ScoringMethodsOnly
 from server.config.settings import ServerSettings
 
 CANNED_PROBABILITIES = np.array([[0.99, 0.01]], dtype=np.float32).tobytes()
@@ -47,8 +48,9 @@ async def serve(port: int) -> None:
             ("grpc.so_reuseport", 0),
         ]
     )
-    scoring_pb2_grpc.add_FraudScoringServicer_to_server(EchoFraudScoring(), server)
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(EchoInference(), server)
+    registrar = ScoringMethodsOnly(server)  # registered by name as riskserve does
+    scoring_pb2_grpc.add_FraudScoringServicer_to_server(EchoFraudScoring(), registrar)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(EchoInference(), registrar)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     print(f"echo server listening on 127.0.0.1:{port}", flush=True)

@@ -17,6 +17,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from benchmarks.serving.oip_metadata import MetadataMixin
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
+from server.app.request_guard import ScoringMethodsOnly
 from server.config.settings import ServerSettings
 from server.ort_session import create_session, latency_session_options
 
@@ -109,8 +110,9 @@ async def serve(port: int, model_path: str) -> None:
         ]
     )
     floor = Floor(model_path)
-    scoring_pb2_grpc.add_FraudScoringServicer_to_server(FloorFraudScoring(floor), server)
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(FloorInference(floor), server)
+    registrar = ScoringMethodsOnly(server)  # registered by name as riskserve does
+    scoring_pb2_grpc.add_FraudScoringServicer_to_server(FloorFraudScoring(floor), registrar)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(FloorInference(floor), registrar)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     print(f"ORT-inline floor listening on 127.0.0.1:{port}", flush=True)

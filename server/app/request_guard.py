@@ -30,6 +30,32 @@ CORE_REGISTERED_METHODS = frozenset(
 )
 
 
+def register_scoring_methods(
+    server: grpc.aio.Server, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
+) -> None:
+    """`server.add_registered_method_handlers` for the CORE_REGISTERED_METHODS among `handlers` only."""
+    scoring = {name: h for name, h in handlers.items() if f"/{service}/{name}" in CORE_REGISTERED_METHODS}
+    if scoring:
+        server.add_registered_method_handlers(service, scoring)
+
+
+class ScoringMethodsOnly:
+    """Stands in for a server while generated `add_*_to_server` functions register (unguarded): every
+    handler stays reachable through the generic handler, only the scoring methods are registered by name.
+    For servers that compare with riskserve on equal terms (the benchmarks' floors)."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
+    ) -> None:
+        register_scoring_methods(self._server, service, handlers)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+
 class RequestGuard:
     """Wraps method handlers; `registrar(server)` is what the generated `add_*_to_server` functions get."""
 
@@ -92,13 +118,8 @@ class _Registrar:
     def add_registered_method_handlers(
         self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
     ) -> None:
-        guarded = {
-            name: self._guard.guard(f"/{service}/{name}", h)
-            for name, h in handlers.items()
-            if f"/{service}/{name}" in CORE_REGISTERED_METHODS
-        }
-        if guarded:
-            self._server.add_registered_method_handlers(service, guarded)
+        guarded = {name: self._guard.guard(f"/{service}/{name}", h) for name, h in handlers.items()}
+        register_scoring_methods(self._server, service, guarded)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._server, name)
