@@ -4,14 +4,17 @@ sklearn computes the curves; this module adds the figures credit and fraud teams
 (KS, recall at a fixed false-positive rate, PSI, decision flip rate) and keeps them in one typed record.
 """
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
 
 
-@dataclass(frozen=True)
-class RiskMetrics:
+class RiskMetrics(BaseModel):
+    """One score vector's figures; typed in the quantization report as they are computed (JSON in and out:
+    unknown keys are errors, non-finite floats stay NaN/Infinity)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
+
     rows: int
     positives: int
     roc_auc: float
@@ -23,7 +26,7 @@ class RiskMetrics:
     share_scores_exactly_0_or_1: float
 
     def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+        return self.model_dump()
 
 
 def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

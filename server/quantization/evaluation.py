@@ -5,11 +5,11 @@ in the fixed chunks (or one row per call) that server/batch_invariance.py choose
 the runtime starts from.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from pydantic import BaseModel, ConfigDict
 
 from server.batch_invariance import INVARIANCE_CHECK_ROWS, Feeds, Run, choose_chunk_rows, run_in_fixed_chunks
 from server.config.model_config import ModelConfig
@@ -26,8 +26,11 @@ from server.quantization.calibration_data import FeatureTable
 SCORING_CHUNK_ROWS = 4096
 
 
-@dataclass(frozen=True)
-class AccuracyComparison:
+class AccuracyComparison(BaseModel):
+    """The INT8 scores against FP32's on the same holdout rows; the quantization report's `accuracy`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
+
     fp32: RiskMetrics
     int8: RiskMetrics
     roc_auc_delta: float  # INT8 - FP32
@@ -40,10 +43,12 @@ class AccuracyComparison:
     psi: float  # of the INT8 score distribution against FP32's
     distinct_score_ratio: float  # distinct INT8 scores / distinct FP32 scores
     flip_rates: dict[str, float]  # threshold name -> share of rows whose decision changes
+    max_flip_rate: float  # the largest of flip_rates (0 without thresholds)
 
-    @property
-    def max_flip_rate(self) -> float:
-        return max(self.flip_rates.values(), default=0.0)
+    def metric_deltas(self) -> dict[str, float]:
+        """The flat figures exported as metrics and metadata: every scalar here, a flip rate per threshold."""
+        figures = self.model_dump(exclude={"fp32", "int8", "flip_rates"})
+        return {**figures, **{f"flip_rate_{name}": rate for name, rate in self.flip_rates.items()}}
 
 
 def positive_scores(session: ort.InferenceSession, table: FeatureTable, config: ModelConfig) -> np.ndarray:
@@ -94,6 +99,9 @@ def compare_scores(
     """Every accuracy figure of the INT8 scores against the FP32 scores of the same holdout rows."""
     fp32, int8 = risk_metrics(labels, fp32_scores), risk_metrics(labels, int8_scores)
     difference = np.abs(int8_scores.astype(np.float64) - fp32_scores.astype(np.float64))
+    flip_rates = {
+        name: decision_flip_rate(fp32_scores, int8_scores, limit) for name, limit in thresholds.items()
+    }
     return AccuracyComparison(
         fp32=fp32,
         int8=int8,
@@ -106,8 +114,6 @@ def compare_scores(
         max_abs_score_diff=float(difference.max()),
         psi=population_stability_index(fp32_scores, int8_scores),
         distinct_score_ratio=int8.distinct_scores / fp32.distinct_scores,
-        flip_rates={
-            name: decision_flip_rate(fp32_scores, int8_scores, threshold)
-            for name, threshold in thresholds.items()
-        },
+        flip_rates=flip_rates,
+        max_flip_rate=max(flip_rates.values(), default=0.0),
     )

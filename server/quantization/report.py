@@ -14,8 +14,8 @@ from server.config.quantization_config import (
     QuantizationConfig,
     QuantizationMode,
 )
+from server.quantization.evaluation import AccuracyComparison
 from server.quantization.report_sections import (
-    AccuracySection,
     BenefitSection,
     CalibrationSection,
     CpuSection,
@@ -89,7 +89,7 @@ class QuantizationReport(Section):
     layers: LayersSection | None = None
     budget: AccuracyBudget | None = None
     gate: GateReport | None = None
-    accuracy: AccuracySection | None = None
+    accuracy: AccuracyComparison | None = None
     tuning: TuningSection | None = None
     sizes: SizesSection | None = None
     speed: SpeedSection | None = None  # null when timing was skipped (speed_seconds 0)

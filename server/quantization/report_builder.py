@@ -16,7 +16,6 @@ from server.quantization.cpu_features import CpuProfile
 from server.quantization.layer_precision import LayerPrecision
 from server.quantization.report import REPORT_FORMAT, QuantizationReport
 from server.quantization.report_sections import (
-    AccuracySection,
     AttemptFigures,
     BatchTimingSection,
     BenefitCandidateSection,
@@ -270,7 +269,7 @@ def build_report(
             tuned=GateSection(passed=final.gate.passed, checks=_checks(final.gate)),
             final=GateSection(passed=outcome.gate.passed, checks=_checks(outcome.gate)),
         ),
-        accuracy=AccuracySection.model_validate(outcome.gate_comparison, from_attributes=True),
+        accuracy=outcome.gate_comparison,
         tuning=TuningSection(
             fallback_layers=[
                 FallbackStepSection.model_validate(s, from_attributes=True) for s in outcome.tuning.steps

@@ -161,41 +161,6 @@ class GateReport(Section):
     final: GateSection  # the chosen candidate on the gate's rows: what decides
 
 
-class RiskMetricsSection(Section):
-    rows: int
-    positives: int
-    roc_auc: float
-    pr_auc: float
-    ks: float
-    brier: float
-    recall_at_1pct_fpr: float
-    distinct_scores: int
-    share_scores_exactly_0_or_1: float
-
-
-class AccuracySection(Section):
-    """The served (or best rejected) INT8 model against FP32 on the holdout set."""
-
-    fp32: RiskMetricsSection
-    int8: RiskMetricsSection
-    roc_auc_delta: float  # INT8 - FP32
-    roc_auc_ratio: float  # INT8 / FP32
-    pr_auc_delta: float
-    ks_delta: float
-    brier_delta: float
-    mean_abs_score_diff: float
-    max_abs_score_diff: float
-    psi: float
-    distinct_score_ratio: float
-    flip_rates: dict[str, float]  # decision threshold name -> share of rows whose decision changes
-    max_flip_rate: float
-
-    def metric_deltas(self) -> dict[str, float]:
-        """The flat figures exported as metrics and metadata: every scalar here, a flip rate per threshold."""
-        figures = self.model_dump(exclude={"fp32", "int8", "flip_rates"})
-        return {**figures, **{f"flip_rate_{name}": rate for name, rate in self.flip_rates.items()}}
-
-
 class FallbackStepSection(Section):
     layer: str  # a layer name, or `input of <head>` for the head-input move
     kind: Literal["layer", "head_input"]

@@ -3,9 +3,9 @@ speed."""
 
 from rich.table import Table
 
+from server.quantization.evaluation import AccuracyComparison
 from server.quantization.report import QuantizationReport
 from server.quantization.report_sections import (
-    AccuracySection,
     BudgetCheckSection,
     FallbackStepSection,
     RewriteSection,
@@ -99,7 +99,7 @@ def rewrites_table(rewrites: list[RewriteSection], form: str | None) -> Table:
     return table
 
 
-def metrics_table(accuracy: AccuracySection) -> Table:
+def metrics_table(accuracy: AccuracyComparison) -> Table:
     fp32, int8 = accuracy.fp32, accuracy.int8
     table = Table(title="Other metrics (not gated)", title_justify="left")
     for column in ("metric", "FP32", "INT8", "delta / value"):
