@@ -16,11 +16,19 @@ Folded weights are computed in float64 and stored as float32; canonicalize.py ch
 scores against the original's and drops a fold that moves them.
 """
 
+from collections.abc import Iterator
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from server.quantization.rewrites.dense_layer import InputPart, dense_layers, dense_nodes, input_parts
+from server.quantization.rewrites.dense_layer import (
+    DenseLayer,
+    InputPart,
+    dense_layers,
+    dense_nodes,
+    input_parts,
+)
 from server.quantization.rewrites.graph_edit import (
     ML_DOMAIN,
     GraphIndex,
@@ -53,13 +61,19 @@ def onehot_to_gather(model: onnx.ModelProto) -> list[Change]:
     return changes
 
 
-def _fold_one_scaler_layer(model: onnx.ModelProto) -> Change | None:
-    index = GraphIndex(model)
+def _layers_with_parts(
+    index: GraphIndex,
+) -> Iterator[tuple[DenseLayer, onnx.NodeProto | None, list[InputPart]]]:
+    """(layer, its input Concat, the Concat's parts) for each dense layer fed by a Concat of parts."""
     for layer in dense_layers(index):
         found = input_parts(index, layer)
-        if found is None:
-            continue
-        concat, parts = found
+        if found is not None:
+            yield layer, *found
+
+
+def _fold_one_scaler_layer(model: onnx.ModelProto) -> Change | None:
+    index = GraphIndex(model)
+    for layer, concat, parts in _layers_with_parts(index):
         weights, bias, folded, tensors, row = layer.weights.copy(), layer.bias.copy(), [], [], 0
         for part in parts:
             scaler = _only_scaler(index, part.tensor)
@@ -88,11 +102,7 @@ def _fold_one_scaler_layer(model: onnx.ModelProto) -> Change | None:
 
 def _gather_one_layer(model: onnx.ModelProto, skipped: set[str]) -> Change | None:
     index = GraphIndex(model)
-    for layer in dense_layers(index):
-        found = input_parts(index, layer)
-        if found is None:
-            continue
-        concat, parts = found
+    for layer, concat, parts in _layers_with_parts(index):
         encoders_by_part = [_encoders(index, part) for part in parts]
         encoders = [e for es in encoders_by_part for e in es]
         if not encoders or encoders[0].name in skipped:
