@@ -11,6 +11,7 @@ import yaml
 from modelbuild.features import FEATURE_DESCRIPTIONS, NON_NEGATIVE, UPPER_BOUNDS
 from modelbuild.recipe import ModelRecipe
 from server.config import load_model_config
+from server.model_integrity import file_sha256
 
 PARQUET_OPTIONS = {"engine": "pyarrow", "compression": "zstd", "index": False}
 
@@ -68,6 +69,13 @@ def write_model_folder(
     holdout[holdout_columns].to_parquet(directory / "holdout.parquet", **PARQUET_OPTIONS)
     onnx.save_model(model, directory / "model.onnx")
     (directory / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False) + "\n")
+    # What the server checks before serving the file (server/model_integrity.py).
+    config = config | {
+        "integrity": {
+            "model_sha256": file_sha256(directory / "model.onnx"),
+            "holdout_roc_auc": metrics["holdout_metrics"]["roc_auc"],
+        }
+    }
     header = (
         f"# {recipe.name}: written by `riskserve models build`; edit thresholds here, rebuild for data.\n"
     )

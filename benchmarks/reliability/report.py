@@ -32,6 +32,17 @@ FINDINGS = """
 - **Faults**: see the fault rows. A batcher fault now fails its calls in milliseconds and the model serves
   on; a hung ONNX Runtime call turns `liveness` NOT_SERVING after `watchdog_stall_s` and its calls are
   refused at once from then on; calls gRPC core sheds are CANCELLED and in no server metric.
+- **Faults at startup**: a scrambled model.onnx used to be served (as issue 14 reported it): in FP32 with
+  verdict `failed`, holdout ROC-AUC 0.50 instead of 0.9565, 17 of 17 known frauds approved, only
+  `riskserve_model_fp32_fallback` saying anything. Now its SHA-256 is checked against the config's
+  `integrity.model_sha256` before anything reads it, and the FP32 holdout ROC-AUC the gate measures against
+  `integrity.holdout_roc_auc`: the model is kept out (UNAVAILABLE naming the file and both digests, health
+  `model/fraud` NOT_SERVING, `riskserve_model_unavailable{reason="integrity"}`), never quantized or served,
+  and the other model serves. A damaged cache entry (see the rows) is named in `event=cache_corrupt` and
+  rebuilt, including one whose manifest was rewritten to match (a `bogus` verdict used to end in exit 1
+  naming no file; a garbled INT8 file is now caught when ONNX Runtime refuses it). A cache directory that
+  cannot be written used to be a `Permission denied` traceback on a cold start: the model now serves,
+  quantized for that process only, with one `event=cache_unwritable` warning naming the directory.
 """
 
 METHOD = """
@@ -67,6 +78,10 @@ COMMIT` runs an earlier commit (a baseline). Counts are exact; times depend on t
   paused it 70 ms mid-run once, which open-loop latency charges to the server).
 - **Faults**: `benchmarks/reliability/faults.py`; the batcher fault and the hung call are injected by
   `benchmarks/reliability/fault_server.py` (benchmark code wrapping the CLI; the server has no fault hooks).
+- **Faults at startup**: `benchmarks/reliability/startup_faults.py`, one fresh server per case on copies
+  of the bundled models and of fraud's warm cache entry, the fault made before it starts; then the health
+  of the server and of each model, one fraud `Score`, and the log events. The read-only and full caches are
+  a read-only bind mount and a 4 KiB tmpfs (root only; otherwise the row says skipped).
 """
 
 
@@ -128,6 +143,7 @@ def _summary(s: dict[str, Any]) -> list[str]:
         )
     rows += _soak_and_start_rows(s)
     rows += _fault_rows(s.get("faults") or {})
+    rows += _startup_fault_rows((s.get("startup_faults") or {}).get("cases") or {})
     if i := s.get("invariance"):
         a, c = i["in_score_batch_vs_single"], i["concurrent_unary_vs_single"]
         rows.append(
@@ -204,6 +220,49 @@ def _fault_rows(f: dict[str, Any]) -> list[str]:
             f"**{g['not_in_any_server_metric']:,} calls in no server metric** (gRPC core shed them past "
             "`max_pending_rpcs`, CANCELLED) | counted on the client |"
         )
+    return rows
+
+
+STARTUP_FAULTS = {
+    "scrambled_model": (
+        "100 bytes of fraud's model.onnx scrambled",
+        "fraud never served (UNAVAILABLE naming the file), credit serves",
+    ),
+    "flipped_int8": ("16 bytes of fraud's cached INT8 file flipped", "named, rebuilt, INT8 served"),
+    "truncated_report": ("fraud's cached report.json truncated", "named, rebuilt, INT8 served"),
+    "missing_manifest": ("fraud's cache manifest deleted", "named, rebuilt, INT8 served"),
+    "int8_garbage_matching_manifest": (
+        "fraud's cached INT8 file garbled, manifest checksum made to match",
+        "named, rebuilt, INT8 served",
+    ),
+    "bogus_verdict_matching_manifest": (
+        "fraud's cached verdict `bogus`, manifest checksum made to match",
+        "named, rebuilt, INT8 served",
+    ),
+    "read_only_cache": ("cold start, cache on a read-only mount", "serves, one warning naming the directory"),
+    "full_cache": ("cold start, cache on a full (4 KiB) tmpfs", "serves, one warning naming the directory"),
+    "cache_under_a_file": ("cold start, cache path under a regular file", "serves, one warning naming it"),
+}
+
+
+def _startup_fault_rows(cases: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, (fault, goal) in STARTUP_FAULTS.items():
+        if (c := cases.get(name)) is None:
+            continue
+        if "skipped" in c:
+            measured = f"skipped: {c['skipped']}"
+        elif "start_error" in c:
+            measured = f"did not start (exit {c['exit_status']}): `{c['start_error'][-200:]}`"
+        else:
+            health = ", ".join(f"{k} {v}" for k, v in c.get("health", {}).items())
+            logged = "; ".join(f"`{line[:200]}`" for line in c["log"]) or "nothing logged"
+            measured = (
+                f"health: {health}; fraud Score: `{c.get('fraud_score')}`; log: {logged}; "
+                f"event=serving after {c['seconds_to_serving_line']} s; exit {c['exit_status']}"
+                + ("; **a traceback**" if c["traceback"] else "")
+            )
+        rows.append(f"| Fault at startup: {fault} | {measured} | {goal} |")
     return rows
 
 

@@ -4,7 +4,8 @@
 
 Scenarios: drain under load (SIGTERM mid-run), bad-input barrage, overload memory and recovery, batch
 invariance, soak (memory under a steady mixed load, then idle), the first minute after a cold and a warm
-start, and faults (a worker killed, a batcher fault, a hung ONNX Runtime call, gRPC core shedding).
+start, faults (a worker killed, a batcher fault, a hung ONNX Runtime call, gRPC core shedding) and startup
+faults (a scrambled model file, damaged cache entries, an unwritable cache).
 Writes benchmarks/reliability/results.json, docs/reliability.md and (if /work/notes exists)
 /work/notes/reliability-figures.md. About 30 minutes (--quick: about 10, the soak 2 minutes instead of 10).
 The generator and the server share the machine's cores.
@@ -22,7 +23,16 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from benchmarks.reliability import bad_inputs, drain, faults, first_minute, invariance, overload, soak
+from benchmarks.reliability import (
+    bad_inputs,
+    drain,
+    faults,
+    first_minute,
+    invariance,
+    overload,
+    soak,
+    startup_faults,
+)
 from benchmarks.reliability.report import COMMAND, render
 from benchmarks.server_process import RiskServe
 from loadtest.open_loop import precise_timer_loop
@@ -31,7 +41,16 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 DEFAULT_WORK = Path("/tmp/riskserve-reliab")  # outside the repo: the quantization cache persists across runs
 NOTES = Path("/work/notes/reliability-figures.md")
-SCENARIOS = ("invariance", "bad_inputs", "overload", "faults", "drain", "first_minute", "soak")
+SCENARIOS = (
+    "invariance",
+    "bad_inputs",
+    "overload",
+    "faults",
+    "startup_faults",
+    "drain",
+    "first_minute",
+    "soak",
+)
 SEED = 7
 
 
@@ -195,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     if "faults" in names:
         results["scenarios"]["faults"] = _run(_fault_scenarios(args.work_dir, cache, source_dir, extra, plan))
         results["scenarios"]["faults"]["grpc_shed"] = results["scenarios"].pop("faults_shed")
+    if "startup_faults" in names:
+        results["scenarios"]["startup_faults"] = startup_faults.run(args.work_dir, cache, source_dir, extra)
     if "first_minute" in names:
         results["scenarios"]["first_minute"] = _run(
             first_minute.run(

@@ -15,7 +15,12 @@ from server.api.domain_api import check_domain_sources
 from server.config.errors import ConfigError, DataFileError
 from server.config.model_config import CONFIG_FILE_NAME, ModelConfig, load_model_config
 from server.config.settings import ServerSettings
-from server.quantization.errors import ModelFileError, NoQuantizableOpsError, QuantizationError
+from server.quantization.errors import (
+    ModelFileError,
+    ModelIntegrityError,
+    NoQuantizableOpsError,
+    QuantizationError,
+)
 from server.quantization.pipeline import prepare_model
 from server.quantization.summary import format_summary
 from server.runtime.model_runtime import ModelRuntime
@@ -25,8 +30,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelProblem:
-    """Why a configured model cannot be served: `kind` (config, data, model_file, quantization, internal)
-    labels the metric; `message` names the file and the problem."""
+    """Why a configured model cannot be served: `kind` (config, data, integrity, model_file, quantization,
+    internal) labels the metric; `message` names the file and the problem."""
 
     name: str
     kind: str
@@ -38,6 +43,8 @@ def problem_of(name: str, error: BaseException) -> ModelProblem:
         kind = "data"
     elif isinstance(error, ConfigError):
         kind = "config"
+    elif isinstance(error, ModelIntegrityError):
+        kind = "integrity"
     elif isinstance(error, ModelFileError | NoQuantizableOpsError):
         kind = "model_file"
     elif isinstance(error, QuantizationError):
@@ -93,12 +100,24 @@ def load_model(config: ModelConfig, settings: ServerSettings, print_summary: boo
     """Quantize (or load from cache), open the session and warm it up. Blocking; run it off the loop.
     `print_summary=False` in worker processes: their supervisor printed it once."""
     started = time.perf_counter()
-    prepared = prepare_model(
-        config, Path(settings.cache_dir), progress=lambda m: log.info("event=prepare %s", m)
-    )
+    cache_dir = Path(settings.cache_dir)
+    prepared = prepare_model(config, cache_dir, progress=lambda m: log.info("event=prepare %s", m))
+    try:
+        runtime = ModelRuntime.load(config, prepared, settings)
+    except Exception as exc:
+        # ONNX Runtime refusing a cached file its manifest vouches for (both rewritten): rebuild the entry.
+        if not (prepared.facts.from_cache and type(exc).__module__.startswith("onnxruntime")):
+            raise
+        log.warning(
+            "event=cache_corrupt model=%s file=%s action=rebuild detail=%r",
+            config.name,
+            prepared.model_path,
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+        )
+        prepared = prepare_model(config, cache_dir, lambda m: log.info("event=prepare %s", m), force=True)
+        runtime = ModelRuntime.load(config, prepared, settings)
     if prepared.report and print_summary:
         print(format_summary(prepared.report), file=sys.stderr)
-    runtime = ModelRuntime.load(config, prepared, settings)
     sizes = runtime.warm_up()
     log.info(
         "event=model_ready model=%s version=%s task=%s precision=%s gate_verdict=%s from_cache=%s "

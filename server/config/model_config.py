@@ -149,6 +149,20 @@ class BatchingConfig(StrictModel):
     max_queue_size: int = Field(4096, ge=1, description="queued rows beyond which calls are refused")
 
 
+class IntegrityConfig(StrictModel):
+    """What the model's builder recorded about its file, checked before the model is served."""
+
+    model_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the ONNX file (64 lower-case hex digits)"
+    )
+    holdout_roc_auc: float | None = Field(
+        None, ge=0.0, le=1.0, description="the FP32 model's ROC-AUC on the holdout file, as its card records"
+    )
+    roc_auc_tolerance: float = Field(
+        0.005, ge=0.0, lt=1.0, description="largest absolute difference from `holdout_roc_auc` served"
+    )
+
+
 class ModelConfig(StrictModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     version: str = Field(min_length=1)
@@ -170,6 +184,7 @@ class ModelConfig(StrictModel):
     scorecard: ScorecardConfig | None = None
     quantization: QuantizationConfig = QuantizationConfig()
     batching: BatchingConfig = BatchingConfig()
+    integrity: IntegrityConfig = IntegrityConfig()
 
     # Set by load_model_config: the folder the file was read from. Not part of the file.
     directory: Path = Field(Path("."), exclude=True)

@@ -111,8 +111,9 @@ MODEL_UNAVAILABLE = MetricSpec(
     "riskserve_model_unavailable",
     "gauge",
     ("model", "reason"),
-    "Serving processes in which the configured model could not be served, by why: config, data, model_file,"
-    " quantization or internal (the log line event=model_unavailable has the details).",
+    "Serving processes in which the configured model could not be served, by why: config, data, integrity,"
+    " model_file, quantization, internal or batcher_failed (the log line event=model_unavailable has the"
+    " details).",
 )
 MODEL_SCORE = MetricSpec(
     "riskserve_model_score",

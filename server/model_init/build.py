@@ -2,7 +2,7 @@
 
 ONNX signature ─▶ inputs (names, dtypes, [N, F] columns), probability output, vocabularies
 data file ─▶ columns checked ─▶ categories, ranges ─▶ calibration / holdout split
-FP32 model on the holdout ─▶ thresholds at the alert rates
+FP32 model on the holdout ─▶ thresholds at the alert rates; its ROC-AUC and the file's SHA-256 (integrity)
 config.yaml + model.onnx + calibration.parquet + holdout.parquet, written to a scratch folder, loaded with
 the server's own config loader and data checks, then moved into place.
 
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from sklearn.metrics import roc_auc_score
 
 from server.config.errors import ConfigError
 from server.config.model_config import CONFIG_FILE_NAME, ModelConfig, ModelTask, load_model_config
@@ -36,6 +37,7 @@ from server.model_init.signature import Signature, read_signature
 from server.model_init.sources import explicit_sources
 from server.model_init.split import check_label, split
 from server.model_init.thresholds import fp32_scores, thresholds_at
+from server.model_integrity import file_sha256
 from server.model_io import OnnxInput, assemble
 
 ONNX_FILE, CALIBRATION_FILE, HOLDOUT_FILE = "model.onnx", "calibration.parquet", "holdout.parquet"
@@ -154,7 +156,8 @@ def init_model(options: InitOptions, say: Callable[[str], None] = print) -> Init
 
     onnx_inputs = tuple(OnnxInput(p.graph_input.name, p.graph_input.dtype, p.columns) for p in plans)
     feeds = assemble(onnx_inputs, {column: parts.holdout[column].to_numpy() for column in names})
-    review, decline = thresholds_at(fp32_scores(options.onnx, feeds, signature.output.name), rates)
+    scores = fp32_scores(options.onnx, feeds, signature.output.name)
+    review, decline = thresholds_at(scores, rates)
     if not 0.0 < review.value < decline.value < 1.0:
         raise ModelInitError(
             f"thresholds review {review.value:g} and decline {decline.value:g} at alert rates "
@@ -173,6 +176,14 @@ def init_model(options: InitOptions, say: Callable[[str], None] = print) -> Init
     inputs = [_ordered(spec) for spec in inputs]
     ignored = [c for c in reserved if c != options.label and any(c in f.columns for _, f in frames)]
     config = _config(options, name, signature, inputs, ignored, (review.value, decline.value))
+    config["integrity"] = {
+        "model_sha256": file_sha256(options.onnx),  # copied as it is: the digest of the written model.onnx
+        "holdout_roc_auc": float(roc_auc_score(parts.holdout[options.label].to_numpy(), scores)),
+    }
+    report(
+        f"integrity: model.onnx SHA-256 {config['integrity']['model_sha256'][:12]}…, FP32 holdout ROC-AUC "
+        f"{config['integrity']['holdout_roc_auc']:.4f} (checked before every start serves it)"
+    )
     report(_quantization_line(signature, ignored))
     if options.task is ModelTask.CREDIT:
         report(

@@ -42,6 +42,7 @@ class BuildOutcome:
     benefit: Benefit | None  # None when the tuner never got inside the budget
     candidates: dict[str, Benefit]  # moves inside the budget in the tuner's last round, compared by objective
     fp32_chunk_rows: int | None
+    fp32_holdout_roc_auc: float  # on every holdout row (tuning and gate)
     calibration_runs: int
     calibration_rows: int  # rows the calibrator saw (equal batches, see FeatureBatchReader)
     unprotected_distinct_score_ratio: float | None
@@ -154,6 +155,7 @@ def build(
         benefit,
         compared,
         fp32.chunk_rows,
+        fp32.holdout_roc_auc,
         sum(b.calibration_runs for b in benches.values()),
         bench.reader.rows,
         unprotected,

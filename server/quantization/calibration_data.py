@@ -91,6 +91,19 @@ def load_feature_table(
     return FeatureTable(path, feeds, labels, len(frame), rows_in_file, ignored)
 
 
+def load_holdout_table(config: ModelConfig) -> FeatureTable:
+    """The model's holdout file, every row, with its labels: what the gate judges on."""
+    q = config.quantization
+    return load_feature_table(
+        config.holdout_path,
+        config,
+        min_rows=q.min_calibration_rows,
+        label_column=config.label_column,
+        require_label=True,
+        ignored_columns=q.ignored_columns,
+    )
+
+
 def _column_values(path: Path, column: pd.Series, dtype: str) -> np.ndarray:
     """One feature's values, checked for its dtype: float64 for numbers, object for strings (1-D)."""
     name = column.name

@@ -2,7 +2,13 @@
 
 from server.config.errors import DataFileError
 
-__all__ = ["DataFileError", "ModelFileError", "NoQuantizableOpsError", "QuantizationError"]
+__all__ = [
+    "DataFileError",
+    "ModelFileError",
+    "ModelIntegrityError",
+    "NoQuantizableOpsError",
+    "QuantizationError",
+]
 
 
 class QuantizationError(Exception):
@@ -15,3 +21,7 @@ class ModelFileError(QuantizationError):
 
 class NoQuantizableOpsError(QuantizationError):
     """The model has no MatMul/Gemm/Conv with constant weights left to quantize."""
+
+
+class ModelIntegrityError(ModelFileError):
+    """The ONNX file is not the one its config's `integrity` section records (digest or holdout ROC-AUC)."""

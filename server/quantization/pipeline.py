@@ -12,7 +12,9 @@ holdout file ─▶ split ─▶ tuning rows: evaluate as served ─▶ within b
                           └─▶ report ─▶ cache ─▶ PreparedModel (INT8, or FP32 with the verdict saying why)
 """
 
+import atexit
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,10 +26,11 @@ import onnxruntime
 from server.config.model_config import ModelConfig
 from server.config.quantization_config import QuantizationMode
 from server.model_checks import check_model_files
+from server.model_integrity import check_holdout_auc, check_model_digest
 from server.quantization import code_version
 from server.quantization.cache import CacheCorruptionError, CacheEntry, QuantizationCache, cache_key
 from server.quantization.cpu_features import choose_reduce_range, read_cpu_profile
-from server.quantization.errors import ModelFileError
+from server.quantization.errors import ModelFileError, QuantizationError
 from server.quantization.report import REPORT_FORMAT, QuantizationReport, ReportFileError, read_report
 from server.served_model import GateVerdict, ModelFacts, Precision, PreparedModel
 
@@ -51,13 +54,21 @@ def prepare_model(
 
     `force` ignores a cached result and rebuilds it (the new entry replaces the old one).
 
-    Raises a QuantizationError subclass naming the problem for a bad model or data file; a model that
+    Raises a QuantizationError subclass naming the problem for a bad model or data file, ModelIntegrityError
+    for a model file that is not the one its config records (server/model_integrity.py); a model that
     misses its accuracy budget, cannot show it, does not pay or has nothing to quantize is not an error: it
     comes back as FP32 with its verdict.
     """
-    say = progress or (lambda message: None)
-    started = time.perf_counter()
+    check_model_digest(config)  # before anything reads the file: a corrupted model is never quantized
     check_model_files(config)  # every problem of its data files and graph vocabulary, before any use
+    prepared = _prepare(config, cache_dir, progress or (lambda message: None), force)
+    holdout = prepared.report.holdout if prepared.report is not None else None
+    check_holdout_auc(config, holdout.fp32_roc_auc if holdout is not None else None)
+    return prepared
+
+
+def _prepare(config: ModelConfig, cache_dir: Path, say: Callable[[str], None], force: bool) -> PreparedModel:
+    started = time.perf_counter()
     q = config.quantization
     if q.mode is QuantizationMode.NONE:
         from server.quantization.report_builder import disabled_report
@@ -89,7 +100,7 @@ def prepare_model(
     say(f"{config.name}: quantizing (cache miss)")
     # Imported here: the cold path's stages (scikit-learn, the quantizer) load only on a cache miss.
     from server.quantization.build import build
-    from server.quantization.calibration_data import load_feature_table
+    from server.quantization.calibration_data import load_feature_table, load_holdout_table
     from server.quantization.holdout_split import split_holdout
     from server.quantization.report_builder import build_report
 
@@ -101,14 +112,7 @@ def prepare_model(
         label_column=config.label_column,
         ignored_columns=q.ignored_columns,
     )
-    holdout = load_feature_table(
-        config.holdout_path,
-        config,
-        min_rows=q.min_calibration_rows,
-        label_column=config.label_column,
-        require_label=True,
-        ignored_columns=q.ignored_columns,
-    )
+    holdout = load_holdout_table(config)
     split = split_holdout(holdout, q.gate_fraction)
     with tempfile.TemporaryDirectory(prefix="riskserve-quantize-") as scratch:
         outcome = build(config, reduce_range[0], Path(scratch), calibration, split)
@@ -119,11 +123,39 @@ def prepare_model(
         files = {REPORT_FILE: report_path}
         if report.precision is Precision.INT8:
             files[INT8_FILE] = outcome.model_path
-        entry = cache.store(config.name, key, files)
+        entry = _store(cache, config, key, files)
     _log_verdict(config, report)
     say(f"{config.name}: quantized in {seconds['total_cold']:.1f}s")
     model_path = entry.files.get(INT8_FILE, config.onnx_path)
     return _prepared(config, model_path, entry.files[REPORT_FILE], report)
+
+
+def _store(cache: QuantizationCache, config: ModelConfig, key: str, files: dict[str, Path]) -> CacheEntry:
+    """The new cache entry; if the cache directory cannot be written (read-only, full, not a directory), a
+    folder of this process's own, removed at exit, with one warning naming the directory."""
+    try:
+        return cache.store(config.name, key, files)
+    except OSError as exc:
+        unwritable = exc
+    try:
+        kept = Path(tempfile.mkdtemp(prefix=f"riskserve-{config.name}-uncached-"))
+        atexit.register(shutil.rmtree, kept, ignore_errors=True)
+        for name, source in files.items():
+            shutil.copyfile(source, kept / name)
+    except OSError as exc:
+        raise QuantizationError(
+            f"model {config.name}: cannot write its quantization result to the cache {cache.root} "
+            f"({unwritable.strerror or unwritable}) nor to {tempfile.gettempdir()} ({exc.strerror or exc})"
+        ) from exc
+    log.warning(
+        "event=cache_unwritable model=%s directory=%s error=%r action=serve_uncached detail=%r",
+        config.name,
+        cache.root,
+        f"{type(unwritable).__name__}: {unwritable.strerror or unwritable}",
+        f"quantized for this process only (kept in {kept}); every start quantizes again until the cache "
+        "directory is writable",
+    )
+    return CacheEntry(kept, {name: kept / name for name in files})
 
 
 def _cache_key(config: ModelConfig, vnni: bool) -> str:

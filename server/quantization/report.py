@@ -38,7 +38,8 @@ from server.served_model import GateVerdict, Precision
 
 # 2: tuning steps have a kind; layers.float_head_input. 3: the typed schema below (absent sections are null).
 # 4: rewrites, layers as run, serving chunk size, holdout split, evidence intervals, benefit, new verdicts.
-REPORT_FORMAT = 4
+# 5: holdout.fp32_roc_auc.
+REPORT_FORMAT = 5
 LOCATION_FIELDS = frozenset({"served_model", "report_path"})  # move with the cache: never stored
 # Sections every report of a quantized model has (only `mode: none` lacks them; `speed` is optional).
 BUILD_SECTIONS = (

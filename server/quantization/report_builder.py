@@ -232,6 +232,7 @@ def build_report(
             rows=holdout.rows,
             positives=holdout.positives,
             ignored_columns=list(holdout.ignored_columns),
+            fp32_roc_auc=outcome.fp32_holdout_roc_auc,
         ),
         rewrites=[
             RewriteSection(

@@ -54,6 +54,7 @@ class HoldoutSection(Section):
     rows: int
     positives: int | None
     ignored_columns: list[str]
+    fp32_roc_auc: float  # the FP32 model on every row: what the model's card records (integrity)
 
 
 class RewriteSection(Section):

@@ -1,15 +1,17 @@
 """Quantizes one recipe at a time inside a scratch folder and scores it as served on the holdout's parts.
 
-`Fp32Reference` is computed once per build: the original FP32 model's serving chunk size and its scores on
-the tuning and the gate rows, as served. A workbench is set up per canonical form of the graph
-(rewrites/canonicalize.py): ORT's pre-processing and the graph facts. Each attempt: quantize, read how its
-layers run, decide its serving chunk size, score the tuning rows with it, check the budget.
+`Fp32Reference` is computed once per build: the original FP32 model's serving chunk size, its scores on
+the tuning and the gate rows, as served, and its ROC-AUC on all of them. A workbench is set up per
+canonical form of the graph (rewrites/canonicalize.py): ORT's pre-processing and the graph facts. Each
+attempt: quantize, read how its layers run, decide its serving chunk size, score the tuning rows with it,
+check the budget.
 """
 
 from pathlib import Path
 
 import numpy as np
 import onnx
+from sklearn.metrics import roc_auc_score
 
 from server.config.model_config import ModelConfig
 from server.quantization.calibration_data import FeatureBatchReader, FeatureTable
@@ -37,6 +39,10 @@ class Fp32Reference:
         self.chunk_rows, _ = serving_chunk_rows(config.onnx_path, self.invariance, config.output_name)
         self.tuning = served_scores(config.onnx_path, split.tuning, config, self.chunk_rows)
         self.gate = served_scores(config.onnx_path, split.gate, config, self.chunk_rows)
+        assert split.tuning.labels is not None and split.gate.labels is not None
+        # On every holdout row: what the model's card records (server/model_integrity.py checks it).
+        labels = np.concatenate([split.tuning.labels, split.gate.labels])
+        self.holdout_roc_auc = float(roc_auc_score(labels, np.concatenate([self.tuning, self.gate])))
         low = min(self.tuning.min(), self.gate.min())
         high = max(self.tuning.max(), self.gate.max())
         if low < 0.0 or high > 1.0:  # e.g. a torch export that ends in logits, without its Sigmoid

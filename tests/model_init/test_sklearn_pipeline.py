@@ -2,6 +2,7 @@
 through `riskserve models init`, `riskserve quantize` and a server without any edit, and scores the same
 through the Open Inference Protocol and FraudScoring's feature maps."""
 
+import hashlib
 from pathlib import Path
 
 import grpc
@@ -11,6 +12,7 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 import tritonclient.grpc as triton
+from sklearn.metrics import roc_auc_score
 
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.config.model_config import load_model_config
@@ -85,6 +87,17 @@ def test_thresholds_alert_the_requested_shares_of_the_fp32_holdout_scores(built)
     for threshold, rate in zip((config.decision.review, config.decision.decline), RATES, strict=True):
         share = float(np.mean(scores >= threshold))
         assert rate - 1.0 / len(scores) < share <= rate  # at most the rate, short of it by under one row
+
+
+def test_the_config_records_the_written_files_digest_and_its_fp32_holdout_auc(built) -> None:
+    config = load_model_config(built["folder"])
+    written = config.onnx_path.read_bytes()
+    assert written == built["model"].read_bytes()
+    assert config.integrity.model_sha256 == hashlib.sha256(written).hexdigest()
+    holdout = pd.read_parquet(config.holdout_path)
+    auc = roc_auc_score(holdout[LABEL], _fp32_scores(built["folder"], holdout))
+    assert config.integrity.holdout_roc_auc == pytest.approx(auc, abs=1e-9)
+    assert any(line.startswith("integrity: model.onnx SHA-256 ") for line in built["out"].splitlines())
 
 
 def test_split_is_time_ordered_and_calibration_has_no_label(built) -> None:

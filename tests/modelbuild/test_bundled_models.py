@@ -1,5 +1,6 @@
 """The committed model repository: configs load, graphs match configs, data files hold, metrics reproduce."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -102,3 +103,9 @@ def test_fraud_model_is_large_enough_for_int8_to_pay(bundled):
         assert len(metrics["model"]["hidden_layers"]) >= 3
     else:
         assert len(metrics["model"]["hidden_layers"]) >= 2
+
+
+def test_the_config_records_the_model_files_digest_and_the_cards_holdout_auc(bundled):
+    config, _, metrics = bundled
+    assert config.integrity.model_sha256 == hashlib.sha256(config.onnx_path.read_bytes()).hexdigest()
+    assert config.integrity.holdout_roc_auc == metrics["holdout_metrics"]["roc_auc"]

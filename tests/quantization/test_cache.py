@@ -150,3 +150,49 @@ def test_invalid_cached_report_is_rebuilt_with_a_warning_naming_the_file(
     assert any("event=cache_corrupt" in m and str(cold.report_path) in m for m in warnings), warnings
     assert rebuilt.report.verdict is cold.report.verdict
     assert prepare_model(config, tmp_path).facts.from_cache
+
+
+def test_a_missing_manifest_is_named_and_rebuilt(model_folder, tmp_path: Path, caplog) -> None:
+    config = model_folder()
+    cold = prepare_model(config, tmp_path)
+    (cold.report_path.parent / MANIFEST).unlink()
+    with caplog.at_level(logging.INFO, logger="server.quantization"):
+        rebuilt = prepare_model(config, tmp_path)
+    assert not rebuilt.facts.from_cache and _calibrations(caplog) == CALIBRATIONS_PER_BUILD
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("event=cache_corrupt" in m and "unreadable manifest" in m for m in warnings), warnings
+    assert prepare_model(config, tmp_path).facts.from_cache
+
+
+def _assert_served_uncached(config, cache_dir: Path, caplog, says: str) -> None:
+    with caplog.at_level(logging.INFO, logger="server.quantization"):
+        prepared = prepare_model(config, cache_dir)
+    warnings = [r.getMessage() for r in caplog.records if "event=cache_unwritable" in r.getMessage()]
+    assert len(warnings) == 1 and f"directory={cache_dir} " in warnings[0] and says in warnings[0], warnings
+    assert prepared.report_path.is_file() and not prepared.report_path.is_relative_to(cache_dir)
+    assert prepared.report.verdict is not None and not prepared.facts.from_cache
+
+
+def test_a_cache_path_under_a_regular_file_serves_uncached_with_a_warning(model_folder, tmp_path, caplog):
+    (tmp_path / "not-a-dir").write_text("")
+    _assert_served_uncached(model_folder(), tmp_path / "not-a-dir" / "cache", caplog, "Not a directory")
+
+
+@pytest.fixture()
+def full_dir(tmp_path: Path):
+    """A 4 KiB tmpfs: room for folders, not for a report (ENOSPC); skipped where mounting is not allowed."""
+    import subprocess
+
+    mounted = tmp_path / "full"
+    mounted.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(mounted)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mounted
+    finally:
+        subprocess.run(["umount", str(mounted)], capture_output=True)
+
+
+def test_a_full_cache_serves_uncached_with_a_warning(model_folder, full_dir: Path, caplog) -> None:
+    _assert_served_uncached(model_folder(), full_dir, caplog, "No space left on device")
+    assert [p for p in full_dir.rglob("*") if p.is_file()] == []  # no half-written entry left
