@@ -1,11 +1,17 @@
 """What every RPC shares: its handler's guard, the drain state, the deadline, metrics, and the ONE
 error -> status mapping.
 
-Every registered handler runs inside `Calls.guarded_*` (registered by server/app/request_guard.py): a request
-that did not parse reaches the handler as an `Unparseable` marker and is answered INVALID_ARGUMENT "request:
-not a valid <type> message (N bytes)" without a traceback (counted as `reason="unparseable"`, logged once in
-a while); the handler's context passes every status message through server/runtime/echo.py's
-`safe_details` (card numbers masked, length capped): one net under every status, whichever module wrote it.
+Every registered handler runs inside `Calls.guarded_*` (registered by server/app/request_guard.py) and reads
+its request through `Calls.parser`:
+- a request that did not parse reaches the handler as an `Unparseable` marker and is answered
+  INVALID_ARGUMENT "request: not a valid <type> message (N bytes)" without a traceback (counted as
+  `reason="unparseable"`, logged once in a while);
+- a request of LARGE_REQUEST_BYTES or more counts against the byte budget (`max_request_bytes_in_flight`)
+  from before it is parsed until its call ends; one that would pass the budget is not parsed at all and is
+  answered RESOURCE_EXHAUSTED (`reason="memory_budget"`) (gRPC core itself refuses a message over
+  `max_message_bytes` from its length prefix, before holding it);
+- the handler's context passes every status message through server/runtime/echo.py's `safe_details` (card
+  numbers masked, length capped): one net under every status, whichever module wrote it.
 
 Servicers wrap their body in a scope: `async with calls.unary(context, model, method) as call:` for a
 unary RPC (admission at the door happens here: server/app/concurrency_limit.py), `calls.stream(context,
@@ -27,7 +33,7 @@ import grpc
 from server.app.concurrency_limit import Admission, client_of
 from server.metrics import ServingMetrics
 from server.runtime.echo import safe_details
-from server.runtime.errors import DrainingError, InvalidInputError, ScoringError
+from server.runtime.errors import DrainingError, InvalidInputError, OverloadedError, ScoringError
 from server.runtime.prediction import Prediction
 from server.runtime.repository import UNKNOWN_MODEL_LABEL
 
@@ -87,8 +93,12 @@ class DrainState:
 UNPARSEABLE_REASON = "unparseable"
 
 
+LARGE_REQUEST_BYTES = 64 * 1024  # requests this size or larger count against the byte budget
+BUDGET_REASON = "memory_budget"
+
+
 class Unparseable:
-    """What a request that did not parse reaches its handler as (request_guard's tolerant deserializer)."""
+    """What a request that did not parse reaches its handler as (`Calls.parser`)."""
 
     __slots__ = ("message",)
 
@@ -96,16 +106,29 @@ class Unparseable:
         self.message = message
 
 
-def tolerant(deserializer: Callable[[bytes], Any], type_name: str) -> Callable[[bytes], Any]:
-    """`deserializer`, returning an Unparseable marker where it would raise."""
+class OverBudget:
+    """A large request left unparsed: the byte budget was full when it arrived."""
 
-    def parse(raw: bytes) -> Any:
-        try:
-            return deserializer(raw)
-        except Exception:
-            return Unparseable(f"request: not a valid {type_name} message ({len(raw)} bytes)")
+    __slots__ = ("size",)
 
-    return parse
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+class Counted:
+    """A large request, parsed, whose `size` bytes are held in the budget until its call ends."""
+
+    __slots__ = ("message", "size")
+
+    def __init__(self, message: Any, size: int) -> None:
+        self.message, self.size = message, size
+
+
+_MARKERS = frozenset({Unparseable, OverBudget, Counted})
+
+
+def _bytes(raw: bytes) -> bytes:
+    return raw
 
 
 class UnparseableRequestError(InvalidInputError):
@@ -113,6 +136,12 @@ class UnparseableRequestError(InvalidInputError):
 
     def __init__(self, message: str) -> None:
         super().__init__("request", message.removeprefix("request: "))
+
+
+class RequestBytesOverBudgetError(OverloadedError):
+    """Refused unparsed: large requests in flight already hold `max_request_bytes_in_flight` bytes."""
+
+    reason = BUDGET_REASON
 
 
 class SafeContext:
@@ -153,27 +182,94 @@ class Calls:
         if self.unparseable in (1, 10) or self.unparseable % 1000 == 0:  # a trace, not a flood
             log.warning("event=request_unparseable method=%s refused_total=%d", method, self.unparseable)
 
-    def guarded_unary(self, method: str, behavior: Callable) -> Callable:
-        """`behavior` (one request in) refusing an Unparseable request, with a SafeContext."""
-        count = self.count_unparseable
+    def parser(self, deserializer: Callable[[bytes], Any] | None, type_name: str) -> Callable[[bytes], Any]:
+        """`deserializer` (None: the raw bytes) as gRPC calls it: it never raises (an Unparseable marker
+        instead), and a large request is counted in the byte budget (Counted) or left unparsed (OverBudget).
+        gRPC runs it on the event loop's thread, as every handler: no lock."""
+        parse_raw = deserializer or _bytes
+        calls = self
 
-        async def refuse(request: Unparseable, context: grpc.aio.ServicerContext) -> None:
-            count(method)
+        def parse(raw: bytes) -> Any:
+            size = len(raw)
+            if size < LARGE_REQUEST_BYTES:
+                try:
+                    return parse_raw(raw)
+                except Exception:
+                    return Unparseable(f"request: not a valid {type_name} message ({size} bytes)")
+            admission = calls.admission
+            if admission.request_bytes + size > admission.max_request_bytes:
+                return OverBudget(size)
+            admission.request_bytes += size
+            try:
+                return Counted(parse_raw(raw), size)
+            except Exception:
+                admission.request_bytes -= size
+                return Unparseable(f"request: not a valid {type_name} message ({size} bytes)")
+
+        return parse
+
+    def release_bytes(self, size: int) -> None:
+        self.admission.request_bytes -= size
+
+    def over_budget(self, method: str, size: int) -> RequestBytesOverBudgetError:
+        """The refusal of a `size`-byte request that found the byte budget full: counted, logged now and
+        then."""
+        admission = self.admission
+        self.metrics.count_rejected(UNKNOWN_MODEL_LABEL, BUDGET_REASON)
+        admission.refused_bytes += 1
+        if admission.refused_bytes in (1, 10) or admission.refused_bytes % 1000 == 0:
+            log.warning(
+                "event=admission_refused reason=%s method=%s size_bytes=%d in_flight_bytes=%d "
+                "refused_total=%d",
+                BUDGET_REASON,
+                method,
+                size,
+                admission.request_bytes,
+                admission.refused_bytes,
+            )
+        return RequestBytesOverBudgetError(
+            f"server busy: {admission.request_bytes / 2**20:.1f} MiB of large requests in flight, this one "
+            f"{size / 2**20:.1f} MiB (max_request_bytes_in_flight {admission.max_request_bytes / 2**20:g} "
+            "MiB); retry with backoff"
+        )
+
+    async def _refuse(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> None:
+        """Answer a marker that reached a handler: Unparseable or OverBudget (AbortError out of here)."""
+        if request.__class__ is Unparseable:
+            self.count_unparseable(method)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(self.over_budget(method, request.size)))
+
+    def guarded_unary(self, method: str, behavior: Callable) -> Callable:
+        """`behavior` (one request in) refusing an Unparseable or OverBudget request, with a SafeContext;
+        a Counted request's bytes are released when the call ends."""
+        refuse, release = self._refuse, self.release_bytes
 
         if inspect.isasyncgenfunction(behavior):
 
             async def answers(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                if request.__class__ is Unparseable:
-                    await refuse(request, context)
-                async for answer in behavior(request, SafeContext(context)):
-                    yield answer
+                size = 0
+                if request.__class__ in _MARKERS:
+                    if request.__class__ is not Counted:
+                        await refuse(method, request, context)
+                    request, size = request.message, request.size
+                try:
+                    async for answer in behavior(request, SafeContext(context)):
+                        yield answer
+                finally:
+                    if size:
+                        release(size)
 
             return answers
 
         async def answer(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if request.__class__ is Unparseable:
-                await refuse(request, context)
+            if request.__class__ in _MARKERS:
+                if request.__class__ is not Counted:
+                    await refuse(method, request, context)
+                try:
+                    return await behavior(request.message, SafeContext(context))
+                finally:
+                    release(request.size)
             return await behavior(request, SafeContext(context))
 
         return answer
@@ -181,15 +277,28 @@ class Calls:
     def guarded_streaming(self, method: str, behavior: Callable) -> Callable:
         """`behavior` (a request stream in): the first Unparseable message raises UnparseableRequestError
         out of the iterator (an InvalidInputError: our streaming servicer ends the stream with it from its
-        own task; any other servicer's handler lets it out, and this wrapper ends the stream)."""
-        count = self.count_unparseable
+        own task; any other servicer's handler lets it out, and this wrapper ends the stream); an OverBudget
+        message ends it with RESOURCE_EXHAUSTED the same way. A Counted message is held in the budget until
+        the servicer asks for the next one."""
+        count, release, over_budget = self.count_unparseable, self.release_bytes, self.over_budget
 
         async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
             async for request in requests:
-                if request.__class__ is Unparseable:
+                kind = request.__class__
+                if kind is Unparseable:
                     count(method)
                     raise UnparseableRequestError(request.message)
+                if kind is OverBudget:
+                    raise over_budget(method, request.size)
+                if kind is Counted:
+                    try:
+                        yield request.message
+                    finally:
+                        release(request.size)
+                    continue
                 yield request
+
+        ends_stream = (UnparseableRequestError, RequestBytesOverBudgetError)
 
         if inspect.isasyncgenfunction(behavior):
 
@@ -197,16 +306,16 @@ class Calls:
                 try:
                     async for answer in behavior(checked(requests), SafeContext(context)):
                         yield answer
-                except UnparseableRequestError as exc:
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                except ends_stream as exc:
+                    await context.abort(status_of(exc), str(exc))
 
             return answers
 
         async def answer(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
             try:
                 return await behavior(checked(requests), SafeContext(context))
-            except UnparseableRequestError as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            except ends_stream as exc:
+                await context.abort(status_of(exc), str(exc))
 
         return answer
 

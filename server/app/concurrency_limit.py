@@ -12,7 +12,11 @@ Three rules, each answering RESOURCE_EXHAUSTED at once and counting `riskserve_r
    `interval_s`, waiters older than `target_s` are refused from the head, oldest first, until the queue
    delay is below the target again. Below saturation nothing waits that long and nothing is refused; a
    short burst queues for less than `interval_s` and is served.
-3. Health, reflection and metadata calls never pass here: a busy process still answers its probes.
+3. Bytes (`reason="memory_budget"`): large requests (64 KiB or more) hold their size from before they are
+   parsed until their call ends, at most `max_request_bytes` in all; one that would pass it is refused
+   unparsed. Counted where gRPC hands the request over (server/api/calls.py, `Calls.parser`), for every
+   method.
+4. Health, reflection and metadata calls never pass the slots: a busy process still answers its probes.
 
 Why a queue in Python: gRPC's aio server accepts one call per event-loop turn; when every turn is full of
 handler work, the excess waits inside gRPC core, where Python can neither see nor time it, until core
@@ -59,6 +63,7 @@ class Admission:
         interval_s: float = 0.1,
         max_streams: int = 0,
         max_streams_per_client: int = 0,
+        max_request_bytes: int = 0,
     ) -> None:
         self.max_rpcs = max_rpcs or 1 << 62
         self.max_batch_rpcs = max_batch_rpcs or 1 << 62
@@ -72,6 +77,10 @@ class Admission:
         self.streams = 0
         self.streams_by_client: dict[str, int] = {}
         self.refused = 0
+        # bytes of large requests parsed or being parsed and not yet answered (server/api/calls.py, parser)
+        self.max_request_bytes = max_request_bytes or 1 << 62
+        self.request_bytes = 0
+        self.refused_bytes = 0
         # calls waiting for a working slot (future, when queued); read directly by the call scope's fast path
         self.queue: deque[tuple[asyncio.Future, float]] = deque()
         self._above_since: float | None = None  # when the head's delay first exceeded the target

@@ -76,6 +76,7 @@ def admission_of(settings: ServerSettings) -> Admission:
         interval_s=settings.queue_delay_interval_ms / 1e3,
         max_streams=settings.max_concurrent_streams,
         max_streams_per_client=settings.max_streams_per_client,
+        max_request_bytes=settings.max_request_bytes_in_flight,
     )
 
 

@@ -2,10 +2,10 @@
 
 gRPC parses a request with the method's deserializer before any servicer code runs; a message that does not
 parse raised out of gRPC itself: UNKNOWN for the client and a 7-line ERROR traceback in the log per call (a
-cheap way to flood the log). Here every handler gets a deserializer that returns an `Unparseable` marker
-instead (`tolerant`), and a behaviour wrapped by server/api/calls.py's guard, which answers the marker with
-INVALID_ARGUMENT and makes status messages safe. This module only rebuilds handlers at registration; it
-runs no code per call.
+cheap way to flood the log). Here every handler gets a deserializer that returns a marker instead and
+counts large requests in the byte budget (`Calls.parser`), and a behaviour wrapped by server/api/calls.py's
+guard, which answers the markers and makes status messages safe. This module only rebuilds handlers at
+registration; it runs no code per call.
 """
 
 from collections.abc import Mapping, Sequence
@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from server.api.calls import Calls, tolerant
+from server.api.calls import Calls
 
 # The methods registered with gRPC core by name: the scoring calls. grpc.aio's server keeps a request
 # outstanding per registered method and re-arms a callback on each of them whenever any call arrives, so
@@ -67,11 +67,11 @@ class RequestGuard:
 
     def guard(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """The same handler with a tolerant deserializer and the call's guard around its behaviour."""
-        if handler is None or handler.request_deserializer is None:
+        if handler is None:
             return handler
         owner = getattr(handler.request_deserializer, "__self__", None)
         type_name = getattr(getattr(owner, "DESCRIPTOR", None), "full_name", "request")
-        parse = tolerant(handler.request_deserializer, type_name)
+        parse = self.calls.parser(handler.request_deserializer, type_name)  # None: raw bytes, counted
         serialize = handler.response_serializer
         if handler.request_streaming:
             behavior = handler.stream_stream or handler.stream_unary

@@ -21,6 +21,7 @@ from server.app.gc_tuning import GcPauseLog, freeze_startup_objects
 from server.app.grpc_server import build_server
 from server.app.health import HealthState
 from server.app.listen import start_metrics
+from server.app.malloc_tuning import fix_mmap_threshold
 from server.app.startup import ModelProblem, discover_models, load_model, problem_of
 from server.app.watchdog import Watchdog
 from server.config.errors import ConfigError
@@ -72,6 +73,7 @@ class RiskServer:
         """Listen at once (health NOT_SERVING) and load the models in the background.
 
         ListenError (server/app/listen.py) if the gRPC or metrics address cannot be listened on."""
+        fix_mmap_threshold(self.settings.malloc_mmap_threshold_kb)  # before the first large buffer
         # A bad repository fails here, before anything listens; a bad model's config is a ModelProblem.
         configs, problems = discover_models(self.settings)
         self.repository = ModelRepository(

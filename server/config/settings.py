@@ -76,7 +76,12 @@ class ServerSettings(StrictModel):
     models_dir: Path = Field(default_factory=default_models_dir, description="the model repository")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="quantization cache")
     models: tuple[str, ...] = Field((), description="model folders to serve; empty = every folder")
-    max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest gRPC message")
+    max_message_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="largest gRPC message either way (a 4,096-row request is 0.5-2 MB); gRPC core holds up "
+        "to this much per call it is receiving, before Python sees it",
+    )
     max_request_rows: int = Field(4096, ge=1, description="rows one call may carry (ScoreBatch, ModelInfer)")
     drain_pause_s: float = Field(5.0, ge=0.0, description="after SIGTERM: still serving, health NOT_SERVING")
     grace_period_s: float = Field(20.0, ge=0.0, description="after the pause: time in-flight calls get")
@@ -129,6 +134,12 @@ class ServerSettings(StrictModel):
         description="a model with work but no finished batch this long: health `liveness` NOT_SERVING; an "
         "event loop silent this long is logged (0: no watchdog)",
     )
+    malloc_mmap_threshold_kb: int = Field(
+        128,
+        ge=0,
+        description="glibc malloc: buffers this large (KiB) are mapped and given back to the OS when freed, "
+        "so a burst of large requests does not leave RSS at its peak (0: glibc's own, adjusting threshold)",
+    )
     startup_gc_freeze: bool = Field(
         True, description="collect and gc.freeze() startup objects before SERVING (no full-GC stalls later)"
     )
@@ -148,6 +159,11 @@ class ServerSettings(StrictModel):
     )
     max_streams_per_client: int = Field(
         64, ge=0, description="ScoreStreams open from one client address; beyond, RESOURCE_EXHAUSTED"
+    )
+    max_request_bytes_in_flight: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="bytes of large requests (64 KiB+) held at once; beyond, refused unparsed (0: no limit)",
     )
 
     @field_validator(*TLS_FILE_SETTINGS)
