@@ -61,7 +61,8 @@ async def _run(
     measured_s: float,
     timeout_s: float,
 ) -> dict:
-    count = int(rate * (warmup_s + measured_s))
+    warmup_count = round(rate * warmup_s)
+    count = warmup_count + round(rate * measured_s)
     sent, done = [0.0] * count, [0.0] * count
     code = "OK"
     async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
@@ -108,7 +109,7 @@ async def _run(
         "code": code,
         "cpu_s": cpu_s,
         "wall_s": wall_s,
-        "warmup_until": start + warmup_s,
+        "warmup_count": warmup_count,
     }
 
 
@@ -143,7 +144,7 @@ def run_stream(
         raise RuntimeError(f"stream sender failed: {raw['error']}")
     intended = np.asarray(raw["intended"])
     sent, done = np.asarray(raw["sent"]), np.asarray(raw["done"])
-    measured = intended >= raw["warmup_until"]
+    measured = np.arange(intended.size) >= raw["warmup_count"]
     answered = done.size
     answered_measured = measured[:answered]
     first = int(np.argmax(measured)) if measured.any() else intended.size
