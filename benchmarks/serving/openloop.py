@@ -14,7 +14,10 @@ import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from benchmarks.serving.payloads import mix_entry
+from benchmarks.serving.stream_generator import run_stream
 from loadtest.figures import compute_figures
 from loadtest.plan import RequestPool
 from loadtest.runner import run_scenario
@@ -23,6 +26,7 @@ from loadtest.sla import evaluate
 
 MAX_ERROR_RATE = 0.001
 MIN_ANSWERED_SHARE = 0.98
+MAX_SEND_LAG_MS = 10.0  # loadtest's default: a generator later than this at p99 fell behind
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,15 @@ class TrialTiming:
 
 
 def run_trial(load: LoadTarget, rate: float, p99_limit_ms: float, timing: TrialTiming) -> Trial:
-    """One constant-rate open-loop trial judged against the sustained-rate criteria."""
+    """One constant-rate open-loop trial judged against the sustained-rate criteria. ScoreStream goes
+    through the cheap stream sender (benchmarks/serving/stream_generator.py), the rest through loadtest."""
+    if load.kind == "stream":
+        return _stream_trial(load, rate, p99_limit_ms, timing)
+    return loadtest_trial(load, rate, p99_limit_ms, timing)
+
+
+def loadtest_trial(load: LoadTarget, rate: float, p99_limit_ms: float, timing: TrialTiming) -> Trial:
+    """The trial through the project's load generator (loadtest/), any kind of call."""
     entry = mix_entry(load.kind).model_dump(mode="python", exclude_none=True)
     raw = {
         "name": f"bench-{load.name}-{rate:g}".replace(" ", "-"),
@@ -112,6 +124,51 @@ def run_trial(load: LoadTarget, rate: float, p99_limit_ms: float, timing: TrialT
         generator_workers=figures.workers,
         generator_cpu_cores=figures.generator_cpu_cores,
         server_p99_ms=server_p99,
+    )
+
+
+def _stream_trial(load: LoadTarget, rate: float, p99_limit_ms: float, timing: TrialTiming) -> Trial:
+    run = run_stream(
+        load.target,
+        load.pool.method_path,
+        load.pool.bodies,
+        rate,
+        timing.warmup_s,
+        timing.measured_s,
+        timing.timeout_ms / 1e3,
+    )
+
+    def pct(values, p: float) -> float | None:
+        return float(np.percentile(values, p)) if values.size else None
+
+    p99, lag = pct(run.latency_ms, 99), pct(run.send_lag_ms, 99)
+    errors = run.scheduled - run.answered
+    error_rate = errors / run.scheduled if run.scheduled else 1.0
+    throughput = run.answered / run.measured_s
+    checks = {
+        f"p99 < {p99_limit_ms:g} ms": p99 is not None and p99 < p99_limit_ms,
+        "error rate": error_rate <= MAX_ERROR_RATE,
+        "throughput": throughput >= MIN_ANSWERED_SHARE * rate,
+        "generator kept schedule": lag is not None and lag <= MAX_SEND_LAG_MS and run.sent == run.scheduled,
+    }
+    codes = {"OK": run.answered} | ({run.code if run.code != "OK" else "UNKNOWN": errors} if errors else {})
+    return Trial(
+        target=load.name,
+        rate_rps=rate,
+        sustained=all(checks.values()),
+        failed_lines=[line for line, passed in checks.items() if not passed],
+        p50_ms=pct(run.latency_ms, 50),
+        p99_ms=p99,
+        p999_ms=pct(run.latency_ms, 99.9),
+        uncorrected_p99_ms=pct(run.uncorrected_ms, 99),
+        throughput_rps=throughput,
+        rows_per_s=throughput,
+        error_rate=error_rate,
+        codes=codes,
+        send_lag_p99_ms=lag,
+        generator_workers=1,
+        generator_cpu_cores=run.cpu_cores,
+        server_p99_ms=None,
     )
 
 

@@ -5,11 +5,13 @@ oldest requests up to `max_batch_size` rows, concatenates their inputs (the only
 once and hands each caller its slice of the output. Batches form naturally while a previous batch runs;
 `max_queue_delay_us` > 0 additionally holds a partial batch that long to let it fill.
 
-Where ONNX Runtime runs (`handoff`, measured in docs/server.md): `thread` runs every batch on the
-model's own thread, so the event loop keeps reading requests meanwhile; `inline` runs every batch on the
-event loop; `auto` (default) runs a lone small request inline at once, without queueing (no thread hop,
-no extra event-loop turn), and everything else on the thread. A request is lone when the batcher is idle
-and the previous request arrived more than LONE_GAP_S ago: nothing suggests callers it could share with.
+Where ONNX Runtime runs (`handoff`, measured in docs/server.md and docs/performance.md): `thread` runs
+every batch on the model's own thread, so the event loop keeps reading requests meanwhile; `inline` runs
+every batch on the event loop; `auto` (default) runs a lone small request inline at once, without queueing
+(no thread hop, no extra event-loop turn), a cut batch of more than INLINE_MAX_ROWS rows inline when its
+ONNX Runtime call is expected to take at most BATCH_INLINE_MAX_SECONDS (rows times the recent time per
+row), and everything else on the thread. A request is lone when the batcher is idle and the previous
+request arrived more than LONE_GAP_S ago: nothing suggests callers it could share with.
 
 Admission control: a request that would push the queue past `max_queue_rows` is refused at once
 (OverloadedError), so overload never grows memory; a request whose deadline cannot be met (the batches
@@ -74,6 +76,12 @@ INLINE_MAX_ROWS = 16  # `auto`: larger requests always go to the thread
 # (caches trashed since the previous call): 200-250 us measured for the bundled INT8 fraud model that takes
 # 38 us back to back. Blocking the loop that long costs nobody anything when the request is alone.
 INLINE_MAX_SECONDS = 1e-3
+# `auto`: a batch of more than INLINE_MAX_ROWS rows expected to take at most this long runs inline. Handing
+# it to the thread costs more CPU than it frees: the batch's inputs (Python strings, arrays) and outputs
+# cross to another core and back, +0.3-1 ms of server CPU per 256-row batch of the bundled fraud model
+# (0.45-0.8 ms of ONNX Runtime), none of it when both threads are pinned to one core. Meanwhile the same
+# call's own Python work (parsing, validation, answers) holds the loop ~3 ms. Slower models keep the thread.
+BATCH_INLINE_MAX_SECONDS = 2e-3
 TIMER_RESOLUTION_S = 1e-3  # asyncio (epoll) timers round shorter waits up to a millisecond
 ESTIMATE_HALF_LIFE_S = 1.0  # an idle model's batch-time estimate halves this often
 ESTIMATE_STEP_MAX = 4.0  # one batch counts as at most this many times the estimate
@@ -160,6 +168,7 @@ class MicroBatcher:
         self._batch_seconds: float | None = None  # moving average of one batch's inference time ...
         self._estimated_at = 0.0  # ... as of this monotonic time (it decays from there)
         self.inline_seconds = inline_seconds  # moving average of a lone inline call
+        self.row_seconds: float | None = None  # moving average of ORT time per row, batches > INLINE_MAX_ROWS
         self._last_submit = 0.0
         self.progress_at = time.monotonic()  # last time a batch finished or the queue was found empty
 
@@ -334,6 +343,14 @@ class MicroBatcher:
             log.exception("event=batcher_failed model=%s path=inline rows=%d", self.model, rows)
             raise BatcherFailedError(f"model {self.model}: scoring failed; the call was not scored") from exc
 
+    def _runs_inline(self, rows: int) -> bool:
+        """Whether a cut batch of `rows` runs on the event loop rather than the model's thread."""
+        if self._handoff is not InferenceHandoff.AUTO:
+            return self._handoff is InferenceHandoff.INLINE
+        if rows <= INLINE_MAX_ROWS or self.row_seconds is None:  # the first big batch measures on the thread
+            return False
+        return rows * self.row_seconds <= BATCH_INLINE_MAX_SECONDS
+
     def _timed_run(self, feeds: Feeds, rows: int) -> tuple[np.ndarray, float]:
         """The ONNX Runtime call alone, timed where it runs (without the thread hand-off). Whatever goes
         wrong in it (raised, or the wrong number of output rows) is an InferenceFailedError."""
@@ -423,7 +440,7 @@ class MicroBatcher:
         started = time.perf_counter()
         self._running = True
         try:
-            if self._handoff is InferenceHandoff.INLINE:
+            if self._runs_inline(rows):
                 outputs, ort_s = self._timed_run(feeds, rows)
             else:
                 outputs, ort_s = await asyncio.get_running_loop().run_in_executor(
@@ -442,6 +459,9 @@ class MicroBatcher:
             # Small batches on the thread keep the inline estimate current, so one lone call slowed by a
             # busy machine cannot keep every later lone call off the inline path for good.
             self._update_inline_estimate(ort_s)
+        else:  # learnt wherever the batch ran, so one slow batch cannot keep later ones off the loop
+            previous, per_row = self.row_seconds, ort_s / rows
+            self.row_seconds = per_row if previous is None else 0.8 * previous + 0.2 * per_row
         offset = 0
         for request in batch:
             if not request.future.done():

@@ -316,3 +316,50 @@ def test_one_hung_batch_does_not_refuse_every_short_deadline_after_it():
 
     estimate, refused = _run(scenario())
     assert estimate < 0.002 and not refused
+
+
+def _bulk_threads(model: DoublingModel, calls: int, slow_calls: int = 0, delay_s: float = 0.01) -> list:
+    """Where each of `calls` sequential 256-row requests ran under `auto` (the first `slow_calls` of them
+    slowed to `delay_s`)."""
+
+    async def scenario():
+        batcher = MicroBatcher(
+            "m",
+            model,
+            max_batch_size=256,
+            max_queue_delay_us=0,
+            max_queue_rows=1024,
+            handoff=InferenceHandoff.AUTO,
+        )
+        batcher.start()
+        threads = []
+        for call in range(calls):
+            model.delay_s = delay_s if call < slow_calls else 0.0
+            model.threads.clear()
+            values = np.arange(256, dtype=np.float32) + call
+            result = await batcher.submit({"x": values.reshape(-1, 1)}, 256)
+            assert result.outputs.ravel().tolist() == (values * 2).tolist()
+            threads.append(model.threads.pop())
+            await asyncio.sleep(0.001)
+        await batcher.stop()
+        return threads
+
+    return _run(scenario())
+
+
+def test_auto_runs_a_fast_bulk_batch_inline_once_it_has_measured_one():
+    threads = _bulk_threads(DoublingModel(), 5)
+    assert threads[0].startswith("ort-m")  # no estimate yet: the first big batch goes to the thread
+    assert threads[1:] == ["MainThread"] * 4  # a 256-row batch far under BATCH_INLINE_MAX_SECONDS
+
+
+def test_auto_keeps_a_slow_bulk_batch_off_the_event_loop():
+    threads = _bulk_threads(DoublingModel(), 4, slow_calls=4)  # 10 ms per 256 rows: over the bound
+    assert all(name.startswith("ort-m") for name in threads)
+
+
+def test_auto_brings_bulk_batches_back_inline_after_a_slow_spell():
+    """Batches on the thread keep the per-row estimate current, so a slow spell does not last forever."""
+    threads = _bulk_threads(DoublingModel(), 30, slow_calls=3)
+    assert all(name.startswith("ort-m") for name in threads[:3])
+    assert threads[-1] == "MainThread"
