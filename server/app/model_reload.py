@@ -5,9 +5,8 @@ reload (the repository poll every `model_poll_s`, or ModelAdmin.Reload), one mod
   1. the digest of the version folder the model serves (server/config/model_versions.py): unchanged ->
      nothing to do. A changed digest is tried once: a version kept out is tried again when its files change.
   2. its config, then prepare_model (quantize + gate: the startup pipeline and cache) in a spawned process
-     at nice +10, so the serving process's event loop and CPU share are not spent on it; a file lock per
-     model in the cache dir makes workers that poll the same repository quantize once (the rest load the
-     cache entry).
+     at nice +10 (server/app/reload_worker.py), so the serving process's event loop and CPU share are not
+     spent on it.
   3. kept out unless it passes: a load or pipeline error, or gate verdict failed / insufficient_evidence
      (at startup such a model serves FP32; a reload only replaces a serving version with one that passed).
   4. ModelRuntime.load + warm-up in a thread, its batcher started on the loop.
@@ -18,10 +17,8 @@ kept out is also `riskserve_model_version_kept_out` and ModelAdmin.ListVersions,
 """
 
 import asyncio
-import fcntl
 import logging
 import multiprocessing
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,20 +26,18 @@ from pathlib import Path
 
 from server.api.domain_api import check_domain_sources
 from server.app.health import HealthState
-from server.app.logging_setup import configure_logging
+from server.app.reload_worker import prepare_in_worker, start_worker
 from server.app.startup import ModelProblem, problem_of
 from server.config.model_config import ModelConfig
 from server.config.model_versions import folder_digest, load_served_config, served_folder
-from server.config.settings import LogFormat, ServerSettings
+from server.config.settings import ServerSettings
 from server.metrics import ServingMetrics
-from server.quantization.pipeline import prepare_model
 from server.runtime.model_runtime import ModelRuntime
 from server.runtime.repository import ModelRepository
 from server.served_model import GateVerdict, PreparedModel
 
 log = logging.getLogger(__name__)
 
-RELOAD_NICE = 10  # the preparing process's niceness: serving keeps the CPU when both want it
 KEPT_OUT_VERDICTS = (GateVerdict.FAILED, GateVerdict.INSUFFICIENT_EVIDENCE)
 SWAPPED, UNCHANGED, KEPT_OUT = "swapped", "unchanged", "kept_out"
 
@@ -55,23 +50,6 @@ class ReloadOutcome:
     outcome: str  # swapped | unchanged | kept_out
     version: str
     reason: str = ""  # kept_out: "<kind>: <detail>"
-
-
-def _start_child(log_level: str, log_format: LogFormat) -> None:
-    configure_logging(log_level, log_format)
-    os.nice(RELOAD_NICE)
-
-
-def prepare_in_child(config: ModelConfig, cache_dir: Path) -> PreparedModel | ModelProblem:
-    """Runs in the background process: quantize and gate `config` (or load its cache entry). A problem
-    comes back as a ModelProblem (exceptions of the pipeline need not survive pickling)."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with (cache_dir / f".reload-{config.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            return prepare_model(config, cache_dir, progress=lambda m: log.info("event=prepare %s", m))
-        except Exception as exc:
-            return problem_of(config.name, exc)
 
 
 class _KeptOut(Exception):
@@ -168,7 +146,8 @@ class ModelReloader:
         return config
 
     async def _prepare(self, config: ModelConfig) -> PreparedModel | ModelProblem:
-        """prepare_in_child in a fresh spawned process (its memory is returned once it ends)."""
+        """prepare_in_worker in a fresh spawned process (server/app/reload_worker.py; its memory is returned
+        once it ends)."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
 
@@ -178,11 +157,11 @@ class ModelReloader:
 
         context = multiprocessing.get_context("spawn")  # never fork a process running gRPC threads
         pool = self._pool = context.Pool(
-            1, initializer=_start_child, initargs=(self.settings.log_level, self.settings.log_format)
+            1, initializer=start_worker, initargs=(self.settings.log_level, self.settings.log_format)
         )
         try:
             pool.apply_async(
-                prepare_in_child,
+                prepare_in_worker,
                 (config, Path(self.settings.cache_dir)),
                 callback=lambda value: loop.call_soon_threadsafe(settle, value),
                 error_callback=lambda error: loop.call_soon_threadsafe(settle, None, error),

@@ -54,7 +54,9 @@ def add_version(repo: Path, version: str, source: Path) -> Path:
 
 def reload(target: str, model: str = "") -> scoring_pb2.ModelVersions:
     with grpc.insecure_channel(target) as channel:
-        return scoring_pb2_grpc.ModelAdminStub(channel).Reload(scoring_pb2.ReloadRequest(model=model), timeout=120)
+        return scoring_pb2_grpc.ModelAdminStub(channel).Reload(
+            scoring_pb2.ReloadRequest(model=model), timeout=120
+        )
 
 
 def score(target: str, **fields) -> scoring_pb2.FraudScore:
@@ -134,13 +136,15 @@ def test_a_swap_under_open_loop_load_fails_no_call(repo, start_server, version_o
     assert {c["version"] for c in load.calls if c["sent"] > reloaded_at} == {"2"}
     # the old version's batcher drained and stopped
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not server.server.reloads._retiring == set():
+    while time.monotonic() < deadline and server.server.reloads._retiring != set():
         time.sleep(0.05)
     assert server.server.reloads._retiring == set()
 
 
 def _scrape(server) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.server.metrics_port}/metrics", timeout=5) as answer:
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{server.server.metrics_port}/metrics", timeout=5
+    ) as answer:
         return answer.read().decode()
 
 
@@ -160,7 +164,9 @@ def test_a_version_that_fails_its_gate_is_kept_out_and_the_old_one_serves(repo, 
     metrics = _scrape(server)
     assert 'riskserve_model_reloads_total{model="fraud",outcome="kept_out"} 1.0' in metrics
     assert 'riskserve_model_version_kept_out{model="fraud",reason="gate_failed",version="2"} 1.0' in metrics
-    assert 'riskserve_model_info{gate_verdict="disabled",model="fraud",precision="fp32",version="1"}' in metrics
+    assert (
+        'riskserve_model_info{gate_verdict="disabled",model="fraud",precision="fp32",version="1"}' in metrics
+    )
     with grpc.insecure_channel(admin) as channel:
         listed = scoring_pb2_grpc.ModelAdminStub(channel).ListVersions(scoring_pb2.ListVersionsRequest())
     assert [(m.model, m.serving.version, m.kept_out_version) for m in listed.models] == [("fraud", "1", "2")]
@@ -187,7 +193,9 @@ def test_clients_pin_the_serving_version_and_others_are_not_found(repo, start_se
     assert pinned.value.details() == "model 'fraud' version '7' is not served (served: 1)"
     with grpc.insecure_channel(server.target) as channel:
         stub = scoring_pb2_grpc.FraudScoringStub(channel)
-        batch = scoring_pb2.TransactionBatch(transactions=[transaction("a"), transaction("b")], model_version="7")
+        batch = scoring_pb2.TransactionBatch(
+            transactions=[transaction("a"), transaction("b")], model_version="7"
+        )
         with pytest.raises(grpc.RpcError) as batched:
             stub.ScoreBatch(batch, timeout=10)
         assert batched.value.code() is grpc.StatusCode.NOT_FOUND
@@ -202,10 +210,9 @@ def test_clients_pin_the_serving_version_and_others_are_not_found(repo, start_se
 def test_the_admin_rpc_is_off_by_default(repo, start_server):
     server = start_server(repo).wait_ready()
     assert server.server.admin_port is None
-    with grpc.insecure_channel(server.target) as channel:  # nor on the serving port
-        with pytest.raises(grpc.RpcError) as refused:
-            scoring_pb2_grpc.ModelAdminStub(channel).Reload(scoring_pb2.ReloadRequest(), timeout=5)
-    assert refused.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    with grpc.insecure_channel(server.target) as channel, pytest.raises(grpc.RpcError) as refused:
+        scoring_pb2_grpc.ModelAdminStub(channel).Reload(scoring_pb2.ReloadRequest(), timeout=5)
+    assert refused.value.code() is grpc.StatusCode.UNIMPLEMENTED  # nor on the serving port
 
 
 def test_the_poll_finds_a_changed_flat_model_and_swaps_it_in(tmp_path, start_server, version_one):
