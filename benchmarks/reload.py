@@ -19,6 +19,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import grpc
@@ -85,6 +86,8 @@ async def one_repeat(
         "before_calls": len(before),
         "during_calls": len(during),
         "failed_calls": sum(r.code is not grpc.StatusCode.OK for r in records),
+        "failed_before": dict(Counter(r.code.name for r in before if r.code is not grpc.StatusCode.OK)),
+        "failed_during": dict(Counter(r.code.name for r in during if r.code is not grpc.StatusCode.OK)),
         # where in the reload the tail is: p99 of each second of it
         "during_p99_ms_by_second": [
             p99_ms([r for r in during if second <= r.intended - window["start"] < second + 1])
@@ -130,12 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         if all(r[key] is not None for r in results)
     }
     print(f"\nrate {args.rate:g}/s, {args.repeats} repeats, load average at start {load_average:.2f}")
-    print("| repeat | p99 before (ms) | p99 during reload (ms) | reload (s) | outcome | failed calls |")
+    print("| repeat | p99 before (ms) | p99 during (ms) | reload (s) | outcome | failed before / during |")
     print("|---|---|---|---|---|---|")
     for index, r in enumerate(results, 1):
         print(
             f"| {index} | {r['before_p99_ms']:.2f} | {r['during_p99_ms']:.2f} | {r['reload_s']:.1f} | "
-            f"{r['outcome']} v{r['version']} | {r['failed_calls']} |"
+            f"{r['outcome']} v{r['version']} | {r['failed_before'] or 0} / {r['failed_during'] or 0} |"
         )
     keys = ("before_p99_ms", "during_p99_ms", "reload_s")
     before, during, seconds = (medians.get(k, float("nan")) for k in keys)
