@@ -30,7 +30,7 @@ from server.api.calls import Calls
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.config.errors import ConfigError
 from server.config.model_config import ModelConfig, ModelTask
-from server.runtime.errors import DrainingError, InvalidInputError, ScoringError
+from server.runtime.errors import DrainingError, InvalidInputError, ModelNotFoundError, ScoringError
 from server.runtime.features import FeatureSchema, FieldNamer
 from server.runtime.model_runtime import ModelRuntime
 from server.runtime.prediction import Prediction
@@ -41,7 +41,8 @@ SECONDS_PER_HOUR = 3600
 LEGACY_HOUR_FEATURE = "hour_of_day"  # a fraud feature of this name defaults to derived.utc_hour
 NUMBER_MAP, STRING_MAP = "features", "categorical_features"
 _STREAM_WINDOW = 256  # streamed transactions scored concurrently (so they can share batches)
-_NOT_FEATURES = frozenset({"model", NUMBER_MAP, STRING_MAP})  # message fields that never hold a feature
+# message fields that never hold a feature
+_NOT_FEATURES = frozenset({"model", "model_version", NUMBER_MAP, STRING_MAP})
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,7 @@ class MessageColumns:
 
 class _Arrivals:
     """A stream's messages as they arrive (bounded: the reader waits when `window` are unanswered), handed
-    out in groups of those that are already here and share a model."""
+    out in groups of those that are already here and share a model (and pinned version)."""
 
     def __init__(self, window: int) -> None:
         self._queue: asyncio.Queue = asyncio.Queue(window)
@@ -253,10 +254,14 @@ class _Arrivals:
             return None
         if isinstance(item, Exception):
             raise item
-        group, model = [item], item.model
+        group, model, version = [item], item.model, item.model_version
         while len(group) < self._window and not self._queue.empty():
             item = self._queue.get_nowait()
-            if item is None or isinstance(item, Exception) or item.model != model:
+            if (
+                item is None
+                or isinstance(item, Exception)
+                or (item.model, item.model_version) != (model, version)
+            ):
                 self._next = item
                 break
             group.append(item)
@@ -380,9 +385,12 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
         self._models: dict[ModelRuntime, _FraudModel] = {}
 
     def _model(self, runtime: ModelRuntime) -> "_FraudModel":
-        """The runtime's per-model constants, by runtime (a reloaded model is another runtime)."""
+        """The runtime's per-model constants, by runtime (a reloaded model is another runtime: the entry of
+        the version it replaced goes, so reloads do not pile up sessions here)."""
         cached = self._models.get(runtime)
         if cached is None:
+            for replaced in [r for r in self._models if r.name == runtime.name]:
+                del self._models[replaced]
             cached = self._models[runtime] = _FraudModel(runtime)
         return cached
 
@@ -411,7 +419,10 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
     async def Score(self, request: scoring_pb2.Transaction, context: grpc.aio.ServicerContext):
         slot = self._routes.get(request.model) or self.repository.slot(request.model, ModelTask.FRAUD)
         async with self.calls.unary(context, slot.label, "Score") as call:
-            return (await self._score([request], slot.serving or slot.ready(), False, call))[0]
+            runtime = slot.serving or slot.ready()
+            if request.model_version and request.model_version != runtime.facts.version:
+                raise slot.version_error(request.model_version)
+            return (await self._score([request], runtime, False, call))[0]
 
     async def ScoreBatch(
         self, request: scoring_pb2.TransactionBatch | bytes, context: grpc.aio.ServicerContext
@@ -432,6 +443,8 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
                 slot = self.repository.slot(request.model, ModelTask.FRAUD)
                 call.relabel(slot.label)
             runtime = slot.ready()
+            if request.model_version and request.model_version != runtime.facts.version:
+                raise slot.version_error(request.model_version)
             rows = len(request.transactions)
             if rows == 0:
                 raise InvalidInputError("transactions", "empty batch")
@@ -501,8 +514,11 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
                 async with self.calls.message(context, slot.label, "ScoreStream") as call:
                     if self.calls.drain.refusing:
                         raise DrainingError("server is shutting down; reconnect to another instance")
-                    return await self._score(group, slot.ready(), True, call), None
-            except InvalidInputError:
+                    runtime = slot.ready()
+                    if group[0].model_version and group[0].model_version != runtime.facts.version:
+                        raise slot.version_error(group[0].model_version)
+                    return await self._score(group, runtime, True, call), None
+            except (InvalidInputError, ModelNotFoundError):
                 pass  # found again below, message by message, with its position
         answers = []
         for offset, transaction in enumerate(group):
@@ -517,8 +533,11 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
         async with self.calls.message(context, slot.label, "ScoreStream") as call:
             if self.calls.drain.refusing:
                 raise DrainingError("server is shutting down; reconnect to another instance")
+            runtime = slot.serving or slot.ready()
+            if transaction.model_version and transaction.model_version != runtime.facts.version:
+                raise slot.version_error(transaction.model_version)
             try:
-                return (await self._score([transaction], slot.serving or slot.ready(), False, call))[0]
+                return (await self._score([transaction], runtime, False, call))[0]
             except InvalidInputError as exc:
                 ident = (
                     f" (transaction_id '{transaction.transaction_id}')" if transaction.transaction_id else ""
@@ -571,6 +590,8 @@ class CreditScoringServicer(scoring_pb2_grpc.CreditScoringServicer):
         slot = self._routes.get(request.model) or self.repository.slot(request.model, ModelTask.CREDIT)
         async with self.calls.unary(context, slot.label, "Assess") as call:
             runtime = slot.serving or slot.ready()
+            if request.model_version and request.model_version != runtime.facts.version:
+                raise slot.version_error(request.model_version)
             reader = self._reader(runtime)
             prediction = call.prediction = await runtime.predict(
                 reader.columns([request], reader.namer), 1, reader.namer, call.deadline, explain=True

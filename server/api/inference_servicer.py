@@ -18,7 +18,6 @@ from server.api.inference_converters import (
     model_metadata,
     request_columns,
 )
-from server.runtime.errors import ModelNotFoundError
 from server.runtime.model_runtime import ModelRuntime
 from server.runtime.repository import ModelRepository, ModelSlot
 
@@ -53,10 +52,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     @staticmethod
     def _runtime(slot: ModelSlot, name: str, version: str) -> ModelRuntime:
         runtime = slot.serving or slot.ready()
-        if version and version != runtime.config.version:
-            raise ModelNotFoundError(
-                f"model '{name}' version '{version}' is not served (served: {runtime.config.version})"
-            )
+        if version and version != runtime.facts.version:
+            raise slot.version_error(version)
         return runtime
 
     async def ServerLive(self, request, context):

@@ -20,7 +20,7 @@ from server.config.settings import ServerSettings
 from server.runtime.repository import ModelRepository
 
 
-def _credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
+def server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
     """TLS (mutual with a client CA) from the settings, which checked the files together."""
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         return None
@@ -99,7 +99,7 @@ def build_server(
     admission = calls.admission = admission_of(settings)  # checked in the handlers' call scopes
     server = grpc.aio.server(options=server_options(settings, reuse_port=reuse_port))
     _register(settings, repository, calls, health, RequestGuard(calls).registrar(server))
-    credentials = _credentials(settings)
+    credentials = server_credentials(settings)
     host, address = settings.host, settings.grpc_address
     if not reuse_port and settings.port != 0 and (code := bind_errno(host, settings.port)) is not None:
         raise ListenError(host, settings.port, code, "--port")  # before gRPC logs its own bind error

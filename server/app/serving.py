@@ -20,8 +20,10 @@ from server.api.calls import Calls, DrainState
 from server.app.gc_tuning import GcPauseLog, freeze_startup_objects
 from server.app.grpc_server import build_server
 from server.app.health import HealthState
-from server.app.listen import start_metrics
+from server.app.listen import ListenError, start_metrics
 from server.app.malloc_tuning import fix_mmap_threshold
+from server.app.model_admin import start_admin
+from server.app.model_reload import ModelReloader
 from server.app.startup import ModelProblem, discover_models, load_model, problem_of
 from server.app.watchdog import Watchdog
 from server.config.errors import ConfigError
@@ -29,6 +31,7 @@ from server.config.settings import ServerSettings
 from server.metrics import ServingMetrics
 from server.quantization.errors import QuantizationError
 from server.runtime.batcher import RESTART_WINDOW_S, BatcherFailure, MicroBatcher
+from server.runtime.model_runtime import ModelRuntime
 from server.runtime.repository import ModelRepository
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,8 @@ class RiskServer:
         self._server = None
         self._limiter = None  # ConcurrencyLimiter: refusals at the door (server/app/concurrency_limit.py)
         self._metrics_http = None
+        self._admin = None  # the ModelAdmin server (admin_enabled): server/app/model_admin.py
+        self.admin_port: int | None = None
         self._loading: asyncio.Task | None = None
         self._watchdog: Watchdog | None = None
         self._background: set[asyncio.Task] = set()
@@ -78,6 +83,9 @@ class RiskServer:
         configs, problems = discover_models(self.settings)
         self.repository = ModelRepository(
             {**{c.name: c.task for c in configs}, **{p.name: None for p in problems}}
+        )
+        self.reloads = ModelReloader(
+            self.settings, self.repository, self.metrics, self.health, self._start_runtime
         )
         calls = Calls(self.drain_state, self.metrics)
         if self.worker is None:
@@ -96,6 +104,14 @@ class RiskServer:
                 self._metrics_http.close()
             raise
         await self._server.start()
+        if self.settings.admin_enabled and self.worker is None:
+            try:
+                self._admin, self.admin_port = await start_admin(self.reloads)
+            except ListenError:
+                await self._server.stop(0)
+                self._metrics_http.close()
+                raise
+            log.info("event=admin_listening address=%s:%d", self.settings.admin_host, self.admin_port)
         if self.worker is None:
             log.info(
                 "event=listening address=%s:%d metrics_port=%d models=%s",
@@ -124,6 +140,10 @@ class RiskServer:
 
     def _batchers(self) -> dict[str, MicroBatcher]:
         return {r.name: r.batcher for r in self.repository.runtimes if r.batcher is not None}
+
+    def _start_runtime(self, runtime: ModelRuntime) -> None:
+        """Start a loaded model's batcher on this loop, observed by the metrics and the supervision."""
+        runtime.start(self.metrics.batch_observer(runtime.name), on_failure=self._batcher_failed)
 
     def _batcher_failed(self, failure: BatcherFailure) -> None:
         """A model's batcher worker failed (it logged why): count it; past its bound, keep the model out."""
@@ -164,7 +184,7 @@ class RiskServer:
                         raise
                     self._keep_out(problem_of(config.name, exc))
                     continue
-                runtime.start(self.metrics.batch_observer(config.name), on_failure=self._batcher_failed)
+                self._start_runtime(runtime)
                 self.repository.add(runtime)
                 self.metrics.set_model_facts(runtime.facts)
                 await self.health.set_model(config.name, True)
@@ -181,6 +201,7 @@ class RiskServer:
                 self.health.serving,
             )
             self._ready.set()
+            self.reloads.start_polling()
         except (ConfigError, QuantizationError) as exc:  # exit_on_model_error: say which file and why
             log.error("event=startup_failed error=%r", str(exc))
             self.startup_error = exc
@@ -230,6 +251,9 @@ class RiskServer:
             self._loading.cancel()
         if self._watchdog is not None:
             await self._watchdog.stop()
+        if self._admin is not None:
+            await self._admin.stop(0)
+        await self.reloads.stop()
         if self._server is not None:
             await self._server.stop(grace_s)
         for runtime in self.repository.runtimes:

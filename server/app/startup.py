@@ -13,7 +13,8 @@ from pathlib import Path
 
 from server.api.domain_api import check_domain_sources
 from server.config.errors import ConfigError, DataFileError
-from server.config.model_config import CONFIG_FILE_NAME, ModelConfig, load_model_config
+from server.config.model_config import CONFIG_FILE_NAME, ModelConfig
+from server.config.model_versions import is_model_folder, load_served_config
 from server.config.settings import ServerSettings
 from server.quantization.errors import (
     ModelFileError,
@@ -56,21 +57,20 @@ def problem_of(name: str, error: BaseException) -> ModelProblem:
 
 
 def discover_models(settings: ServerSettings) -> tuple[list[ModelConfig], list[ModelProblem]]:
-    """The configs of the models to serve (`settings.models`, or every folder with a config.yaml), and the
+    """The configs of the models to serve (`settings.models`, or every folder with a config.yaml or version
+    folders: server/config/model_versions.py), each at the version it serves, and the
     models whose config is bad. ConfigError for the repository itself, or for a bad model's config when
     `settings.exit_on_model_error`."""
     root = Path(settings.models_dir)
     if not root.is_dir():
         raise ConfigError(f"models_dir: not a directory: {root}")
-    names = settings.models or tuple(
-        sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE_NAME).is_file())
-    )
+    names = settings.models or tuple(sorted(p.name for p in root.iterdir() if is_model_folder(p)))
     if not names:
         raise ConfigError(f"models_dir: no model folders (with {CONFIG_FILE_NAME}) in {root}")
     configs, problems = [], []
     for name in names:
         try:
-            config = load_model_config(root / name)
+            config = load_served_config(root / name)
             check_domain_sources(config)
         except ConfigError as exc:
             if settings.exit_on_model_error:

@@ -1,5 +1,6 @@
-"""`riskserve models build|list|init`: rebuild the bundled models from the seeded generator, list a
-repository, set up a folder for your own ONNX model (`init`: server/cli/models_init_cmd.py)."""
+"""`riskserve models build|list|init|reload`: rebuild the bundled models from the seeded generator, list a
+repository, set up a folder for your own ONNX model (`init`: server/cli/models_init_cmd.py), reload new
+versions in a running server (`reload`: server/cli/models_reload_cmd.py)."""
 
 import argparse
 import importlib
@@ -9,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from server.cli import models_init_cmd
+from server.cli import models_init_cmd, models_reload_cmd
 from server.config.paths import BUNDLED_MODELS_DIR, default_models_dir
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class BadFlagError(ValueError):
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    models = subparsers.add_parser("models", help="build, list or set up models in a repository")
+    models = subparsers.add_parser("models", help="build, list, set up or reload models")
     actions = models.add_subparsers(dest="models_command", metavar="ACTION")
     build = actions.add_parser("build", help="rebuild the bundled fraud and credit models from the seed")
     build.add_argument(
@@ -55,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("--models-dir", type=Path, default=None)
     listing.set_defaults(func=run_list)
     models_init_cmd.register(actions)
+    models_reload_cmd.register(actions)
     models.set_defaults(func=lambda args: (models.print_help(), 2)[1])
 
 

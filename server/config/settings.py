@@ -20,6 +20,7 @@ from server.config.errors import ConfigError
 from server.config.paths import default_cache_dir, default_models_dir
 
 ENV_PREFIX = "RISKSERVE_"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 class InferenceHandoff(StrEnum):
@@ -166,6 +167,20 @@ class ServerSettings(StrictModel):
         description="bytes of large requests (64 KiB+) held at once; beyond, refused unparsed (0: no limit)",
     )
 
+    model_poll_s: float = Field(
+        0.0,
+        ge=0.0,
+        description="look for changed or new model versions this often and reload them (0: off; "
+        "`riskserve models reload` asks at once)",
+    )
+    admin_enabled: bool = Field(
+        False, description="serve riskserve.v1.ModelAdmin (Reload, ListVersions) on admin_host:admin_port"
+    )
+    admin_host: str = Field(
+        "127.0.0.1", description="address of the admin port; other than loopback only with mutual TLS"
+    )
+    admin_port: int = Field(50052, ge=0, le=65535, description="admin gRPC port (0 picks a free one)")
+
     @field_validator(*TLS_FILE_SETTINGS)
     @classmethod
     def _readable(cls, path: Path | None) -> Path | None:
@@ -193,6 +208,26 @@ class ServerSettings(StrictModel):
                 check_key_pair(prefix, cert, key)
             if client_ca is not None:
                 check_ca_file(f"{prefix}_client_ca_file", client_ca)
+        return self
+
+    @model_validator(mode="after")
+    def _admin_guarded(self) -> "ServerSettings":
+        """The admin port swaps models: loopback only unless clients must present a certificate, and one
+        process (with workers each worker polls the repository itself)."""
+        if not self.admin_enabled:
+            return self
+        if self.workers > 1:
+            raise ValueError(
+                "admin_enabled: needs workers = 1 (with workers > 1 every worker polls the repository: set "
+                "model_poll_s)"
+            )
+        if self.admin_host not in LOOPBACK_HOSTS and self.tls_client_ca_file is None:
+            raise ValueError(
+                f"admin_host: {self.admin_host} is not a loopback address; the admin port is served there "
+                "only with mutual TLS (tls_cert_file, tls_key_file, tls_client_ca_file)"
+            )
+        if self.admin_port != 0 and self.admin_port == self.port:
+            raise ValueError(f"admin_port: {self.admin_port} is the serving port; give the admin RPC its own")
         return self
 
     @property

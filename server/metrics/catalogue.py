@@ -115,6 +115,21 @@ MODEL_UNAVAILABLE = MetricSpec(
     " model_file, quantization, internal or batcher_failed (the log line event=model_unavailable has the"
     " details).",
 )
+MODEL_RELOADS = MetricSpec(
+    "riskserve_model_reloads_total",
+    "counter",
+    ("model", "outcome"),
+    "Changed or new model versions a reload (repository poll or ModelAdmin.Reload) tried: outcome swapped "
+    "(serving now) or kept_out (failed to load or pass its gate; the old version serves on).",
+)
+VERSION_KEPT_OUT = MetricSpec(
+    "riskserve_model_version_kept_out",
+    "gauge",
+    ("model", "version", "reason"),
+    "1 for the last version of a model a reload kept out, by why (config, data, model_file, quantization, "
+    "gate_failed, internal); gone once a later version is swapped in. The log line event=model_reload has "
+    "the details.",
+)
 MODEL_SCORE = MetricSpec(
     "riskserve_model_score",
     "histogram",
@@ -145,6 +160,8 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     FP32_FALLBACK,
     METRIC_DELTA,
     MODEL_UNAVAILABLE,
+    MODEL_RELOADS,
+    VERSION_KEPT_OUT,
     MODEL_SCORE,
     SERVER_READY,
 )

@@ -113,12 +113,12 @@ class ServingMetricsCollector:
             yield _histogram(spec, histograms.get(spec.name, {}))
         yield _window_summary(histograms.get(m.REQUEST_DURATION.name, {}), quantiles)
         yield _histogram(m.BATCH_SIZE, histograms.get(m.BATCH_SIZE.name, {}))
-        for spec in (m.QUEUE_DEPTH, m.INFLIGHT, m.MODEL_UNAVAILABLE):
+        for spec in (m.QUEUE_DEPTH, m.INFLIGHT, m.MODEL_UNAVAILABLE, m.VERSION_KEPT_OUT):
             family = GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
             for labels, value in sorted(gauges.get(spec.name, {}).items()):
                 family.add_metric(labels, value)
             yield family
-        for spec in (m.REJECTED, m.FAILED, m.BATCHER_FAILURES):
+        for spec in (m.REJECTED, m.FAILED, m.BATCHER_FAILURES, m.MODEL_RELOADS):
             family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
             for labels, value in sorted(counters.get(spec.name, {}).items()):
                 family.add_metric(labels, value)

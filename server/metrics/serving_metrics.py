@@ -111,6 +111,8 @@ class ServingMetrics:
         self._queue_depth: dict[LabelValues, float] = {}
         self._inflight: dict[LabelValues, float] = {}
         self._unavailable: dict[LabelValues, float] = {}
+        self._reloads: dict[LabelValues, float] = {}
+        self._kept_out: dict[LabelValues, float] = {}
         self._models: dict[str, ModelFacts] = {}
         self._ready: bool | None = None
         self._encoded_closed_slices: dict[tuple[LabelValues, int], str] = {}
@@ -309,6 +311,19 @@ class ServingMetrics:
         with self._lock:
             self._unavailable[(model, reason)] = 1.0
 
+    def count_reload(self, model: str, outcome: str, version: str, reason: str | None = None) -> None:
+        """A reload tried `version` of `model`: outcome swapped (it serves; the model is available again)
+        or kept_out, because of `reason` (a short kind)."""
+        with self._lock:
+            self._reloads[(model, outcome)] = self._reloads.get((model, outcome), 0) + 1
+            for key in [k for k in self._kept_out if k[0] == model]:
+                del self._kept_out[key]
+            if outcome == "swapped":
+                for key in [k for k in self._unavailable if k[0] == model]:
+                    del self._unavailable[key]
+            else:
+                self._kept_out[(model, version, reason or "internal")] = 1.0
+
     def set_ready(self, ready: bool) -> None:
         """Mirror grpc.health.v1: True once SERVING, False while starting or draining."""
         with self._lock:
@@ -335,11 +350,13 @@ class ServingMetrics:
                     m.REJECTED.name: dict(self._rejected),
                     m.FAILED.name: dict(self._failed),
                     m.BATCHER_FAILURES.name: dict(self._batcher_failures),
+                    m.MODEL_RELOADS.name: dict(self._reloads),
                 },
                 gauges={
                     m.QUEUE_DEPTH.name: dict(self._queue_depth),
                     m.INFLIGHT.name: dict(self._inflight),
                     m.MODEL_UNAVAILABLE.name: dict(self._unavailable),
+                    m.VERSION_KEPT_OUT.name: dict(self._kept_out),
                 },
                 models=dict(self._models),
                 ready=self._ready,

@@ -192,6 +192,21 @@ class MicroBatcher:
         self._fail_pending(lambda: DrainingError("server shutting down"))
         self._executor.shutdown(wait=False)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, cut or running: `stop()` now fails no call."""
+        return not self._queue and not self._batch and not self._running
+
+    async def drain(self, timeout_s: float, poll_s: float = 0.01) -> bool:
+        """Stop once every call already queued is answered (at most `timeout_s`; then `stop()` fails the
+        rest): for a runtime a reload replaced, which gets no new calls. True if none was failed."""
+        deadline = time.monotonic() + timeout_s
+        while not self.idle and time.monotonic() < deadline:
+            await asyncio.sleep(poll_s)
+        drained = self.idle
+        await self.stop()
+        return drained
+
     def _worker_ended(self, worker: asyncio.Task) -> None:
         """The supervisor: a worker that ends while not stopping fails every pending call, is logged and
         reported, and is replaced (or, past the bound, the batcher gives up)."""

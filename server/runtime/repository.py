@@ -3,6 +3,9 @@
 Each configured model has one `ModelSlot`, made at startup: its name, task and, once loaded, its runtime.
 A call asks the repository once (`slot`) and gets the slot, whose `label` names the model in metrics and
 whose `ready()` is the runtime or the reason it cannot serve (not found, another task, still loading).
+A reload (server/app/model_reload.py) swaps a new version in with `swap`: one assignment of
+`slot.serving`, so a call reads either the old runtime or the new one, never a mix. One version serves per
+model; a call pinning any other (`model_version`) gets `version_error`: NOT_FOUND naming the served one.
 """
 
 from server.config.model_config import ModelTask
@@ -23,7 +26,7 @@ class ModelSlot:
     scoring path reads it as `slot.serving or slot.ready()`, so a call to a serving model calls nothing
     here."""
 
-    __slots__ = ("label", "name", "runtime", "serving", "task", "unavailable")
+    __slots__ = ("kept_out", "label", "name", "runtime", "serving", "task", "unavailable")
 
     def __init__(self, name: str, task: ModelTask | None) -> None:
         self.name = name
@@ -32,6 +35,16 @@ class ModelSlot:
         self.runtime: ModelRuntime | None = None
         self.serving: ModelRuntime | None = None
         self.unavailable: str | None = None
+        self.kept_out: tuple[str, str] | None = None  # (version, why) of the last version a reload kept out
+
+    def version_error(self, version: str) -> ModelNotFoundError:
+        """What a call pinning `version` gets when it is not the version serving."""
+        runtime = self.serving or self.ready()
+        served = runtime.facts.version
+        message = f"model '{self.name}' version '{echo(version)}' is not served (served: {served})"
+        if self.kept_out is not None and self.kept_out[0] == version:
+            message += f"; version {version} was kept out: {self.kept_out[1]}"
+        return ModelNotFoundError(message)
 
     def ready(self) -> ModelRuntime:
         """The model's runtime, or why not: ModelUnavailableError (also once a served model is given up),
@@ -79,6 +92,27 @@ class ModelRepository:
         slot.runtime = runtime
         if slot.unavailable is None:
             slot.serving = runtime
+
+    def swap(self, runtime: ModelRuntime) -> ModelRuntime | None:
+        """Serve `runtime` (a new version of its model) from the next call on; returns the runtime it
+        replaced (its in-flight calls finish on it), None if the model was not serving. Brings back a
+        model that was unavailable."""
+        slot = self._slots[runtime.name]
+        old, slot.runtime = slot.runtime, runtime
+        slot.task = runtime.config.task
+        slot.unavailable = slot.kept_out = None
+        slot.serving = runtime  # the swap: new calls read this
+        return old
+
+    def keep_out(self, name: str, version: str, reason: str) -> None:
+        """A reload's candidate `version` of `name` failed to load or pass: the serving version stays."""
+        shown = reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS] + "..."
+        self._slots[name].kept_out = (version, " ".join(shown.split()))
+
+    @property
+    def slots(self) -> list[ModelSlot]:
+        """Every configured model's slot, in configuration order."""
+        return list(self._slots.values())
 
     def mark_unavailable(self, name: str, reason: str) -> None:
         """`name` will not serve (never loaded, or given up while serving): calls to it get UNAVAILABLE

@@ -26,7 +26,7 @@ REVIEW: Decision
 DECLINE: Decision
 
 class Transaction(_message.Message):
-    __slots__ = ("transaction_id", "card_id", "merchant_id", "amount", "currency", "mcc", "card_country", "merchant_country", "channel", "entry_mode", "timestamp", "behaviour", "model", "features", "categorical_features")
+    __slots__ = ("transaction_id", "card_id", "merchant_id", "amount", "currency", "mcc", "card_country", "merchant_country", "channel", "entry_mode", "timestamp", "behaviour", "model", "features", "categorical_features", "model_version")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class Transaction(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     CATEGORICAL_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     transaction_id: str
     card_id: str
     merchant_id: str
@@ -71,7 +72,8 @@ class Transaction(_message.Message):
     model: str
     features: _containers.ScalarMap[str, float]
     categorical_features: _containers.ScalarMap[str, str]
-    def __init__(self, transaction_id: _Optional[str] = ..., card_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., amount: _Optional[float] = ..., currency: _Optional[str] = ..., mcc: _Optional[str] = ..., card_country: _Optional[str] = ..., merchant_country: _Optional[str] = ..., channel: _Optional[str] = ..., entry_mode: _Optional[str] = ..., timestamp: _Optional[int] = ..., behaviour: _Optional[_Union[BehaviourAggregates, _Mapping]] = ..., model: _Optional[str] = ..., features: _Optional[_Mapping[str, float]] = ..., categorical_features: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    model_version: str
+    def __init__(self, transaction_id: _Optional[str] = ..., card_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., amount: _Optional[float] = ..., currency: _Optional[str] = ..., mcc: _Optional[str] = ..., card_country: _Optional[str] = ..., merchant_country: _Optional[str] = ..., channel: _Optional[str] = ..., entry_mode: _Optional[str] = ..., timestamp: _Optional[int] = ..., behaviour: _Optional[_Union[BehaviourAggregates, _Mapping]] = ..., model: _Optional[str] = ..., features: _Optional[_Mapping[str, float]] = ..., categorical_features: _Optional[_Mapping[str, str]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class BehaviourAggregates(_message.Message):
     __slots__ = ("txn_count_1h", "txn_count_24h", "amount_sum_1h", "amount_sum_24h", "seconds_since_last_txn", "distance_from_home_km", "is_new_merchant", "is_new_device")
@@ -94,14 +96,16 @@ class BehaviourAggregates(_message.Message):
     def __init__(self, txn_count_1h: _Optional[float] = ..., txn_count_24h: _Optional[float] = ..., amount_sum_1h: _Optional[float] = ..., amount_sum_24h: _Optional[float] = ..., seconds_since_last_txn: _Optional[float] = ..., distance_from_home_km: _Optional[float] = ..., is_new_merchant: _Optional[bool] = ..., is_new_device: _Optional[bool] = ...) -> None: ...
 
 class TransactionBatch(_message.Message):
-    __slots__ = ("transactions", "model", "answer_layout")
+    __slots__ = ("transactions", "model", "answer_layout", "model_version")
     TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ANSWER_LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     transactions: _containers.RepeatedCompositeFieldContainer[Transaction]
     model: str
     answer_layout: BatchAnswerLayout
-    def __init__(self, transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ..., model: _Optional[str] = ..., answer_layout: _Optional[_Union[BatchAnswerLayout, str]] = ...) -> None: ...
+    model_version: str
+    def __init__(self, transactions: _Optional[_Iterable[_Union[Transaction, _Mapping]]] = ..., model: _Optional[str] = ..., answer_layout: _Optional[_Union[BatchAnswerLayout, str]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class ModelRef(_message.Message):
     __slots__ = ("name", "version", "precision", "gate_verdict")
@@ -150,7 +154,7 @@ class FraudScoreBatch(_message.Message):
     def __init__(self, scores: _Optional[_Iterable[_Union[FraudScore, _Mapping]]] = ..., transaction_ids: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., risk_scores: _Optional[_Iterable[int]] = ..., decisions: _Optional[_Iterable[_Union[Decision, str]]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., server_latency_us: _Optional[int] = ...) -> None: ...
 
 class Application(_message.Message):
-    __slots__ = ("application_id", "annual_income", "debt_to_income", "revolving_utilization", "delinquencies_2y", "inquiries_6m", "credit_history_months", "loan_amount", "term_months", "employment_years", "open_accounts", "purpose", "home_ownership", "model", "features", "categorical_features")
+    __slots__ = ("application_id", "annual_income", "debt_to_income", "revolving_utilization", "delinquencies_2y", "inquiries_6m", "credit_history_months", "loan_amount", "term_months", "employment_years", "open_accounts", "purpose", "home_ownership", "model", "features", "categorical_features", "model_version")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +185,7 @@ class Application(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     CATEGORICAL_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     application_id: str
     annual_income: float
     debt_to_income: float
@@ -197,7 +202,8 @@ class Application(_message.Message):
     model: str
     features: _containers.ScalarMap[str, float]
     categorical_features: _containers.ScalarMap[str, str]
-    def __init__(self, application_id: _Optional[str] = ..., annual_income: _Optional[float] = ..., debt_to_income: _Optional[float] = ..., revolving_utilization: _Optional[float] = ..., delinquencies_2y: _Optional[float] = ..., inquiries_6m: _Optional[float] = ..., credit_history_months: _Optional[float] = ..., loan_amount: _Optional[float] = ..., term_months: _Optional[float] = ..., employment_years: _Optional[float] = ..., open_accounts: _Optional[float] = ..., purpose: _Optional[str] = ..., home_ownership: _Optional[str] = ..., model: _Optional[str] = ..., features: _Optional[_Mapping[str, float]] = ..., categorical_features: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    model_version: str
+    def __init__(self, application_id: _Optional[str] = ..., annual_income: _Optional[float] = ..., debt_to_income: _Optional[float] = ..., revolving_utilization: _Optional[float] = ..., delinquencies_2y: _Optional[float] = ..., inquiries_6m: _Optional[float] = ..., credit_history_months: _Optional[float] = ..., loan_amount: _Optional[float] = ..., term_months: _Optional[float] = ..., employment_years: _Optional[float] = ..., open_accounts: _Optional[float] = ..., purpose: _Optional[str] = ..., home_ownership: _Optional[str] = ..., model: _Optional[str] = ..., features: _Optional[_Mapping[str, float]] = ..., categorical_features: _Optional[_Mapping[str, str]] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class ReasonCode(_message.Message):
     __slots__ = ("code", "feature", "description", "contribution")
@@ -228,3 +234,33 @@ class CreditAssessment(_message.Message):
     model: ModelRef
     server_latency_us: int
     def __init__(self, application_id: _Optional[str] = ..., probability_of_default: _Optional[float] = ..., score: _Optional[int] = ..., decision: _Optional[_Union[Decision, str]] = ..., reasons: _Optional[_Iterable[_Union[ReasonCode, _Mapping]]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., server_latency_us: _Optional[int] = ...) -> None: ...
+
+class ReloadRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class ListVersionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModelVersions(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelVersionStatus]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelVersionStatus, _Mapping]]] = ...) -> None: ...
+
+class ModelVersionStatus(_message.Message):
+    __slots__ = ("model", "outcome", "serving", "kept_out_version", "kept_out_reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    KEPT_OUT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KEPT_OUT_REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    outcome: str
+    serving: ModelRef
+    kept_out_version: str
+    kept_out_reason: str
+    def __init__(self, model: _Optional[str] = ..., outcome: _Optional[str] = ..., serving: _Optional[_Union[ModelRef, _Mapping]] = ..., kept_out_version: _Optional[str] = ..., kept_out_reason: _Optional[str] = ...) -> None: ...

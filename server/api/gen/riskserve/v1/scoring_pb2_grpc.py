@@ -268,3 +268,127 @@ class CreditScoring:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ModelAdminStub:
+    """---------- model admin (off by default: `admin_enabled`, on its own port, see docs/server.md) ----------
+
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Reload = channel.unary_unary(
+                '/riskserve.v1.ModelAdmin/Reload',
+                request_serializer=riskserve_dot_v1_dot_scoring__pb2.ReloadRequest.SerializeToString,
+                response_deserializer=riskserve_dot_v1_dot_scoring__pb2.ModelVersions.FromString,
+                _registered_method=True)
+        self.ListVersions = channel.unary_unary(
+                '/riskserve.v1.ModelAdmin/ListVersions',
+                request_serializer=riskserve_dot_v1_dot_scoring__pb2.ListVersionsRequest.SerializeToString,
+                response_deserializer=riskserve_dot_v1_dot_scoring__pb2.ModelVersions.FromString,
+                _registered_method=True)
+
+
+class ModelAdminServicer:
+    """---------- model admin (off by default: `admin_enabled`, on its own port, see docs/server.md) ----------
+
+    """
+
+    def Reload(self, request, context):
+        """Look for changed or new model versions now (as the repository poll does): each is quantized and
+        gated in a background process and swapped in only if it passes; the old version serves meanwhile.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVersions(self, request, context):
+        """What each model serves now, and the last version kept out with why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ModelAdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Reload': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reload,
+                    request_deserializer=riskserve_dot_v1_dot_scoring__pb2.ReloadRequest.FromString,
+                    response_serializer=riskserve_dot_v1_dot_scoring__pb2.ModelVersions.SerializeToString,
+            ),
+            'ListVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVersions,
+                    request_deserializer=riskserve_dot_v1_dot_scoring__pb2.ListVersionsRequest.FromString,
+                    response_serializer=riskserve_dot_v1_dot_scoring__pb2.ModelVersions.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'riskserve.v1.ModelAdmin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('riskserve.v1.ModelAdmin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ModelAdmin:
+    """---------- model admin (off by default: `admin_enabled`, on its own port, see docs/server.md) ----------
+
+    """
+
+    @staticmethod
+    def Reload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskserve.v1.ModelAdmin/Reload',
+            riskserve_dot_v1_dot_scoring__pb2.ReloadRequest.SerializeToString,
+            riskserve_dot_v1_dot_scoring__pb2.ModelVersions.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/riskserve.v1.ModelAdmin/ListVersions',
+            riskserve_dot_v1_dot_scoring__pb2.ListVersionsRequest.SerializeToString,
+            riskserve_dot_v1_dot_scoring__pb2.ModelVersions.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
