@@ -82,6 +82,9 @@ COMMIT` runs an earlier commit (a baseline). Counts are exact; times depend on t
   of the bundled models and of fraud's warm cache entry, the fault made before it starts; then the health
   of the server and of each model, one fraud `Score`, and the log events. The read-only and full caches are
   a read-only bind mount and a 4 KiB tmpfs (root only; otherwise the row says skipped).
+- **Large messages**: `benchmarks/reliability/large_messages.py`, a fresh server: 48 concurrent `Score`
+  calls over 4 channels, each a holdout transaction padded by its id to 15 MiB (over `max_message_bytes`)
+  and then to 3.5 MiB (under it); the server's RSS every 5 ms.
 """
 
 
@@ -144,6 +147,7 @@ def _summary(s: dict[str, Any]) -> list[str]:
     rows += _soak_and_start_rows(s)
     rows += _fault_rows(s.get("faults") or {})
     rows += _startup_fault_rows((s.get("startup_faults") or {}).get("cases") or {})
+    rows += _large_message_rows(s.get("large_messages") or {})
     if i := s.get("invariance"):
         a, c = i["in_score_batch_vs_single"], i["concurrent_unary_vs_single"]
         rows.append(
@@ -243,6 +247,22 @@ STARTUP_FAULTS = {
     "full_cache": ("cold start, cache on a full (4 KiB) tmpfs", "serves, one warning naming the directory"),
     "cache_under_a_file": ("cold start, cache path under a regular file", "serves, one warning naming it"),
 }
+
+
+def _large_message_rows(scenario: dict[str, Any]) -> list[str]:
+    rows = []
+    for key, goal in (
+        ("over_limit", "refused before it is held, memory flat"),
+        ("under_limit", "peak under the Deployment's 1 GiB limit"),
+    ):
+        if (b := scenario.get(key)) is None:
+            continue
+        rows.append(
+            f"| Large messages: {b['calls']} concurrent `Score` calls of {b['message_bytes'] / 2**20:g} MiB "
+            f"each | {_counts(b['outcomes'])}; RSS {b['rss_mib_before']:.0f} MiB → peak "
+            f"**{b['rss_mib_peak']:.0f} MiB** → {b['rss_mib_after']:.0f} MiB, {b['seconds']:g} s | {goal} |"
+        )
+    return rows
 
 
 def _startup_fault_rows(cases: dict[str, Any]) -> list[str]:

@@ -29,6 +29,7 @@ from benchmarks.reliability import (
     faults,
     first_minute,
     invariance,
+    large_messages,
     overload,
     soak,
     startup_faults,
@@ -47,6 +48,7 @@ SCENARIOS = (
     "overload",
     "faults",
     "startup_faults",
+    "large_messages",
     "drain",
     "first_minute",
     "soak",
@@ -216,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         results["scenarios"]["faults"]["grpc_shed"] = results["scenarios"].pop("faults_shed")
     if "startup_faults" in names:
         results["scenarios"]["startup_faults"] = startup_faults.run(args.work_dir, cache, source_dir, extra)
+    if "large_messages" in names:
+        server = _server(args.work_dir, cache, extra, "large-messages", source_dir)
+        try:
+            results["scenarios"]["large_messages"] = large_messages.run(server)
+        finally:
+            server.stop()
     if "first_minute" in names:
         results["scenarios"]["first_minute"] = _run(
             first_minute.run(

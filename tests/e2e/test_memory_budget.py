@@ -8,54 +8,21 @@ RESOURCE_EXHAUSTED unparsed; freed large buffers go back to the OS (server/app/m
 Measured on `riskserve serve` subprocesses, RSS from /proc every 5 ms.
 """
 
-import threading
-import time
-
 import grpc
 import pytest
 
-from benchmarks.reliability.process_stats import rss_kb
+from benchmarks.reliability.large_messages import CALLS, OVER_LIMIT_BYTES, UNDER_LIMIT_BYTES, burst
 from server.api.gen.riskserve.v1 import scoring_pb2_grpc
 from tests.e2e.requests import transaction
 from tests.metrics.conftest import one_value, scrape
 
-CALLS = 48
 CONTAINER_LIMIT_MIB = 1024  # deploy/kubernetes/deployment.yaml
-CLIENT_OPTIONS = [("grpc.max_send_message_length", 32 * 2**20)]
 
 
 def _burst(server, message_bytes: int) -> tuple[float, float, dict[str, int]]:
-    """(RSS before, peak RSS while CALLS concurrent Score calls of `message_bytes` run, MiB; outcomes by
-    status code). The transaction id is echoed, never validated: the size is all parse and copies."""
-    big = transaction("x" * message_bytes)
-    samples, stop = [rss_kb(server.pid)], threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            samples.append(rss_kb(server.pid))
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    outcomes: dict[str, int] = {}
-    channels = [grpc.insecure_channel(server.target, options=CLIENT_OPTIONS) for _ in range(4)]
-    try:
-        stubs = [scoring_pb2_grpc.FraudScoringStub(channel) for channel in channels]
-        futures = [stubs[i % len(stubs)].Score.future(big, timeout=60) for i in range(CALLS)]
-        for future in futures:
-            try:
-                future.result()
-                code = "OK"
-            except grpc.RpcError as error:
-                code = error.code().name
-            outcomes[code] = outcomes.get(code, 0) + 1
-    finally:
-        for channel in channels:
-            channel.close()
-    time.sleep(0.2)
-    stop.set()
-    sampler.join(5)
-    return samples[0] / 1024, max(samples) / 1024, outcomes
+    """(RSS before, peak RSS, MiB; outcomes by status code) of CALLS concurrent Score calls."""
+    measured = burst(server.target, server.pid, message_bytes)
+    return measured.rss_mib_before, measured.rss_mib_peak, measured.outcomes
 
 
 def _still_answers(server) -> None:
@@ -69,7 +36,7 @@ def _still_answers(server) -> None:
 def test_messages_over_the_limit_are_refused_before_they_are_held(model_repo, spawn_server):
     server = spawn_server(model_repo)
     server.wait_serving(60)
-    before, peak, outcomes = _burst(server, 15 * 2**20)
+    before, peak, outcomes = _burst(server, OVER_LIMIT_BYTES)
     assert outcomes == {"RESOURCE_EXHAUSTED": CALLS}
     assert peak - before < 100, f"RSS {before:.0f} -> {peak:.0f} MiB"  # 48 x 15 MiB = 720 MiB were sent
     _still_answers(server)
@@ -79,7 +46,7 @@ def test_messages_over_the_limit_are_refused_before_they_are_held(model_repo, sp
 def test_a_burst_under_the_limit_stays_under_the_container_limit(model_repo, spawn_server):
     server = spawn_server(model_repo)
     server.wait_serving(60)
-    before, peak, outcomes = _burst(server, int(3.5 * 2**20))
+    before, peak, outcomes = _burst(server, UNDER_LIMIT_BYTES)
     assert set(outcomes) <= {"OK", "RESOURCE_EXHAUSTED"}, outcomes
     assert peak < CONTAINER_LIMIT_MIB, f"RSS {before:.0f} -> {peak:.0f} MiB, {outcomes}"
     _still_answers(server)
@@ -90,7 +57,7 @@ def test_large_requests_past_the_byte_budget_are_refused_unparsed_and_counted(mo
     # room for two 3.5 MiB calls; each call holds its bytes for the 300 ms its (slowed) inference takes
     server = spawn_server(model_repo, max_request_bytes_in_flight=8 * 2**20, debug_inference_delay_ms=300)
     server.wait_serving(60)
-    _, _, outcomes = _burst(server, int(3.5 * 2**20))
+    _, _, outcomes = _burst(server, UNDER_LIMIT_BYTES)
     assert outcomes.get("RESOURCE_EXHAUSTED", 0) > 0 and set(outcomes) <= {"OK", "RESOURCE_EXHAUSTED"}, (
         outcomes
     )
@@ -98,5 +65,5 @@ def test_large_requests_past_the_byte_budget_are_refused_unparsed_and_counted(mo
     refused = one_value(text, "riskserve_requests_rejected_total", model="unknown", reason="memory_budget")
     assert refused == outcomes["RESOURCE_EXHAUSTED"]
     _still_answers(server)  # every byte given back: a large call fits again
-    _, _, again = _burst(server, int(3.5 * 2**20))
+    _, _, again = _burst(server, UNDER_LIMIT_BYTES)
     assert again.get("OK", 0) > 0, again
