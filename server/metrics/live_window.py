@@ -178,7 +178,7 @@ class LiveCheckRecorder:
         with self._lock:
             self._references[key] = reference
             self._windows[key] = _Window(window_s)
-            self._totals[key] = LiveTally()
+            self._totals[key] = LiveTally(flips=dict.fromkeys(reference.thresholds, 0))  # 0 from the start
             self._dropped[key] = 0
 
     def record(self, key: LabelValues, tally: LiveTally, now: float | None = None) -> LiveTally:

@@ -19,25 +19,15 @@ from server.config.paths import BUNDLED_MODELS_DIR
 from server.model_data import DataKind, feeds_from_frame, input_frame
 from server.ort_session import create_session
 from tests.e2e.conftest import ServerThread, test_settings
-from tests.e2e.model_factory import fraud_frame, write_model
+from tests.e2e.model_factory import INT8_HIDDEN, INT8_SERVED, fraud_frame, write_model
 from tests.e2e.requests import transaction
 from tests.metrics.conftest import samples, scrape
-
-# Wide enough that INT8 is smaller, so `objective: size` serves it without timing; a budget the toy model's
-# gate can show on its 1000 holdout rows.
-INT8_SERVED = {
-    "mode": "static",
-    "speed_seconds": 0,
-    "objective": "size",
-    "min_positives": 5,
-    "budget": {"max_decision_flip_rate": 0.05, "min_auc_ratio": 0.99},
-}
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("live-models")
-    write_model(root / "fraud", "fraud", quantization=INT8_SERVED, hidden=(128, 64))
+    write_model(root / "fraud", "fraud", quantization=INT8_SERVED, hidden=INT8_HIDDEN)
     return root
 
 
