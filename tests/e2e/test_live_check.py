@@ -16,6 +16,7 @@ from server.api.gen.riskserve.v1 import scoring_pb2_grpc
 from server.batch_invariance import chunked
 from server.config.model_config import ModelConfig, load_model_config
 from server.config.paths import BUNDLED_MODELS_DIR
+from server.metrics.snapshot import read_snapshots
 from server.model_data import DataKind, feeds_from_frame, input_frame
 from server.ort_session import create_session
 from tests.e2e.conftest import ServerThread, test_settings
@@ -77,11 +78,13 @@ def _infer_inputs(config: ModelConfig, frame: pd.DataFrame) -> list[triton.Infer
     return inputs
 
 
-def _send(server: ServerThread, config: ModelConfig, frame: pd.DataFrame, sizes=(1, 7, 32)) -> list[dict]:
+def _send(
+    server, config: ModelConfig, frame: pd.DataFrame, sizes=(1, 7, 32), channel_args=None
+) -> list[dict]:
     """`frame`'s rows through ModelInfer in calls of the given sizes, in turn; each answer's parameters and
     probabilities."""
     answers, start, turn = [], 0, 0
-    with triton.InferenceServerClient(server.target) as client:
+    with triton.InferenceServerClient(server.target, channel_args=channel_args) as client:
         while start < len(frame):
             part = frame.iloc[start : start + sizes[turn % len(sizes)]]
             result = client.infer(config.name, _infer_inputs(config, part))
@@ -118,12 +121,13 @@ def _psi(expected_counts: np.ndarray, actual_counts: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def _expected_figures(runtime, frame: pd.DataFrame) -> dict:
+def _expected_figures(
+    config: ModelConfig, int8_path: Path, chunk_rows: int | None, frame: pd.DataFrame
+) -> dict:
     """The live-check figures recomputed offline: both models on the sent rows, PSI in ten bins at the
-    quantiles of the served model's scores on the holdout file."""
-    config, int8_path = runtime.config, runtime.prepared.model_path
+    quantiles of the served model's scores on the holdout file (scored with the runtime's `chunk_rows`)."""
     int8, fp32 = _scores(int8_path, config, frame), _scores(config.onnx_path, config, frame)
-    holdout = _scores(int8_path, config, input_frame(config, DataKind.HOLDOUT).dropna(), runtime.chunk_rows)
+    holdout = _scores(int8_path, config, input_frame(config, DataKind.HOLDOUT).dropna(), chunk_rows)
     quantiles = np.unique(np.quantile(holdout, np.linspace(0, 1, 11)))
     edges = np.concatenate([[-np.inf], quantiles[1:-1], [np.inf]])
     counts = {name: np.histogram(s, edges)[0] for name, s in (("int8", int8), ("fp32", fp32))}
@@ -158,7 +162,7 @@ def _check_live_figures(server: ServerThread, name: str, frame: pd.DataFrame) ->
     assert runtime.facts.precision.value == "int8"
     answers = _send(server, config, frame)
     _wait_for(lambda: _value(server, "riskserve_live_check_rows_total", model=name) == len(frame))
-    expected = _expected_figures(runtime, frame)
+    expected = _expected_figures(config, runtime.prepared.model_path, runtime.chunk_rows, frame)
     assert [a["p"] for a in answers] == pytest.approx(expected["int8"].tolist(), abs=0)  # served is INT8
     labels = {"model": name, "version": version}
     for threshold, flips in expected["flips"].items():
@@ -254,3 +258,42 @@ def test_bundled_models_live_figures_equal_an_offline_recomputation(bundled, nam
     config = load_model_config(BUNDLED_MODELS_DIR / name)
     frame = input_frame(config, DataKind.CALIBRATION).dropna().sample(150, random_state=3)
     _check_live_figures(bundled, name, frame)
+
+
+def test_two_workers_export_the_merged_live_figures(spawn_server, repo, tmp_path):
+    """Each serving process compares its own sample; the exported counters and window are their sum."""
+    process = spawn_server(
+        repo, workers=2, metrics_shared_dir=tmp_path / "metrics", live_check_sample_rate=1.0
+    )
+    _wait_for(lambda: sum("event=live_check_started" in line for line in process.log) == 2, 90)
+    config = load_model_config(repo / "fraud")
+    frame = fraud_frame(160, seed=9)[config.feature_names]
+    for part in np.array_split(np.arange(len(frame)), 16):  # a connection each: both workers get some
+        _send(
+            process,
+            config,
+            frame.iloc[part],
+            sizes=(5,),
+            channel_args=[("grpc.use_local_subchannel_pool", 1)],
+        )
+
+    def per_worker() -> list[int]:
+        key = ("fraud", config.version)
+        snaps = read_snapshots(tmp_path / "metrics")
+        return [s.live_checks[key]["window"]["rows"] for s in snaps if key in s.live_checks]
+
+    _wait_for(lambda: sum(per_worker()) == len(frame))
+    assert len(per_worker()) == 2 and min(per_worker()) > 0, per_worker()
+    (int8_path,) = (tmp_path / "cache").rglob("model.int8.onnx")
+    expected = _expected_figures(config, int8_path, None, frame)
+    text = scrape(f"http://127.0.0.1:{process.metrics_port}/metrics")
+    labels = {"model": "fraud", "version": config.version}
+    value = lambda name, **more: samples(text, name, **labels, **more)[0][1]  # noqa: E731
+    assert value("riskserve_live_check_rows_total") == len(frame)
+    assert value("riskserve_live_check_window_rows") == len(frame)
+    for threshold, flips in expected["flips"].items():
+        assert value("riskserve_live_check_flips_total", threshold=threshold) == flips
+    assert value("riskserve_live_check_mean_abs_score_diff") == pytest.approx(expected["mean"], abs=1e-7)
+    assert value("riskserve_live_check_max_abs_score_diff") == pytest.approx(expected["max"], abs=1e-7)
+    assert value("riskserve_live_check_psi") == pytest.approx(expected["psi"])
+    assert value("riskserve_live_score_drift_psi") == pytest.approx(expected["drift_psi"])
