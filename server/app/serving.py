@@ -300,6 +300,8 @@ class RiskServer:
             await self._server.stop(grace_s)
         for live_check in self._live_checks.values():
             await asyncio.to_thread(live_check.stop)
+            if live_check.int8 not in self.repository.runtimes:  # switched to FP32, maybe not yet retired
+                await live_check.int8.stop()
         for runtime in self.repository.runtimes:
             await runtime.stop()
         if self._metrics_http is not None:

@@ -2,6 +2,7 @@
 offline recomputation on the rows the test sent; sampling never changes an answer; a full queue drops and
 counts; `on_live_drift: serve_fp32` switches the model to FP32 and says so everywhere."""
 
+import argparse
 import logging
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import tritonclient.grpc as triton
 
 from server.api.gen.riskserve.v1 import scoring_pb2_grpc
 from server.batch_invariance import chunked
+from server.cli.score_cmd import build_request
 from server.config.model_config import ModelConfig, load_model_config
 from server.config.paths import BUNDLED_MODELS_DIR
 from server.metrics.snapshot import read_snapshots
@@ -297,3 +299,25 @@ def test_two_workers_export_the_merged_live_figures(spawn_server, repo, tmp_path
     assert value("riskserve_live_check_max_abs_score_diff") == pytest.approx(expected["max"], abs=1e-7)
     assert value("riskserve_live_check_psi") == pytest.approx(expected["psi"])
     assert value("riskserve_live_score_drift_psi") == pytest.approx(expected["drift_psi"])
+
+
+def test_a_credit_assessment_offers_the_application_not_its_counterfactual_rows(bundled):
+    """Assess scores the application with one counterfactual row per feature (reason codes) in one call;
+    only the application is live traffic, so only it is compared."""
+    labels = {"model": "credit", "version": bundled.server.repository.get("credit").facts.version}
+    before = _value(bundled, "riskserve_live_check_rows_total", **labels) or 0
+    with grpc.insecure_channel(bundled.target) as channel:
+        credit = scoring_pb2_grpc.CreditScoringStub(channel)
+        for seed in range(5):
+            assert credit.Assess(
+                build_request(_holdout_row_args("credit", seed), BUNDLED_MODELS_DIR), timeout=5
+            ).reasons
+    _wait_for(lambda: _value(bundled, "riskserve_live_check_rows_total", **labels) == before + 5)
+    time.sleep(0.3)  # nothing more arrives: 5 rows, not 5 x (features + 1)
+    assert _value(bundled, "riskserve_live_check_rows_total", **labels) == before + 5
+
+
+def _holdout_row_args(task: str, seed: int) -> argparse.Namespace:
+    return argparse.Namespace(
+        task=task, json_file=None, random_holdout_row=True, field=[], model="", seed=seed
+    )
