@@ -29,6 +29,7 @@ class GateVerdict(StrEnum):
     NOT_QUANTIZABLE = "not_quantizable"  # nothing to quantize (e.g. a tree ensemble): FP32 by design
     NO_GAIN = "no_gain"  # INT8 within budget but not faster/smaller as the objective asks: FP32 served
     INSUFFICIENT_EVIDENCE = "insufficient_evidence"  # holdout too small to show the budget: FP32 served
+    LIVE_DRIFT = "live_drift"  # passed, but live traffic flipped too many decisions (on_live_drift): FP32
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,12 @@ from server.app.watchdog import Watchdog
 from server.config.errors import ConfigError
 from server.config.settings import ServerSettings
 from server.metrics import ServingMetrics
+from server.monitoring.live_check import LiveCheck
 from server.quantization.errors import QuantizationError
 from server.runtime.batcher import RESTART_WINDOW_S, BatcherFailure, MicroBatcher
 from server.runtime.model_runtime import ModelRuntime
 from server.runtime.repository import ModelRepository
+from server.served_model import Precision
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class RiskServer:
         self._watchdog: Watchdog | None = None
         self._background: set[asyncio.Task] = set()
         self._gc_log = GcPauseLog()
+        self._live_checks: dict[str, LiveCheck] = {}  # INT8-served models watched against FP32
 
     async def start(self) -> None:
         """Listen at once (health NOT_SERVING) and load the models in the background.
@@ -184,7 +187,10 @@ class RiskServer:
                         raise
                     self._keep_out(problem_of(config.name, exc))
                     continue
+                live_check = await self._load_live_check(runtime)
                 self._start_runtime(runtime)
+                if live_check is not None:
+                    self._watch_live(runtime, live_check)
                 self.repository.add(runtime)
                 self.metrics.set_model_facts(runtime.facts)
                 await self.health.set_model(config.name, True)
@@ -210,6 +216,67 @@ class RiskServer:
             log.exception("event=startup_failed error=%r", str(exc))
             self.startup_error = exc
             self._ready.set()
+
+    async def _load_live_check(self, runtime: ModelRuntime) -> LiveCheck | None:
+        """The FP32 shadow of an INT8-served model, when live_check_sample_rate asks for one. A model whose
+        live check cannot load serves on unwatched (logged)."""
+        if self.settings.live_check_sample_rate <= 0 or runtime.facts.precision is not Precision.INT8:
+            return None
+        try:
+            return await asyncio.to_thread(LiveCheck.load, runtime, self.settings)
+        except Exception as exc:
+            if self.settings.exit_on_model_error:
+                raise
+            log.exception("event=live_check_unavailable model=%s error=%r", runtime.name, str(exc))
+            return None
+
+    def _watch_live(self, runtime: ModelRuntime, live_check: LiveCheck) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_drift(threshold: str, flip_rate: float, window_rows: int) -> None:  # the live check's thread
+            loop.call_soon_threadsafe(self._on_live_drift, runtime.name, threshold, flip_rate, window_rows)
+
+        live_check.start(self.metrics.live_checks, on_drift)
+        runtime.watch(live_check)
+        self._live_checks[runtime.name] = live_check
+        log.info(
+            "event=live_check_started model=%s version=%s sample_rate=%g window_s=%g on_live_drift=%s",
+            runtime.name,
+            runtime.facts.version,
+            live_check.sample_rate,
+            live_check.window_s,
+            live_check.policy.value,
+        )
+
+    def _on_live_drift(self, name: str, threshold: str, flip_rate: float, window_rows: int) -> None:
+        """on_live_drift: serve_fp32 and the live flip rate is above the budget: serve FP32 now."""
+        live_check = self._live_checks[name]
+        fp32, int8 = live_check.fp32, live_check.int8
+        fp32.start(self.metrics.batch_observer(name), on_failure=self._batcher_failed)
+        self.repository.add(fp32)  # new calls go to FP32 from here; whole batches, never a mix
+        self.metrics.set_model_facts(fp32.facts)
+        log.warning(
+            "event=live_drift_fallback model=%s version=%s threshold=%s flip_rate=%.5f budget=%g "
+            "window_rows=%d precision=fp32 gate_verdict=%s action=serve_fp32",
+            name,
+            fp32.facts.version,
+            threshold,
+            flip_rate,
+            live_check.reference.flip_budget,
+            window_rows,
+            fp32.facts.gate_verdict.value,
+        )
+        task = asyncio.get_running_loop().create_task(self._retire(int8))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _retire(self, runtime: ModelRuntime) -> None:
+        """Stop a runtime no new call reaches once the calls already queued on it are answered."""
+        assert runtime.batcher is not None
+        waited_until = time.monotonic() + self.settings.grace_period_s
+        while runtime.batcher.stalled_s() > 0 and time.monotonic() < waited_until:
+            await asyncio.sleep(0.01)
+        await runtime.stop()
 
     async def wait_ready(self) -> None:
         """Until every model serves; raises the startup error if loading failed."""
@@ -256,6 +323,10 @@ class RiskServer:
         await self.reloads.stop()
         if self._server is not None:
             await self._server.stop(grace_s)
+        for live_check in self._live_checks.values():
+            await asyncio.to_thread(live_check.stop)
+            if live_check.int8 not in self.repository.runtimes:  # switched to FP32, maybe not yet retired
+                await live_check.int8.stop()
         for runtime in self.repository.runtimes:
             await runtime.stop()
         if self._metrics_http is not None:

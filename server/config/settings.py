@@ -29,6 +29,11 @@ class InferenceHandoff(StrEnum):
     INLINE = "inline"  # ORT runs on the event loop itself (only for tiny models; see docs/server.md)
 
 
+class LiveDriftPolicy(StrEnum):
+    ALERT = "alert"  # export the live INT8-vs-FP32 figures; the alert rules page a human
+    SERVE_FP32 = "serve_fp32"  # also switch the model to its FP32 original, as a failed gate would
+
+
 class LogFormat(StrEnum):
     KEYVALUE = "keyvalue"
     JSON = "json"
@@ -180,6 +185,28 @@ class ServerSettings(StrictModel):
         "127.0.0.1", description="address of the admin port; other than loopback only with mutual TLS"
     )
     admin_port: int = Field(50052, ge=0, le=65535, description="admin gRPC port (0 picks a free one)")
+
+    live_check_sample_rate: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="share of calls to an INT8-served model also scored by its FP32 original, off the hot "
+        "path (0: off, no FP32 session loaded)",
+    )
+    live_check_window_s: float = Field(
+        600.0, gt=0.0, description="rolling window of the live INT8-vs-FP32 gauges and of on_live_drift"
+    )
+    live_check_queue_rows: int = Field(
+        4096, ge=1, description="sampled rows waiting for the FP32 session; beyond, dropped and counted"
+    )
+    live_check_min_rows: int = Field(
+        1000, ge=1, description="compared rows the window needs before on_live_drift may act on it"
+    )
+    on_live_drift: LiveDriftPolicy = Field(
+        LiveDriftPolicy.ALERT,
+        description="when the window's flip rate is above the gate's budget (95 % interval): alert (metrics "
+        "only) or serve_fp32 (also switch the model to FP32, visibly)",
+    )
 
     @field_validator(*TLS_FILE_SETTINGS)
     @classmethod

@@ -1,7 +1,8 @@
 """Binary-classifier metrics for risk models, computed on a holdout set.
 
 sklearn computes the curves; this module adds the figures credit and fraud teams report on top of them
-(KS, recall at a fixed false-positive rate, PSI, decision flip rate) and keeps them in one typed record.
+(KS, recall at a fixed false-positive rate) and keeps them in one typed record. PSI and decision flips, which
+need no labels, are in server/evaluation/score_comparison.py.
 """
 
 import numpy as np
@@ -67,25 +68,3 @@ def risk_metrics(labels: np.ndarray, scores: np.ndarray) -> RiskMetrics:
         distinct_scores=int(np.unique(scores).size),
         share_scores_exactly_0_or_1=float(np.mean((scores == 0.0) | (scores == 1.0))),
     )
-
-
-def population_stability_index(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
-    """PSI of `actual` against `expected`, with quantile bins of `expected` (the usual credit-risk form).
-
-    Conventional reading: below 0.1 stable, 0.1 to 0.25 a shift worth a look, above 0.25 a real shift.
-    """
-    expected = np.asarray(expected, dtype=np.float64).ravel()
-    actual = np.asarray(actual, dtype=np.float64).ravel()
-    edges = np.unique(np.quantile(expected, np.linspace(0.0, 1.0, bins + 1)))
-    edges[0], edges[-1] = -np.inf, np.inf
-    eps = 1e-6
-    expected_share = np.histogram(expected, edges)[0] / expected.size + eps
-    actual_share = np.histogram(actual, edges)[0] / actual.size + eps
-    return float(np.sum((actual_share - expected_share) * np.log(actual_share / expected_share)))
-
-
-def decision_flip_rate(reference: np.ndarray, candidate: np.ndarray, threshold: float) -> float:
-    """Share of rows on different sides of `threshold` under the two score vectors."""
-    reference = np.asarray(reference).ravel()
-    candidate = np.asarray(candidate).ravel()
-    return float(np.mean((reference >= threshold) != (candidate >= threshold)))

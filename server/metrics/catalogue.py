@@ -133,9 +133,67 @@ VERSION_KEPT_OUT = MetricSpec(
 MODEL_SCORE = MetricSpec(
     "riskserve_model_score",
     "histogram",
-    ("model",),
+    ("model", "version"),
     "Distribution of the positive-class probability the model returned (for drift monitoring).",
     SCORE_BUCKETS,
+)
+LIVE_ROWS = MetricSpec(
+    "riskserve_live_check_rows_total",
+    "counter",
+    ("model", "version"),
+    "Rows of sampled live calls to an INT8-served model that its FP32 original also scored, off the hot "
+    "path.",
+)
+LIVE_DROPPED = MetricSpec(
+    "riskserve_live_check_dropped_rows_total",
+    "counter",
+    ("model", "version"),
+    "Sampled rows not compared with FP32 because the live-check queue was full (live_check_queue_rows).",
+)
+LIVE_FLIPS = MetricSpec(
+    "riskserve_live_check_flips_total",
+    "counter",
+    ("model", "version", "threshold"),
+    "Compared rows whose decision at the threshold differs between INT8 and FP32; divided by the rate of "
+    "riskserve_live_check_rows_total, the live flip rate.",
+)
+LIVE_FLIP_BUDGET = MetricSpec(
+    "riskserve_live_check_flip_budget",
+    "gauge",
+    ("model", "version"),
+    "The accuracy gate's max_decision_flip_rate: what the alert and on_live_drift compare the live flip rate "
+    "with.",
+)
+LIVE_WINDOW_ROWS = MetricSpec(
+    "riskserve_live_check_window_rows",
+    "gauge",
+    ("model", "version"),
+    "Compared rows in the rolling window (live_check_window_s) the other live-check gauges are taken over.",
+)
+LIVE_MEAN_DIFF = MetricSpec(
+    "riskserve_live_check_mean_abs_score_diff",
+    "gauge",
+    ("model", "version"),
+    "Mean |INT8 - FP32| positive-class probability over the window's compared rows (NaN without rows).",
+)
+LIVE_MAX_DIFF = MetricSpec(
+    "riskserve_live_check_max_abs_score_diff",
+    "gauge",
+    ("model", "version"),
+    "Largest |INT8 - FP32| positive-class probability among the window's compared rows (NaN without rows).",
+)
+LIVE_PSI = MetricSpec(
+    "riskserve_live_check_psi",
+    "gauge",
+    ("model", "version"),
+    "PSI of the window's INT8 scores against FP32's on the same rows, in the holdout's score-quantile bins.",
+)
+LIVE_DRIFT_PSI = MetricSpec(
+    "riskserve_live_score_drift_psi",
+    "gauge",
+    ("model", "version"),
+    "PSI of the window's live INT8 scores against the served model's scores on the holdout file: drift of "
+    "the traffic itself (0.1-0.25 a shift worth a look, above 0.25 a real shift).",
 )
 SERVER_READY = MetricSpec(
     "riskserve_server_ready",
@@ -163,5 +221,14 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     MODEL_RELOADS,
     VERSION_KEPT_OUT,
     MODEL_SCORE,
+    LIVE_ROWS,
+    LIVE_DROPPED,
+    LIVE_FLIPS,
+    LIVE_FLIP_BUDGET,
+    LIVE_WINDOW_ROWS,
+    LIVE_MEAN_DIFF,
+    LIVE_MAX_DIFF,
+    LIVE_PSI,
+    LIVE_DRIFT_PSI,
     SERVER_READY,
 )

@@ -24,6 +24,7 @@ from prometheus_client.utils import floatToGoString
 
 from server.metrics import catalogue as m
 from server.metrics.latency_window import WINDOW_QUANTILES, merge_window, window_quantiles
+from server.metrics.live_window import live_figures, merge_live_windows
 from server.metrics.snapshot import LabelValues, ProcessSnapshot, read_snapshots
 
 if TYPE_CHECKING:
@@ -35,7 +36,9 @@ if TYPE_CHECKING:
 # fp32_fallback 1, the alert's case (fix the model or add labelled rows). `no_gain` passed the accuracy
 # gate but does not pay (FP32 by design): gate_passed 1, fp32_fallback 0.
 NO_GATE_VERDICTS = frozenset({"disabled", "not_quantizable"})
-UNSHOWN_ACCURACY_VERDICTS = frozenset({"failed", "insufficient_evidence"})
+# `live_drift`: INT8 passed at startup but its flip rate on live traffic went above the budget, and
+# on_live_drift: serve_fp32 switched the model to FP32 (server/monitoring/live_check.py): the same case.
+UNSHOWN_ACCURACY_VERDICTS = frozenset({"failed", "insufficient_evidence", "live_drift"})
 
 # A process whose snapshot is older than this many flush intervals is treated as gone.
 STALE_AFTER_FLUSH_INTERVALS = 5
@@ -66,7 +69,7 @@ class ServingMetricsCollector:
         self._metrics = metrics
 
     def describe(self) -> Iterator[Metric]:
-        yield from self._families({}, {}, {}, {}, {}, None)
+        yield from self._families({}, {}, {}, {}, {}, None, {})
 
     def collect(self) -> Iterator[Metric]:
         local = self._metrics.snapshot()
@@ -98,7 +101,8 @@ class ServingMetricsCollector:
                 (s.windows[key] for s in everyone if key in s.windows), current, window.slices
             )
             quantiles[key] = window_quantiles(merged)
-        yield from self._families(models, histograms, counters, gauges, quantiles, ready)
+        live_checks = merge_live_windows([s.live_checks for s in live])
+        yield from self._families(models, histograms, counters, gauges, quantiles, ready, live_checks)
 
     def _families(
         self,
@@ -108,6 +112,7 @@ class ServingMetricsCollector:
         gauges: dict,
         quantiles: dict,
         ready: bool | None,
+        live_checks: dict,
     ) -> Iterator[Metric]:
         for spec in (m.REQUEST_DURATION, m.QUEUE_WAIT, m.INFERENCE_DURATION):
             yield _histogram(spec, histograms.get(spec.name, {}))
@@ -118,13 +123,22 @@ class ServingMetricsCollector:
             for labels, value in sorted(gauges.get(spec.name, {}).items()):
                 family.add_metric(labels, value)
             yield family
-        for spec in (m.REJECTED, m.FAILED, m.BATCHER_FAILURES, m.MODEL_RELOADS):
+        for spec in (
+            m.REJECTED,
+            m.FAILED,
+            m.BATCHER_FAILURES,
+            m.MODEL_RELOADS,
+            m.LIVE_ROWS,
+            m.LIVE_DROPPED,
+            m.LIVE_FLIPS,
+        ):
             family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
             for labels, value in sorted(counters.get(spec.name, {}).items()):
                 family.add_metric(labels, value)
             yield family
         yield from _model_families(models)
         yield _histogram(m.MODEL_SCORE, histograms.get(m.MODEL_SCORE.name, {}))
+        yield from _live_check_families(live_checks)
         family = GaugeMetricFamily(m.SERVER_READY.name, m.SERVER_READY.help)
         if ready is not None:
             family.add_metric([], 1.0 if ready else 0.0)
@@ -177,3 +191,29 @@ def _model_families(models: dict[str, Any]) -> Iterator[Metric]:
         for metric, delta in sorted(facts.metric_deltas.items()):
             deltas.add_metric([model, metric], delta)
     yield from (info, gate, fallback, deltas)
+
+
+def _live_check_families(live_checks: dict) -> Iterator[Metric]:
+    """The windowed INT8-vs-FP32 gauges of each (model, version), from the processes' summed windows."""
+    specs = (
+        m.LIVE_FLIP_BUDGET,
+        m.LIVE_WINDOW_ROWS,
+        m.LIVE_MEAN_DIFF,
+        m.LIVE_MAX_DIFF,
+        m.LIVE_PSI,
+        m.LIVE_DRIFT_PSI,
+    )
+    families = {spec.name: GaugeMetricFamily(spec.name, spec.help, labels=spec.labels) for spec in specs}
+    for key, (reference, tally) in sorted(live_checks.items()):
+        figures = live_figures(tally, reference)
+        values = (
+            reference.flip_budget,
+            figures.rows,
+            figures.mean_abs_score_diff,
+            figures.max_abs_score_diff,
+            figures.psi,
+            figures.drift_psi,
+        )
+        for spec, value in zip(specs, values, strict=True):
+            families[spec.name].add_metric(list(key), value)
+    yield from families.values()

@@ -31,6 +31,7 @@ from server.metrics.latency_window import (
     new_hdr_histogram,
     reset_hdr_histogram,
 )
+from server.metrics.live_window import LiveCheckRecorder
 from server.metrics.snapshot import LabelValues, ProcessSnapshot, write_snapshot
 from server.served_model import ModelFacts
 
@@ -114,6 +115,8 @@ class ServingMetrics:
         self._reloads: dict[LabelValues, float] = {}
         self._kept_out: dict[LabelValues, float] = {}
         self._models: dict[str, ModelFacts] = {}
+        self._score_keys: dict[str, LabelValues] = {}  # model -> (model, version): the score's labels
+        self.live_checks = LiveCheckRecorder()  # INT8 against FP32 on sampled calls (server/monitoring)
         self._ready: bool | None = None
         self._encoded_closed_slices: dict[tuple[LabelValues, int], str] = {}
         # (method key) -> (slice start, slice end, its HDR histogram): the current slice, found once per slice
@@ -210,7 +213,8 @@ class ServingMetrics:
         with self._lock:
             self._record_call(key, total_s, prediction.queue_s, prediction.inference_s)
             scores = self._scores
-            row = scores.get((model,)) or scores.setdefault((model,), _new_row(len(_SCORE_BOUNDS)))
+            score_key = self._score_keys.get(model) or (model, "unknown")
+            row = scores.get(score_key) or scores.setdefault(score_key, _new_row(len(_SCORE_BOUNDS)))
             for value in probabilities:
                 row[bisect_left(_SCORE_BOUND_LIST, value)] += 1
                 row[-1] += value
@@ -274,8 +278,8 @@ class ServingMetrics:
 
     def observe_scores(self, model: str, probabilities: Sequence[float] | np.ndarray) -> None:
         """Add positive-class probabilities to the model's score distribution."""
+        key = self._score_keys.get(model) or (model, "unknown")
         if len(probabilities) <= _PLAIN_SCORES_MAX:  # a few plain floats: bisect, no numpy round trip
-            key = (model,)
             with self._lock:
                 row = self._scores.get(key) or self._scores.setdefault(key, _new_row(len(_SCORE_BOUNDS)))
                 for value in probabilities:
@@ -290,9 +294,7 @@ class ServingMetrics:
         )
         total = float(values.sum())
         with self._lock:
-            row = self._scores.get((model,)) or self._scores.setdefault(
-                (model,), _new_row(len(_SCORE_BOUNDS))
-            )
+            row = self._scores.get(key) or self._scores.setdefault(key, _new_row(len(_SCORE_BOUNDS)))
             for index in np.flatnonzero(per_bucket):
                 row[index] += int(per_bucket[index])
             row[-1] += total
@@ -305,6 +307,7 @@ class ServingMetrics:
         finite = {str(k): float(v) for k, v in facts.metric_deltas.items() if math.isfinite(float(v))}
         with self._lock:
             self._models[facts.name] = replace(facts, metric_deltas=finite)
+            self._score_keys[facts.name] = (facts.name, facts.version)
 
     def set_model_unavailable(self, model: str, reason: str) -> None:
         """`model` is configured but cannot be served in this process, because of `reason` (a short kind)."""
@@ -363,6 +366,8 @@ class ServingMetrics:
             )
             now = snap.written_at
             keys = list(self.window.live_slices(now))
+        live_counters, snap.live_checks = self.live_checks.snapshot(now)
+        snap.counters.update(live_counters)
         snap.windows = self._encoded_windows(keys, now) if for_disk else self._merged_windows(keys, now)
         return snap
 

@@ -39,6 +39,8 @@ class ProcessSnapshot:
     models: dict[str, ModelFacts] = field(default_factory=dict)
     ready: bool | None = None
     windows: dict[LabelValues, dict[int, HdrHistogram | str | bytes]] = field(default_factory=dict)
+    # (model, version) -> {"reference": LiveReference dict, "window": LiveTally dict} (metrics/live_window.py)
+    live_checks: dict[LabelValues, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         def rows(table: dict[str, dict[LabelValues, Any]]) -> dict[str, list[list[Any]]]:
@@ -65,6 +67,7 @@ class ProcessSnapshot:
                     ]
                     for key, per_slice in self.windows.items()
                 ],
+                "live_checks": [[list(key), entry] for key, entry in self.live_checks.items()],
             }
         )
 
@@ -91,6 +94,7 @@ class ProcessSnapshot:
             windows={
                 tuple(key): {int(i): enc for i, enc in per_slice.items()} for key, per_slice in raw["windows"]
             },
+            live_checks={tuple(key): entry for key, entry in raw.get("live_checks", [])},
         )
 
 

@@ -13,12 +13,8 @@ from pydantic import BaseModel, ConfigDict
 
 from server.batch_invariance import INVARIANCE_CHECK_ROWS, Feeds, Run, choose_chunk_rows, run_in_fixed_chunks
 from server.config.model_config import ModelConfig
-from server.evaluation.risk_metrics import (
-    RiskMetrics,
-    decision_flip_rate,
-    population_stability_index,
-    risk_metrics,
-)
+from server.evaluation.risk_metrics import RiskMetrics, risk_metrics
+from server.evaluation.score_comparison import decision_flip_rate, population_stability_index
 from server.model_io import output_positive_column, output_width, probability_column
 from server.ort_session import create_session
 from server.quantization.calibration_data import FeatureTable

@@ -19,6 +19,7 @@ from server.evaluation.paired_intervals import (
     pr_auc_difference,
     roc_auc_difference,
 )
+from server.evaluation.score_comparison import decision_flips
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def weigh_evidence(
     rows, positives = int(labels.size), int(labels.sum())
     auc = roc_auc_difference(labels, fp32, int8)
     flips = {
-        name: flip_rate_interval(int(np.sum((fp32 >= t) != (int8 >= t))), rows)
+        name: flip_rate_interval(decision_flips(fp32, int8, t), rows)
         for name, t in thresholds.items()
     }
     problems, needed = [], [rows]

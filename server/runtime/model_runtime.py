@@ -8,6 +8,7 @@ Runtime, decide. The front doors only convert their wire format to columns and t
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
@@ -24,6 +25,9 @@ from server.runtime.features import FeatureSchema, FieldNamer
 from server.runtime.prediction import Prediction, decide_rows
 from server.runtime.reasons import counterfactual_rows, top_reasons
 from server.served_model import PreparedModel
+
+if TYPE_CHECKING:
+    from server.monitoring.live_check import LiveCheck
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,8 @@ class ModelRuntime:
         self.single_row_seconds: float | None = None  # measured by warm_up
         self.output_columns = 1  # columns of the probability output: set by load from a run
         self.positive_column = 0  # set by load from the output's width (see output_positive_column)
+        self._live_check: LiveCheck | None = None
+        self._until_sample = -1  # calls until the next one the live check gets; never 0 unless watched
 
     @classmethod
     def load(cls, config: ModelConfig, prepared: PreparedModel, settings: ServerSettings) -> "ModelRuntime":
@@ -153,6 +159,11 @@ class ModelRuntime:
         )
         self.batcher.start()
 
+    def watch(self, live_check: "LiveCheck") -> None:
+        """Offer a sample of calls to `live_check` (server/monitoring/live_check.py) from now on."""
+        self._live_check = live_check
+        self._until_sample = live_check.next_gap()
+
     async def stop(self) -> None:
         if self.batcher is not None:
             await self.batcher.stop()
@@ -182,7 +193,8 @@ class ModelRuntime:
         reasons = None
         if explain:  # the application and one counterfactual row per feature off its reference value
             values, changed = counterfactual_rows(self.schema.check(columns, rows, namer), self.reference)
-            result = await self.batcher.submit(self.schema.assemble(values), len(changed) + 1, deadline)
+            feeds = self.schema.assemble(values)
+            result = await self.batcher.submit(feeds, len(changed) + 1, deadline)
             outputs = result.outputs[:1]
             pd_rows = probability_column(result.outputs, self.positive_column)
             reasons = top_reasons(pd_rows, changed, self.config)
@@ -192,6 +204,9 @@ class ModelRuntime:
             result = await self.batcher.submit(feeds, rows, deadline)
             outputs = result.outputs
         probabilities, scores, decisions = decide_rows(self.config, outputs, self.positive_column)
+        self._until_sample -= 1
+        if not self._until_sample:  # a sampled call: its rows to the FP32 live check, off this path
+            self._until_sample = self._live_check.offer(feeds, outputs)  # type: ignore[union-attr]
         return Prediction(
             outputs, probabilities, scores, decisions, reasons, result.queue_s, result.inference_s
         )

@@ -9,7 +9,7 @@ import pytest
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
 from server.metrics.buckets import SCORE_BUCKETS
 from tests.e2e.conftest import ServerThread, test_settings
-from tests.e2e.model_factory import write_model
+from tests.e2e.model_factory import INT8_HIDDEN, INT8_SERVED, write_model
 from tests.e2e.requests import application, risky_transaction, transaction
 from tests.metrics.conftest import samples, scrape
 from tests.metrics.dashboard_queries import dashboard_queries, metric_names
@@ -22,8 +22,11 @@ EVENT_ONLY = {"riskserve_requests_failed_total"}
 def served(tmp_path_factory) -> ServerThread:
     root = tmp_path_factory.mktemp("served-metrics")
     batching = {"max_batch_size": 16, "max_queue_size": 32}
-    # Quantized (static INT8, the default mode), so the gate's figures are exported too.
-    write_model(root / "models" / "fraud", "fraud", batching=batching, quantization={"mode": "static"})
+    # Quantized and served INT8 (wide enough that INT8 is smaller), so the gate's figures and the live
+    # check's are exported too.
+    write_model(
+        root / "models" / "fraud", "fraud", batching=batching, quantization=INT8_SERVED, hidden=INT8_HIDDEN
+    )
     write_model(root / "models" / "credit", "credit")
     running = ServerThread(test_settings(root / "models", root / "cache")).wait_ready()
     yield running

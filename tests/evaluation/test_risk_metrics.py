@@ -3,12 +3,8 @@
 import numpy as np
 import pytest
 
-from server.evaluation.risk_metrics import (
-    decision_flip_rate,
-    population_stability_index,
-    recall_at_fpr,
-    risk_metrics,
-)
+from server.evaluation.risk_metrics import recall_at_fpr, risk_metrics
+from server.evaluation.score_comparison import decision_flip_rate, population_stability_index
 
 
 def test_perfect_and_inverted_rankings() -> None:

@@ -42,17 +42,41 @@ def test_alert_rules_only_read_metrics_the_server_exports():
             assert base in exported, f"{name} in {expr!r} is not a riskserve metric"
     alerts = {rule.get("alert") for group in rules["groups"] for rule in group["rules"]}
     assert {"RiskserveP99AboveSLA", "RiskserveErrorRatioHigh", "RiskserveModelServedAsFP32",
-            "RiskserveReplicaNotReady", "RiskserveReplicaDown"} <= alerts  # fmt: skip
+            "RiskserveReplicaNotReady", "RiskserveReplicaDown", "RiskserveLiveFlipRateAboveBudget",
+            "RiskserveLiveScoreDrift"} <= alerts  # fmt: skip
 
 
-def test_promtool_rule_tests_can_fail(tmp_path):
-    """Guard against a rules test that passes vacuously: a raised SLA must break the p99 alert test."""
-    rules = (DEPLOY / "riskserve-alerts.yml").read_text().replace("p99_rate1m > 0.010", "p99_rate1m > 0.020")
-    (tmp_path / "riskserve-alerts.yml").write_text(rules)
+@pytest.mark.parametrize(
+    ("rule_text", "broken", "alert"),
+    [
+        ("p99_rate1m > 0.010", "p99_rate1m > 0.020", "RiskserveP99AboveSLA"),  # a raised SLA
+        (  # a budget ten times the gate's: fraud's 2 % live flip rate would pass
+            "max by (model, version) (riskserve_live_check_flip_budget)",
+            "max by (model, version) (riskserve_live_check_flip_budget) * 10",
+            "RiskserveLiveFlipRateAboveBudget",
+        ),
+        (  # no minimum of compared rows: one flipping row in a quiet model would page
+            "(increase(riskserve_live_check_rows_total[30m])) >= 1000",
+            "(increase(riskserve_live_check_rows_total[30m])) >= 0",
+            "RiskserveLiveFlipRateAboveBudget",
+        ),
+        (  # no minimum window: the PSI of 40 rows would page
+            "riskserve_live_check_window_rows >= 1000",
+            "riskserve_live_check_window_rows >= 0",
+            "RiskserveLiveScoreDrift",
+        ),
+    ],
+    ids=["p99-sla", "live-flip-budget", "live-flip-min-rows", "drift-min-rows"],
+)
+def test_promtool_rule_tests_can_fail(tmp_path, rule_text, broken, alert):
+    """Guard against a rules test that passes vacuously: each broken rule must fail its alert's test."""
+    original = (DEPLOY / "riskserve-alerts.yml").read_text()
+    assert rule_text in original
+    (tmp_path / "riskserve-alerts.yml").write_text(original.replace(rule_text, broken))
     (tmp_path / "riskserve-alerts.test.yml").write_text((DEPLOY / "riskserve-alerts.test.yml").read_text())
     result = subprocess.run(
         ["promtool", "test", "rules", "riskserve-alerts.test.yml"],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0
-    assert "RiskserveP99AboveSLA" in result.stdout + result.stderr
+    assert alert in result.stdout + result.stderr

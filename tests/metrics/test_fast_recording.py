@@ -34,7 +34,7 @@ def test_a_recorded_call_lands_in_every_histogram_and_the_window():
         key = ("fraud", "Score", "OK")
         for name in ("riskserve_request_duration_seconds", "riskserve_queue_wait_seconds"):
             assert sum(snap.histograms[name][key][:-1]) == 3
-        assert sum(snap.histograms["riskserve_model_score"][("fraud",)][:-1]) == 3
+        assert sum(snap.histograms["riskserve_model_score"][("fraud", "unknown")][:-1]) == 3  # no facts set
         (window,) = snap.windows[("fraud", "Score")].values()
         assert window.total_count == 3
     finally:

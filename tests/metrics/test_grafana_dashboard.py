@@ -12,6 +12,13 @@ REQUIRED_VIEWS = {
     "queue depth": "riskserve_queue_depth_rows",
     "model precision and gate verdict": "riskserve_model_info",
     "FP32 fallback": "riskserve_model_fp32_fallback",
+    "score distribution per version": "riskserve_model_score_bucket",
+    "live flip rate": "riskserve_live_check_flips_total",
+    "live flip budget": "riskserve_live_check_flip_budget",
+    "shadow agreement": "riskserve_live_check_mean_abs_score_diff",
+    "INT8 vs FP32 PSI": "riskserve_live_check_psi",
+    "traffic drift": "riskserve_live_score_drift_psi",
+    "live-check drops": "riskserve_live_check_dropped_rows_total",
 }
 
 

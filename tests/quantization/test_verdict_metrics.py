@@ -12,6 +12,7 @@ EXPECTED = {
     GateVerdict.PASSED_WITH_FALLBACK: (Precision.INT8, 1.0, 0.0),
     GateVerdict.FAILED: (Precision.FP32, 0.0, 1.0),
     GateVerdict.INSUFFICIENT_EVIDENCE: (Precision.FP32, 0.0, 1.0),
+    GateVerdict.LIVE_DRIFT: (Precision.FP32, 0.0, 1.0),  # switched by on_live_drift: serve_fp32
     GateVerdict.NO_GAIN: (Precision.FP32, 1.0, 0.0),
     GateVerdict.NOT_QUANTIZABLE: (Precision.FP32, None, 0.0),
     GateVerdict.DISABLED: (Precision.FP32, None, 0.0),
