@@ -36,17 +36,26 @@ class Burst:
     seconds: float
 
 
-def padded_transaction(message_bytes: int) -> scoring_pb2.Transaction:
-    """A fraud holdout transaction whose id pads it to about `message_bytes` on the wire."""
+def padded_transaction(
+    message_bytes: int, base: scoring_pb2.Transaction | None = None
+) -> scoring_pb2.Transaction:
+    """`base` (default: a fraud holdout transaction) with its id padded to about `message_bytes`."""
     padded = scoring_pb2.Transaction()
-    padded.CopyFrom(holdout_transactions(1, seed=0)[0])
+    padded.CopyFrom(base or holdout_transactions(1, seed=0)[0])
     padded.transaction_id = "x" * message_bytes
     return padded
 
 
-def burst(target: str, pid: int, message_bytes: int, calls: int = CALLS) -> Burst:
-    """`calls` concurrent Score calls of about `message_bytes` each; RSS of `pid`'s tree meanwhile."""
-    request = padded_transaction(message_bytes)
+def burst(
+    target: str,
+    pid: int,
+    message_bytes: int,
+    calls: int = CALLS,
+    base: scoring_pb2.Transaction | None = None,
+) -> Burst:
+    """`calls` concurrent Score calls of about `message_bytes` each (`base` padded, see
+    padded_transaction); RSS of `pid`'s tree meanwhile."""
+    request = padded_transaction(message_bytes, base)
     samples, stop = [rss_kb(pid)], threading.Event()
 
     def sample() -> None:

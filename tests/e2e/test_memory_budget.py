@@ -21,7 +21,7 @@ CONTAINER_LIMIT_MIB = 1024  # deploy/kubernetes/deployment.yaml
 
 def _burst(server, message_bytes: int) -> tuple[float, float, dict[str, int]]:
     """(RSS before, peak RSS, MiB; outcomes by status code) of CALLS concurrent Score calls."""
-    measured = burst(server.target, server.pid, message_bytes)
+    measured = burst(server.target, server.pid, message_bytes, base=transaction())
     return measured.rss_mib_before, measured.rss_mib_peak, measured.outcomes
 
 
