@@ -364,7 +364,9 @@ class MicroBatcher:
             return self._handoff is InferenceHandoff.INLINE
         if rows <= INLINE_MAX_ROWS or self.row_seconds is None:  # the first big batch measures on the thread
             return False
-        return rows * self.row_seconds <= BATCH_INLINE_MAX_SECONDS
+        # Not while other requests wait behind it: under load the loop must keep turning to accept and
+        # refuse calls (RESOURCE_EXHAUSTED at the door), or they pile up in gRPC core until it cancels them.
+        return not self._queue and rows * self.row_seconds <= BATCH_INLINE_MAX_SECONDS
 
     def _timed_run(self, feeds: Feeds, rows: int) -> tuple[np.ndarray, float]:
         """The ONNX Runtime call alone, timed where it runs (without the thread hand-off). Whatever goes

@@ -363,3 +363,35 @@ def test_auto_brings_bulk_batches_back_inline_after_a_slow_spell():
     threads = _bulk_threads(DoublingModel(), 30, slow_calls=3)
     assert all(name.startswith("ort-m") for name in threads[:3])
     assert threads[-1] == "MainThread"
+
+
+def test_auto_keeps_a_fast_bulk_batch_on_the_thread_while_others_wait_behind_it():
+    """Under load the event loop keeps turning (to accept and refuse calls), so a batch with more queued
+    behind it goes to the thread even when it is fast."""
+    model = DoublingModel()
+
+    async def scenario():
+        batcher = MicroBatcher(
+            "m",
+            model,
+            max_batch_size=256,
+            max_queue_delay_us=0,
+            max_queue_rows=2048,
+            handoff=InferenceHandoff.AUTO,
+        )
+        batcher.start()
+        block = np.arange(256, dtype=np.float32).reshape(-1, 1)
+        await batcher.submit({"x": block}, 256)  # measured once, on the thread
+        await asyncio.sleep(0.001)
+        model.threads.clear()
+        await batcher.submit({"x": block}, 256)
+        alone = set(model.threads)
+        model.threads.clear()
+        results = await asyncio.gather(*(batcher.submit({"x": block + i}, 256) for i in range(4)))
+        await batcher.stop()
+        return alone, model.threads, results
+
+    alone, threads, results = _run(scenario())
+    assert alone == {"MainThread"}  # nothing behind it: inline
+    assert [r.outputs[0, 0] for r in results] == [0.0, 2.0, 4.0, 6.0]
+    assert any(name.startswith("ort-m") for name in threads)  # batches with others queued: the thread
