@@ -12,6 +12,8 @@ import numpy as np
 from server.config.errors import ConfigError
 from server.config.model_config import ModelConfig
 
+SCORING_CHUNK_ROWS = 4096  # rows per ONNX Runtime call when a whole data file is scored
+
 Feeds = dict[str, np.ndarray]  # ONNX input name -> [N, width] array
 NUMPY_DTYPE = {
     "float32": np.float32,

@@ -24,7 +24,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _number(flag: str, text: str) -> float:
-    from server.model_init import ModelInitError
+    from server.model_init.errors import ModelInitError
 
     try:
         return float(text)
@@ -67,8 +67,8 @@ def register(actions: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from server.config.model_config import ModelTask
-    from server.model_init import InitOptions, ModelInitError, init_model
-    from server.model_init.build import check_alert_rates
+    from server.model_init.build import InitOptions, check_alert_rates, init_model
+    from server.model_init.errors import ModelInitError
 
     try:
         options = InitOptions(

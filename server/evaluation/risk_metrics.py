@@ -6,27 +6,14 @@ need no labels, are in server/evaluation/score_comparison.py.
 """
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
 
+from server.evaluation.figures import RiskMetrics
 
-class RiskMetrics(BaseModel):
-    """One score vector's figures; typed in the quantization report as they are computed (JSON in and out:
-    unknown keys are errors, non-finite floats stay NaN/Infinity)."""
+__all__ = ["RiskMetrics", "ks_statistic", "recall_at_fpr", "risk_metrics"]
 
-    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
 
-    rows: int
-    positives: int
-    roc_auc: float
-    pr_auc: float
-    ks: float
-    brier: float
-    recall_at_1pct_fpr: float
-    distinct_scores: int
-    share_scores_exactly_0_or_1: float
-
-    def as_dict(self) -> dict[str, float | int]:
+def as_dict(self) -> dict[str, float | int]:
         return self.model_dump()
 
 

@@ -25,8 +25,7 @@ from server.config.settings import LiveDriftPolicy, ServerSettings
 from server.evaluation.score_comparison import binned_counts, quantile_edges
 from server.metrics.live_window import LiveCheckRecorder, LiveReference, LiveTally, flips_above_budget
 from server.model_data import DataKind, feeds_from_frame, input_frame
-from server.model_io import probability_column
-from server.quantization.evaluation import SCORING_CHUNK_ROWS
+from server.model_io import SCORING_CHUNK_ROWS, probability_column
 from server.runtime.batcher import Feeds
 from server.runtime.model_runtime import ModelRuntime
 from server.served_model import GateVerdict, Precision, PreparedModel

@@ -9,42 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from pydantic import BaseModel, ConfigDict
 
 from server.batch_invariance import INVARIANCE_CHECK_ROWS, Feeds, Run, choose_chunk_rows, run_in_fixed_chunks
 from server.config.model_config import ModelConfig
-from server.evaluation.risk_metrics import RiskMetrics, risk_metrics
+from server.evaluation.figures import AccuracyComparison
+from server.evaluation.risk_metrics import risk_metrics
 from server.evaluation.score_comparison import decision_flip_rate, population_stability_index
-from server.model_io import output_positive_column, output_width, probability_column
+from server.model_io import SCORING_CHUNK_ROWS, output_positive_column, output_width, probability_column
 from server.ort_session import create_session
 from server.quantization.calibration_data import FeatureTable
-
-SCORING_CHUNK_ROWS = 4096
-
-
-class AccuracyComparison(BaseModel):
-    """The INT8 scores against FP32's on the same holdout rows; the quantization report's `accuracy`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
-
-    fp32: RiskMetrics
-    int8: RiskMetrics
-    roc_auc_delta: float  # INT8 - FP32
-    roc_auc_ratio: float  # INT8 / FP32
-    pr_auc_delta: float
-    ks_delta: float
-    brier_delta: float
-    mean_abs_score_diff: float
-    max_abs_score_diff: float
-    psi: float  # of the INT8 score distribution against FP32's
-    distinct_score_ratio: float  # distinct INT8 scores / distinct FP32 scores
-    flip_rates: dict[str, float]  # threshold name -> share of rows whose decision changes
-    max_flip_rate: float  # the largest of flip_rates (0 without thresholds)
-
-    def metric_deltas(self) -> dict[str, float]:
-        """The flat figures exported as metrics and metadata: every scalar here, a flip rate per threshold."""
-        figures = self.model_dump(exclude={"fp32", "int8", "flip_rates"})
-        return {**figures, **{f"flip_rate_{name}": rate for name, rate in self.flip_rates.items()}}
 
 
 def positive_scores(session: ort.InferenceSession, table: FeatureTable, config: ModelConfig) -> np.ndarray:

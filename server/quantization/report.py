@@ -14,7 +14,7 @@ from server.config.quantization_config import (
     QuantizationConfig,
     QuantizationMode,
 )
-from server.quantization.evaluation import AccuracyComparison
+from server.evaluation.figures import AccuracyComparison
 from server.quantization.report_sections import (
     BenefitSection,
     CalibrationSection,

@@ -3,7 +3,7 @@ speed."""
 
 from rich.table import Table
 
-from server.quantization.evaluation import AccuracyComparison
+from server.evaluation.figures import AccuracyComparison
 from server.quantization.report import QuantizationReport
 from server.quantization.report_sections import (
     BudgetCheckSection,

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from server.model_init import ModelInitError
+from server.model_init.errors import ModelInitError
 from server.model_init.features import inferred_range
 from server.model_init.signature import read_signature
 from server.model_init.thresholds import thresholds_at

@@ -63,3 +63,16 @@ def test_nothing_in_server_imports_the_recipe_at_module_level():
             if MODULE_LEVEL_IMPORT.match(line):  # unindented: runs when the module is imported
                 offenders.append(f"{path.relative_to(REPO)}:{number}: {line}")
     assert not offenders, offenders
+
+
+def test_serving_does_not_import_scikit_learn(tmp_path):
+    """A warm start reads cached reports only: scikit-learn (holdout metrics, `models init`) would add
+    ~40 MiB to every serving process's RSS and a second to its start."""
+    code = (
+        "import sys\n"
+        "import server.app.serving, server.quantization.report, server.monitoring.live_check\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn')[:3])\n"
+    )
+    done = _python(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
