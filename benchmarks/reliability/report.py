@@ -43,6 +43,24 @@ FINDINGS = """
   naming no file; a garbled INT8 file is now caught when ONNX Runtime refuses it). A cache directory that
   cannot be written used to be a `Permission denied` traceback on a cold start: the model now serves,
   quantized for that process only, with one `event=cache_unwritable` warning naming the directory.
+- **Large messages**: 48 concurrent 16 MiB `Score` calls used to take a fresh server from 227 MiB to a
+  1.19 GiB peak. gRPC core now refuses a message over `max_message_bytes` (4 MiB, from 16) from its length
+  prefix, before holding it (see the rows); a large request (64 KiB or more) holds its bytes in a budget,
+  `max_request_bytes_in_flight`, from before it is parsed until its call ends, the excess refused
+  RESOURCE_EXHAUSTED unparsed (`reason="memory_budget"`); and glibc's mmap threshold is fixed at 128 KiB
+  (`malloc_mmap_threshold_kb`), so freed large buffers go back to the system (48 x 15 MiB with glibc's
+  adjusting threshold: 2.2 GiB peak; fixed: 1.0 GiB, both before the 4 MiB limit). What the budget cannot
+  bound: gRPC core holds each call it is receiving up to `max_message_bytes` before Python sees it.
+- **Overload at `59fa103`**: the excess ended CANCELLED by gRPC core (915), none RESOURCE_EXHAUSTED (the
+  previous release refused all of it at the door). That commit runs a fast 256-row batch on the event loop
+  (the bulk hand-off change, worth 1.2-1.3x rows/s at one caller), and under overload the loop then turned
+  too slowly to take calls from core and refuse them. Fixed after this run: a big batch runs inline only
+  when nothing waits behind it (`d202957`); `--only overload` at `7207145`, with other jobs using the
+  cores: 800 RESOURCE_EXHAUSTED, 658 CANCELLED, 833 OK. Not yet measured on a quiet machine.
+- **The soak's RSS** steps once, 355 → 372 MiB between 30 and 60 s, as the live INT8-vs-FP32 check's
+  rolling window fills, and is flat from 60 s to the end of the run; the same server with
+  `live_check_sample_rate=0` (a 150 s soak) was 315 → 323 MiB at 30 / 60 s and flat after. The servers of
+  this run also imported scikit-learn (~40 MiB each): found here, fixed after the run (`f93e2b3`).
 """
 
 METHOD = """
