@@ -27,7 +27,7 @@ from benchmarks.serving.payloads import mix_entry
 from benchmarks.serving.sequential import run_sequential
 from loadtest.request_bodies import build_pool
 from server.config.paths import BUNDLED_MODELS_DIR
-from server.monitoring.live_check import THREAD_NICENESS
+from server.monitoring.shadow import THREAD_NICENESS
 
 RATES = (0.0, 0.01, 0.1)
 
