@@ -105,7 +105,8 @@ class LiveTally:
             return math.nan
         sx, sy, sxx, syy, sxy = self.moments
         covariance, var_x, var_y = sxy - sx * sy / n, sxx - sx * sx / n, syy - sy * sy / n
-        if var_x <= 0.0 or var_y <= 0.0:
+        # a constant score leaves a rounding residue, not 0: variances this small relative to the sums are 0
+        if var_x <= 1e-12 * sxx or var_y <= 1e-12 * syy:
             return math.nan
         return max(-1.0, min(1.0, covariance / math.sqrt(var_x * var_y)))
 
