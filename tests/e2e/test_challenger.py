@@ -145,6 +145,16 @@ def _expected(config, champion_path: Path, chunk_rows, challenger_path: Path, fr
     }
 
 
+def _disagreeing_rows(config, champion_path: Path, challenger_path: Path, wanted: int) -> pd.DataFrame:
+    """Rows of fresh traffic whose review decision the champion and the challenger disagree on."""
+    pool = fraud_frame(6000, seed=11)[config.feature_names]
+    champion, challenger = (offline_scores(p, config, pool) for p in (champion_path, challenger_path))
+    review = config.decision.review
+    disagreeing = pool[(champion >= review) != (challenger >= review)]
+    assert len(disagreeing) >= wanted, f"only {len(disagreeing)} disagreeing rows in the pool"
+    return disagreeing.head(wanted)
+
+
 def test_exported_figures_equal_an_offline_recomputation_of_the_sent_rows(servers, models, tmp_path):
     server = servers(
         repo_with(models, tmp_path / "repo", fraud={"shadow_share": 1.0, "min_agreement": 0.9}),
@@ -153,19 +163,24 @@ def test_exported_figures_equal_an_offline_recomputation_of_the_sent_rows(server
     champion = server.server.repository.get("fraud")
     config = champion.config
     assert champion.facts.precision.value == "int8"
-    frame = fraud_frame(150, seed=5)[config.feature_names]
+    challenger_path = models / "fraud_v2" / "model.onnx"
+    frame = pd.concat(
+        [
+            _disagreeing_rows(config, champion.prepared.model_path, challenger_path, 8),
+            fraud_frame(142, seed=5)[config.feature_names],
+        ]
+    ).sample(frac=1.0, random_state=0)
     answers = send_rows(server, config, frame)
     labels = {"model": "fraud", "version": config.version, "challenger": "fraud_v2"}
     labels["challenger_version"] = "1.0.0-test"
     wait_for(lambda: metric_value(server, "riskserve_challenger_rows_total", **labels) == len(frame))
     # the FP32 live check shares the runtime's one sampling hook: it saw every row too
     wait_for(lambda: metric_value(server, "riskserve_live_check_rows_total", model="fraud") == len(frame))
-    challenger_path = models / "fraud_v2" / "model.onnx"
     expected = _expected(config, champion.prepared.model_path, champion.chunk_rows, challenger_path, frame)
     assert [a["p"] for a in answers] == pytest.approx(expected["champion"].tolist(), abs=0)
     assert metric_value(server, "riskserve_challenger_window_rows", **labels) == len(frame)
     assert metric_value(server, "riskserve_challenger_dropped_rows_total", **labels) == 0
-    assert 0 < sum(expected["disagreements"].values()) < len(frame)  # the test can tell
+    assert expected["disagreements"]["review"] >= 8  # the test can tell agreement from disagreement
     for threshold, disagreements in expected["disagreements"].items():
         counted = metric_value(
             server, "riskserve_challenger_disagreements_total", **labels, threshold=threshold
