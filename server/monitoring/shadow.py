@@ -142,10 +142,6 @@ class Shadows:
         self._scorers.append(scorer)
         self._due.append(scorer.next_gap())
 
-    @property
-    def scorers(self) -> list[ShadowScorer]:
-        return list(self._scorers)
-
     def next_gap(self) -> int:
         pending = [due for due in self._due if due > 0]
         self._gap = min(pending) if pending else NOT_SAMPLING
