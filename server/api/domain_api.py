@@ -19,6 +19,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from hashlib import blake2b
 from operator import attrgetter, itemgetter, methodcaller
 
 import grpc
@@ -34,7 +35,7 @@ from server.runtime.errors import DrainingError, InvalidInputError, ModelNotFoun
 from server.runtime.features import FeatureSchema, FieldNamer
 from server.runtime.model_runtime import ModelRuntime
 from server.runtime.prediction import Prediction
-from server.runtime.repository import ModelRepository
+from server.runtime.repository import LiveSplit, ModelRepository
 from server.served_model import ModelFacts
 
 SECONDS_PER_HOUR = 3600
@@ -334,6 +335,20 @@ def check_domain_sources(config: ModelConfig) -> None:
         feature_sources(config, APPLICATION)
 
 
+def split_decider(split: LiveSplit, identity: str, champion: ModelRuntime, call) -> ModelRuntime:
+    """The runtime deciding a call for card or applicant `identity` under the champion's live split: the
+    challenger for ids whose hash is below the split's cutoff while it serves (the call is then recorded
+    under its name), else the champion. No id: the champion. The id is hashed, never kept or logged."""
+    if not identity:
+        return champion
+    digest = int.from_bytes(blake2b(identity.encode(), digest_size=8).digest(), "big")
+    challenger = split.challenger.serving
+    if digest >= split.cutoff or challenger is None:
+        return champion
+    call.relabel(split.challenger.label)
+    return challenger
+
+
 def model_ref(facts: ModelFacts) -> scoring_pb2.ModelRef:
     """The ModelRef every domain answer carries: which model, version and precision scored it."""
     return scoring_pb2.ModelRef(
@@ -420,8 +435,11 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
         slot = self._routes.get(request.model) or self.repository.slot(request.model, ModelTask.FRAUD)
         async with self.calls.unary(context, slot.label, "Score") as call:
             runtime = slot.serving or slot.ready()
-            if request.model_version and request.model_version != runtime.facts.version:
-                raise slot.version_error(request.model_version)
+            if request.model_version:
+                if request.model_version != runtime.facts.version:
+                    raise slot.version_error(request.model_version)
+            elif slot.split is not None:  # a pinned version is the champion's: no split
+                runtime = split_decider(slot.split, request.card_id, runtime, call)
             return (await self._score([request], runtime, False, call))[0]
 
     async def ScoreBatch(
@@ -590,8 +608,13 @@ class CreditScoringServicer(scoring_pb2_grpc.CreditScoringServicer):
         slot = self._routes.get(request.model) or self.repository.slot(request.model, ModelTask.CREDIT)
         async with self.calls.unary(context, slot.label, "Assess") as call:
             runtime = slot.serving or slot.ready()
-            if request.model_version and request.model_version != runtime.facts.version:
-                raise slot.version_error(request.model_version)
+            if request.model_version:
+                if request.model_version != runtime.facts.version:
+                    raise slot.version_error(request.model_version)
+            elif slot.split is not None:  # a pinned version is the champion's: no split
+                runtime = split_decider(
+                    slot.split, request.applicant_id or request.application_id, runtime, call
+                )
             reader = self._reader(runtime)
             prediction = call.prediction = await runtime.predict(
                 reader.columns([request], reader.namer), 1, reader.namer, call.deadline, explain=True

@@ -29,11 +29,13 @@ from server.app.watchdog import Watchdog
 from server.config.errors import ConfigError
 from server.config.settings import ServerSettings
 from server.metrics import ServingMetrics
+from server.monitoring.challenger import ChallengerCheck
 from server.monitoring.live_check import LiveCheck
+from server.monitoring.shadow import Shadows, ShadowScorer
 from server.quantization.errors import QuantizationError
 from server.runtime.batcher import RESTART_WINDOW_S, BatcherFailure, MicroBatcher
 from server.runtime.model_runtime import ModelRuntime
-from server.runtime.repository import ModelRepository
+from server.runtime.repository import LiveSplit, ModelRepository
 from server.served_model import Precision
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,8 @@ class RiskServer:
         self._background: set[asyncio.Task] = set()
         self._gc_log = GcPauseLog()
         self._live_checks: dict[str, LiveCheck] = {}  # INT8-served models watched against FP32
+        self._challengers: list[ChallengerCheck] = []  # champions watched against their challengers
+        self._shadows: dict[ModelRuntime, Shadows] = {}  # each watched runtime's shadow models
 
     async def start(self) -> None:
         """Listen at once (health NOT_SERVING) and load the models in the background.
@@ -194,6 +198,8 @@ class RiskServer:
                 self.repository.add(runtime)
                 self.metrics.set_model_facts(runtime.facts)
                 await self.health.set_model(config.name, True)
+            for runtime in self.repository.runtimes:
+                await self._start_challenger(runtime)
             if self.settings.startup_gc_freeze:
                 freeze_startup_objects()
             self._gc_log.install()
@@ -230,6 +236,12 @@ class RiskServer:
             log.exception("event=live_check_unavailable model=%s error=%r", runtime.name, str(exc))
             return None
 
+    def _watch(self, runtime: ModelRuntime, scorer: ShadowScorer) -> None:
+        """Add a shadow model to those `runtime` offers its sampled calls to."""
+        shadows = self._shadows.setdefault(runtime, Shadows())
+        shadows.add(scorer)
+        runtime.watch(shadows)
+
     def _watch_live(self, runtime: ModelRuntime, live_check: LiveCheck) -> None:
         loop = asyncio.get_running_loop()
 
@@ -237,7 +249,7 @@ class RiskServer:
             loop.call_soon_threadsafe(self._on_live_drift, runtime.name, threshold, flip_rate, window_rows)
 
         live_check.start(self.metrics.live_checks, on_drift)
-        runtime.watch(live_check)
+        self._watch(runtime, live_check.scorer)
         self._live_checks[runtime.name] = live_check
         log.info(
             "event=live_check_started model=%s version=%s sample_rate=%g window_s=%g on_live_drift=%s",
@@ -246,6 +258,47 @@ class RiskServer:
             live_check.sample_rate,
             live_check.window_s,
             live_check.policy.value,
+        )
+
+    async def _start_challenger(self, champion: ModelRuntime) -> None:
+        """The champion's challenger (config `challenger`), once every model loaded: in shadow when
+        shadow_share > 0, deciding its share of the ids when live_share > 0. A challenger that is not
+        serving, or whose shadow cannot load, leaves the champion to serve alone (logged)."""
+        wanted = champion.config.challenger
+        if wanted is None:
+            return
+        slot = self.repository.slot(wanted.model)
+        challenger = slot.serving
+        if challenger is None:
+            log.error(
+                "event=challenger_unavailable model=%s challenger=%s detail=%r action=serve_champion_alone",
+                champion.name,
+                wanted.model,
+                slot.unavailable or "not loaded",
+            )
+            return
+        if wanted.shadow_share > 0:
+            try:
+                check = await asyncio.to_thread(ChallengerCheck.load, champion, challenger, self.settings)
+            except Exception as exc:
+                if self.settings.exit_on_model_error:
+                    raise
+                log.exception("event=challenger_unavailable model=%s error=%r", champion.name, str(exc))
+                return
+            check.start(self.metrics.challengers)
+            self._watch(champion, check.scorer)
+            self._challengers.append(check)
+        if wanted.live_share > 0:
+            self.repository.slot(champion.name).split = LiveSplit.of(slot, wanted.live_share)
+        log.info(
+            "event=challenger_started model=%s version=%s challenger=%s challenger_version=%s "
+            "shadow_share=%g live_share=%g",
+            champion.name,
+            champion.facts.version,
+            challenger.name,
+            challenger.facts.version,
+            wanted.shadow_share,
+            wanted.live_share,
         )
 
     def _on_live_drift(self, name: str, threshold: str, flip_rate: float, window_rows: int) -> None:
@@ -323,6 +376,8 @@ class RiskServer:
         await self.reloads.stop()
         if self._server is not None:
             await self._server.stop(grace_s)
+        for check in self._challengers:
+            await asyncio.to_thread(check.stop)
         for live_check in self._live_checks.values():
             await asyncio.to_thread(live_check.stop)
             if live_check.int8 not in self.repository.runtimes:  # switched to FP32, maybe not yet retired

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from server.api.domain_api import check_domain_sources
 from server.config.errors import ConfigError, DataFileError
-from server.config.model_config import CONFIG_FILE_NAME, ModelConfig
+from server.config.model_config import CONFIG_FILE_NAME, ModelConfig, check_challenger
 from server.config.model_versions import is_model_folder, load_served_config
 from server.config.settings import ServerSettings
 from server.quantization.errors import (
@@ -79,6 +79,15 @@ def discover_models(settings: ServerSettings) -> tuple[list[ModelConfig], list[M
             continue
         _check_request_limit(config, settings)
         configs.append(config)
+    configured = {c.name: c for c in configs}
+    for config in list(configs):
+        try:
+            check_challenger(config, configured)
+        except ConfigError as exc:
+            if settings.exit_on_model_error:
+                raise
+            problems.append(problem_of(config.name, exc))
+            configs.remove(config)
     return configs, problems
 
 

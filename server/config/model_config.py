@@ -163,6 +163,33 @@ class IntegrityConfig(StrictModel):
     )
 
 
+class ChallengerConfig(StrictModel):
+    """Another configured model of the same task, with the same inputs, watched against this one (the
+    champion): it scores `shadow_share` of the calls in shadow (never answered) and decides `live_share` of
+    the cards or applicants (sticky by a hash of the id)."""
+
+    model: str = Field(
+        pattern=r"^[a-z][a-z0-9_-]*$", description="name of the challenger: another model in models_dir"
+    )
+    shadow_share: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="share of the champion's calls the challenger also scores, off the "
+        "hot path; its answers are never returned",
+    )
+    live_share: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of card_id / applicant_id hashes whose calls the challenger "
+        "decides (Score and Assess; the answer's model names it)",
+    )
+    min_agreement: float = Field(
+        0.95, ge=0.0, le=1.0, description="agreement rate at a threshold below which the alert fires"
+    )
+
+
 class ModelConfig(StrictModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     version: str = Field(min_length=1)
@@ -185,6 +212,7 @@ class ModelConfig(StrictModel):
     quantization: QuantizationConfig = QuantizationConfig()
     batching: BatchingConfig = BatchingConfig()
     integrity: IntegrityConfig = IntegrityConfig()
+    challenger: ChallengerConfig | None = None
 
     # Set by load_model_config: the folder the file was read from. Not part of the file.
     directory: Path = Field(Path("."), exclude=True)
@@ -205,6 +233,12 @@ class ModelConfig(StrictModel):
     def _credit_needs_scorecard(self) -> "ModelConfig":
         if self.task is ModelTask.CREDIT and self.scorecard is None:
             raise ValueError("a credit model needs a scorecard section")
+        return self
+
+    @model_validator(mode="after")
+    def _challenger_is_another_model(self) -> "ModelConfig":
+        if self.challenger is not None and self.challenger.model == self.name:
+            raise ValueError(f"challenger.model: '{self.name}' is this model; name another configured model")
         return self
 
     @property
@@ -271,3 +305,29 @@ def load_model_config(path: Path) -> ModelConfig:
         if not file.is_file():
             raise ConfigError(f"invalid model config {path}:\n  {field}: file not found: {file}")
     return config
+
+
+def check_challenger(config: ModelConfig, configured: dict[str, ModelConfig]) -> None:
+    """ConfigError naming `challenger.model` unless `config`'s challenger is one of the `configured` models,
+    of the same task and with the same ONNX inputs (it scores the champion's feature tensors)."""
+    if config.challenger is None:
+        return
+    name = config.challenger.model
+    where = f"invalid model config {config.directory / CONFIG_FILE_NAME}:\n  challenger.model"
+    other = configured.get(name)
+    if other is None:
+        served = ", ".join(sorted(n for n in configured if n != config.name)) or "none"
+        raise ConfigError(f"{where}: '{name}' is not a configured model (others configured: {served})")
+    if other.task is not config.task:
+        raise ConfigError(
+            f"{where}: '{name}' is a {other.task.value} model; '{config.name}' is {config.task.value}"
+        )
+
+    def signature(c: ModelConfig) -> list[tuple[str, str, int]]:
+        return [(i.onnx_input, i.dtype, i.width) for i in c.inputs]
+
+    if signature(other) != signature(config):
+        raise ConfigError(
+            f"{where}: '{name}' has other inputs (name, dtype, width) than '{config.name}': "
+            f"{signature(other)} vs {signature(config)}; a challenger scores the champion's feature tensors"
+        )

@@ -208,6 +208,13 @@ class ServerSettings(StrictModel):
         "only) or serve_fp32 (also switch the model to FP32, visibly)",
     )
 
+    challenger_window_s: float = Field(
+        600.0, gt=0.0, description="rolling window of the champion-vs-challenger gauges (agreement, PSI)"
+    )
+    challenger_queue_rows: int = Field(
+        4096, ge=1, description="sampled rows waiting for a challenger's session; beyond, dropped and counted"
+    )
+
     @field_validator(*TLS_FILE_SETTINGS)
     @classmethod
     def _readable(cls, path: Path | None) -> Path | None:

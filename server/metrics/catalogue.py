@@ -195,6 +195,67 @@ LIVE_DRIFT_PSI = MetricSpec(
     "PSI of the window's live INT8 scores against the served model's scores on the holdout file: drift of "
     "the traffic itself (0.1-0.25 a shift worth a look, above 0.25 a real shift).",
 )
+CHALLENGER_LABELS = ("model", "version", "challenger", "challenger_version")
+CHALLENGER_ROWS = MetricSpec(
+    "riskserve_challenger_rows_total",
+    "counter",
+    CHALLENGER_LABELS,
+    "Rows of sampled calls to a champion (model, version) that its challenger also scored in shadow, off the "
+    "hot path (challenger.shadow_share).",
+)
+CHALLENGER_DROPPED = MetricSpec(
+    "riskserve_challenger_dropped_rows_total",
+    "counter",
+    CHALLENGER_LABELS,
+    "Sampled rows the challenger did not score because its shadow queue was full (challenger_queue_rows).",
+)
+CHALLENGER_DISAGREEMENTS = MetricSpec(
+    "riskserve_challenger_disagreements_total",
+    "counter",
+    (*CHALLENGER_LABELS, "threshold"),
+    "Shadow-scored rows whose decision at the champion's threshold differs between champion and challenger; "
+    "1 - rate(disagreements) / rate(rows) is the agreement rate.",
+)
+CHALLENGER_WINDOW_ROWS = MetricSpec(
+    "riskserve_challenger_window_rows",
+    "gauge",
+    CHALLENGER_LABELS,
+    "Shadow-scored rows in the rolling window (challenger_window_s) the other challenger gauges are taken "
+    "over.",
+)
+CHALLENGER_AGREEMENT = MetricSpec(
+    "riskserve_challenger_agreement_rate",
+    "gauge",
+    (*CHALLENGER_LABELS, "threshold"),
+    "Share of the window's rows on the same side of the champion's threshold under both models (NaN without "
+    "rows).",
+)
+CHALLENGER_MIN_AGREEMENT = MetricSpec(
+    "riskserve_challenger_min_agreement",
+    "gauge",
+    CHALLENGER_LABELS,
+    "The champion config's challenger.min_agreement: the floor the alert compares the agreement rate with.",
+)
+CHALLENGER_CORRELATION = MetricSpec(
+    "riskserve_challenger_score_correlation",
+    "gauge",
+    CHALLENGER_LABELS,
+    "Pearson correlation of champion and challenger probabilities over the window's rows (NaN below 2 rows "
+    "or when one is constant).",
+)
+CHALLENGER_MEAN_DIFF = MetricSpec(
+    "riskserve_challenger_mean_abs_score_diff",
+    "gauge",
+    CHALLENGER_LABELS,
+    "Mean |challenger - champion| probability over the window's rows (NaN without rows).",
+)
+CHALLENGER_PSI = MetricSpec(
+    "riskserve_challenger_psi",
+    "gauge",
+    CHALLENGER_LABELS,
+    "PSI of the window's challenger scores against the champion's on the same rows, in the champion's "
+    "holdout score-quantile bins.",
+)
 SERVER_READY = MetricSpec(
     "riskserve_server_ready",
     "gauge",
@@ -230,5 +291,14 @@ ALL_METRICS: tuple[MetricSpec, ...] = (
     LIVE_MAX_DIFF,
     LIVE_PSI,
     LIVE_DRIFT_PSI,
+    CHALLENGER_ROWS,
+    CHALLENGER_DROPPED,
+    CHALLENGER_DISAGREEMENTS,
+    CHALLENGER_WINDOW_ROWS,
+    CHALLENGER_AGREEMENT,
+    CHALLENGER_MIN_AGREEMENT,
+    CHALLENGER_CORRELATION,
+    CHALLENGER_MEAN_DIFF,
+    CHALLENGER_PSI,
     SERVER_READY,
 )

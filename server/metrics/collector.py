@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -22,6 +23,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+from server.evaluation.score_comparison import psi_from_counts
 from server.metrics import catalogue as m
 from server.metrics.latency_window import WINDOW_QUANTILES, merge_window, window_quantiles
 from server.metrics.live_window import live_figures, merge_live_windows
@@ -69,7 +71,7 @@ class ServingMetricsCollector:
         self._metrics = metrics
 
     def describe(self) -> Iterator[Metric]:
-        yield from self._families({}, {}, {}, {}, {}, None, {})
+        yield from self._families({}, {}, {}, {}, {}, None, {}, {})
 
     def collect(self) -> Iterator[Metric]:
         local = self._metrics.snapshot()
@@ -102,7 +104,10 @@ class ServingMetricsCollector:
             )
             quantiles[key] = window_quantiles(merged)
         live_checks = merge_live_windows([s.live_checks for s in live])
-        yield from self._families(models, histograms, counters, gauges, quantiles, ready, live_checks)
+        challengers = merge_live_windows([s.challengers for s in live])
+        yield from self._families(
+            models, histograms, counters, gauges, quantiles, ready, live_checks, challengers
+        )
 
     def _families(
         self,
@@ -113,6 +118,7 @@ class ServingMetricsCollector:
         quantiles: dict,
         ready: bool | None,
         live_checks: dict,
+        challengers: dict,
     ) -> Iterator[Metric]:
         for spec in (m.REQUEST_DURATION, m.QUEUE_WAIT, m.INFERENCE_DURATION):
             yield _histogram(spec, histograms.get(spec.name, {}))
@@ -131,6 +137,9 @@ class ServingMetricsCollector:
             m.LIVE_ROWS,
             m.LIVE_DROPPED,
             m.LIVE_FLIPS,
+            m.CHALLENGER_ROWS,
+            m.CHALLENGER_DROPPED,
+            m.CHALLENGER_DISAGREEMENTS,
         ):
             family = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
             for labels, value in sorted(counters.get(spec.name, {}).items()):
@@ -139,6 +148,7 @@ class ServingMetricsCollector:
         yield from _model_families(models)
         yield _histogram(m.MODEL_SCORE, histograms.get(m.MODEL_SCORE.name, {}))
         yield from _live_check_families(live_checks)
+        yield from _challenger_families(challengers)
         family = GaugeMetricFamily(m.SERVER_READY.name, m.SERVER_READY.help)
         if ready is not None:
             family.add_metric([], 1.0 if ready else 0.0)
@@ -217,3 +227,40 @@ def _live_check_families(live_checks: dict) -> Iterator[Metric]:
         for spec, value in zip(specs, values, strict=True):
             families[spec.name].add_metric(list(key), value)
     yield from families.values()
+
+
+def _challenger_families(challengers: dict) -> Iterator[Metric]:
+    """The windowed champion-vs-challenger gauges of each (model, version, challenger, challenger_version),
+    from the processes' summed windows. A tally's served scores are the champion's, its shadow scores the
+    challenger's; flips are disagreements, the flip budget is 1 - min_agreement
+    (server/monitoring/challenger.py)."""
+    specs = (
+        m.CHALLENGER_MIN_AGREEMENT,
+        m.CHALLENGER_WINDOW_ROWS,
+        m.CHALLENGER_CORRELATION,
+        m.CHALLENGER_MEAN_DIFF,
+        m.CHALLENGER_PSI,
+    )
+    families = {spec.name: GaugeMetricFamily(spec.name, spec.help, labels=spec.labels) for spec in specs}
+    agreement = GaugeMetricFamily(
+        m.CHALLENGER_AGREEMENT.name, m.CHALLENGER_AGREEMENT.help, labels=m.CHALLENGER_AGREEMENT.labels
+    )
+    for key, (reference, tally) in sorted(challengers.items()):
+        figures = live_figures(tally, reference)
+        values = (
+            round(1.0 - reference.flip_budget, 12),  # the configured floor back, without 1 - (1 - x) noise
+            figures.rows,
+            tally.pearson(),
+            figures.mean_abs_score_diff,
+            psi_from_counts(np.array(tally.served_bins), np.array(tally.shadow_bins))
+            if tally.rows
+            else math.nan,
+        )
+        for spec, value in zip(specs, values, strict=True):
+            families[spec.name].add_metric(list(key), value)
+        for threshold in reference.thresholds:
+            disagreements = tally.flips.get(threshold, 0)
+            rate = 1.0 - disagreements / tally.rows if tally.rows else math.nan
+            agreement.add_metric([*key, threshold], rate)
+    yield from families.values()
+    yield agreement

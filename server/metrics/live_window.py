@@ -1,10 +1,12 @@
-"""INT8 against FP32 on live traffic, as metric state: what one batch of sampled rows showed (`LiveTally`),
-what it is compared with (`LiveReference`), the rolling window of tallies and the counters since start
-(`LiveCheckRecorder`).
+"""A served model against a shadow model on live traffic, as metric state: what one batch of sampled rows
+showed (`LiveTally`), what it is compared with (`LiveReference`), the rolling window of tallies and the
+counters since start (`LiveRecorder`). Two comparisons use it: INT8 against its FP32 original (the live
+check) and a champion against its challenger (server/monitoring/).
 
 The figures are those of the startup gate (server/evaluation/risk_metrics.py): decision flips at each
-threshold, absolute score differences, PSI. PSI's bins are the quantiles of the served model's scores on the
-holdout file, fixed at start, so tallies of any processes and any time slices add up before PSI is taken.
+threshold, absolute score differences, PSI; and the sums Pearson's correlation is taken from. PSI's bins are
+the quantiles of the served model's scores on the holdout file, fixed at start, so tallies of any processes
+and any time slices add up before PSI or the correlation is taken.
 """
 
 import math
@@ -26,8 +28,9 @@ WINDOW_SLICES = 10
 
 @dataclass(frozen=True)
 class LiveReference:
-    """What a model's live rows are judged against: its thresholds, the gate's flip budget, the holdout's
-    INT8 score bins (edges without the outer +-infinity) and the holdout rows in each."""
+    """What a model's live rows are judged against: its thresholds, the flip budget (the gate's for the
+    live check; 1 - min_agreement for a challenger, whose flips are disagreements), the holdout's served
+    score bins (edges without the outer +-infinity) and the holdout rows in each."""
 
     thresholds: dict[str, float]
     flip_budget: float
@@ -59,26 +62,30 @@ class LiveReference:
 @dataclass
 class LiveTally:
     """Sampled rows scored by both models: their count, decision flips per threshold, the sum and maximum
-    of |INT8 - FP32|, and each model's scores per PSI bin."""
+    of |served - shadow|, each model's scores per PSI bin, and `moments`: the sums of served, shadow,
+    served^2, shadow^2 and served x shadow (Pearson's correlation, summable over slices and processes)."""
 
     rows: int = 0
     flips: dict[str, int] = field(default_factory=dict)
     abs_diff_sum: float = 0.0
     abs_diff_max: float = 0.0
-    int8_bins: list[int] = field(default_factory=list)
-    fp32_bins: list[int] = field(default_factory=list)
+    served_bins: list[int] = field(default_factory=list)
+    shadow_bins: list[int] = field(default_factory=list)
+    moments: list[float] = field(default_factory=lambda: [0.0] * 5)
 
     @classmethod
-    def of(cls, int8: np.ndarray, fp32: np.ndarray, reference: LiveReference) -> "LiveTally":
-        difference = np.abs(int8.astype(np.float64) - fp32.astype(np.float64))
+    def of(cls, served: np.ndarray, shadow: np.ndarray, reference: LiveReference) -> "LiveTally":
+        x, y = served.astype(np.float64), shadow.astype(np.float64)
+        difference = np.abs(x - y)
         edges = reference.edges
         return cls(
-            rows=int(int8.size),
-            flips={name: decision_flips(fp32, int8, t) for name, t in reference.thresholds.items()},
+            rows=int(served.size),
+            flips={name: decision_flips(shadow, served, t) for name, t in reference.thresholds.items()},
             abs_diff_sum=float(difference.sum()),
             abs_diff_max=float(difference.max(initial=0.0)),
-            int8_bins=binned_counts(int8, edges).tolist(),
-            fp32_bins=binned_counts(fp32, edges).tolist(),
+            served_bins=binned_counts(served, edges).tolist(),
+            shadow_bins=binned_counts(shadow, edges).tolist(),
+            moments=[float(v) for v in (x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum())],
         )
 
     def add(self, other: "LiveTally") -> None:
@@ -87,8 +94,21 @@ class LiveTally:
             self.flips[name] = self.flips.get(name, 0) + flips
         self.abs_diff_sum += other.abs_diff_sum
         self.abs_diff_max = max(self.abs_diff_max, other.abs_diff_max)
-        self.int8_bins = _add_lists(self.int8_bins, other.int8_bins)
-        self.fp32_bins = _add_lists(self.fp32_bins, other.fp32_bins)
+        self.served_bins = _add_lists(self.served_bins, other.served_bins)
+        self.shadow_bins = _add_lists(self.shadow_bins, other.shadow_bins)
+        self.moments = [a + b for a, b in zip(self.moments, other.moments, strict=True)]
+
+    def pearson(self) -> float:
+        """Pearson's correlation of the served and shadow scores (NaN without rows or with a constant one)."""
+        n = self.rows
+        if n < 2:
+            return math.nan
+        sx, sy, sxx, syy, sxy = self.moments
+        covariance, var_x, var_y = sxy - sx * sy / n, sxx - sx * sx / n, syy - sy * sy / n
+        # a constant score leaves a rounding residue, not 0: variances this small relative to the sums are 0
+        if var_x <= 1e-12 * sxx or var_y <= 1e-12 * syy:
+            return math.nan
+        return max(-1.0, min(1.0, covariance / math.sqrt(var_x * var_y)))
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -111,8 +131,8 @@ class LiveFigures:
     rows: int
     mean_abs_score_diff: float
     max_abs_score_diff: float
-    psi: float  # INT8 against FP32 on the same rows
-    drift_psi: float  # live INT8 scores against the holdout's
+    psi: float  # served against shadow on the same rows (INT8 against FP32; challenger against champion)
+    drift_psi: float  # live served scores against the holdout's
 
 
 def live_figures(tally: LiveTally, reference: LiveReference) -> LiveFigures:
@@ -122,8 +142,8 @@ def live_figures(tally: LiveTally, reference: LiveReference) -> LiveFigures:
         tally.rows,
         tally.abs_diff_sum / tally.rows,
         tally.abs_diff_max,
-        psi_from_counts(np.array(tally.fp32_bins), np.array(tally.int8_bins)),
-        psi_from_counts(np.array(reference.holdout_bins), np.array(tally.int8_bins)),
+        psi_from_counts(np.array(tally.shadow_bins), np.array(tally.served_bins)),
+        psi_from_counts(np.array(reference.holdout_bins), np.array(tally.served_bins)),
     )
 
 
@@ -163,11 +183,13 @@ class _Window:
         return total
 
 
-class LiveCheckRecorder:
-    """The live-check state of one process, per (model, version): counters since start and the window.
-    Written by each model's live-check thread, read by snapshots; its own lock, off the serving path."""
+class LiveRecorder:
+    """One comparison's state in one process, per key (the live check: model, version): counters since
+    start, exported as `rows`, `flips` and `dropped`, and the window. Written by each model's shadow
+    thread, read by snapshots; its own lock, off the serving path."""
 
-    def __init__(self) -> None:
+    def __init__(self, rows: m.MetricSpec, flips: m.MetricSpec, dropped: m.MetricSpec) -> None:
+        self._metrics = (rows.name, flips.name, dropped.name)
         self._lock = threading.Lock()
         self._references: dict[LabelValues, LiveReference] = {}
         self._windows: dict[LabelValues, _Window] = {}
@@ -209,8 +231,7 @@ class LiveCheckRecorder:
                 key: {"reference": self._references[key].as_dict(), "window": w.total(now).as_dict()}
                 for key, w in self._windows.items()
             }
-        counters = {m.LIVE_ROWS.name: rows, m.LIVE_FLIPS.name: flips, m.LIVE_DROPPED.name: dropped}
-        return counters, windows
+        return dict(zip(self._metrics, (rows, flips, dropped), strict=True)), windows
 
 
 def merge_live_windows(per_process: list[dict[LabelValues, dict]]) -> dict[LabelValues, tuple]:

@@ -31,7 +31,7 @@ from server.metrics.latency_window import (
     new_hdr_histogram,
     reset_hdr_histogram,
 )
-from server.metrics.live_window import LiveCheckRecorder
+from server.metrics.live_window import LiveRecorder
 from server.metrics.snapshot import LabelValues, ProcessSnapshot, write_snapshot
 from server.served_model import ModelFacts
 
@@ -116,7 +116,9 @@ class ServingMetrics:
         self._kept_out: dict[LabelValues, float] = {}
         self._models: dict[str, ModelFacts] = {}
         self._score_keys: dict[str, LabelValues] = {}  # model -> (model, version): the score's labels
-        self.live_checks = LiveCheckRecorder()  # INT8 against FP32 on sampled calls (server/monitoring)
+        # shadow scoring of sampled calls (server/monitoring): INT8 against FP32, champion against challenger
+        self.live_checks = LiveRecorder(m.LIVE_ROWS, m.LIVE_FLIPS, m.LIVE_DROPPED)
+        self.challengers = LiveRecorder(m.CHALLENGER_ROWS, m.CHALLENGER_DISAGREEMENTS, m.CHALLENGER_DROPPED)
         self._ready: bool | None = None
         self._encoded_closed_slices: dict[tuple[LabelValues, int], str] = {}
         # (method key) -> (slice start, slice end, its HDR histogram): the current slice, found once per slice
@@ -367,7 +369,8 @@ class ServingMetrics:
             now = snap.written_at
             keys = list(self.window.live_slices(now))
         live_counters, snap.live_checks = self.live_checks.snapshot(now)
-        snap.counters.update(live_counters)
+        challenger_counters, snap.challengers = self.challengers.snapshot(now)
+        snap.counters.update(live_counters | challenger_counters)
         snap.windows = self._encoded_windows(keys, now) if for_disk else self._merged_windows(keys, now)
         return snap
 

@@ -41,6 +41,8 @@ class ProcessSnapshot:
     windows: dict[LabelValues, dict[int, HdrHistogram | str | bytes]] = field(default_factory=dict)
     # (model, version) -> {"reference": LiveReference dict, "window": LiveTally dict} (metrics/live_window.py)
     live_checks: dict[LabelValues, dict[str, Any]] = field(default_factory=dict)
+    # (model, version, challenger, challenger_version) -> the same, champion against challenger
+    challengers: dict[LabelValues, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         def rows(table: dict[str, dict[LabelValues, Any]]) -> dict[str, list[list[Any]]]:
@@ -68,6 +70,7 @@ class ProcessSnapshot:
                     for key, per_slice in self.windows.items()
                 ],
                 "live_checks": [[list(key), entry] for key, entry in self.live_checks.items()],
+                "challengers": [[list(key), entry] for key, entry in self.challengers.items()],
             }
         )
 
@@ -95,6 +98,7 @@ class ProcessSnapshot:
                 tuple(key): {int(i): enc for i, enc in per_slice.items()} for key, per_slice in raw["windows"]
             },
             live_checks={tuple(key): entry for key, entry in raw.get("live_checks", [])},
+            challengers={tuple(key): entry for key, entry in raw.get("challengers", [])},
         )
 
 

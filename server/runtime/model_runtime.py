@@ -27,7 +27,7 @@ from server.runtime.reasons import counterfactual_rows, top_reasons
 from server.served_model import PreparedModel
 
 if TYPE_CHECKING:
-    from server.monitoring.live_check import LiveCheck
+    from server.monitoring.shadow import Shadows
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ class ModelRuntime:
         self.single_row_seconds: float | None = None  # measured by warm_up
         self.output_columns = 1  # columns of the probability output: set by load from a run
         self.positive_column = 0  # set by load from the output's width (see output_positive_column)
-        self._live_check: LiveCheck | None = None
-        self._until_sample = -1  # calls until the next one the live check gets; never 0 unless watched
+        self._shadows: Shadows | None = None
+        self._until_sample = -1  # calls until the next one its shadows get; never 0 unless watched
 
     @classmethod
     def load(cls, config: ModelConfig, prepared: PreparedModel, settings: ServerSettings) -> "ModelRuntime":
@@ -162,10 +162,11 @@ class ModelRuntime:
         )
         self.batcher.start()
 
-    def watch(self, live_check: "LiveCheck") -> None:
-        """Offer a sample of calls to `live_check` (server/monitoring/live_check.py) from now on."""
-        self._live_check = live_check
-        self._until_sample = live_check.next_gap()
+    def watch(self, shadows: "Shadows") -> None:
+        """Offer a sample of calls to `shadows` (server/monitoring/shadow.py: the FP32 live check, a
+        challenger) from now on; again after a shadow was added."""
+        self._shadows = shadows
+        self._until_sample = shadows.next_gap()
 
     async def stop(self) -> None:
         if self.batcher is not None:
@@ -208,8 +209,8 @@ class ModelRuntime:
             outputs = result.outputs
         probabilities, scores, decisions = decide_rows(self.config, outputs, self.positive_column)
         self._until_sample -= 1
-        if not self._until_sample:  # a sampled call: its rows to the FP32 live check, off this path
-            self._until_sample = self._live_check.offer(feeds, outputs)  # type: ignore[union-attr]
+        if not self._until_sample:  # a sampled call: its rows to its shadow models, off this path
+            self._until_sample = self._shadows.offer(feeds, outputs)  # type: ignore[union-attr]
         return Prediction(
             outputs, probabilities, scores, decisions, reasons, result.queue_s, result.inference_s
         )

@@ -8,6 +8,8 @@ A reload (server/app/model_reload.py) swaps a new version in with `swap`: one as
 model; a call pinning any other (`model_version`) gets `version_error`: NOT_FOUND naming the served one.
 """
 
+from dataclasses import dataclass
+
 from server.config.model_config import ModelTask
 from server.runtime.echo import echo
 from server.runtime.errors import ModelNotFoundError, ModelNotReadyError, ModelUnavailableError, ScoringError
@@ -26,7 +28,7 @@ class ModelSlot:
     scoring path reads it as `slot.serving or slot.ready()`, so a call to a serving model calls nothing
     here."""
 
-    __slots__ = ("kept_out", "label", "name", "runtime", "serving", "task", "unavailable")
+    __slots__ = ("kept_out", "label", "name", "runtime", "serving", "split", "task", "unavailable")
 
     def __init__(self, name: str, task: ModelTask | None) -> None:
         self.name = name
@@ -36,6 +38,7 @@ class ModelSlot:
         self.serving: ModelRuntime | None = None
         self.unavailable: str | None = None
         self.kept_out: tuple[str, str] | None = None  # (version, why) of the last version a reload kept out
+        self.split: LiveSplit | None = None  # its challenger decides a share of its calls (domain API)
 
     def version_error(self, version: str) -> ModelNotFoundError:
         """What a call pinning `version` gets when it is not the version serving."""
@@ -55,6 +58,23 @@ class ModelSlot:
         if runtime is None:
             raise ModelNotReadyError(f"model '{self.name}' is still loading")
         return runtime
+
+
+@dataclass(frozen=True)
+class LiveSplit:
+    """A champion's calls decided by its challenger (config challenger.live_share): those whose card or
+    applicant id hashes below `cutoff` (server/api/domain_api.py: a stable hash, so a card stays with one
+    model), while the challenger serves."""
+
+    challenger: ModelSlot
+    cutoff: int  # of SPLIT_HASH_VALUES
+
+    @classmethod
+    def of(cls, challenger: ModelSlot, share: float) -> "LiveSplit":
+        return cls(challenger, round(share * SPLIT_HASH_VALUES))
+
+
+SPLIT_HASH_VALUES = 2**64  # an 8-byte BLAKE2b digest of the id, read as an unsigned integer
 
 
 class _Refused(ModelSlot):

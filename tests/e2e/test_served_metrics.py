@@ -28,6 +28,10 @@ def served(tmp_path_factory) -> ServerThread:
         root / "models" / "fraud", "fraud", batching=batching, quantization=INT8_SERVED, hidden=INT8_HIDDEN
     )
     write_model(root / "models" / "credit", "credit")
+    # credit watched against a challenger, so the champion-vs-challenger figures are exported too
+    write_model(root / "models" / "credit_v2", "credit", name="credit_v2", hidden=(6,))
+    config_file = root / "models" / "credit" / "config.yaml"
+    config_file.write_text(config_file.read_text() + "challenger:\n  model: credit_v2\n")
     running = ServerThread(test_settings(root / "models", root / "cache")).wait_ready()
     yield running
     running.close()

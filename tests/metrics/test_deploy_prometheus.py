@@ -43,7 +43,7 @@ def test_alert_rules_only_read_metrics_the_server_exports():
     alerts = {rule.get("alert") for group in rules["groups"] for rule in group["rules"]}
     assert {"RiskserveP99AboveSLA", "RiskserveErrorRatioHigh", "RiskserveModelServedAsFP32",
             "RiskserveReplicaNotReady", "RiskserveReplicaDown", "RiskserveLiveFlipRateAboveBudget",
-            "RiskserveLiveScoreDrift"} <= alerts  # fmt: skip
+            "RiskserveLiveScoreDrift", "RiskserveChallengerDisagrees"} <= alerts  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -65,8 +65,25 @@ def test_alert_rules_only_read_metrics_the_server_exports():
             "riskserve_live_check_window_rows >= 0",
             "RiskserveLiveScoreDrift",
         ),
+        (  # a floor ten points lower: fraud's 90 % agreement would pass
+            "(riskserve_challenger_min_agreement)",
+            "(riskserve_challenger_min_agreement) - 0.1",
+            "RiskserveChallengerDisagrees",
+        ),
+        (  # no minimum of rows: the one disagreeing row of a quiet model would alert
+            "increase(riskserve_challenger_rows_total[30m])) >= 1000",
+            "increase(riskserve_challenger_rows_total[30m])) >= 0",
+            "RiskserveChallengerDisagrees",
+        ),
     ],
-    ids=["p99-sla", "live-flip-budget", "live-flip-min-rows", "drift-min-rows"],
+    ids=[
+        "p99-sla",
+        "live-flip-budget",
+        "live-flip-min-rows",
+        "drift-min-rows",
+        "challenger-floor",
+        "challenger-min-rows",
+    ],
 )
 def test_promtool_rule_tests_can_fail(tmp_path, rule_text, broken, alert):
     """Guard against a rules test that passes vacuously: each broken rule must fail its alert's test."""

@@ -19,6 +19,11 @@ REQUIRED_VIEWS = {
     "INT8 vs FP32 PSI": "riskserve_live_check_psi",
     "traffic drift": "riskserve_live_score_drift_psi",
     "live-check drops": "riskserve_live_check_dropped_rows_total",
+    "challenger agreement": "riskserve_challenger_disagreements_total",
+    "challenger agreement floor": "riskserve_challenger_min_agreement",
+    "champion-challenger correlation": "riskserve_challenger_score_correlation",
+    "champion-challenger PSI": "riskserve_challenger_psi",
+    "challenger drops": "riskserve_challenger_dropped_rows_total",
 }
 
 

@@ -154,7 +154,7 @@ class FraudScoreBatch(_message.Message):
     def __init__(self, scores: _Optional[_Iterable[_Union[FraudScore, _Mapping]]] = ..., transaction_ids: _Optional[_Iterable[str]] = ..., probabilities: _Optional[_Iterable[float]] = ..., risk_scores: _Optional[_Iterable[int]] = ..., decisions: _Optional[_Iterable[_Union[Decision, str]]] = ..., model: _Optional[_Union[ModelRef, _Mapping]] = ..., server_latency_us: _Optional[int] = ...) -> None: ...
 
 class Application(_message.Message):
-    __slots__ = ("application_id", "annual_income", "debt_to_income", "revolving_utilization", "delinquencies_2y", "inquiries_6m", "credit_history_months", "loan_amount", "term_months", "employment_years", "open_accounts", "purpose", "home_ownership", "model", "features", "categorical_features", "model_version")
+    __slots__ = ("application_id", "annual_income", "debt_to_income", "revolving_utilization", "delinquencies_2y", "inquiries_6m", "credit_history_months", "loan_amount", "term_months", "employment_years", "open_accounts", "purpose", "home_ownership", "model", "features", "categorical_features", "model_version", "applicant_id")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +186,7 @@ class Application(_message.Message):
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     CATEGORICAL_FEATURES_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    APPLICANT_ID_FIELD_NUMBER: _ClassVar[int]
     application_id: str
     annual_income: float
     debt_to_income: float
@@ -203,7 +204,8 @@ class Application(_message.Message):
     features: _containers.ScalarMap[str, float]
     categorical_features: _containers.ScalarMap[str, str]
     model_version: str
-    def __init__(self, application_id: _Optional[str] = ..., annual_income: _Optional[float] = ..., debt_to_income: _Optional[float] = ..., revolving_utilization: _Optional[float] = ..., delinquencies_2y: _Optional[float] = ..., inquiries_6m: _Optional[float] = ..., credit_history_months: _Optional[float] = ..., loan_amount: _Optional[float] = ..., term_months: _Optional[float] = ..., employment_years: _Optional[float] = ..., open_accounts: _Optional[float] = ..., purpose: _Optional[str] = ..., home_ownership: _Optional[str] = ..., model: _Optional[str] = ..., features: _Optional[_Mapping[str, float]] = ..., categorical_features: _Optional[_Mapping[str, str]] = ..., model_version: _Optional[str] = ...) -> None: ...
+    applicant_id: str
+    def __init__(self, application_id: _Optional[str] = ..., annual_income: _Optional[float] = ..., debt_to_income: _Optional[float] = ..., revolving_utilization: _Optional[float] = ..., delinquencies_2y: _Optional[float] = ..., inquiries_6m: _Optional[float] = ..., credit_history_months: _Optional[float] = ..., loan_amount: _Optional[float] = ..., term_months: _Optional[float] = ..., employment_years: _Optional[float] = ..., open_accounts: _Optional[float] = ..., purpose: _Optional[str] = ..., home_ownership: _Optional[str] = ..., model: _Optional[str] = ..., features: _Optional[_Mapping[str, float]] = ..., categorical_features: _Optional[_Mapping[str, str]] = ..., model_version: _Optional[str] = ..., applicant_id: _Optional[str] = ...) -> None: ...
 
 class ReasonCode(_message.Message):
     __slots__ = ("code", "feature", "description", "contribution")
