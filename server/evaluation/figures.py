@@ -24,6 +24,9 @@ class RiskMetrics(BaseModel):
     distinct_scores: int
     share_scores_exactly_0_or_1: float
 
+    def as_dict(self) -> dict[str, float | int]:
+        return self.model_dump()
+
 
 class AccuracyComparison(BaseModel):
     """The INT8 scores against FP32's on the same holdout rows; the quantization report's `accuracy`."""

@@ -13,10 +13,6 @@ from server.evaluation.figures import RiskMetrics
 __all__ = ["RiskMetrics", "ks_statistic", "recall_at_fpr", "risk_metrics"]
 
 
-def as_dict(self) -> dict[str, float | int]:
-        return self.model_dump()
-
-
 def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels).ravel()
     scores = np.asarray(scores, dtype=np.float64).ravel()
