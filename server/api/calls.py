@@ -30,7 +30,7 @@ from typing import Any
 
 import grpc
 
-from server.app.concurrency_limit import Admission, client_of
+from server.app.concurrency_limit import Admission, client_of, worth_logging
 from server.metrics import ServingMetrics
 from server.runtime.echo import safe_details
 from server.runtime.errors import DrainingError, InvalidInputError, OverloadedError, ScoringError
@@ -179,7 +179,7 @@ class Calls:
     def count_unparseable(self, method: str) -> None:
         self.unparseable += 1
         self.metrics.count_rejected(UNKNOWN_MODEL_LABEL, UNPARSEABLE_REASON)
-        if self.unparseable in (1, 10) or self.unparseable % 1000 == 0:  # a trace, not a flood
+        if worth_logging(self.unparseable):
             log.warning("event=request_unparseable method=%s refused_total=%d", method, self.unparseable)
 
     def parser(self, deserializer: Callable[[bytes], Any] | None, type_name: str) -> Callable[[bytes], Any]:
@@ -217,7 +217,7 @@ class Calls:
         admission = self.admission
         self.metrics.count_rejected(UNKNOWN_MODEL_LABEL, BUDGET_REASON)
         admission.refused_bytes += 1
-        if admission.refused_bytes in (1, 10) or admission.refused_bytes % 1000 == 0:
+        if worth_logging(admission.refused_bytes):
             log.warning(
                 "event=admission_refused reason=%s method=%s size_bytes=%d in_flight_bytes=%d "
                 "refused_total=%d",

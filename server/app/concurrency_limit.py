@@ -38,6 +38,12 @@ REASON = "concurrency_limit"
 QUEUE_REASON = "queue_delay"
 
 
+def worth_logging(count: int) -> bool:
+    """Whether the `count`-th refusal of a kind is logged: the 1st, the 10th, every 1000th (a trace of it
+    in the log, not a flood)."""
+    return count in (1, 10) or count % 1000 == 0
+
+
 class ConcurrencyLimitError(OverloadedError):
     """Refused at the door: too many calls or streams held."""
 
@@ -192,7 +198,7 @@ class Admission:
 
     def _refused(self, reason: str = REASON) -> None:
         self.refused += 1
-        if self.refused in (1, 10) or self.refused % 1000 == 0:  # a trace, not a flood
+        if worth_logging(self.refused):
             log.warning("event=admission_refused reason=%s refused_total=%d", reason, self.refused)
 
 
