@@ -32,7 +32,7 @@ class Trial:
 @dataclass(frozen=True)
 class FindMaxResult:
     max_rate_rps: float | None  # None: not even the lowest rate tried passed
-    limited_by_generator: bool  # the first failure above it was the generator falling behind
+    limited_by_generator: bool  # the first failure above it was the generator falling behind, nothing else
     trials: list[Trial]
     best_run: RunResult | None
 
@@ -103,7 +103,8 @@ def find_max_rate(
             failing = trial
     return FindMaxResult(
         max_rate_rps=best.rate_rps if best else None,
-        limited_by_generator=bool(failing and failing.fell_behind),
+        # a trial the server failed too (errors, latency) was the server's limit, whatever the generator did
+        limited_by_generator=bool(failing and failing.fell_behind and len(failing.failed_lines) == 1),
         trials=trials,
         best_run=runs.get(best.rate_rps) if best else None,
     )
