@@ -34,6 +34,7 @@ from server.monitoring.live_check import LiveCheck
 from server.monitoring.shadow import Shadows, ShadowScorer
 from server.quantization.errors import QuantizationError
 from server.runtime.batcher import RESTART_WINDOW_S, BatcherFailure, MicroBatcher
+from server.runtime.loop_load import LOOP_LOAD, watch_loop_load
 from server.runtime.model_runtime import ModelRuntime
 from server.runtime.repository import LiveSplit, ModelRepository
 from server.served_model import Precision
@@ -69,7 +70,8 @@ class RiskServer:
         self._ready = asyncio.Event()
         self._stopped = asyncio.Event()
         self._server = None
-        self._limiter = None  # ConcurrencyLimiter: refusals at the door (server/app/concurrency_limit.py)
+        self._limiter = None  # Admission: refusals at the door (server/app/concurrency_limit.py)
+        self._loop_watch: asyncio.Task | None = None  # runtime/loop_load.py, when inline_max_loop_busy < 1
         self._metrics_http = None
         self._admin = None  # the ModelAdmin server (admin_enabled): server/app/model_admin.py
         self.admin_port: int | None = None
@@ -111,6 +113,9 @@ class RiskServer:
                 self._metrics_http.close()
             raise
         await self._server.start()
+        if self.settings.inline_max_loop_busy < 1:
+            LOOP_LOAD.busy_share = self.settings.inline_max_loop_busy
+            self._loop_watch = asyncio.get_running_loop().create_task(watch_loop_load(LOOP_LOAD))
         if self.settings.admin_enabled and self.worker is None:
             try:
                 self._admin, self.admin_port = await start_admin(self.reloads)
@@ -376,6 +381,8 @@ class RiskServer:
         await self.reloads.stop()
         if self._server is not None:
             await self._server.stop(grace_s)
+        if self._loop_watch is not None:
+            self._loop_watch.cancel()
         for check in self._challengers:
             await asyncio.to_thread(check.stop)
         for live_check in self._live_checks.values():
