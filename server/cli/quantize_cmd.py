@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server.config import ConfigError, load_model_config
+from server.config import ConfigError
+from server.config.model_versions import load_served_config
 from server.config.paths import default_cache_dir, default_models_dir, default_traffic_sample_dir
 from server.quantization.errors import QuantizationError
 from server.served_model import GateVerdict
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             with _stdout_to_stderr() if args.json else contextlib.nullcontext():
                 if traffic is None:
-                    config = load_model_config(models_dir / name)
+                    config = load_served_config(models_dir / name)
                     prepared = prepare_model(config, cache_dir, progress, force=args.force)
                 else:
                     candidate = build_candidate(

@@ -86,7 +86,7 @@ class TrafficSample:
         self.flush_s = settings.traffic_sample_flush_s
         self._inputs = onnx_inputs(config)
         self._random = random.Random()
-        self._pending: deque[Feeds] = deque()
+        self._pending: deque[tuple[int, Feeds]] = deque()  # (rows, feeds) waiting for the writer
         self._pending_rows = 0
         self._first_pending_at = 0.0
         self._kept: pd.DataFrame | None = None  # the file's rows, read by the thread before its first write
@@ -133,14 +133,16 @@ class TrafficSample:
         with self._wake:
             if self._stopping:
                 return
-            if not self._pending:
+            first = not self._pending
+            if first:
                 self._first_pending_at = time.monotonic()
-            self._pending.append(feeds)
+            self._pending.append((rows, feeds))
             self._pending_rows += rows
             # only the newest max_rows are ever written: older waiting rows go at once
-            while self._pending_rows - len(next(iter(self._pending[0].values()))) >= self.max_rows:
-                self._pending_rows -= len(next(iter(self._pending.popleft().values())))
-            self._wake.notify()
+            while self._pending_rows - self._pending[0][0] >= self.max_rows:
+                self._pending_rows -= self._pending.popleft()[0]
+            if first or self._pending_rows >= self.flush_rows:  # the writer's timer starts, or it is due
+                self._wake.notify()
 
     def next_gap(self) -> int:
         """Calls until the next sampled one (shadow.geometric_gap at traffic_sample_rate)."""
@@ -165,7 +167,7 @@ class TrafficSample:
                 while not self._stopping and not self._due():
                     waited = self._first_pending_at + self.flush_s - time.monotonic()
                     self._wake.wait(waited if self._pending else None)
-                batch = list(self._pending)
+                batch = [feeds for _, feeds in self._pending]
                 self._pending.clear()
                 self._pending_rows = 0
                 stopping = self._stopping

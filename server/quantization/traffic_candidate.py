@@ -81,8 +81,10 @@ def candidate_version(version: str, now: datetime) -> str:
 def stage_candidate(folder: Path, config: ModelConfig, traffic: Path, version: str) -> Path:
     """`.<version>` beside `folder`: its files hard-linked (copied across file systems), the traffic file
     as the calibration file, the config saying both. Returns the staged folder."""
+    if (folder.parent / version).exists():
+        raise ConfigError(f"version folder {folder.parent / version} exists already")
     staging = folder.parent / f".{version}"
-    if staging.exists():
+    if staging.exists():  # left by an interrupted run
         shutil.rmtree(staging)
     staging.mkdir()
     skipped = {CONFIG_FILE_NAME, config.calibration_file}

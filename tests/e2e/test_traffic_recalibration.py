@@ -168,6 +168,7 @@ def test_a_candidate_from_traffic_is_swapped_in_by_a_reload(
     ).read_bytes()
     assert (candidate / "holdout.parquet").read_bytes() == (int8_version / "holdout.parquet").read_bytes()
     assert "calibration 300 of 300 rows" in out  # the traffic rows calibrated it
+    assert cli_main(args) == 0 and "from cache" in capsys.readouterr().out  # the version now served
     outcome = reload(f"127.0.0.1:{server.server.admin_port}").models[0]
     assert outcome.outcome == "swapped" and outcome.serving.version == candidate.name, outcome
     with grpc.insecure_channel(server.target) as channel:
