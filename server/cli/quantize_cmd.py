@@ -121,13 +121,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _traffic_source(args: argparse.Namespace) -> Path | str | None:
     """--calibration-from-traffic's file or folder (None: not asked), or why it cannot be used."""
+    from server.quantization.traffic_candidate import names_one_file
+
     source = args.calibration_from_traffic
     if source is None:
         return None
     if source == FROM_ENVIRONMENT:
         directory = default_traffic_sample_dir()
         return directory or "give FILE|DIR, or set RISKSERVE_TRAFFIC_SAMPLE_DIR (the traffic_sample_dir)"
-    if not Path(source).is_dir() and len(args.models) > 1:
+    if names_one_file(Path(source)) and len(args.models) > 1:
         return f"{source} is one traffic file, for one model: name one model, or give the folder"
     return Path(source)
 

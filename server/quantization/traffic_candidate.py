@@ -23,7 +23,7 @@ import yaml
 from server.config.errors import ConfigError, DataFileError
 from server.config.model_config import CONFIG_FILE_NAME, ModelConfig, load_model_config
 from server.config.model_versions import load_served_config, served_folder
-from server.model_data import read_data_file
+from server.model_data import CSV_SUFFIXES, PARQUET_SUFFIXES, read_data_file
 from server.monitoring.traffic_sample import file_model, traffic_file
 from server.served_model import Precision, PreparedModel
 
@@ -44,10 +44,15 @@ def served_version_folder(model_dir: Path) -> Path:
     return folder
 
 
+def names_one_file(source: Path) -> bool:
+    """`source` is one traffic file (a data file's name), not a traffic_sample_dir."""
+    return not source.is_dir() and source.suffix.lower() in PARQUET_SUFFIXES + CSV_SUFFIXES
+
+
 def traffic_path(source: Path, config: ModelConfig) -> Path:
     """The traffic file `source` means for `config`: the file itself, or in a traffic_sample_dir
     `<model>/<version>.parquet`. DataFileError when there is none."""
-    path = traffic_file(source, config.name, config.version) if source.is_dir() else source
+    path = source if names_one_file(source) else traffic_file(source, config.name, config.version)
     if not path.is_file():
         raise DataFileError(f"no traffic file for model {config.name} version {config.version}: {path}")
     return path
@@ -57,7 +62,7 @@ def check_traffic_file(path: Path, config: ModelConfig) -> int:
     """Its rows; DataFileError when it is another model's, has other columns than this model's features
     or fewer rows than the pipeline needs."""
     frame = read_data_file(path)
-    recorded = file_model(path) if path.suffix.lower() in (".parquet", ".pq") else None
+    recorded = file_model(path) if path.suffix.lower() in PARQUET_SUFFIXES else None
     if recorded is not None and recorded[0] != config.name:
         raise DataFileError(f"traffic file {path} is model {recorded[0]}'s, not {config.name}'s")
     columns, features = set(map(str, frame.columns)), set(config.feature_names)

@@ -3,6 +3,7 @@ sampled calls' features exactly as the model read them and no id, the newest row
 `riskserve quantize --calibration-from-traffic` builds a candidate version that a reload swaps in, writes
 none when its gate fails, and refuses a traffic file it cannot use (exit 2, one line)."""
 
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -23,10 +24,12 @@ from server.quantization.traffic_candidate import TRAFFIC_CALIBRATION_FILE
 from tests.e2e.model_factory import FRAUD_FLOATS, FRAUD_STRINGS, INT8_HIDDEN, INT8_SERVED, fraud_frame
 from tests.e2e.requests import TIMESTAMP_14H, transaction
 from tests.e2e.test_model_versions import IMPOSSIBLE_GATE, reload, write_version
+from tests.metrics.conftest import samples, scrape
 
 BEHAVIOUR = ("txn_count_1h", "txn_count_24h", "amount_sum_1h", "amount_sum_24h", "seconds_since_last_txn")
 BEHAVIOUR += ("distance_from_home_km",)
 IDS = {"transaction_id", "card_id", "merchant_id"}
+SECRET = "secret-id"  # in every id the test sends: never in a traffic file's bytes
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +81,8 @@ def as_transaction(index: int, row: pd.Series) -> scoring_pb2.Transaction:
     behaviour |= {"is_new_merchant": bool(row.is_new_merchant), "is_new_device": bool(row.is_new_device)}
     strings = {name: row[name] for name in FRAUD_STRINGS}
     return transaction(
-        f"t-{index}", behaviour, card_id=f"tok-{index}", merchant_id=f"m-{index}", amount=row.amount,
-        timestamp=int(row.timestamp), **strings,
+        f"t-{index}-{SECRET}", behaviour, card_id=f"tok-{index}-{SECRET}", merchant_id=f"m-{index}-{SECRET}",
+        amount=row.amount, timestamp=int(row.timestamp), **strings,
     )  # fmt: skip
 
 
@@ -116,12 +119,15 @@ def traffic_rows(traffic: Path, version: str) -> pd.DataFrame:
 def test_the_traffic_file_holds_the_sampled_calls_features_exactly_and_no_id(
     request, tmp_path, start_server, module_cache, version_fixture, sampled_by, caplog
 ):
+    caplog.set_level(logging.INFO)
     version = request.getfixturevalue(version_fixture)
     traffic = tmp_path / "traffic"
     server = serve(start_server, repository(tmp_path, version), module_cache, traffic)
     sent = sent_rows(90, seed=7)
     send(server.target, sent.iloc[:30])  # unary Score
     send(server.target, sent.iloc[30:], batch=20)  # ScoreBatch
+    if sampled_by == "live_check":  # its thread has handed every row on (it drops its queue at stop)
+        wait_until(lambda: live_rows_compared(server) == 90)
     server.close()  # stop writes the rows still waiting
     assert f"sampled_by={sampled_by}" in caplog.text
     frame = traffic_rows(traffic, "1.0.0")
@@ -129,8 +135,7 @@ def test_the_traffic_file_holds_the_sampled_calls_features_exactly_and_no_id(
     pd.testing.assert_frame_equal(frame, as_model_read(sent), check_dtype=False)
     for name in FRAUD_FLOATS:
         assert frame[name].dtype == np.float32, name
-    for value in ("t-3", "tok-3", "m-3"):  # not in the file's bytes either
-        assert value.encode() not in traffic_file(traffic, "fraud", "1.0.0").read_bytes()
+    assert SECRET.encode() not in traffic_file(traffic, "fraud", "1.0.0").read_bytes()
 
 
 def test_the_traffic_file_keeps_the_newest_rows(tmp_path, start_server, module_cache, failing_version):
@@ -195,9 +200,11 @@ def test_a_candidate_failing_its_gate_is_not_written_and_the_served_version_stay
     assert outcome.outcome == "unchanged" and outcome.serving.version == "1.0.0", outcome
 
 
-def test_a_traffic_file_it_cannot_use_is_refused_in_one_line(tmp_path, int8_version, module_cache, capsys):
+def test_a_traffic_file_it_cannot_use_is_refused_in_one_line(
+    tmp_path, int8_version, module_cache, capsys, monkeypatch
+):
     repo = repository(tmp_path, int8_version)
-    config = load_model_config(int8_version)
+    flag = "--calibration-from-traffic"
     args = ["quantize", "fraud", "--models-dir", str(repo), "--cache-dir", str(module_cache)]
     short = tmp_path / "short.parquet"
     as_model_read(sent_rows(150, seed=11)).to_parquet(short)
@@ -208,33 +215,43 @@ def test_a_traffic_file_it_cannot_use_is_refused_in_one_line(tmp_path, int8_vers
     pyarrow.parquet.write_table(table.replace_schema_metadata({MODEL_KEY: b"credit"}), credit)
     flat = tmp_path / "flat"
     shutil.copytree(int8_version, flat / "fraud")
+    monkeypatch.delenv("RISKSERVE_TRAFFIC_SAMPLE_DIR", raising=False)
     cases = [
-        (
-            ["--calibration-from-traffic", str(short)],
-            f"traffic file {short}: 150 rows, at least 200 are needed",
-        ),
-        (
-            ["--calibration-from-traffic", str(tmp_path / "none")],
-            "no traffic file for model fraud version 1.0.0",
-        ),
-        (
-            ["--calibration-from-traffic", str(other)],
-            "for another feature set than model fraud's: missing mcc",
-        ),
-        (["--calibration-from-traffic", str(credit)], "credit.parquet is model credit's, not fraud's"),
-        (["--calibration-from-traffic", str(short), "--models-dir", str(flat)], "holds one version in place"),
-    ]
+        ([flag, str(short)], f"traffic file {short}: 150 rows, at least 200 are needed"),
+        ([flag, str(tmp_path / "none")], "no traffic file for model fraud version 1.0.0"),
+        ([flag, str(other)], "another feature set than model fraud's: missing mcc; not features of this "
+                             "model merchant_id"),
+        ([flag, str(credit)], "credit.parquet is model credit's, not fraud's"),
+        ([flag, str(short), "--models-dir", str(flat)], "holds one version in place (flat layout)"),
+        ([flag], "give FILE|DIR, or set RISKSERVE_TRAFFIC_SAMPLE_DIR"),
+        (["credit", flag, str(short)], "is one traffic file, for one model"),  # two models, one file
+    ]  # fmt: skip
     for extra, message in cases:
-        assert cli_main([*args, *extra]) == 2, message
+        models = ["fraud", extra.pop(0)] if extra[0] == "credit" else ["fraud"]
+        assert cli_main(["quantize", *models, *args[2:], *extra]) == 2, message
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
-    assert config.quantization.required_calibration_rows == 200
-    assert sorted(p.name for p in (repo / "fraud").iterdir()) == ["1.0.0"]
+    monkeypatch.setenv("RISKSERVE_TRAFFIC_SAMPLE_DIR", str(tmp_path / "traffic"))  # the server's setting
+    assert cli_main([*args, flag]) == 2
+    assert f"{tmp_path / 'traffic' / 'fraud' / '1.0.0.parquet'}" in capsys.readouterr().err
+    assert load_model_config(int8_version).quantization.required_calibration_rows == 200
+    assert sorted(p.name for p in (repo / "fraud").iterdir()) == ["1.0.0"]  # nothing staged or left
 
 
-def wait_for_rows(traffic: Path, version: str, rows: int, timeout_s: float = 20.0) -> None:
-    path = traffic_file(traffic, "fraud", version)
+def wait_until(condition, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while not (path.exists() and len(read_data_file(path)) >= rows):
-        assert time.monotonic() < deadline, f"{path}: fewer than {rows} rows"
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def wait_for_rows(traffic: Path, version: str, rows: int) -> None:
+    path = traffic_file(traffic, "fraud", version)
+    wait_until(lambda: path.exists() and len(read_data_file(path)) >= rows)
+
+
+def live_rows_compared(server) -> float:
+    found = samples(
+        scrape(f"http://127.0.0.1:{server.server.metrics_port}/metrics"), "riskserve_live_check_rows_total"
+    )
+    return sum(value for _, value in found)
