@@ -3,9 +3,12 @@ sampled calls' features exactly as the model read them and no id, the newest row
 `riskserve quantize --calibration-from-traffic` builds a candidate version that a reload swaps in, writes
 none when its gate fails, and refuses a traffic file it cannot use (exit 2, one line)."""
 
+import contextlib
 import logging
+import re
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -21,6 +24,7 @@ from server.config.model_config import load_model_config
 from server.model_data import read_data_file
 from server.monitoring.traffic_sample import MODEL_KEY, traffic_file
 from server.quantization.traffic_candidate import TRAFFIC_CALIBRATION_FILE
+from tests.e2e.conftest import ServerThread, test_settings
 from tests.e2e.model_factory import FRAUD_FLOATS, FRAUD_STRINGS, INT8_HIDDEN, INT8_SERVED, fraud_frame
 from tests.e2e.requests import TIMESTAMP_14H, transaction
 from tests.e2e.test_model_versions import IMPOSSIBLE_GATE, reload, write_version
@@ -57,16 +61,21 @@ def repository(tmp_path: Path, version: Path) -> Path:
     return root
 
 
-def serve(start_server, repo: Path, cache: Path, traffic: Path, **settings):
+@contextlib.contextmanager
+def serving(repo: Path, cache: Path, traffic: Path, **settings) -> Iterator[ServerThread]:
+    """A server sampling every call into `traffic`, stopped (its traffic files written) at the end."""
     values = dict(
-        cache_dir=cache,
         traffic_sample_dir=traffic,
         live_check_sample_rate=1.0,
         traffic_sample_rate=1.0,
         admin_enabled=True,
         admin_port=0,
     )
-    return start_server(repo, **(values | settings)).wait_ready()
+    server = ServerThread(test_settings(repo, cache, **(values | settings)))
+    try:
+        yield server.wait_ready()
+    finally:
+        server.close()
 
 
 def sent_rows(rows: int, seed: int) -> pd.DataFrame:
@@ -117,18 +126,18 @@ def traffic_rows(traffic: Path, version: str) -> pd.DataFrame:
     "version_fixture, sampled_by", [("int8_version", "live_check"), ("failing_version", "traffic_sample")]
 )
 def test_the_traffic_file_holds_the_sampled_calls_features_exactly_and_no_id(
-    request, tmp_path, start_server, module_cache, version_fixture, sampled_by, caplog
+    request, tmp_path, module_cache, version_fixture, sampled_by, caplog
 ):
     caplog.set_level(logging.INFO)
     version = request.getfixturevalue(version_fixture)
     traffic = tmp_path / "traffic"
-    server = serve(start_server, repository(tmp_path, version), module_cache, traffic)
     sent = sent_rows(90, seed=7)
-    send(server.target, sent.iloc[:30])  # unary Score
-    send(server.target, sent.iloc[30:], batch=20)  # ScoreBatch
-    if sampled_by == "live_check":  # its thread has handed every row on (it drops its queue at stop)
-        wait_until(lambda: live_rows_compared(server) == 90)
-    server.close()  # stop writes the rows still waiting
+    with serving(repository(tmp_path, version), module_cache, traffic) as server:
+        send(server.target, sent.iloc[:30])  # unary Score
+        send(server.target, sent.iloc[30:], batch=20)  # ScoreBatch
+        if sampled_by == "live_check":  # its thread has handed every row on (it drops its queue at stop)
+            wait_until(lambda: live_rows_compared(server) == 90)
+    # stopped: the rows still waiting are written
     assert f"sampled_by={sampled_by}" in caplog.text
     frame = traffic_rows(traffic, "1.0.0")
     assert not IDS & set(frame.columns) and list(frame.columns) == list(FRAUD_FLOATS) + list(FRAUD_STRINGS)
@@ -138,66 +147,60 @@ def test_the_traffic_file_holds_the_sampled_calls_features_exactly_and_no_id(
     assert SECRET.encode() not in traffic_file(traffic, "fraud", "1.0.0").read_bytes()
 
 
-def test_the_traffic_file_keeps_the_newest_rows(tmp_path, start_server, module_cache, failing_version):
+def test_the_traffic_file_keeps_the_newest_rows(tmp_path, module_cache, failing_version):
     traffic = tmp_path / "traffic"
-    repo = repository(tmp_path, failing_version)
-    server = serve(
-        start_server, repo, module_cache, traffic, traffic_sample_rows=40, traffic_sample_flush_rows=7
-    )
     sent = sent_rows(100, seed=8)
-    send(server.target, sent, batch=10)
-    server.close()
-    pd.testing.assert_frame_equal(
-        traffic_rows(traffic, "1.0.0"), as_model_read(sent.iloc[60:]), check_dtype=False
-    )
+    bounded = dict(traffic_sample_rows=40, traffic_sample_flush_rows=7)
+    with serving(repository(tmp_path, failing_version), module_cache, traffic, **bounded) as server:
+        send(server.target, sent, batch=10)
+    newest = as_model_read(sent.iloc[60:])
+    pd.testing.assert_frame_equal(traffic_rows(traffic, "1.0.0"), newest, check_dtype=False)
 
 
-def test_a_candidate_from_traffic_is_swapped_in_by_a_reload(
-    tmp_path, start_server, module_cache, int8_version, capsys
-):
+def test_a_candidate_from_traffic_is_swapped_in_by_a_reload(tmp_path, module_cache, int8_version, capsys):
     traffic = tmp_path / "traffic"
     repo = repository(tmp_path, int8_version)
-    server = serve(start_server, repo, module_cache, traffic, traffic_sample_flush_rows=50)
-    send(server.target, sent_rows(300, seed=9), batch=50)
-    wait_for_rows(traffic, "1.0.0", 300)
     args = ["quantize", "fraud", "--models-dir", str(repo), "--cache-dir", str(module_cache)]
-    assert cli_main([*args, "--calibration-from-traffic", str(traffic)]) == 0
-    out = capsys.readouterr().out
-    folders = [p for p in (repo / "fraud").iterdir() if p.name.startswith("1.0.0-traffic-")]
-    assert len(folders) == 1 and f"written to {folders[0]}" in out, out
-    candidate = folders[0]
-    config = load_model_config(candidate)
-    assert config.version == candidate.name and config.calibration_file == TRAFFIC_CALIBRATION_FILE
-    assert (candidate / TRAFFIC_CALIBRATION_FILE).read_bytes() == traffic_file(
-        traffic, "fraud", "1.0.0"
-    ).read_bytes()
-    assert (candidate / "holdout.parquet").read_bytes() == (int8_version / "holdout.parquet").read_bytes()
-    assert "calibration 300 of 300 rows" in out  # the traffic rows calibrated it
-    assert cli_main(args) == 0 and "from cache" in capsys.readouterr().out  # the version now served
-    outcome = reload(f"127.0.0.1:{server.server.admin_port}").models[0]
-    assert outcome.outcome == "swapped" and outcome.serving.version == candidate.name, outcome
-    with grpc.insecure_channel(server.target) as channel:
-        answer = scoring_pb2_grpc.FraudScoringStub(channel).Score(transaction(), timeout=10)
-    assert answer.model.version == candidate.name and answer.model.precision == "int8"
-    server.close()
+    with serving(repo, module_cache, traffic, traffic_sample_flush_rows=50) as server:
+        send(server.target, sent_rows(300, seed=9), batch=50)
+        wait_for_rows(traffic, "1.0.0", 300)
+        assert cli_main([*args, "--calibration-from-traffic", str(traffic)]) == 0
+        out = capsys.readouterr().out
+        folders = [p for p in (repo / "fraud").iterdir() if p.name.startswith("1.0.0-traffic-")]
+        assert len(folders) == 1 and f"written to {folders[0]}" in out, out
+        candidate = folders[0]
+        config = load_model_config(candidate)
+        assert config.version == candidate.name and config.calibration_file == TRAFFIC_CALIBRATION_FILE
+        calibration = (candidate / TRAFFIC_CALIBRATION_FILE).read_bytes()
+        assert calibration == traffic_file(traffic, "fraud", "1.0.0").read_bytes()
+        holdout = (candidate / "holdout.parquet").read_bytes()
+        assert holdout == (int8_version / "holdout.parquet").read_bytes()
+        assert "calibration 300 of 300 rows" in out  # the traffic rows calibrated it
+        assert cli_main(args) == 0 and "from cache" in capsys.readouterr().out  # the version now served
+        outcome = reload(f"127.0.0.1:{server.server.admin_port}").models[0]
+        assert outcome.outcome == "swapped" and outcome.serving.version == candidate.name, outcome
+        with grpc.insecure_channel(server.target) as channel:
+            answer = scoring_pb2_grpc.FraudScoringStub(channel).Score(transaction(), timeout=10)
+        assert answer.model.version == candidate.name and answer.model.precision == "int8"
     assert len(traffic_rows(traffic, candidate.name)) == 1  # the new version's traffic, in its own file
 
 
 def test_a_candidate_failing_its_gate_is_not_written_and_the_served_version_stays(
-    tmp_path, start_server, module_cache, failing_version, capsys
+    tmp_path, module_cache, failing_version, capsys
 ):
     traffic = tmp_path / "traffic"
     repo = repository(tmp_path, failing_version)
-    server = serve(start_server, repo, module_cache, traffic, traffic_sample_flush_rows=50)
-    send(server.target, sent_rows(250, seed=10), batch=50)
-    wait_for_rows(traffic, "1.0.0", 250)
     args = ["quantize", "fraud", "--models-dir", str(repo), "--cache-dir", str(module_cache)]
-    assert cli_main([*args, "--calibration-from-traffic", str(traffic)]) == 3
-    out = capsys.readouterr().out
-    assert "not written, verdict failed" in out, out
-    assert sorted(p.name for p in (repo / "fraud").iterdir()) == ["1.0.0"]  # nor left staged
-    outcome = reload(f"127.0.0.1:{server.server.admin_port}").models[0]
-    assert outcome.outcome == "unchanged" and outcome.serving.version == "1.0.0", outcome
+    with serving(repo, module_cache, traffic, traffic_sample_flush_rows=50) as server:
+        send(server.target, sent_rows(250, seed=10), batch=50)
+        wait_for_rows(traffic, "1.0.0", 250)
+        assert cli_main([*args, "--calibration-from-traffic", str(traffic)]) == 3
+        out = capsys.readouterr().out
+        verdict = r"not written, verdict (failed|insufficient_evidence) \(it would serve FP32\)"
+        assert re.search(verdict, out), out
+        assert sorted(p.name for p in (repo / "fraud").iterdir()) == ["1.0.0"]  # nor left staged
+        outcome = reload(f"127.0.0.1:{server.server.admin_port}").models[0]
+        assert outcome.outcome == "unchanged" and outcome.serving.version == "1.0.0", outcome
 
 
 def test_a_traffic_file_it_cannot_use_is_refused_in_one_line(
