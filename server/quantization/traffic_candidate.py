@@ -1,10 +1,10 @@
 """A new version of a model calibrated on its live traffic (`riskserve quantize --calibration-from-traffic`).
 
-The served version's traffic file (server/monitoring/traffic_sample.py) is checked first: this model's and
-its feature columns, at least the pipeline's minimum of calibration rows. Then a version folder is staged
-beside the served one as `.<candidate>` (ignored by the repository until renamed): a copy of its config
-with `version: <served version>-traffic-<UTC time>` and `calibration_file` naming a copy of the traffic
-file, every other file hard-linked. The pipeline quantizes it and gates it on the unchanged holdout; a
+A version folder is staged beside the served one as `.<candidate>` (ignored by the repository until
+renamed): a copy of its config with `version: <served version>-traffic-<UTC time>` and `calibration_file`
+naming a copy of the served version's traffic file (server/monitoring/traffic_sample.py), every other file
+hard-linked. The copy is checked first: this model's, its feature columns, at least the pipeline's minimum
+of calibration rows. The pipeline quantizes it and gates it on the unchanged holdout; a
 candidate that serves INT8 is renamed in, so the repository poll or `riskserve models reload` swaps it in
 (after gating it again, from the cache). Any other verdict removes it: a restart must never serve a
 candidate that did not pass.
@@ -27,7 +27,7 @@ from server.model_data import CSV_SUFFIXES, PARQUET_SUFFIXES, read_data_file
 from server.monitoring.traffic_sample import file_model, traffic_file
 from server.served_model import Precision, PreparedModel
 
-TRAFFIC_CALIBRATION_FILE = "traffic-calibration.parquet"
+TRAFFIC_CALIBRATION_STEM = "traffic-calibration"  # + the traffic file's suffix: the candidate's calibration
 _CANDIDATE_SUFFIX = re.compile(r"-traffic-\d{8}T\d{6}$")  # of a version that is itself such a candidate
 
 
@@ -58,23 +58,24 @@ def traffic_path(source: Path, config: ModelConfig) -> Path:
     return path
 
 
-def check_traffic_file(path: Path, config: ModelConfig) -> int:
+def check_traffic_file(path: Path, config: ModelConfig, shown: Path | None = None) -> int:
     """Its rows; DataFileError when it is another model's, has other columns than this model's features
-    or fewer rows than the pipeline needs."""
+    or fewer rows than the pipeline needs. `shown`: the name to give it (the original of a copy)."""
     frame = read_data_file(path)
+    name = shown or path
     recorded = file_model(path) if path.suffix.lower() in PARQUET_SUFFIXES else None
     if recorded is not None and recorded[0] != config.name:
-        raise DataFileError(f"traffic file {path} is model {recorded[0]}'s, not {config.name}'s")
+        raise DataFileError(f"traffic file {name} is model {recorded[0]}'s, not {config.name}'s")
     columns, features = set(map(str, frame.columns)), set(config.feature_names)
     if columns != features:
         missing, extra = sorted(features - columns), sorted(columns - features)
         raise DataFileError(
-            f"traffic file {path} is for another feature set than model {config.name}'s: "
+            f"traffic file {name} is for another feature set than model {config.name}'s: "
             f"missing {', '.join(missing) or 'none'}; not features of this model {', '.join(extra) or 'none'}"
         )
     needed = config.quantization.required_calibration_rows
     if len(frame) < needed:
-        raise DataFileError(f"traffic file {path}: {len(frame)} rows, at least {needed} are needed")
+        raise DataFileError(f"traffic file {name}: {len(frame)} rows, at least {needed} are needed")
     return len(frame)
 
 
@@ -84,8 +85,11 @@ def candidate_version(version: str, now: datetime) -> str:
 
 
 def stage_candidate(folder: Path, config: ModelConfig, traffic: Path, version: str) -> Path:
-    """`.<version>` beside `folder`: its files hard-linked (copied across file systems), the traffic file
-    as the calibration file, the config saying both. Returns the staged folder."""
+    """`.<version>` beside `folder`: its files hard-linked (copied across file systems), a copy of the
+    traffic file as the calibration file, the config saying both. Returns the staged folder.
+
+    The copy is read through one open file, so it is whole even while the server replaces the traffic file
+    (a Parquet reader opening the file by name twice could see the footer of one and the pages of another)."""
     if (folder.parent / version).exists():
         raise ConfigError(f"version folder {folder.parent / version} exists already")
     staging = folder.parent / f".{version}"
@@ -96,12 +100,12 @@ def stage_candidate(folder: Path, config: ModelConfig, traffic: Path, version: s
     for path in folder.iterdir():
         if path.is_file() and path.name not in skipped and not path.name.startswith("."):
             _link(path, staging / path.name)
-    shutil.copyfile(traffic, staging / TRAFFIC_CALIBRATION_FILE)
+    calibration = TRAFFIC_CALIBRATION_STEM + traffic.suffix.lower()
+    shutil.copyfile(traffic, staging / calibration)
     raw = yaml.safe_load((folder / CONFIG_FILE_NAME).read_text())
-    raw["version"], raw["calibration_file"] = version, TRAFFIC_CALIBRATION_FILE
+    raw["version"], raw["calibration_file"] = version, calibration
     header = f"# {config.name} {version}: version {config.version} calibrated on its traffic file {traffic}\n"
     (staging / CONFIG_FILE_NAME).write_text(header + yaml.safe_dump(raw, sort_keys=False))
-    load_model_config(staging)  # every file it names is there
     return staging
 
 
@@ -144,11 +148,12 @@ def build_candidate(
     folder = served_version_folder(model_dir)
     config = load_served_config(model_dir)
     traffic = traffic_path(source, config)
-    rows = check_traffic_file(traffic, config)
     version = candidate_version(config.version, now or datetime.now(UTC))
     staging = stage_candidate(folder, config, traffic, version)
     try:
-        prepared = prepare_model(load_model_config(staging), cache_dir, progress, force=force)
+        candidate = load_model_config(staging)
+        rows = check_traffic_file(candidate.calibration_path, config, shown=traffic)  # the copy it uses
+        prepared = prepare_model(candidate, cache_dir, progress, force=force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

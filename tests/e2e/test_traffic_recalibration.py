@@ -23,7 +23,7 @@ from server.cli.main import main as cli_main
 from server.config.model_config import load_model_config
 from server.model_data import read_data_file
 from server.monitoring.traffic_sample import MODEL_KEY, traffic_file
-from server.quantization.traffic_candidate import TRAFFIC_CALIBRATION_FILE
+from server.quantization.traffic_candidate import TRAFFIC_CALIBRATION_STEM
 from tests.e2e.conftest import ServerThread, test_settings
 from tests.e2e.model_factory import FRAUD_FLOATS, FRAUD_STRINGS, INT8_HIDDEN, INT8_SERVED, fraud_frame
 from tests.e2e.requests import TIMESTAMP_14H, transaction
@@ -119,7 +119,10 @@ def as_model_read(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def traffic_rows(traffic: Path, version: str) -> pd.DataFrame:
-    return read_data_file(traffic_file(traffic, "fraud", version))
+    """The file's rows, read from a copy: one open of a file the server may be replacing."""
+    snapshot = traffic.parent / f"snapshot-{version}.parquet"
+    shutil.copyfile(traffic_file(traffic, "fraud", version), snapshot)
+    return read_data_file(snapshot)
 
 
 @pytest.mark.parametrize(
@@ -164,14 +167,16 @@ def test_a_candidate_from_traffic_is_swapped_in_by_a_reload(tmp_path, module_cac
     with serving(repo, module_cache, traffic, traffic_sample_flush_rows=50) as server:
         send(server.target, sent_rows(300, seed=9), batch=50)
         wait_for_rows(traffic, "1.0.0", 300)
-        assert cli_main([*args, "--calibration-from-traffic", str(traffic)]) == 0
-        out = capsys.readouterr().out
+        status = cli_main([*args, "--calibration-from-traffic", str(traffic)])
+        out, err = capsys.readouterr()
+        assert status == 0, err[-3000:]
         folders = [p for p in (repo / "fraud").iterdir() if p.name.startswith("1.0.0-traffic-")]
         assert len(folders) == 1 and f"written to {folders[0]}" in out, out
         candidate = folders[0]
         config = load_model_config(candidate)
-        assert config.version == candidate.name and config.calibration_file == TRAFFIC_CALIBRATION_FILE
-        calibration = (candidate / TRAFFIC_CALIBRATION_FILE).read_bytes()
+        calibration_file = f"{TRAFFIC_CALIBRATION_STEM}.parquet"
+        assert config.version == candidate.name and config.calibration_file == calibration_file
+        calibration = (candidate / calibration_file).read_bytes()
         assert calibration == traffic_file(traffic, "fraud", "1.0.0").read_bytes()
         holdout = (candidate / "holdout.parquet").read_bytes()
         assert holdout == (int8_version / "holdout.parquet").read_bytes()
@@ -194,8 +199,9 @@ def test_a_candidate_failing_its_gate_is_not_written_and_the_served_version_stay
     with serving(repo, module_cache, traffic, traffic_sample_flush_rows=50) as server:
         send(server.target, sent_rows(250, seed=10), batch=50)
         wait_for_rows(traffic, "1.0.0", 250)
-        assert cli_main([*args, "--calibration-from-traffic", str(traffic)]) == 3
-        out = capsys.readouterr().out
+        status = cli_main([*args, "--calibration-from-traffic", str(traffic)])
+        out, err = capsys.readouterr()
+        assert status == 3, err[-3000:]
         verdict = r"not written, verdict (failed|insufficient_evidence) \(it would serve FP32\)"
         assert re.search(verdict, out), out
         assert sorted(p.name for p in (repo / "fraud").iterdir()) == ["1.0.0"]  # nor left staged
@@ -250,7 +256,7 @@ def wait_until(condition, timeout_s: float = 20.0) -> None:
 
 def wait_for_rows(traffic: Path, version: str, rows: int) -> None:
     path = traffic_file(traffic, "fraud", version)
-    wait_until(lambda: path.exists() and len(read_data_file(path)) >= rows)
+    wait_until(lambda: path.exists() and len(traffic_rows(traffic, version)) >= rows)
 
 
 def live_rows_compared(server) -> float:
