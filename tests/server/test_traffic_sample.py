@@ -2,6 +2,7 @@
 back as a calibration file's columns, read back exactly by the calibration reader, newest rows kept, written
 once enough rows wait, after the flush time and at stop, kept across a restart; never an id."""
 
+import shutil
 import time
 from pathlib import Path
 
@@ -57,7 +58,10 @@ def as_model_saw(config: ModelConfig, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def written(path: Path) -> pd.DataFrame:
-    return read_data_file(path)
+    """The file's rows, read from a copy (one open): the writer may be replacing it meanwhile."""
+    snapshot = path.with_name("snapshot.parquet")
+    shutil.copyfile(path, snapshot)
+    return read_data_file(snapshot)
 
 
 def test_the_file_holds_the_sampled_rows_features_exactly_and_no_id(tmp_path, fraud, sent):
