@@ -1,5 +1,6 @@
 """Recalibration from traffic, through real servers on 127.0.0.1 and the real CLI: the traffic file holds the
-sampled calls' features exactly as the model read them and no id, the newest rows only;
+sampled calls' features exactly as the model read them and no id, the newest rows only, sampled beside the
+live check and on through an FP32 fallback;
 `riskserve quantize --calibration-from-traffic` builds a candidate version that a reload swaps in, writes
 none when its gate fails, and refuses a traffic file it cannot use (exit 2, one line)."""
 
@@ -7,7 +8,6 @@ import contextlib
 import logging
 import re
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from server.quantization.traffic_candidate import TRAFFIC_CALIBRATION_STEM
 from tests.e2e.conftest import ServerThread, test_settings
 from tests.e2e.model_factory import FRAUD_FLOATS, FRAUD_STRINGS, INT8_HIDDEN, INT8_SERVED, fraud_frame
 from tests.e2e.requests import TIMESTAMP_14H, transaction
+from tests.e2e.shadow_traffic import flipping_rows, metric_value, send_rows, wait_for
 from tests.e2e.test_model_versions import IMPOSSIBLE_GATE, reload, write_version
 from tests.metrics.conftest import samples, scrape
 
@@ -38,7 +39,7 @@ SECRET = "secret-id"  # in every id the test sends: never in a traffic file's by
 
 @pytest.fixture(scope="module")
 def int8_version(tmp_path_factory) -> Path:
-    """fraud 1.0.0, served INT8 (so a live check samples it), built once."""
+    """fraud 1.0.0, served INT8 (so a live check samples it too), built once."""
     return write_version(
         tmp_path_factory.mktemp("int8") / "fraud", "1.0.0", quantization=INT8_SERVED, hidden=INT8_HIDDEN
     )
@@ -46,7 +47,7 @@ def int8_version(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def failing_version(tmp_path_factory) -> Path:
-    """fraud 1.0.0 whose gate no INT8 model passes: served FP32, sampled by the traffic file itself."""
+    """fraud 1.0.0 whose gate no INT8 model passes: served FP32, the traffic file its one shadow consumer."""
     return write_version(tmp_path_factory.mktemp("fp32") / "fraud", "1.0.0", quantization=IMPOSSIBLE_GATE)
 
 
@@ -125,11 +126,9 @@ def traffic_rows(traffic: Path, version: str) -> pd.DataFrame:
     return read_data_file(snapshot)
 
 
-@pytest.mark.parametrize(
-    "version_fixture, sampled_by", [("int8_version", "live_check"), ("failing_version", "traffic_sample")]
-)
+@pytest.mark.parametrize("version_fixture", ["int8_version", "failing_version"], ids=["int8", "fp32"])
 def test_the_traffic_file_holds_the_sampled_calls_features_exactly_and_no_id(
-    request, tmp_path, module_cache, version_fixture, sampled_by, caplog
+    request, tmp_path, module_cache, version_fixture, caplog
 ):
     caplog.set_level(logging.INFO)
     version = request.getfixturevalue(version_fixture)
@@ -138,10 +137,10 @@ def test_the_traffic_file_holds_the_sampled_calls_features_exactly_and_no_id(
     with serving(repository(tmp_path, version), module_cache, traffic) as server:
         send(server.target, sent.iloc[:30])  # unary Score
         send(server.target, sent.iloc[30:], batch=20)  # ScoreBatch
-        if sampled_by == "live_check":  # its thread has handed every row on (it drops its queue at stop)
-            wait_until(lambda: live_rows_compared(server) == 90)
+        if version_fixture == "int8_version":  # the live check, sampling apart, got every call too
+            wait_for(lambda: live_rows_compared(server) == 90)
     # stopped: the rows still waiting are written
-    assert f"sampled_by={sampled_by}" in caplog.text
+    assert "event=traffic_sample_started model=fraud version=1.0.0" in caplog.text
     frame = traffic_rows(traffic, "1.0.0")
     assert not IDS & set(frame.columns) and list(frame.columns) == list(FRAUD_FLOATS) + list(FRAUD_STRINGS)
     pd.testing.assert_frame_equal(frame, as_model_read(sent), check_dtype=False)
@@ -158,6 +157,23 @@ def test_the_traffic_file_keeps_the_newest_rows(tmp_path, module_cache, failing_
         send(server.target, sent, batch=10)
     newest = as_model_read(sent.iloc[60:])
     pd.testing.assert_frame_equal(traffic_rows(traffic, "1.0.0"), newest, check_dtype=False)
+
+
+def test_an_fp32_fallback_keeps_writing_the_versions_traffic_file(tmp_path, module_cache, int8_version):
+    traffic = tmp_path / "traffic"
+    repo = repository(tmp_path, int8_version)
+    config = load_model_config(repo / "fraud" / "1.0.0")
+    fallback = dict(on_live_drift="serve_fp32", live_check_min_rows=8)
+    with serving(repo, module_cache, traffic, **fallback) as server:
+        flipping = flipping_rows(config, server.server.repository.get("fraud").prepared.model_path, 12)
+        send_rows(server, config, flipping, sizes=(1,))
+        wait_for(lambda: metric_value(server, "riskserve_model_fp32_fallback", model="fraud") == 1.0)
+        after = send_rows(server, config, flipping, sizes=(1,))
+        assert {a["precision"] for a in after} == {"fp32"}
+    sent = pd.concat([flipping, flipping], ignore_index=True)
+    for name in FRAUD_FLOATS:
+        sent[name] = sent[name].astype(np.float32)
+    pd.testing.assert_frame_equal(traffic_rows(traffic, "1.0.0"), sent, check_dtype=False)
 
 
 def test_a_candidate_from_traffic_is_swapped_in_by_a_reload(tmp_path, module_cache, int8_version, capsys):
@@ -247,16 +263,9 @@ def test_a_traffic_file_it_cannot_use_is_refused_in_one_line(
     assert sorted(p.name for p in (repo / "fraud").iterdir()) == ["1.0.0"]  # nothing staged or left
 
 
-def wait_until(condition, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def wait_for_rows(traffic: Path, version: str, rows: int) -> None:
     path = traffic_file(traffic, "fraud", version)
-    wait_until(lambda: path.exists() and len(traffic_rows(traffic, version)) >= rows)
+    wait_for(lambda: path.exists() and len(traffic_rows(traffic, version)) >= rows)
 
 
 def live_rows_compared(server) -> float:
