@@ -29,6 +29,7 @@ from tests.e2e.model_factory import FRAUD_FLOATS, FRAUD_STRINGS, INT8_HIDDEN, IN
 from tests.e2e.requests import TIMESTAMP_14H, transaction
 from tests.e2e.shadow_traffic import flipping_rows, metric_value, send_rows, wait_for
 from tests.e2e.test_model_versions import IMPOSSIBLE_GATE, reload, write_version
+from tests.e2e.test_request_path import SCORE_PATH, traced_modules
 from tests.metrics.conftest import samples, scrape
 
 BEHAVIOUR = ("txn_count_1h", "txn_count_24h", "amount_sum_1h", "amount_sum_24h", "seconds_since_last_txn")
@@ -157,6 +158,27 @@ def test_the_traffic_file_keeps_the_newest_rows(tmp_path, module_cache, failing_
         send(server.target, sent, batch=10)
     newest = as_model_read(sent.iloc[60:])
     pd.testing.assert_frame_equal(traffic_rows(traffic, "1.0.0"), newest, check_dtype=False)
+
+
+@pytest.mark.parametrize(
+    "rate, path",
+    [
+        (1e-12, SCORE_PATH),  # unsampled: nothing more than without a traffic file
+        (1.0, [*SCORE_PATH, "server/monitoring/shadow.py", "server/monitoring/traffic_sample.py"]),
+    ],
+    ids=["unsampled", "sampled"],
+)
+def test_only_a_sampled_call_reaches_the_traffic_file(tmp_path, module_cache, failing_version, rate, path):
+    repo, traffic = repository(tmp_path, failing_version), tmp_path / "traffic"
+    with (
+        serving(repo, module_cache, traffic, traffic_sample_rate=rate) as server,
+        grpc.insecure_channel(server.target) as channel,
+    ):
+        stub = scoring_pb2_grpc.FraudScoringStub(channel)
+        for _ in range(20):
+            stub.Score(transaction(), timeout=10)
+        modules = traced_modules(server, lambda: [stub.Score(transaction(), timeout=10) for _ in range(3)])
+    assert modules == path
 
 
 def test_an_fp32_fallback_keeps_writing_the_versions_traffic_file(tmp_path, module_cache, int8_version):
