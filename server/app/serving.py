@@ -31,7 +31,8 @@ from server.config.settings import ServerSettings
 from server.metrics import ServingMetrics
 from server.monitoring.challenger import ChallengerCheck
 from server.monitoring.live_check import LiveCheck
-from server.monitoring.shadow import Shadows, ShadowScorer
+from server.monitoring.shadow import ShadowConsumer, Shadows
+from server.monitoring.traffic_sample import TrafficSample
 from server.quantization.errors import QuantizationError
 from server.runtime.batcher import RESTART_WINDOW_S, BatcherFailure, MicroBatcher
 from server.runtime.loop_load import LOOP_LOAD, watch_loop_load
@@ -82,6 +83,7 @@ class RiskServer:
         self._live_checks: dict[str, LiveCheck] = {}  # INT8-served models watched against FP32
         self._challengers: list[ChallengerCheck] = []  # champions watched against their challengers
         self._shadows: dict[ModelRuntime, Shadows] = {}  # each watched runtime's shadow models
+        self._traffic_samples: dict[str, TrafficSample] = {}  # traffic_sample_dir: each served version's
 
     async def start(self) -> None:
         """Listen at once (health NOT_SERVING) and load the models in the background.
@@ -154,8 +156,34 @@ class RiskServer:
         return {r.name: r.batcher for r in self.repository.runtimes if r.batcher is not None}
 
     def _start_runtime(self, runtime: ModelRuntime) -> None:
-        """Start a loaded model's batcher on this loop, observed by the metrics and the supervision."""
+        """Start a loaded model's batcher on this loop, observed by the metrics and the supervision (at
+        startup, for a reloaded version and for the FP32 fallback), its traffic sampled."""
         runtime.start(self.metrics.batch_observer(runtime.name), on_failure=self._batcher_failed)
+        self._sample_traffic(runtime)
+
+    def _sample_traffic(self, runtime: ModelRuntime) -> None:
+        """traffic_sample_dir: one more shadow consumer of `runtime`, writing its sampled rows to its
+        version's traffic file (an FP32 fallback's to its INT8's); a new version's sample replaces the last
+        one, which writes its last rows."""
+        if self.settings.traffic_sample_dir is None:
+            return
+        sample = self._traffic_samples.pop(runtime.name, None)
+        if sample is None or (sample.version, sample.config) != (runtime.facts.version, runtime.config):
+            if sample is not None:
+                sample.close()
+            sample = TrafficSample.for_runtime(runtime, self.settings)
+            if sample is None:
+                return
+            sample.start()
+            log.info(
+                "event=traffic_sample_started model=%s version=%s file=%s sample_rate=%g",
+                runtime.name,
+                runtime.facts.version,
+                sample.path,
+                sample.sample_rate,
+            )
+        self._traffic_samples[runtime.name] = sample
+        self._watch(runtime, sample)
 
     def _batcher_failed(self, failure: BatcherFailure) -> None:
         """A model's batcher worker failed (it logged why): count it; past its bound, keep the model out."""
@@ -241,8 +269,8 @@ class RiskServer:
             log.exception("event=live_check_unavailable model=%s error=%r", runtime.name, str(exc))
             return None
 
-    def _watch(self, runtime: ModelRuntime, scorer: ShadowScorer) -> None:
-        """Add a shadow model to those `runtime` offers its sampled calls to."""
+    def _watch(self, runtime: ModelRuntime, scorer: ShadowConsumer) -> None:
+        """Add a shadow model (or the traffic file) to those `runtime` offers its sampled calls to."""
         shadows = self._shadows.setdefault(runtime, Shadows())
         shadows.add(scorer)
         runtime.watch(shadows)
@@ -310,7 +338,7 @@ class RiskServer:
         """on_live_drift: serve_fp32 and the live flip rate is above the budget: serve FP32 now."""
         live_check = self._live_checks[name]
         fp32, int8 = live_check.fp32, live_check.int8
-        fp32.start(self.metrics.batch_observer(name), on_failure=self._batcher_failed)
+        self._start_runtime(fp32)
         self.repository.add(fp32)  # new calls go to FP32 from here; whole batches, never a mix
         self.metrics.set_model_facts(fp32.facts)
         log.warning(
@@ -389,6 +417,8 @@ class RiskServer:
             await asyncio.to_thread(live_check.stop)
             if live_check.int8 not in self.repository.runtimes:  # switched to FP32, maybe not yet retired
                 await live_check.int8.stop()
+        for sample in self._traffic_samples.values():
+            await asyncio.to_thread(sample.stop)
         for runtime in self.repository.runtimes:
             await runtime.stop()
         if self._metrics_http is not None:

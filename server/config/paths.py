@@ -1,4 +1,4 @@
-"""Default locations of the model repository and the quantization cache."""
+"""Default locations of the model repository, the quantization cache and the traffic files."""
 
 import os
 from pathlib import Path
@@ -18,3 +18,9 @@ def default_cache_dir() -> Path:
         return Path(os.environ["RISKSERVE_CACHE_DIR"])
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(xdg) / "riskserve"
+
+
+def default_traffic_sample_dir() -> Path | None:
+    """`RISKSERVE_TRAFFIC_SAMPLE_DIR` (the server's traffic_sample_dir), else None."""
+    value = os.environ.get("RISKSERVE_TRAFFIC_SAMPLE_DIR")
+    return Path(value) if value else None

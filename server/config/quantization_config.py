@@ -116,3 +116,8 @@ class QuantizationConfig(StrictModel):
         if self.int16_layers and self.mode is not QuantizationMode.STATIC:
             raise ValueError("int16_layers needs mode: static")
         return self
+
+    @property
+    def required_calibration_rows(self) -> int:
+        """Rows a calibration file needs at least (at most calibration_rows are used)."""
+        return min(self.min_calibration_rows, self.calibration_rows)

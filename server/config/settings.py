@@ -222,6 +222,27 @@ class ServerSettings(StrictModel):
         4096, ge=1, description="sampled rows waiting for a challenger's session; beyond, dropped and counted"
     )
 
+    traffic_sample_dir: Path | None = Field(
+        None,
+        description="write sampled calls' feature rows (no ids) to <dir>/<model>/<version>.parquet, a "
+        "rolling calibration file for `riskserve quantize --calibration-from-traffic` (None: off); outside "
+        "models_dir",
+    )
+    traffic_sample_rate: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="share of calls whose feature rows go to the traffic file (a shadow consumer of its own, "
+        "sampled apart from the live check and a challenger)",
+    )
+    traffic_sample_rows: int = Field(20000, ge=1, description="rows a traffic file keeps: the newest")
+    traffic_sample_flush_rows: int = Field(
+        1000, ge=1, description="rewrite the traffic file once this many new rows wait"
+    )
+    traffic_sample_flush_s: float = Field(
+        60.0, gt=0.0, description="... or once new rows waited this long (and at shutdown)"
+    )
+
     @field_validator(*TLS_FILE_SETTINGS)
     @classmethod
     def _readable(cls, path: Path | None) -> Path | None:
@@ -269,6 +290,21 @@ class ServerSettings(StrictModel):
             )
         if self.admin_port != 0 and self.admin_port == self.port:
             raise ValueError(f"admin_port: {self.admin_port} is the serving port; give the admin RPC its own")
+        return self
+
+    @model_validator(mode="after")
+    def _traffic_sample_outside_models(self) -> "ServerSettings":
+        """A traffic file inside the model repository would change the served folder's digest at every flush
+        (a reload each time) and mix traffic into model folders; one process writes each file."""
+        if self.traffic_sample_dir is None:
+            return self
+        directory, models = Path(self.traffic_sample_dir).resolve(), Path(self.models_dir).resolve()
+        if directory == models or directory.is_relative_to(models):
+            raise ValueError(f"traffic_sample_dir: {self.traffic_sample_dir} is inside models_dir {models}")
+        if self.workers > 1:
+            raise ValueError(
+                "traffic_sample_dir: needs workers = 1 (each worker would rewrite the same file)"
+            )
         return self
 
     @property

@@ -1,6 +1,7 @@
 """Shadow scoring: a sample of a served model's calls scored again by another model, on a thread of its own,
 off the hot path. The one core of the FP32 live check (server/monitoring/live_check.py) and of a challenger
-(server/monitoring/challenger.py); each says what to do with the two score vectors.
+(server/monitoring/challenger.py); each says what to do with the two score vectors. A runtime's `Shadows` may
+also hold a consumer that scores nothing: the traffic file (server/monitoring/traffic_sample.py).
 
 Only a sampled call reaches this module: ModelRuntime.predict counts calls down to the next sample and then
 hands the call to its `Shadows` (every shadow of that runtime, each with its own sample rate). A
@@ -18,7 +19,7 @@ import random
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -34,6 +35,34 @@ NOT_SAMPLING = -1  # ModelRuntime's countdown never reaches 0 from here: no furt
 THREAD_NICENESS = 10  # the shadow thread yields the cores to the serving threads
 
 Compare = Callable[[np.ndarray, np.ndarray], None]  # (served probabilities, shadow probabilities)
+
+
+class ShadowConsumer(Protocol):
+    """What `Shadows` hands sampled calls to: a ShadowScorer, or the traffic file."""
+
+    def next_gap(self) -> int:
+        """Calls until the next sampled one; NOT_SAMPLING: none."""
+        ...
+
+    def offer(self, feeds: Feeds, outputs: np.ndarray) -> int:
+        """A sampled call's feeds and served outputs: copy what is kept, no I/O. Returns next_gap()."""
+        ...
+
+
+def geometric_gap(sample_rate: float, draw: random.Random) -> int:
+    """Calls until the next sampled one: geometric, so every call is sampled with the rate's chance
+    (no period for traffic to beat against)."""
+    if sample_rate <= 0.0:
+        return NOT_SAMPLING
+    if sample_rate >= 1.0:
+        return 1
+    return 1 + int(math.log(1.0 - draw.random()) / math.log(1.0 - sample_rate))
+
+
+def lower_thread_priority() -> None:
+    """Nice the calling thread, so it yields the cores to the serving threads."""
+    with contextlib.suppress(OSError):  # not permitted: the thread keeps the process's priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), THREAD_NICENESS)
 
 
 class ShadowScorer:
@@ -77,13 +106,10 @@ class ShadowScorer:
     # ---- the serving side: sampled calls only ----------------------------------------------------------
 
     def next_gap(self) -> int:
-        """Calls until the next sampled one: geometric, so every call is sampled with the rate's chance
-        (no period for traffic to beat against)."""
-        if self.paused or self._stopping or self.sample_rate <= 0.0:
+        """Calls until the next sampled one (geometric_gap)."""
+        if self.paused or self._stopping:
             return NOT_SAMPLING
-        if self.sample_rate >= 1.0:
-            return 1
-        return 1 + int(math.log(1.0 - self._random.random()) / math.log(1.0 - self.sample_rate))
+        return geometric_gap(self.sample_rate, self._random)
 
     def offer(self, feeds: Feeds, outputs: np.ndarray) -> int:
         """A sampled call's first len(outputs) feed rows and its served outputs: queue a copy for the shadow,
@@ -104,8 +130,7 @@ class ShadowScorer:
     # ---- the shadow thread -----------------------------------------------------------------------------
 
     def _work(self) -> None:
-        with contextlib.suppress(OSError):  # not permitted: the thread keeps the process's priority
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), THREAD_NICENESS)
+        lower_thread_priority()
         while True:
             with self._wake:
                 while not self._queue and not self._stopping:
@@ -129,18 +154,18 @@ class ShadowScorer:
 
 
 class Shadows:
-    """Every shadow of one served runtime, as the one sampler its countdown hook calls
-    (ModelRuntime.watch): `next_gap` is the calls until the soonest shadow's next sample; `offer` gives the
-    call to each shadow whose sample it is."""
+    """Every shadow consumer of one served runtime, as the one sampler its countdown hook calls
+    (ModelRuntime.watch): `next_gap` is the calls until the soonest consumer's next sample; `offer` gives the
+    call to each consumer whose sample it is."""
 
     def __init__(self) -> None:
-        self._scorers: list[ShadowScorer] = []
-        self._due: list[int] = []  # calls until each scorer's next sample (NOT_SAMPLING: none)
+        self._consumers: list[ShadowConsumer] = []
+        self._due: list[int] = []  # calls until each consumer's next sample (NOT_SAMPLING: none)
         self._gap = NOT_SAMPLING  # what the runtime's countdown was last set to
 
-    def add(self, scorer: ShadowScorer) -> None:
-        self._scorers.append(scorer)
-        self._due.append(scorer.next_gap())
+    def add(self, consumer: ShadowConsumer) -> None:
+        self._consumers.append(consumer)
+        self._due.append(consumer.next_gap())
 
     def next_gap(self) -> int:
         pending = [due for due in self._due if due > 0]
@@ -148,9 +173,9 @@ class Shadows:
         return self._gap
 
     def offer(self, feeds: Feeds, outputs: np.ndarray) -> int:
-        for i, scorer in enumerate(self._scorers):
+        for i, consumer in enumerate(self._consumers):
             if self._due[i] > 0:
                 self._due[i] -= self._gap
                 if self._due[i] == 0:
-                    self._due[i] = scorer.offer(feeds, outputs)
+                    self._due[i] = consumer.offer(feeds, outputs)
         return self.next_gap()

@@ -107,7 +107,7 @@ def _prepare(config: ModelConfig, cache_dir: Path, say: Callable[[str], None], f
     calibration = load_feature_table(
         config.calibration_path,
         config,
-        min_rows=min(q.min_calibration_rows, q.calibration_rows),
+        min_rows=q.required_calibration_rows,
         max_rows=q.calibration_rows,
         label_column=config.label_column,
         ignored_columns=q.ignored_columns,

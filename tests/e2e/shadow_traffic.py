@@ -13,6 +13,7 @@ from server.config.model_config import ModelConfig
 from server.model_data import feeds_from_frame
 from server.ort_session import create_session
 from tests.e2e.conftest import ServerThread
+from tests.e2e.model_factory import fraud_frame
 from tests.metrics.conftest import samples, scrape
 
 
@@ -27,6 +28,16 @@ def offline_scores(
     step = 1 if chunk_rows == 1 else 4096
     blocks = [run({k: v[i : i + step] for k, v in feeds.items()}) for i in range(0, len(frame), step)]
     return np.concatenate(blocks)[:, -1].astype(np.float64)
+
+
+def flipping_rows(config: ModelConfig, int8_path: Path, wanted: int) -> pd.DataFrame:
+    """Rows of fresh traffic whose review decision INT8 and FP32 disagree on."""
+    pool = fraud_frame(6000, seed=11)[config.feature_names]
+    int8, fp32 = offline_scores(int8_path, config, pool), offline_scores(config.onnx_path, config, pool)
+    review = config.decision.review
+    flipping = pool[(int8 >= review) != (fp32 >= review)]
+    assert len(flipping) >= wanted, f"only {len(flipping)} flipping rows in the pool"
+    return flipping.head(wanted)
 
 
 def infer_inputs(config: ModelConfig, frame: pd.DataFrame) -> list[triton.InferInput]:

@@ -22,6 +22,7 @@ from tests.e2e.conftest import ServerThread, test_settings
 from tests.e2e.model_factory import INT8_HIDDEN, INT8_SERVED, fraud_frame, write_model
 from tests.e2e.requests import transaction
 from tests.e2e.shadow_traffic import (
+    flipping_rows,
     metric,
     metric_value,
     offline_scores,
@@ -85,16 +86,6 @@ def _expected_figures(
     }
 
 
-def _flipping_rows(config: ModelConfig, int8_path: Path, wanted: int) -> pd.DataFrame:
-    """Rows of fresh traffic whose review decision INT8 and FP32 disagree on."""
-    pool = fraud_frame(6000, seed=11)[config.feature_names]
-    int8, fp32 = offline_scores(int8_path, config, pool), offline_scores(config.onnx_path, config, pool)
-    review = config.decision.review
-    flipping = pool[(int8 >= review) != (fp32 >= review)]
-    assert len(flipping) >= wanted, f"only {len(flipping)} flipping rows in the pool"
-    return flipping.head(wanted)
-
-
 def _check_live_figures(server: ServerThread, name: str, frame: pd.DataFrame) -> None:
     """The server's exported live-check figures for `name` equal the offline recomputation on `frame`."""
     runtime = server.server.repository.get(name)
@@ -132,7 +123,7 @@ def test_live_figures_equal_an_offline_recomputation_of_the_sent_rows(servers, r
     server = servers(live_check_sample_rate=1.0)
     config = load_model_config(repo / "fraud")
     int8_path = server.server.repository.get("fraud").prepared.model_path
-    frame = pd.concat([_flipping_rows(config, int8_path, 6), fraud_frame(120, seed=5)[config.feature_names]])
+    frame = pd.concat([flipping_rows(config, int8_path, 6), fraud_frame(120, seed=5)[config.feature_names]])
     _check_live_figures(server, "fraud", frame.sample(frac=1.0, random_state=0))
 
 
@@ -159,7 +150,7 @@ def test_serve_fp32_switches_the_model_when_live_flips_exceed_the_budget(servers
     server = servers(live_check_sample_rate=1.0, on_live_drift="serve_fp32", live_check_min_rows=8)
     config = load_model_config(repo / "fraud")
     int8_path = server.server.repository.get("fraud").prepared.model_path
-    flipping = _flipping_rows(config, int8_path, 12)
+    flipping = flipping_rows(config, int8_path, 12)
     with caplog.at_level(logging.WARNING, logger="server.app.serving"):
         before = send_rows(server, config, flipping, sizes=(1,))
         wait_for(lambda: metric_value(server, "riskserve_model_fp32_fallback", model="fraud") == 1.0)
@@ -180,7 +171,7 @@ def test_serve_fp32_switches_the_model_when_live_flips_exceed_the_budget(servers
 def test_alert_policy_only_reports(servers, repo):
     server = servers(live_check_sample_rate=1.0, live_check_min_rows=8)  # on_live_drift: alert (default)
     config = load_model_config(repo / "fraud")
-    flipping = _flipping_rows(config, server.server.repository.get("fraud").prepared.model_path, 12)
+    flipping = flipping_rows(config, server.server.repository.get("fraud").prepared.model_path, 12)
     send_rows(server, config, flipping, sizes=(1,))
     wait_for(lambda: metric_value(server, "riskserve_live_check_rows_total", model="fraud") == len(flipping))
     assert metric_value(server, "riskserve_model_fp32_fallback", model="fraud") == 0.0
