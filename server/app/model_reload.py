@@ -9,9 +9,13 @@ reload (the repository poll every `model_poll_s`, or ModelAdmin.Reload), one mod
      spent on it.
   3. kept out unless it passes: a load or pipeline error, or gate verdict failed / insufficient_evidence
      (at startup such a model serves FP32; a reload only replaces a serving version with one that passed).
-  4. ModelRuntime.load + warm-up in a thread, its batcher started on the loop.
-  5. the swap (ModelRepository.swap): new calls get the new runtime; calls that hold the old one finish
-     on it, then its batcher stops (MicroBatcher.drain, within `grace_period_s`).
+  4. ModelRuntime.load + warm-up in a thread, its batcher started on the loop, its watches attached
+     (server/app/model_watches.py: the FP32 live check of an INT8 version, its challenger shadow), loaded
+     in a thread, so its first served call is already sampled; a watch that cannot load leaves the new
+     version unwatched (logged).
+  5. the swap (ModelRepository.swap): new calls get the new runtime; champions whose challenger is this
+     model shadow the new version; calls that hold the old one finish on it, then its batcher and its
+     watches stop (ModelWatches.retire: MicroBatcher.drain, within `grace_period_s`).
 Every outcome is one log line `event=model_reload`, a count in `riskserve_model_reloads_total`; a version
 kept out is also `riskserve_model_version_kept_out` and ModelAdmin.ListVersions, with why.
 """
@@ -26,6 +30,7 @@ from pathlib import Path
 
 from server.api.domain_api import check_domain_sources
 from server.app.health import HealthState
+from server.app.model_watches import ModelWatches
 from server.app.reload_worker import prepare_in_worker, start_worker
 from server.app.startup import ModelProblem, problem_of
 from server.config.model_config import ModelConfig
@@ -59,7 +64,8 @@ class _KeptOut(Exception):
 
 
 class ModelReloader:
-    """Reloads for one serving process. `start_runtime` starts a new runtime's batcher (as at startup)."""
+    """Reloads for one serving process. `start_runtime` starts a new runtime's batcher (as at startup);
+    `watches` watches the new version and stops the old one's."""
 
     def __init__(
         self,
@@ -68,12 +74,14 @@ class ModelReloader:
         metrics: ServingMetrics,
         health: HealthState,
         start_runtime: Callable[[ModelRuntime], None],
+        watches: ModelWatches,
     ) -> None:
         self.settings = settings
         self.repository = repository
         self.metrics = metrics
         self.health = health
         self._start_runtime = start_runtime
+        self._watches = watches
         self._root = Path(settings.models_dir)
         # what startup read: a reload tries a model again only once its served folder differs from this
         self._digests = {name: folder_digest(self._root / name) for name in repository.expected}
@@ -199,6 +207,7 @@ class ModelReloader:
         name, facts = runtime.name, runtime.facts
         previous = self._serving_version(name) or "none"
         self._start_runtime(runtime)
+        await self._watches.attach(runtime)
         old = self.repository.swap(runtime)
         self.metrics.set_model_facts(facts)
         self.metrics.count_reload(name, SWAPPED, facts.version)
@@ -216,16 +225,12 @@ class ModelReloader:
             trigger,
             time.perf_counter() - started,
         )
-        if old is not None and old.batcher is not None:
-            task = asyncio.get_running_loop().create_task(self._retire(old))
+        await self._watches.reattach_challengers(name)
+        if old is not None:
+            task = asyncio.get_running_loop().create_task(self._watches.retire(old))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
         return ReloadOutcome(name, SWAPPED, facts.version)
-
-    async def _retire(self, old: ModelRuntime) -> None:
-        """The replaced version: its in-flight calls finish, then its batcher stops."""
-        drained = await old.batcher.drain(self.settings.grace_period_s)
-        log.info("event=model_retired model=%s version=%s drained=%s", old.name, old.facts.version, drained)
 
     async def stop(self) -> None:
         """Stop polling, end a reload under way (its process is killed) and stop retiring versions."""
