@@ -4,9 +4,9 @@ swap it in atomically only if it passes.
 reload (the repository poll every `model_poll_s`, or ModelAdmin.Reload), one model at a time:
   1. the digest of the version folder the model serves (server/config/model_versions.py): unchanged ->
      nothing to do. A changed digest is tried once: a version kept out is tried again when its files change.
-  2. its config, then prepare_model (quantize + gate: the startup pipeline and cache) in a spawned process
-     at nice +10 (server/app/reload_worker.py), so the serving process's event loop and CPU share are not
-     spent on it.
+  2. its config (its `challenger` section, and those of champions naming it, checked as at startup), then
+     prepare_model (quantize + gate: the startup pipeline and cache) in a spawned process at nice +10
+     (server/app/reload_worker.py), so the serving process's event loop and CPU share are not spent on it.
   3. kept out unless it passes: a load or pipeline error, or gate verdict failed / insufficient_evidence
      (at startup such a model serves FP32; a reload only replaces a serving version with one that passed).
   4. ModelRuntime.load + warm-up in a thread, its batcher started on the loop, its watches attached
@@ -33,7 +33,7 @@ from server.app.health import HealthState
 from server.app.model_watches import ModelWatches
 from server.app.reload_worker import prepare_in_worker, start_worker
 from server.app.startup import ModelProblem, problem_of
-from server.config.model_config import ModelConfig
+from server.config.model_config import ModelConfig, check_challenger
 from server.config.model_versions import folder_digest, load_served_config, served_folder
 from server.config.settings import ServerSettings
 from server.metrics import ServingMetrics
@@ -151,7 +151,20 @@ class ModelReloader:
     def _read_config(self, name: str) -> ModelConfig:
         config = load_served_config(self._root / name)
         check_domain_sources(config)
+        self._check_pairing(config)
         return config
+
+    def _check_pairing(self, config: ModelConfig) -> None:
+        """ConfigError, as at startup, if `config`'s challenger, or a served champion that names `config`'s
+        model as its challenger, no longer fits (same task and inputs). A challenger not serving is not
+        checked: it is paired when a reload brings it."""
+        configured = {r.name: r.config for r in self.repository.runtimes} | {config.name: config}
+        for champion in configured.values():
+            wanted = champion.challenger
+            if wanted is None or (champion is not config and wanted.model != config.name):
+                continue
+            if wanted.model in configured or wanted.model not in self.repository.expected:
+                check_challenger(champion, configured)
 
     async def _prepare(self, config: ModelConfig) -> PreparedModel | ModelProblem:
         """prepare_in_worker in a fresh spawned process (server/app/reload_worker.py; its memory is returned

@@ -155,3 +155,16 @@ def test_after_serve_fp32_the_challenger_shadow_still_counts_rows(servers, built
     answers = send_rows(server, config, _rows(config, 20, seed=7))
     assert {a["precision"] for a in answers} == {"fp32"}
     wait_for(lambda: _challenger_rows(server, "1", "1") == 32)
+
+
+def test_a_reloaded_challenger_section_is_checked_as_at_startup(servers, built, tmp_path):
+    repo = repository(built, tmp_path / "models", "fp32", SHADOW_ALL)
+    server = servers(repo)
+    folder = add_version(repo, "2", repo / "fraud" / "1")
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["challenger"] = {"model": "nosuch", "shadow_share": 1.0}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    outcome = reload(f"127.0.0.1:{server.server.admin_port}", "fraud").models[0]
+    assert (outcome.outcome, outcome.serving.version) == ("kept_out", "1"), outcome
+    assert outcome.kept_out_reason.startswith("config: ") and "challenger.model" in outcome.kept_out_reason
+    assert "'nosuch' is not a configured model" in outcome.kept_out_reason
