@@ -60,7 +60,7 @@ class _Watched:
         return [stop for stop in self._consumers.values() if stop is not None]
 
     def _rewatch(self) -> None:
-        # a new Shadows each time: the runtime's countdown hook is never changed under a call
+        # rebuilt, not edited: each consumer's countdown starts afresh (a geometric gap has no memory)
         shadows = Shadows()
         for consumer in self._consumers:
             shadows.add(consumer)
@@ -102,6 +102,7 @@ class ModelWatches:
         or whose shadow cannot load, leaves the champion to serve alone (logged)."""
         wanted = champion.config.challenger
         if wanted is None:
+            self.repository.slot(champion.name).split = None  # a reload that removed the section
             return
         watched = self._watched.setdefault(champion, _Watched(champion))
         slot = self.repository.slot(wanted.model)

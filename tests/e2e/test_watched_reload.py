@@ -15,7 +15,7 @@ from server.config.model_config import ModelConfig
 from tests.e2e.conftest import ServerThread, test_settings
 from tests.e2e.model_factory import INT8_HIDDEN, INT8_SERVED, fraud_frame
 from tests.e2e.shadow_traffic import flipping_rows, metric_value, send_rows, wait_for
-from tests.e2e.test_model_versions import add_version, reload, write_version
+from tests.e2e.test_model_versions import add_version, reload, score, write_version
 
 SHADOW_ALL = {"model": "fraud_v2", "shadow_share": 1.0}
 
@@ -168,3 +168,15 @@ def test_a_reloaded_challenger_section_is_checked_as_at_startup(servers, built, 
     assert (outcome.outcome, outcome.serving.version) == ("kept_out", "1"), outcome
     assert outcome.kept_out_reason.startswith("config: ") and "challenger.model" in outcome.kept_out_reason
     assert "'nosuch' is not a configured model" in outcome.kept_out_reason
+
+
+def test_a_reload_without_the_challenger_section_rolls_the_split_back(servers, built, tmp_path):
+    repo = repository(built, tmp_path / "models", "fp32", {"model": "fraud_v2", "live_share": 1.0})
+    server = servers(repo)
+    assert score(server.target, card_id="card-1").model.name == "fraud_v2"
+    folder = add_version(repo, "2", repo / "fraud" / "1")
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    del config["challenger"]
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    _reload(server, "fraud", "2")
+    assert score(server.target, card_id="card-1").model.name == "fraud"
