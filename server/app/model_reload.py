@@ -4,14 +4,18 @@ swap it in atomically only if it passes.
 reload (the repository poll every `model_poll_s`, or ModelAdmin.Reload), one model at a time:
   1. the digest of the version folder the model serves (server/config/model_versions.py): unchanged ->
      nothing to do. A changed digest is tried once: a version kept out is tried again when its files change.
-  2. its config, then prepare_model (quantize + gate: the startup pipeline and cache) in a spawned process
-     at nice +10 (server/app/reload_worker.py), so the serving process's event loop and CPU share are not
-     spent on it.
+  2. its config (its `challenger` section, and those of champions naming it, checked as at startup), then
+     prepare_model (quantize + gate: the startup pipeline and cache) in a spawned process at nice +10
+     (server/app/reload_worker.py), so the serving process's event loop and CPU share are not spent on it.
   3. kept out unless it passes: a load or pipeline error, or gate verdict failed / insufficient_evidence
      (at startup such a model serves FP32; a reload only replaces a serving version with one that passed).
-  4. ModelRuntime.load + warm-up in a thread, its batcher started on the loop.
-  5. the swap (ModelRepository.swap): new calls get the new runtime; calls that hold the old one finish
-     on it, then its batcher stops (MicroBatcher.drain, within `grace_period_s`).
+  4. ModelRuntime.load + warm-up in a thread, its batcher started on the loop, its watches attached
+     (server/app/model_watches.py: the FP32 live check of an INT8 version, its challenger shadow), loaded
+     in a thread, so its first served call is already sampled; a watch that cannot load leaves the new
+     version unwatched (logged).
+  5. the swap (ModelRepository.swap): new calls get the new runtime; champions whose challenger is this
+     model shadow the new version; calls that hold the old one finish on it, then its batcher and its
+     watches stop (ModelWatches.retire: MicroBatcher.drain, within `grace_period_s`).
 Every outcome is one log line `event=model_reload`, a count in `riskserve_model_reloads_total`; a version
 kept out is also `riskserve_model_version_kept_out` and ModelAdmin.ListVersions, with why.
 """
@@ -26,9 +30,10 @@ from pathlib import Path
 
 from server.api.domain_api import check_domain_sources
 from server.app.health import HealthState
+from server.app.model_watches import ModelWatches
 from server.app.reload_worker import prepare_in_worker, start_worker
 from server.app.startup import ModelProblem, problem_of
-from server.config.model_config import ModelConfig
+from server.config.model_config import ModelConfig, check_challenger
 from server.config.model_versions import folder_digest, load_served_config, served_folder
 from server.config.settings import ServerSettings
 from server.metrics import ServingMetrics
@@ -59,7 +64,8 @@ class _KeptOut(Exception):
 
 
 class ModelReloader:
-    """Reloads for one serving process. `start_runtime` starts a new runtime's batcher (as at startup)."""
+    """Reloads for one serving process. `start_runtime` starts a new runtime's batcher (as at startup);
+    `watches` watches the new version and stops the old one's."""
 
     def __init__(
         self,
@@ -68,12 +74,14 @@ class ModelReloader:
         metrics: ServingMetrics,
         health: HealthState,
         start_runtime: Callable[[ModelRuntime], None],
+        watches: ModelWatches,
     ) -> None:
         self.settings = settings
         self.repository = repository
         self.metrics = metrics
         self.health = health
         self._start_runtime = start_runtime
+        self._watches = watches
         self._root = Path(settings.models_dir)
         # what startup read: a reload tries a model again only once its served folder differs from this
         self._digests = {name: folder_digest(self._root / name) for name in repository.expected}
@@ -143,7 +151,20 @@ class ModelReloader:
     def _read_config(self, name: str) -> ModelConfig:
         config = load_served_config(self._root / name)
         check_domain_sources(config)
+        self._check_pairing(config)
         return config
+
+    def _check_pairing(self, config: ModelConfig) -> None:
+        """ConfigError, as at startup, if `config`'s challenger, or a served champion that names `config`'s
+        model as its challenger, no longer fits (same task and inputs). A challenger not serving is not
+        checked: it is paired when a reload brings it."""
+        configured = {r.name: r.config for r in self.repository.runtimes} | {config.name: config}
+        for champion in configured.values():
+            wanted = champion.challenger
+            if wanted is None or (champion is not config and wanted.model != config.name):
+                continue
+            if wanted.model in configured or wanted.model not in self.repository.expected:
+                check_challenger(champion, configured)
 
     async def _prepare(self, config: ModelConfig) -> PreparedModel | ModelProblem:
         """prepare_in_worker in a fresh spawned process (server/app/reload_worker.py; its memory is returned
@@ -199,6 +220,7 @@ class ModelReloader:
         name, facts = runtime.name, runtime.facts
         previous = self._serving_version(name) or "none"
         self._start_runtime(runtime)
+        await self._watches.attach(runtime)
         old = self.repository.swap(runtime)
         self.metrics.set_model_facts(facts)
         self.metrics.count_reload(name, SWAPPED, facts.version)
@@ -216,16 +238,12 @@ class ModelReloader:
             trigger,
             time.perf_counter() - started,
         )
-        if old is not None and old.batcher is not None:
-            task = asyncio.get_running_loop().create_task(self._retire(old))
+        await self._watches.reattach_challengers(name)
+        if old is not None:
+            task = asyncio.get_running_loop().create_task(self._watches.retire(old))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
         return ReloadOutcome(name, SWAPPED, facts.version)
-
-    async def _retire(self, old: ModelRuntime) -> None:
-        """The replaced version: its in-flight calls finish, then its batcher stops."""
-        drained = await old.batcher.drain(self.settings.grace_period_s)
-        log.info("event=model_retired model=%s version=%s drained=%s", old.name, old.facts.version, drained)
 
     async def stop(self) -> None:
         """Stop polling, end a reload under way (its process is killed) and stop retiring versions."""

@@ -24,21 +24,17 @@ from server.app.listen import ListenError, start_metrics
 from server.app.malloc_tuning import fix_mmap_threshold
 from server.app.model_admin import start_admin
 from server.app.model_reload import ModelReloader
+from server.app.model_watches import ModelWatches
 from server.app.startup import ModelProblem, discover_models, load_model, problem_of
 from server.app.watchdog import Watchdog
 from server.config.errors import ConfigError
 from server.config.settings import ServerSettings
 from server.metrics import ServingMetrics
-from server.monitoring.challenger import ChallengerCheck
-from server.monitoring.live_check import LiveCheck
-from server.monitoring.shadow import ShadowConsumer, Shadows
-from server.monitoring.traffic_sample import TrafficSample
 from server.quantization.errors import QuantizationError
 from server.runtime.batcher import RESTART_WINDOW_S, BatcherFailure, MicroBatcher
 from server.runtime.loop_load import LOOP_LOAD, watch_loop_load
 from server.runtime.model_runtime import ModelRuntime
-from server.runtime.repository import LiveSplit, ModelRepository
-from server.served_model import Precision
+from server.runtime.repository import ModelRepository
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +76,6 @@ class RiskServer:
         self._watchdog: Watchdog | None = None
         self._background: set[asyncio.Task] = set()
         self._gc_log = GcPauseLog()
-        self._live_checks: dict[str, LiveCheck] = {}  # INT8-served models watched against FP32
-        self._challengers: list[ChallengerCheck] = []  # champions watched against their challengers
-        self._shadows: dict[ModelRuntime, Shadows] = {}  # each watched runtime's shadow models
-        self._traffic_samples: dict[str, TrafficSample] = {}  # traffic_sample_dir: each served version's
 
     async def start(self) -> None:
         """Listen at once (health NOT_SERVING) and load the models in the background.
@@ -95,8 +87,9 @@ class RiskServer:
         self.repository = ModelRepository(
             {**{c.name: c.task for c in configs}, **{p.name: None for p in problems}}
         )
+        self.watches = ModelWatches(self.settings, self.repository, self.metrics, self._start_runtime)
         self.reloads = ModelReloader(
-            self.settings, self.repository, self.metrics, self.health, self._start_runtime
+            self.settings, self.repository, self.metrics, self.health, self._start_runtime, self.watches
         )
         calls = Calls(self.drain_state, self.metrics)
         if self.worker is None:
@@ -157,33 +150,8 @@ class RiskServer:
 
     def _start_runtime(self, runtime: ModelRuntime) -> None:
         """Start a loaded model's batcher on this loop, observed by the metrics and the supervision (at
-        startup, for a reloaded version and for the FP32 fallback), its traffic sampled."""
+        startup, for a reloaded version and for the FP32 fallback)."""
         runtime.start(self.metrics.batch_observer(runtime.name), on_failure=self._batcher_failed)
-        self._sample_traffic(runtime)
-
-    def _sample_traffic(self, runtime: ModelRuntime) -> None:
-        """traffic_sample_dir: one more shadow consumer of `runtime`, writing its sampled rows to its
-        version's traffic file (an FP32 fallback's to its INT8's); a new version's sample replaces the last
-        one, which writes its last rows."""
-        if self.settings.traffic_sample_dir is None:
-            return
-        sample = self._traffic_samples.pop(runtime.name, None)
-        if sample is None or (sample.version, sample.config) != (runtime.facts.version, runtime.config):
-            if sample is not None:
-                sample.close()
-            sample = TrafficSample.for_runtime(runtime, self.settings)
-            if sample is None:
-                return
-            sample.start()
-            log.info(
-                "event=traffic_sample_started model=%s version=%s file=%s sample_rate=%g",
-                runtime.name,
-                runtime.facts.version,
-                sample.path,
-                sample.sample_rate,
-            )
-        self._traffic_samples[runtime.name] = sample
-        self._watch(runtime, sample)
 
     def _batcher_failed(self, failure: BatcherFailure) -> None:
         """A model's batcher worker failed (it logged why): count it; past its bound, keep the model out."""
@@ -224,15 +192,14 @@ class RiskServer:
                         raise
                     self._keep_out(problem_of(config.name, exc))
                     continue
-                live_check = await self._load_live_check(runtime)
+                await self.watches.attach(runtime, pair=False)  # challengers once every model loaded
                 self._start_runtime(runtime)
-                if live_check is not None:
-                    self._watch_live(runtime, live_check)
                 self.repository.add(runtime)
                 self.metrics.set_model_facts(runtime.facts)
                 await self.health.set_model(config.name, True)
             for runtime in self.repository.runtimes:
-                await self._start_challenger(runtime)
+                await self.watches.pair(runtime)
+            self.watches.strict = False  # from here a watch that cannot load leaves its runtime unwatched
             if self.settings.startup_gc_freeze:
                 freeze_startup_objects()
             self._gc_log.install()
@@ -255,114 +222,6 @@ class RiskServer:
             log.exception("event=startup_failed error=%r", str(exc))
             self.startup_error = exc
             self._ready.set()
-
-    async def _load_live_check(self, runtime: ModelRuntime) -> LiveCheck | None:
-        """The FP32 shadow of an INT8-served model, when live_check_sample_rate asks for one. A model whose
-        live check cannot load serves on unwatched (logged)."""
-        if self.settings.live_check_sample_rate <= 0 or runtime.facts.precision is not Precision.INT8:
-            return None
-        try:
-            return await asyncio.to_thread(LiveCheck.load, runtime, self.settings)
-        except Exception as exc:
-            if self.settings.exit_on_model_error:
-                raise
-            log.exception("event=live_check_unavailable model=%s error=%r", runtime.name, str(exc))
-            return None
-
-    def _watch(self, runtime: ModelRuntime, scorer: ShadowConsumer) -> None:
-        """Add a shadow model (or the traffic file) to those `runtime` offers its sampled calls to."""
-        shadows = self._shadows.setdefault(runtime, Shadows())
-        shadows.add(scorer)
-        runtime.watch(shadows)
-
-    def _watch_live(self, runtime: ModelRuntime, live_check: LiveCheck) -> None:
-        loop = asyncio.get_running_loop()
-
-        def on_drift(threshold: str, flip_rate: float, window_rows: int) -> None:  # the live check's thread
-            loop.call_soon_threadsafe(self._on_live_drift, runtime.name, threshold, flip_rate, window_rows)
-
-        live_check.start(self.metrics.live_checks, on_drift)
-        self._watch(runtime, live_check.scorer)
-        self._live_checks[runtime.name] = live_check
-        log.info(
-            "event=live_check_started model=%s version=%s sample_rate=%g window_s=%g on_live_drift=%s",
-            runtime.name,
-            runtime.facts.version,
-            live_check.sample_rate,
-            live_check.window_s,
-            live_check.policy.value,
-        )
-
-    async def _start_challenger(self, champion: ModelRuntime) -> None:
-        """The champion's challenger (config `challenger`), once every model loaded: in shadow when
-        shadow_share > 0, deciding its share of the ids when live_share > 0. A challenger that is not
-        serving, or whose shadow cannot load, leaves the champion to serve alone (logged)."""
-        wanted = champion.config.challenger
-        if wanted is None:
-            return
-        slot = self.repository.slot(wanted.model)
-        challenger = slot.serving
-        if challenger is None:
-            log.error(
-                "event=challenger_unavailable model=%s challenger=%s detail=%r action=serve_champion_alone",
-                champion.name,
-                wanted.model,
-                slot.unavailable or "not loaded",
-            )
-            return
-        if wanted.shadow_share > 0:
-            try:
-                check = await asyncio.to_thread(ChallengerCheck.load, champion, challenger, self.settings)
-            except Exception as exc:
-                if self.settings.exit_on_model_error:
-                    raise
-                log.exception("event=challenger_unavailable model=%s error=%r", champion.name, str(exc))
-                return
-            check.start(self.metrics.challengers)
-            self._watch(champion, check.scorer)
-            self._challengers.append(check)
-        if wanted.live_share > 0:
-            self.repository.slot(champion.name).split = LiveSplit.of(slot, wanted.live_share)
-        log.info(
-            "event=challenger_started model=%s version=%s challenger=%s challenger_version=%s "
-            "shadow_share=%g live_share=%g",
-            champion.name,
-            champion.facts.version,
-            challenger.name,
-            challenger.facts.version,
-            wanted.shadow_share,
-            wanted.live_share,
-        )
-
-    def _on_live_drift(self, name: str, threshold: str, flip_rate: float, window_rows: int) -> None:
-        """on_live_drift: serve_fp32 and the live flip rate is above the budget: serve FP32 now."""
-        live_check = self._live_checks[name]
-        fp32, int8 = live_check.fp32, live_check.int8
-        self._start_runtime(fp32)
-        self.repository.add(fp32)  # new calls go to FP32 from here; whole batches, never a mix
-        self.metrics.set_model_facts(fp32.facts)
-        log.warning(
-            "event=live_drift_fallback model=%s version=%s threshold=%s flip_rate=%.5f budget=%g "
-            "window_rows=%d precision=fp32 gate_verdict=%s action=serve_fp32",
-            name,
-            fp32.facts.version,
-            threshold,
-            flip_rate,
-            live_check.reference.flip_budget,
-            window_rows,
-            fp32.facts.gate_verdict.value,
-        )
-        task = asyncio.get_running_loop().create_task(self._retire(int8))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _retire(self, runtime: ModelRuntime) -> None:
-        """Stop a runtime no new call reaches once the calls already queued on it are answered."""
-        assert runtime.batcher is not None
-        waited_until = time.monotonic() + self.settings.grace_period_s
-        while runtime.batcher.stalled_s() > 0 and time.monotonic() < waited_until:
-            await asyncio.sleep(0.01)
-        await runtime.stop()
 
     async def wait_ready(self) -> None:
         """Until every model serves; raises the startup error if loading failed."""
@@ -411,14 +270,7 @@ class RiskServer:
             await self._server.stop(grace_s)
         if self._loop_watch is not None:
             self._loop_watch.cancel()
-        for check in self._challengers:
-            await asyncio.to_thread(check.stop)
-        for live_check in self._live_checks.values():
-            await asyncio.to_thread(live_check.stop)
-            if live_check.int8 not in self.repository.runtimes:  # switched to FP32, maybe not yet retired
-                await live_check.int8.stop()
-        for sample in self._traffic_samples.values():
-            await asyncio.to_thread(sample.stop)
+        await self.watches.stop()
         for runtime in self.repository.runtimes:
             await runtime.stop()
         if self._metrics_http is not None:

@@ -197,11 +197,13 @@ class LiveRecorder:
         self._dropped: dict[LabelValues, int] = {}
 
     def register(self, key: LabelValues, reference: LiveReference, window_s: float) -> None:
+        """Start recording `key`. A key already recorded (a reload of files under the same version, a
+        check re-paired) keeps its counters and window: a counter of one label set never goes back."""
         with self._lock:
             self._references[key] = reference
-            self._windows[key] = _Window(window_s)
-            self._totals[key] = LiveTally(flips=dict.fromkeys(reference.thresholds, 0))  # 0 from the start
-            self._dropped[key] = 0
+            self._windows.setdefault(key, _Window(window_s))
+            self._totals.setdefault(key, LiveTally(flips=dict.fromkeys(reference.thresholds, 0)))
+            self._dropped.setdefault(key, 0)
 
     def record(self, key: LabelValues, tally: LiveTally, now: float | None = None) -> LiveTally:
         """Add one compared batch; returns the window's total after it."""

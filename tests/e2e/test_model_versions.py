@@ -42,14 +42,15 @@ def repo(tmp_path: Path, version_one: Path) -> Path:
     return root
 
 
-def add_version(repo: Path, version: str, source: Path) -> Path:
-    """A new version folder with `source`'s files: written aside, then renamed in (as a deploy should)."""
-    staging = repo / "fraud" / f".{version}"
+def add_version(repo: Path, version: str, source: Path, model: str = "fraud") -> Path:
+    """A new version folder of `model` with `source`'s files: written aside, then renamed in (as a deploy
+    should)."""
+    staging = repo / model / f".{version}"
     shutil.copytree(source, staging)
     config = yaml.safe_load((staging / "config.yaml").read_text())
     config["version"] = version
     (staging / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return staging.rename(repo / "fraud" / version)
+    return staging.rename(repo / model / version)
 
 
 def reload(target: str, model: str = "") -> scoring_pb2.ModelVersions:
