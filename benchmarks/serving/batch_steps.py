@@ -1,0 +1,102 @@
+"""CPU per row of each step of a 256-row `ScoreBatch` on the loop thread, in-process, on the bundled fraud
+model: request parse, column reading, validation, the ONNX Runtime run, decisions, answer building and
+serialization, each timed alone over many iterations (`time.process_time_ns`; medians of repeats).
+
+    .venv/bin/python -m benchmarks.serving.batch_steps [--rows 256] [--iterations 200] [--repeats 5]
+
+The steps are the ones `FraudScoringServicer.ScoreBatch` runs, called one by one on a started runtime
+(no gRPC traffic): what each costs, not what the transport adds around them.
+"""
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.reliability.payloads import holdout_transactions
+from server.api import domain_api
+from server.api.gen.riskserve.v1 import scoring_pb2
+from server.app.serving import RiskServer
+from server.config.settings import ServerSettings
+from server.runtime.prediction import decide_rows
+
+
+def _cpu_us(step: Callable[[], object], iterations: int, repeats: int) -> float:
+    """Median over `repeats` of the CPU µs per call of `step`."""
+    per_call = []
+    for _ in range(repeats):
+        started = time.process_time_ns()
+        for _ in range(iterations):
+            step()
+        per_call.append((time.process_time_ns() - started) / iterations / 1e3)
+    return statistics.median(per_call)
+
+
+def steps(server: RiskServer, rows: int) -> dict[str, Callable[[], object]]:
+    """Each step of one ScoreBatch of `rows` holdout transactions, as a no-argument callable."""
+    runtime = server.repository.get("fraud")
+    served = domain_api._FraudModel(runtime)
+    reader, namer = served.reader, served.reader.batch_namer
+    raw = scoring_pb2.TransactionBatch(transactions=holdout_transactions(rows, seed=0)).SerializeToString()
+    request = scoring_pb2.TransactionBatch.FromString(raw)
+    transactions = request.transactions
+    columns = reader.columns(transactions, namer)
+    feeds = runtime.schema.validate(columns, rows, namer)
+    outputs, _ = runtime.batcher._timed_run(feeds, rows)
+    probabilities, scores, decisions = decide_rows(runtime.config, outputs, runtime.positive_column)
+    prediction = domain_api.Prediction(outputs, probabilities, scores, decisions, None, 0.0, 0.0)
+
+    def build() -> scoring_pb2.FraudScoreBatch:
+        answer = scoring_pb2.FraudScoreBatch()
+        domain_api.fraud_scores(transactions, prediction, served.answer, 1234, answer.scores)
+        return answer
+
+    answer = build()
+    return {
+        "parse (TransactionBatch.FromString)": lambda: scoring_pb2.TransactionBatch.FromString(raw),
+        "columns (MessageColumns.columns)": lambda: reader.columns(transactions, namer),
+        "validation (FeatureSchema.validate)": lambda: runtime.schema.validate(columns, rows, namer),
+        "ONNX Runtime run": lambda: runtime.batcher._timed_run(feeds, rows),
+        "decisions (decide_rows)": lambda: decide_rows(runtime.config, outputs, runtime.positive_column),
+        "answer building (fraud_scores)": build,
+        "serialization (SerializeToString)": answer.SerializeToString,
+    }
+
+
+async def _measure(args: argparse.Namespace) -> dict[str, float]:
+    settings = ServerSettings(host="127.0.0.1", port=0, metrics_port=0, cache_dir=args.cache_dir)
+    server = RiskServer(settings)
+    await server.start()
+    await server.wait_ready()
+    try:
+        timed = steps(server, args.rows)
+        return {name: _cpu_us(step, args.iterations, args.repeats) for name, step in timed.items()}
+    finally:
+        await server.stop()
+        server.metrics.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=256)
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "riskserve-steps-cache"
+    )
+    args = parser.parse_args(argv)
+    figures = asyncio.run(_measure(args))
+    total = sum(figures.values())
+    print(f"{'step':40} {'µs/call':>9} {'ns/row':>8} {'share':>6}")
+    for name, us in figures.items():
+        print(f"{name:40} {us:9.1f} {us * 1e3 / args.rows:8.0f} {us / total:6.1%}")
+    print(f"{'total':40} {total:9.1f} {total * 1e3 / args.rows:8.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
