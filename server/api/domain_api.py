@@ -182,6 +182,9 @@ class MessageColumns:
         """`columns`, and each message's id (e.g. transaction_id) read in the same pass."""
         if not messages:
             raise InvalidInputError("transactions", "empty")
+        # Each pass over a repeated field makes a Python object per message again (protobuf keeps none
+        # unless held): held in a list, they are made once for all the passes below (~0.6 µs a message).
+        messages = list(messages)
         columns: dict[str, Sequence] = {}
         if self._fields:
             *values, ids = zip(*map(self._get_fields, messages), strict=True)
