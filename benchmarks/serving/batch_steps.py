@@ -1,11 +1,13 @@
 """CPU per row of each step of a 256-row `ScoreBatch` on the loop thread, in-process, on the bundled fraud
-model: request parse, column reading, validation, the ONNX Runtime run, decisions, answer building and
-serialization, each timed alone over many iterations (`time.process_time_ns`; medians of repeats).
+model: request parse, column reading, validation, the ONNX Runtime run, decisions and the serialized
+answer, each timed alone over many iterations (`time.process_time_ns`; medians of repeats), and, for
+comparison, the per-message answer it replaced (built, then serialized).
 
     .venv/bin/python -m benchmarks.serving.batch_steps [--rows 256] [--iterations 200] [--repeats 5]
 
 The steps are the ones `FraudScoringServicer.ScoreBatch` runs, called one by one on a started runtime
-(no gRPC traffic): what each costs, not what the transport adds around them.
+(no gRPC traffic): what each costs, not what the transport adds around them. Steps are timed in turn,
+round after round, so a neighbour's burst on shared cores spreads over all of them.
 """
 
 import argparse
@@ -24,47 +26,49 @@ from server.app.serving import RiskServer
 from server.config.settings import ServerSettings
 from server.runtime.prediction import decide_rows
 
-
-def _cpu_us(step: Callable[[], object], iterations: int, repeats: int) -> float:
-    """Median over `repeats` of the CPU µs per call of `step`."""
-    per_call = []
-    for _ in range(repeats):
-        started = time.process_time_ns()
-        for _ in range(iterations):
-            step()
-        per_call.append((time.process_time_ns() - started) / iterations / 1e3)
-    return statistics.median(per_call)
+REFERENCE = "(per-message answer + SerializeToString)"
 
 
-def steps(server: RiskServer, rows: int) -> dict[str, Callable[[], object]]:
-    """Each step of one ScoreBatch of `rows` holdout transactions, as a no-argument callable."""
+def _cpu_us(step: Callable[[], object], iterations: int) -> float:
+    """CPU µs per call of `step` over `iterations` calls."""
+    started = time.process_time_ns()
+    for _ in range(iterations):
+        step()
+    return (time.process_time_ns() - started) / iterations / 1e3
+
+
+def steps(server: RiskServer, rows: int) -> tuple[dict[str, Callable[[], object]], Callable[[], bytes]]:
+    """Each step of one ScoreBatch of `rows` holdout transactions, as a no-argument callable; and the
+    per-message answer (fraud_scores, then SerializeToString), the serialized answer's reference."""
     runtime = server.repository.get("fraud")
     served = domain_api._FraudModel(runtime)
     reader, namer = served.reader, served.reader.batch_namer
     raw = scoring_pb2.TransactionBatch(transactions=holdout_transactions(rows, seed=0)).SerializeToString()
     request = scoring_pb2.TransactionBatch.FromString(raw)
     transactions = request.transactions
-    columns = reader.columns(transactions, namer)
+    columns, ids = reader.columns_and_ids(transactions, namer)
     feeds = runtime.schema.validate(columns, rows, namer)
     outputs, _ = runtime.batcher._timed_run(feeds, rows)
     probabilities, scores, decisions = decide_rows(runtime.config, outputs, runtime.positive_column)
     prediction = domain_api.Prediction(outputs, probabilities, scores, decisions, None, 0.0, 0.0)
 
-    def build() -> scoring_pb2.FraudScoreBatch:
+    def messages() -> bytes:
         answer = scoring_pb2.FraudScoreBatch()
         domain_api.fraud_scores(transactions, prediction, served.answer, 1234, answer.scores)
-        return answer
+        return answer.SerializeToString()
 
-    answer = build()
+    def serialized() -> bytes | None:
+        return served.batch_answer.serialize(ids, probabilities, scores, decisions, 1234)
+
+    assert serialized() == messages()
     return {
         "parse (TransactionBatch.FromString)": lambda: scoring_pb2.TransactionBatch.FromString(raw),
-        "columns (MessageColumns.columns)": lambda: reader.columns(transactions, namer),
+        "columns + ids (columns_and_ids)": lambda: reader.columns_and_ids(transactions, namer),
         "validation (FeatureSchema.validate)": lambda: runtime.schema.validate(columns, rows, namer),
         "ONNX Runtime run": lambda: runtime.batcher._timed_run(feeds, rows),
         "decisions (decide_rows)": lambda: decide_rows(runtime.config, outputs, runtime.positive_column),
-        "answer building (fraud_scores)": build,
-        "serialization (SerializeToString)": answer.SerializeToString,
-    }
+        "answer bytes (FraudBatchAnswer)": serialized,
+    }, messages
 
 
 async def _measure(args: argparse.Namespace) -> dict[str, float]:
@@ -73,8 +77,10 @@ async def _measure(args: argparse.Namespace) -> dict[str, float]:
     await server.start()
     await server.wait_ready()
     try:
-        timed = steps(server, args.rows)
-        return {name: _cpu_us(step, args.iterations, args.repeats) for name, step in timed.items()}
+        timed, messages = steps(server, args.rows)
+        timed[REFERENCE] = messages
+        rounds = [{n: _cpu_us(s, args.iterations) for n, s in timed.items()} for _ in range(args.repeats)]
+        return {name: statistics.median(r[name] for r in rounds) for name in timed}
     finally:
         await server.stop()
         server.metrics.close()
@@ -90,11 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     figures = asyncio.run(_measure(args))
+    reference = figures.pop(REFERENCE)
     total = sum(figures.values())
     print(f"{'step':40} {'µs/call':>9} {'ns/row':>8} {'share':>6}")
     for name, us in figures.items():
         print(f"{name:40} {us:9.1f} {us * 1e3 / args.rows:8.0f} {us / total:6.1%}")
     print(f"{'total':40} {total:9.1f} {total * 1e3 / args.rows:8.0f}")
+    print(f"{REFERENCE:40} {reference:9.1f} {reference * 1e3 / args.rows:8.0f}")
     return 0
 
 
