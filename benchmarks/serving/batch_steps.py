@@ -1,7 +1,8 @@
 """CPU per row of each step of a 256-row `ScoreBatch` on the loop thread, in-process, on the bundled fraud
 model: request parse, column reading, validation, the ONNX Runtime run, decisions and the serialized
 answer, each timed alone over many iterations (`time.process_time_ns`; medians of repeats), and, for
-comparison, the per-message answer it replaced (built, then serialized).
+comparison, the per-message answer it replaced (built, then serialized) and the ORT-inline floor's answer
+(benchmarks/serving/ort_floor_server.py: a FraudScore of transaction_id and probability per row).
 
     .venv/bin/python -m benchmarks.serving.batch_steps [--rows 256] [--iterations 200] [--repeats 5]
 
@@ -27,6 +28,7 @@ from server.config.settings import ServerSettings
 from server.runtime.prediction import decide_rows
 
 REFERENCE = "(per-message answer + SerializeToString)"
+FLOOR = "(the floor's 2-field answer + serialize)"
 
 
 def _cpu_us(step: Callable[[], object], iterations: int) -> float:
@@ -37,9 +39,9 @@ def _cpu_us(step: Callable[[], object], iterations: int) -> float:
     return (time.process_time_ns() - started) / iterations / 1e3
 
 
-def steps(server: RiskServer, rows: int) -> tuple[dict[str, Callable[[], object]], Callable[[], bytes]]:
+def steps(server: RiskServer, rows: int) -> tuple[dict[str, Callable[[], object]], dict[str, Callable]]:
     """Each step of one ScoreBatch of `rows` holdout transactions, as a no-argument callable; and the
-    per-message answer (fraud_scores, then SerializeToString), the serialized answer's reference."""
+    answers to compare the serialized one with (the messages it replaced, the floor's)."""
     runtime = server.repository.get("fraud")
     served = domain_api._FraudModel(runtime)
     reader, namer = served.reader, served.reader.batch_namer
@@ -60,6 +62,14 @@ def steps(server: RiskServer, rows: int) -> tuple[dict[str, Callable[[], object]
     def serialized() -> bytes | None:
         return served.batch_answer.serialize(ids, probabilities, scores, decisions, 1234)
 
+    def floor() -> bytes:
+        return scoring_pb2.FraudScoreBatch(
+            scores=[
+                scoring_pb2.FraudScore(transaction_id=t.transaction_id, probability=p)
+                for t, p in zip(transactions, probabilities, strict=True)
+            ]
+        ).SerializeToString()
+
     assert serialized() == messages()
     return {
         "parse (TransactionBatch.FromString)": lambda: scoring_pb2.TransactionBatch.FromString(raw),
@@ -68,7 +78,7 @@ def steps(server: RiskServer, rows: int) -> tuple[dict[str, Callable[[], object]
         "ONNX Runtime run": lambda: runtime.batcher._timed_run(feeds, rows),
         "decisions (decide_rows)": lambda: decide_rows(runtime.config, outputs, runtime.positive_column),
         "answer bytes (FraudBatchAnswer)": serialized,
-    }, messages
+    }, {REFERENCE: messages, FLOOR: floor}
 
 
 async def _measure(args: argparse.Namespace) -> dict[str, float]:
@@ -77,8 +87,8 @@ async def _measure(args: argparse.Namespace) -> dict[str, float]:
     await server.start()
     await server.wait_ready()
     try:
-        timed, messages = steps(server, args.rows)
-        timed[REFERENCE] = messages
+        timed, references = steps(server, args.rows)
+        timed.update(references)
         rounds = [{n: _cpu_us(s, args.iterations) for n, s in timed.items()} for _ in range(args.repeats)]
         return {name: statistics.median(r[name] for r in rounds) for name in timed}
     finally:
@@ -96,13 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     figures = asyncio.run(_measure(args))
-    reference = figures.pop(REFERENCE)
+    references = {name: figures.pop(name) for name in (REFERENCE, FLOOR)}
     total = sum(figures.values())
     print(f"{'step':40} {'µs/call':>9} {'ns/row':>8} {'share':>6}")
     for name, us in figures.items():
         print(f"{name:40} {us:9.1f} {us * 1e3 / args.rows:8.0f} {us / total:6.1%}")
     print(f"{'total':40} {total:9.1f} {total * 1e3 / args.rows:8.0f}")
-    print(f"{REFERENCE:40} {reference:9.1f} {reference * 1e3 / args.rows:8.0f}")
+    for name, us in references.items():
+        print(f"{name:40} {us:9.1f} {us * 1e3 / args.rows:8.0f}")
     return 0
 
 
