@@ -112,11 +112,13 @@ class FraudBatchAnswer:
         order. None when a value does not suit the tables or the ids' lengths differ too much for one matrix
         (then build the messages)."""
         rows = len(ids)
+        if not rows:
+            return None
         flat_ids, id_lengths = _utf8_ids(ids)
         risks = np.asarray(risk_scores, dtype=np.int64)
         verdicts = np.asarray(decisions, dtype=np.int64)
         fits = _below(id_lengths, _TABLE_SIZE) and _below(risks, _TABLE_SIZE)
-        if not (rows and fits and _below(verdicts, _DECISION_VALUES)):
+        if not (fits and _below(verdicts, _DECISION_VALUES)):
             return None
         id_matrix = _left_aligned(flat_ids, id_lengths)
         if id_matrix is None:
