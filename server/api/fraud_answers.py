@@ -5,13 +5,17 @@ Each FraudScore is field 1 of the batch, length-delimited; inside it, its fields
 left out at its proto3 default (an empty id, a probability whose bits are all 0, a zero risk score or
 decision or latency): what protobuf's serializer writes, byte for byte. The rows are one byte matrix, each
 field in a column slot as wide as its widest row, with a mask of the bytes each row uses: the masked read
-of the matrix, row after row, is the serialized batch. Varints come from a table of the values below 2^14
-(2 bytes); an answer needing a longer one (an id of 16 KiB, a negative score) is left to the messages.
+of the matrix, row after row, is the serialized batch. The last two fields, model and server_latency_us,
+are the same in every row: protobuf serializes them once a call. Varints come from a table of the values
+below 2^14 (2 bytes); an answer needing a longer one (an id of 16 KiB, a negative score) is left to the
+messages. The layout is checked against FraudScore's descriptor at import: a changed message fails there.
 """
 
 from collections.abc import Sequence
+from operator import attrgetter
 
 import numpy as np
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from server.api.gen.riskserve.v1 import scoring_pb2
 
@@ -22,6 +26,26 @@ _DECISION_TAG = 0x20  # FraudScore.decision (4): varint
 _TABLE_SIZE = 1 << 14  # the values of 1- and 2-byte varints
 _DECISION_VALUES = len(scoring_pb2.Decision.keys())
 _PADDING_LIMIT = 4  # ids padded to more than 4x their bytes (+64 a row): the messages instead
+_NUMBER = attrgetter("number")
+_F = FieldDescriptor
+_LAYOUT = [  # FraudScore's fields as written here, in number order: (name, number, type, has presence)
+    ("transaction_id", 1, _F.TYPE_STRING, False),
+    ("probability", 2, _F.TYPE_DOUBLE, False),
+    ("risk_score", 3, _F.TYPE_INT32, False),
+    ("decision", 4, _F.TYPE_ENUM, False),
+    ("model", 5, _F.TYPE_MESSAGE, True),
+    ("server_latency_us", 6, _F.TYPE_INT64, False),
+]
+
+
+def check_layout(descriptor: Descriptor) -> None:
+    """RuntimeError unless `descriptor`'s fields are the ones this module writes, none repeated."""
+    fields = [(f.name, f.number, f.type, f.has_presence) for f in sorted(descriptor.fields, key=_NUMBER)]
+    if fields != _LAYOUT or any(f.is_repeated for f in descriptor.fields):
+        raise RuntimeError(f"fraud_answers writes {_LAYOUT}; {descriptor.full_name} has {fields}")
+
+
+check_layout(scoring_pb2.FraudScore.DESCRIPTOR)
 
 
 def _varint_table(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

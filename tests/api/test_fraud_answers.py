@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from server.api.domain_api import fraud_scores
-from server.api.fraud_answers import FraudBatchAnswer
+from server.api.fraud_answers import FraudBatchAnswer, check_layout
 from server.api.gen.riskserve.v1 import scoring_pb2
 from server.runtime.prediction import Prediction
 
@@ -93,3 +93,10 @@ def test_random_batches_give_the_messages_bytes():
 def test_what_the_tables_cannot_write_is_left_to_the_messages(ids, risks, decisions):
     probabilities = [0.25] * len(ids)
     assert FraudBatchAnswer(FULL_REF).serialize(ids, probabilities, risks, decisions, 10) is None
+
+
+def test_a_changed_answer_message_fails_the_layout_check():
+    check_layout(scoring_pb2.FraudScore.DESCRIPTOR)
+    for other in (scoring_pb2.CreditAssessment, scoring_pb2.FraudScoreBatch, scoring_pb2.Transaction):
+        with pytest.raises(RuntimeError, match="fraud_answers writes"):
+            check_layout(other.DESCRIPTOR)
