@@ -407,6 +407,40 @@ def fraud_scores(
     return answers
 
 
+def _column_answer(
+    ids: Sequence[str], prediction: Prediction, served: _FraudModel, call
+) -> scoring_pb2.FraudScoreBatch:
+    """ScoreBatch with answer_layout COLUMNS: the scores as parallel packed arrays, each set in one call."""
+    answer = scoring_pb2.FraudScoreBatch(
+        transaction_ids=ids,
+        probabilities=prediction.probabilities,
+        risk_scores=prediction.scores,
+        decisions=prediction.decisions,
+        model=served.answer.model,
+    )
+    answer.server_latency_us = call.latency_us()
+    return answer
+
+
+def _row_answer(
+    transactions: Sequence[scoring_pb2.Transaction],
+    ids: Sequence[str],
+    prediction: Prediction,
+    served: _FraudModel,
+    latency_us: int,
+) -> bytes | scoring_pb2.FraudScoreBatch:
+    """ScoreBatch's default answer, one FraudScore per transaction: serialized straight from the columns
+    (server/api/fraud_answers.py), or built as messages when the serializer leaves it to them."""
+    serialized = served.batch_answer.serialize(
+        ids, prediction.probabilities, prediction.scores, prediction.decisions, latency_us
+    )
+    if serialized is not None:
+        return serialized
+    answer = scoring_pb2.FraudScoreBatch()
+    fraud_scores(transactions, prediction, served.answer, latency_us, answer.scores)
+    return answer
+
+
 class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
     def __init__(self, repository: ModelRepository, calls: Calls) -> None:
         self.repository = repository
@@ -491,25 +525,9 @@ class FraudScoringServicer(scoring_pb2_grpc.FraudScoringServicer):
             prediction = call.prediction = await runtime.predict(
                 columns, rows, reader.batch_namer, call.deadline
             )
-            if request.answer_layout == scoring_pb2.COLUMNS:  # parallel packed arrays, each set in one call
-                answer = scoring_pb2.FraudScoreBatch(
-                    transaction_ids=ids,
-                    probabilities=prediction.probabilities,
-                    risk_scores=prediction.scores,
-                    decisions=prediction.decisions,
-                    model=served.answer.model,
-                )
-                answer.server_latency_us = call.latency_us()
-                return answer
-            latency_us = call.latency_us()
-            serialized = served.batch_answer.serialize(
-                ids, prediction.probabilities, prediction.scores, prediction.decisions, latency_us
-            )
-            if serialized is not None:
-                return serialized
-            answer = scoring_pb2.FraudScoreBatch()  # what the serializer leaves to the messages
-            fraud_scores(transactions, prediction, served.answer, latency_us, answer.scores)
-            return answer
+            if request.answer_layout == scoring_pb2.COLUMNS:
+                return _column_answer(ids, prediction, served, call)
+            return _row_answer(transactions, ids, prediction, served, call.latency_us())
 
     async def ScoreStream(
         self, request_iterator: AsyncIterator[scoring_pb2.Transaction], context: grpc.aio.ServicerContext
