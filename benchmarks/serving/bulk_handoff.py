@@ -2,6 +2,7 @@
 `inference_handoff`, next to the ORT-inline floor, and what running bulk inline costs a lone caller.
 
     .venv/bin/python -m benchmarks.serving.bulk_handoff [--handoffs auto,inline,thread] [--base COMMIT]
+        [--kinds score_batch,infer_batch] [--lone-calls 0]    # --lone-calls 0: the bulk phase alone
     .venv/bin/python -m benchmarks.serving.bulk_handoff --quick     # a smoke run: figures meaningless
 
 Two phases, repeats interleaved target by target; medians, ratios as medians of per-repeat ratios:
@@ -42,7 +43,7 @@ from benchmarks.serving.targets import (
 )
 from loadtest.plan import RequestPool
 
-BULK_KINDS = ("score_batch", "infer_batch")
+BULK_KINDS = ["score_batch", "infer_batch"]  # also: score_batch_columns (benchmarks/serving/payloads.py)
 CONCURRENCY = (1, 2, 4)
 FLOOR = "ORT-inline floor"
 LONE_GAP_S = 2e-3  # between the lone caller's calls: far above the batcher's 300 µs "lone" gap
@@ -122,10 +123,12 @@ def start_targets(args: argparse.Namespace, scratch: Path) -> list[ServerProcess
     return [floor, *servers]
 
 
-def bulk_phase(servers: list[ServerProcess], pools: dict, calls: int, repeats: int) -> dict:
+def bulk_phase(
+    servers: list[ServerProcess], pools: dict, calls: int, repeats: int, kinds: list[str] = BULK_KINDS
+) -> dict:
     runs: dict[str, dict[str, list]] = {}
     for repeat in range(repeats):
-        for kind in BULK_KINDS:
+        for kind in kinds:
             for concurrency in CONCURRENCY:
                 for server in servers:
                     run = closed_loop(server.target, server.pid, pools[kind], calls, concurrency, 20)
@@ -188,6 +191,8 @@ def print_tables(result: dict) -> None:
                 f"{case:22} {label:28} {row['server_us_per_call']:8.0f} {row['rows_per_s']:8.0f} "
                 f"{row['rows_per_s_over_floor']:7.2f}x {row['cpu_over_first']:7.2f}x"
             )
+    if not result["lone"]:
+        return
     print(f"\n{'lone Score caller':30} {'target':28} {'p50 µs':>8} {'p99 µs':>8} {'p99.9 µs':>9}")
     for case, by_label in result["lone"].items():
         for label, row in by_label.items():
@@ -204,7 +209,8 @@ def main() -> None:
     parser.add_argument("--base", default=None, help="also serve this commit's code (default settings)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--bulk-calls", type=int, default=300, help="256-row calls per target per repeat")
-    parser.add_argument("--lone-calls", type=int, default=1000, help="paced unary calls per case")
+    parser.add_argument("--kinds", type=lambda s: s.split(","), default=BULK_KINDS, help="bulk payloads")
+    parser.add_argument("--lone-calls", type=int, default=1000, help="paced unary calls per case (0: none)")
     parser.add_argument("--bulk-rate", type=float, default=100.0, help="the lone caller's neighbour, calls/s")
     parser.add_argument("--quick", action="store_true", help="1 repeat, 40 bulk calls, 100 lone calls")
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -217,8 +223,12 @@ def main() -> None:
         try:
             result = {
                 "command": " ".join(["python -m benchmarks.serving.bulk_handoff", *sys.argv[1:]]),
-                "bulk": bulk_phase(servers, pools, args.bulk_calls, args.repeats),
-                "lone": lone_phase(servers, pools, args.lone_calls, args.repeats, args.bulk_rate),
+                "bulk": bulk_phase(servers, pools, args.bulk_calls, args.repeats, args.kinds),
+                "lone": (
+                    lone_phase(servers, pools, args.lone_calls, args.repeats, args.bulk_rate)
+                    if args.lone_calls
+                    else {}
+                ),
             }
         finally:
             for server in servers:
