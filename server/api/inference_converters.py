@@ -16,8 +16,9 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2, service_pb2
 
 from server.config.model_config import InputSpec, ModelConfig
+from server.model_io import Feeds
 from server.runtime.errors import InvalidInputError
-from server.runtime.features import FieldNamer
+from server.runtime.features import FeatureSchema, FieldNamer
 from server.runtime.prediction import Prediction
 
 PLATFORM = "onnxruntime_onnx"
@@ -40,6 +41,34 @@ _CONTENTS = {
 }
 _OUTPUT_DTYPE = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64"}
 _LENGTH = struct.Struct("<I")
+_FLOAT32 = struct.Struct("<f").unpack
+_ONE_ROW, _ONE = [1, 1], [1]  # the shapes of a one-row tensor of a one-feature input
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class OneRowPlan:
+    """Where each tensor of a one-row request goes among `FeatureSchema.one_row_feeds`' plain values, for a
+    model whose inputs are all one float32 or string feature (the schema's one-row path)."""
+
+    # ONNX input name -> (wire datatype, index in numbers + strings, {raw BYTES buffer: category} or None)
+    slots: dict[str, tuple[str, int, dict[bytes, str] | None]]
+    numbers: int  # the first `numbers` values are the schema's numbers, the rest its strings
+    outputs: tuple[str, ...]  # the output names a request may ask for
+
+    @classmethod
+    def of(cls, config: ModelConfig) -> "OneRowPlan | None":
+        schema = FeatureSchema.from_config(config)
+        if not schema.takes_one_row_feeds:
+            return None
+        slots: dict[str, tuple[str, int, dict[bytes, str] | None]] = {
+            name: ("FP32", i, None) for i, (name, _, _, _) in enumerate(schema.numeric)
+        }
+        for i, (name, allowed) in enumerate(schema.categorical, start=len(slots)):
+            # a known category's exact BYTES serialization: one dict lookup decodes and checks it
+            encoded = {_LENGTH.pack(len(v.encode())) + v.encode(): v for v in allowed}
+            slots[name] = ("BYTES", i, encoded)
+        return cls(slots, len(schema.numeric), (config.output_name, DECISION_OUTPUT))
 
 
 @dataclass(frozen=True)
@@ -51,6 +80,7 @@ class TensorLayout:
     # ONNX input name -> (wire datatype, width, raw numpy dtype or None for BYTES, item size, feature names)
     raw: dict[str, tuple[str, int, str | None, int, tuple[str, ...]]]
     feature_count: int
+    one_row: OneRowPlan | None  # None: the model's inputs do not suit the one-row path
 
     @classmethod
     def of(cls, config: ModelConfig) -> "TensorLayout":
@@ -80,7 +110,8 @@ class TensorLayout:
             for spec in config.inputs
         }
         count = sum(len(spec.features) for spec in config.inputs)
-        return cls({spec.onnx_input: spec for spec in config.inputs}, namer, raw, count)
+        inputs = {spec.onnx_input: spec for spec in config.inputs}
+        return cls(inputs, namer, raw, count, OneRowPlan.of(config))
 
 
 def _rows_of(tensor: service_pb2.ModelInferRequest.InferInputTensor, width: int) -> int:
@@ -161,6 +192,57 @@ def _decode(tensor, raw: bytes | None, dtype: str, count: int) -> np.ndarray | l
     return np.asarray(values, dtype=np.float64 if dtype != "bool" else np.bool_)
 
 
+def one_row_feeds(
+    request: service_pb2.ModelInferRequest, layout: TensorLayout, schema: FeatureSchema, max_rows: int
+) -> Feeds | None:
+    """A one-row request straight into tensors: every input once, shaped [1, 1] or [1], its value in
+    `raw_input_contents` or typed contents, read as plain Python values and validated by
+    `schema.one_row_feeds` (the domain API's unary path). The feeds the general path makes of it, or None
+    at anything else (more rows, another model's inputs, a bad or unusual value), which `request_columns`
+    and the schema then decode and report as usual."""
+    plan = layout.one_row
+    inputs = request.inputs
+    if plan is None or len(inputs) != len(plan.slots) or max_rows < 1:
+        return None
+    for output in request.outputs:
+        if output.name not in plan.outputs:
+            return None
+    raw, slots = request.raw_input_contents, plan.slots
+    values = [_UNSET] * len(inputs)
+    try:
+        if raw:
+            if len(raw) != len(inputs):
+                return None
+            for tensor, buffer in zip(inputs, raw, strict=True):
+                datatype, slot, encoded = slots[tensor.name]
+                shape = tensor.shape
+                if (
+                    tensor.datatype != datatype
+                    or (shape != _ONE_ROW and shape != _ONE)
+                    or tensor.HasField("contents")
+                ):
+                    return None
+                # a float32's 4 bytes (struct.error otherwise), or a known category's exact bytes (KeyError)
+                values[slot] = _FLOAT32(buffer)[0] if encoded is None else encoded[buffer]
+        else:
+            for tensor in inputs:
+                datatype, slot, encoded = slots[tensor.name]
+                shape = tensor.shape
+                if tensor.datatype != datatype or (shape != _ONE_ROW and shape != _ONE):
+                    return None
+                if encoded is None:
+                    (values[slot],) = tensor.contents.fp32_contents  # ValueError unless exactly one
+                else:
+                    (value,) = tensor.contents.bytes_contents
+                    values[slot] = value.decode("utf-8")
+    except (KeyError, struct.error, ValueError):  # UnicodeDecodeError is a ValueError
+        return None
+    if _UNSET in values:  # an input given twice, so another one missing
+        return None
+    numbers = plan.numbers
+    return schema.one_row_feeds(values[:numbers], values[numbers:])
+
+
 def request_columns(
     request: service_pb2.ModelInferRequest, layout: TensorLayout, max_rows: int, config: ModelConfig
 ) -> tuple[dict[str, np.ndarray | list[str]], int]:
@@ -201,12 +283,13 @@ def general_columns(
         if tensor.name in seen:
             raise InvalidInputError(f"inputs[{tensor.name}]", "given twice")
         seen.add(tensor.name)
-        expected = WIRE_DTYPE[spec.dtype]
+        # the layout's datatype, width and feature names: InputSpec's are properties, computed on each read
+        expected, width, _, _, features = layout.raw[tensor.name]
         if tensor.datatype != expected:
             raise InvalidInputError(
                 f"inputs[{tensor.name}].datatype", f"'{tensor.datatype}', expected {expected}"
             )
-        tensor_rows = _rows_of(tensor, spec.width)
+        tensor_rows = _rows_of(tensor, width)
         if rows is None:
             rows = tensor_rows
         elif tensor_rows != rows:
@@ -215,15 +298,13 @@ def general_columns(
             )
         if tensor_rows > max_rows:
             raise InvalidInputError(f"inputs[{tensor.name}].shape", f"{tensor_rows} rows, at most {max_rows}")
-        values = _decode(
-            tensor, raw_contents[i] if raw_contents else None, spec.dtype, tensor_rows * spec.width
-        )
-        if spec.width == 1:
-            columns[spec.features[0].name] = values
+        values = _decode(tensor, raw_contents[i] if raw_contents else None, spec.dtype, tensor_rows * width)
+        if width == 1:
+            columns[features[0]] = values
         else:
-            matrix = np.asarray(values).reshape(tensor_rows, spec.width)
-            for column, feature in enumerate(spec.features):
-                columns[feature.name] = matrix[:, column]
+            matrix = np.asarray(values).reshape(tensor_rows, width)
+            for column, feature in enumerate(features):
+                columns[feature] = matrix[:, column]
     if rows is None:
         raise InvalidInputError("inputs", "no input tensors")
     missing = [name for name in layout.inputs if name not in seen]
