@@ -41,6 +41,7 @@ _CONTENTS = {
 }
 _OUTPUT_DTYPE = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64"}
 _LENGTH = struct.Struct("<I")
+_INT32 = struct.Struct("<i")
 _FLOAT32 = struct.Struct("<f").unpack
 _ONE_ROW, _ONE = [1, 1], [1]  # the shapes of a one-row tensor of a one-feature input
 _UNSET = object()
@@ -376,19 +377,26 @@ def infer_response(
     outputs = prediction.outputs
     wire = _OUTPUT_DTYPE.get(outputs.dtype, "FP32")
     little = "<f8" if wire == "FP64" else "<f4"
-    decisions = np.asarray(prediction.decisions, dtype="<i4").tobytes()
+    rows = len(prediction.decisions)
     if not request.outputs:  # both outputs: a copy of the model's prepared answer, then this call's fields
+        one_row = rows == 1  # one row: the template holds the shapes too
+        template = _template(config, facts_precision, facts_verdict, wire, outputs.shape if one_row else None)
         response = service_pb2.ModelInferResponse()
-        response.CopyFrom(_template(config, facts_precision, facts_verdict, wire))
+        response.CopyFrom(template)
         response.id = request.id
         response.parameters["server_latency_us"].int64_param = latency_us
-        model_output, decision_output = response.outputs
-        model_output.shape.extend(outputs.shape)
-        decision_output.shape.extend((len(prediction.decisions), 1))
+        if one_row:
+            decisions = _INT32.pack(prediction.decisions[0])
+        else:
+            decisions = np.asarray(prediction.decisions, dtype="<i4").tobytes()
+            model_output, decision_output = response.outputs
+            model_output.shape.extend(outputs.shape)
+            decision_output.shape.extend((rows, 1))
         response.raw_output_contents.extend(
             (np.ascontiguousarray(outputs, dtype=little).tobytes(), decisions)
         )
         return response
+    decisions = np.asarray(prediction.decisions, dtype="<i4").tobytes()
     response = service_pb2.ModelInferResponse(
         model_name=config.name, model_version=config.version, id=request.id
     )
@@ -402,7 +410,7 @@ def infer_response(
         response.raw_output_contents.append(np.ascontiguousarray(outputs, dtype=little).tobytes())
     if DECISION_OUTPUT in wanted:
         decision_output = response.outputs.add(name=DECISION_OUTPUT, datatype="INT32")
-        decision_output.shape.extend((len(prediction.decisions), 1))
+        decision_output.shape.extend((rows, 1))
         response.raw_output_contents.append(decisions)
     return response
 
@@ -410,17 +418,23 @@ def infer_response(
 _TEMPLATES: dict[tuple, service_pb2.ModelInferResponse] = {}
 
 
-def _template(config: ModelConfig, precision: str, verdict: str, wire: str) -> service_pb2.ModelInferResponse:
+def _template(
+    config: ModelConfig, precision: str, verdict: str, wire: str, one_row_shape: tuple[int, ...] | None
+) -> service_pb2.ModelInferResponse:
     """The parts of a model's full answer that every call shares (built once per model and facts): the
-    same fields, in the same order, as the general path sets them."""
-    key = (config.name, config.version, config.output_name, precision, verdict, wire)
+    same fields, in the same order, as the general path sets them; with the outputs' shapes too for a
+    one-row answer whose model output has `one_row_shape`."""
+    key = (config.name, config.version, config.output_name, precision, verdict, wire, one_row_shape)
     template = _TEMPLATES.get(key)
     if template is None:
         template = service_pb2.ModelInferResponse(model_name=config.name, model_version=config.version)
         template.parameters["precision"].string_param = precision
         template.parameters["gate_verdict"].string_param = verdict
-        template.outputs.add(name=config.output_name, datatype=wire)
-        template.outputs.add(name=DECISION_OUTPUT, datatype="INT32")
+        model_output = template.outputs.add(name=config.output_name, datatype=wire)
+        decision_output = template.outputs.add(name=DECISION_OUTPUT, datatype="INT32")
+        if one_row_shape is not None:
+            model_output.shape.extend(one_row_shape)
+            decision_output.shape.extend((1, 1))
         _TEMPLATES[key] = template
     return template
 
