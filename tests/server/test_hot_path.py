@@ -216,7 +216,7 @@ def test_model_infer_answer_from_the_template_equals_the_general_answer(config):
     from server.runtime.prediction import Prediction
 
     predictions = [
-        Prediction(np.array([[0.9, 0.1], [0.2, 0.8]], np.float32), [0.1, 0.8], [832, 967], [3, 3], None, 0, 0),
+        Prediction(np.array([[0.9, 0.1], [0.2, 0.8]], "f4"), [0.1, 0.8], [832, 967], [3, 3], None, 0, 0),
         # one row (its template holds the shapes): [1, 2] float32, [1, 1] float64, [1]
         Prediction(np.array([[0.9, 0.1]], np.float32), [0.1], [832], [2], None, 0.0, 0.0),
         Prediction(np.array([[0.25]], np.float64), [0.25], [900], [3], None, 0.0, 0.0),
