@@ -10,6 +10,7 @@ CPU time (time.process_time) over `--calls` calls per repeat, repeats interleave
 
 import argparse
 import importlib.util
+import itertools
 import statistics
 import subprocess
 import sys
@@ -84,33 +85,18 @@ def cases(base: ModuleType | None) -> dict[str, Callable[[], object]]:
     both.outputs.add(name=inference_converters.DECISION_OUTPUT)
 
     def general(module: ModuleType, pool: list) -> Callable[[], object]:
-        layout, items = module.TensorLayout.of(config), iter([])
+        layout, each = module.TensorLayout.of(config), itertools.cycle(pool)
 
         def work():
-            nonlocal items
-            request = next(items, None)
-            if request is None:
-                items = iter(pool)
-                request = next(items)
-            columns, rows = module.request_columns(request, layout, MAX_ROWS, config)
+            columns, rows = module.request_columns(next(each), layout, MAX_ROWS, config)
             return schema.validate(columns, rows, layout.namer)
 
         return work
 
     def one_row(pool: list) -> Callable[[], object]:
-        layout, items = inference_converters.TensorLayout.of(config), iter([])
-
-        def work():
-            nonlocal items
-            request = next(items, None)
-            if request is None:
-                items = iter(pool)
-                request = next(items)
-            feeds = inference_converters.one_row_feeds(request, layout, schema, MAX_ROWS)
-            assert feeds is not None
-            return feeds
-
-        return work
+        layout, each = inference_converters.TensorLayout.of(config), itertools.cycle(pool)
+        assert all(inference_converters.one_row_feeds(r, layout, schema, MAX_ROWS) for r in pool)
+        return lambda: inference_converters.one_row_feeds(next(each), layout, schema, MAX_ROWS)
 
     found: dict[str, Callable[[], object]] = {}
     for kind, pool in requests.items():
