@@ -5,7 +5,10 @@ A model's tensors are its ONNX inputs, by their ONNX names: `[N, 1]` (or `[N]`) 
 dtype. Values arrive either in `raw_input_contents` (one little-endian buffer per input, in `inputs` order;
 BYTES as 4-byte-length-prefixed strings, Triton's serialization) or in each tensor's typed `contents`,
 never both. Every tensor name, datatype and shape is checked here; the values are then checked by the same
-FeatureSchema the domain API uses. Answers carry the model's output and the decision per row.
+FeatureSchema the domain API uses. A one-row request of a model with float32 and string inputs goes
+straight into tensors as plain Python values (`one_row_feeds`, as the domain API's unary `Score`); anything
+else, or anything wrong, takes the general path, which reports it. Answers carry the model's output and the
+decision per row.
 """
 
 import struct
