@@ -5,7 +5,10 @@ A model's tensors are its ONNX inputs, by their ONNX names: `[N, 1]` (or `[N]`) 
 dtype. Values arrive either in `raw_input_contents` (one little-endian buffer per input, in `inputs` order;
 BYTES as 4-byte-length-prefixed strings, Triton's serialization) or in each tensor's typed `contents`,
 never both. Every tensor name, datatype and shape is checked here; the values are then checked by the same
-FeatureSchema the domain API uses. Answers carry the model's output and the decision per row.
+FeatureSchema the domain API uses. A one-row request of a model with float32 and string inputs goes
+straight into tensors as plain Python values (`one_row_feeds`, as the domain API's unary `Score`); anything
+else, or anything wrong, takes the general path, which reports it. Answers carry the model's output and the
+decision per row.
 """
 
 import struct
@@ -16,8 +19,9 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2, service_pb2
 
 from server.config.model_config import InputSpec, ModelConfig
+from server.model_io import Feeds
 from server.runtime.errors import InvalidInputError
-from server.runtime.features import FieldNamer
+from server.runtime.features import FeatureSchema, FieldNamer
 from server.runtime.prediction import Prediction
 
 PLATFORM = "onnxruntime_onnx"
@@ -40,6 +44,35 @@ _CONTENTS = {
 }
 _OUTPUT_DTYPE = {np.dtype(np.float32): "FP32", np.dtype(np.float64): "FP64"}
 _LENGTH = struct.Struct("<I")
+_INT32 = struct.Struct("<i")
+_FLOAT32 = struct.Struct("<f").unpack
+_ONE_ROW, _ONE = [1, 1], [1]  # the shapes of a one-row tensor of a one-feature input
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class OneRowPlan:
+    """Where each tensor of a one-row request goes among `FeatureSchema.one_row_feeds`' plain values, for a
+    model whose inputs are all one float32 or string feature (the schema's one-row path)."""
+
+    # ONNX input name -> (wire datatype, index in numbers + strings, {raw BYTES buffer: category} or None)
+    slots: dict[str, tuple[str, int, dict[bytes, str] | None]]
+    numbers: int  # the first `numbers` values are the schema's numbers, the rest its strings
+    outputs: tuple[str, ...]  # the output names a request may ask for
+
+    @classmethod
+    def of(cls, config: ModelConfig) -> "OneRowPlan | None":
+        schema = FeatureSchema.from_config(config)
+        if not schema.takes_one_row_feeds:
+            return None
+        slots: dict[str, tuple[str, int, dict[bytes, str] | None]] = {
+            name: ("FP32", i, None) for i, (name, _, _, _) in enumerate(schema.numeric)
+        }
+        for i, (name, allowed) in enumerate(schema.categorical, start=len(slots)):
+            # a known category's exact BYTES serialization: one dict lookup decodes and checks it
+            encoded = {_LENGTH.pack(len(v.encode())) + v.encode(): v for v in allowed}
+            slots[name] = ("BYTES", i, encoded)
+        return cls(slots, len(schema.numeric), (config.output_name, DECISION_OUTPUT))
 
 
 @dataclass(frozen=True)
@@ -51,6 +84,7 @@ class TensorLayout:
     # ONNX input name -> (wire datatype, width, raw numpy dtype or None for BYTES, item size, feature names)
     raw: dict[str, tuple[str, int, str | None, int, tuple[str, ...]]]
     feature_count: int
+    one_row: OneRowPlan | None  # None: the model's inputs do not suit the one-row path
 
     @classmethod
     def of(cls, config: ModelConfig) -> "TensorLayout":
@@ -80,7 +114,8 @@ class TensorLayout:
             for spec in config.inputs
         }
         count = sum(len(spec.features) for spec in config.inputs)
-        return cls({spec.onnx_input: spec for spec in config.inputs}, namer, raw, count)
+        inputs = {spec.onnx_input: spec for spec in config.inputs}
+        return cls(inputs, namer, raw, count, OneRowPlan.of(config))
 
 
 def _rows_of(tensor: service_pb2.ModelInferRequest.InferInputTensor, width: int) -> int:
@@ -161,6 +196,57 @@ def _decode(tensor, raw: bytes | None, dtype: str, count: int) -> np.ndarray | l
     return np.asarray(values, dtype=np.float64 if dtype != "bool" else np.bool_)
 
 
+def one_row_feeds(
+    request: service_pb2.ModelInferRequest, layout: TensorLayout, schema: FeatureSchema, max_rows: int
+) -> Feeds | None:
+    """A one-row request straight into tensors: every input once, shaped [1, 1] or [1], its value in
+    `raw_input_contents` or typed contents, read as plain Python values and validated by
+    `schema.one_row_feeds` (the domain API's unary path). The feeds the general path makes of it, or None
+    at anything else (more rows, another model's inputs, a bad or unusual value), which `request_columns`
+    and the schema then decode and report as usual."""
+    plan = layout.one_row
+    inputs = request.inputs
+    if plan is None or len(inputs) != len(plan.slots) or max_rows < 1:
+        return None
+    for output in request.outputs:
+        if output.name not in plan.outputs:
+            return None
+    raw, slots = request.raw_input_contents, plan.slots
+    values = [_UNSET] * len(inputs)
+    try:
+        if raw:
+            if len(raw) != len(inputs):
+                return None
+            for tensor, buffer in zip(inputs, raw, strict=True):
+                datatype, slot, encoded = slots[tensor.name]
+                shape = tensor.shape
+                if (
+                    tensor.datatype != datatype
+                    or (shape != _ONE_ROW and shape != _ONE)
+                    or tensor.HasField("contents")
+                ):
+                    return None
+                # a float32's 4 bytes (struct.error otherwise), or a known category's exact bytes (KeyError)
+                values[slot] = _FLOAT32(buffer)[0] if encoded is None else encoded[buffer]
+        else:
+            for tensor in inputs:
+                datatype, slot, encoded = slots[tensor.name]
+                shape = tensor.shape
+                if tensor.datatype != datatype or (shape != _ONE_ROW and shape != _ONE):
+                    return None
+                if encoded is None:
+                    (values[slot],) = tensor.contents.fp32_contents  # ValueError unless exactly one
+                else:
+                    (value,) = tensor.contents.bytes_contents
+                    values[slot] = value.decode("utf-8")
+    except (KeyError, struct.error, ValueError):  # UnicodeDecodeError is a ValueError
+        return None
+    if _UNSET in values:  # an input given twice, so another one missing
+        return None
+    numbers = plan.numbers
+    return schema.one_row_feeds(values[:numbers], values[numbers:])
+
+
 def request_columns(
     request: service_pb2.ModelInferRequest, layout: TensorLayout, max_rows: int, config: ModelConfig
 ) -> tuple[dict[str, np.ndarray | list[str]], int]:
@@ -201,12 +287,13 @@ def general_columns(
         if tensor.name in seen:
             raise InvalidInputError(f"inputs[{tensor.name}]", "given twice")
         seen.add(tensor.name)
-        expected = WIRE_DTYPE[spec.dtype]
+        # the layout's datatype, width and feature names: InputSpec's are properties, computed on each read
+        expected, width, _, _, features = layout.raw[tensor.name]
         if tensor.datatype != expected:
             raise InvalidInputError(
                 f"inputs[{tensor.name}].datatype", f"'{tensor.datatype}', expected {expected}"
             )
-        tensor_rows = _rows_of(tensor, spec.width)
+        tensor_rows = _rows_of(tensor, width)
         if rows is None:
             rows = tensor_rows
         elif tensor_rows != rows:
@@ -215,15 +302,13 @@ def general_columns(
             )
         if tensor_rows > max_rows:
             raise InvalidInputError(f"inputs[{tensor.name}].shape", f"{tensor_rows} rows, at most {max_rows}")
-        values = _decode(
-            tensor, raw_contents[i] if raw_contents else None, spec.dtype, tensor_rows * spec.width
-        )
-        if spec.width == 1:
-            columns[spec.features[0].name] = values
+        values = _decode(tensor, raw_contents[i] if raw_contents else None, spec.dtype, tensor_rows * width)
+        if width == 1:
+            columns[features[0]] = values
         else:
-            matrix = np.asarray(values).reshape(tensor_rows, spec.width)
-            for column, feature in enumerate(spec.features):
-                columns[feature.name] = matrix[:, column]
+            matrix = np.asarray(values).reshape(tensor_rows, width)
+            for column, feature in enumerate(features):
+                columns[feature] = matrix[:, column]
     if rows is None:
         raise InvalidInputError("inputs", "no input tensors")
     missing = [name for name in layout.inputs if name not in seen]
@@ -295,19 +380,26 @@ def infer_response(
     outputs = prediction.outputs
     wire = _OUTPUT_DTYPE.get(outputs.dtype, "FP32")
     little = "<f8" if wire == "FP64" else "<f4"
-    decisions = np.asarray(prediction.decisions, dtype="<i4").tobytes()
+    rows = len(prediction.decisions)
     if not request.outputs:  # both outputs: a copy of the model's prepared answer, then this call's fields
+        one_row = rows == 1  # one row: the template holds the shapes too
+        template = _template(config, facts_precision, facts_verdict, wire, outputs.shape if one_row else None)
         response = service_pb2.ModelInferResponse()
-        response.CopyFrom(_template(config, facts_precision, facts_verdict, wire))
+        response.CopyFrom(template)
         response.id = request.id
         response.parameters["server_latency_us"].int64_param = latency_us
-        model_output, decision_output = response.outputs
-        model_output.shape.extend(outputs.shape)
-        decision_output.shape.extend((len(prediction.decisions), 1))
+        if one_row:
+            decisions = _INT32.pack(prediction.decisions[0])
+        else:
+            decisions = np.asarray(prediction.decisions, dtype="<i4").tobytes()
+            model_output, decision_output = response.outputs
+            model_output.shape.extend(outputs.shape)
+            decision_output.shape.extend((rows, 1))
         response.raw_output_contents.extend(
             (np.ascontiguousarray(outputs, dtype=little).tobytes(), decisions)
         )
         return response
+    decisions = np.asarray(prediction.decisions, dtype="<i4").tobytes()
     response = service_pb2.ModelInferResponse(
         model_name=config.name, model_version=config.version, id=request.id
     )
@@ -321,7 +413,7 @@ def infer_response(
         response.raw_output_contents.append(np.ascontiguousarray(outputs, dtype=little).tobytes())
     if DECISION_OUTPUT in wanted:
         decision_output = response.outputs.add(name=DECISION_OUTPUT, datatype="INT32")
-        decision_output.shape.extend((len(prediction.decisions), 1))
+        decision_output.shape.extend((rows, 1))
         response.raw_output_contents.append(decisions)
     return response
 
@@ -329,17 +421,23 @@ def infer_response(
 _TEMPLATES: dict[tuple, service_pb2.ModelInferResponse] = {}
 
 
-def _template(config: ModelConfig, precision: str, verdict: str, wire: str) -> service_pb2.ModelInferResponse:
+def _template(
+    config: ModelConfig, precision: str, verdict: str, wire: str, one_row_shape: tuple[int, ...] | None
+) -> service_pb2.ModelInferResponse:
     """The parts of a model's full answer that every call shares (built once per model and facts): the
-    same fields, in the same order, as the general path sets them."""
-    key = (config.name, config.version, config.output_name, precision, verdict, wire)
+    same fields, in the same order, as the general path sets them; with the outputs' shapes too for a
+    one-row answer whose model output has `one_row_shape`."""
+    key = (config.name, config.version, config.output_name, precision, verdict, wire, one_row_shape)
     template = _TEMPLATES.get(key)
     if template is None:
         template = service_pb2.ModelInferResponse(model_name=config.name, model_version=config.version)
         template.parameters["precision"].string_param = precision
         template.parameters["gate_verdict"].string_param = verdict
-        template.outputs.add(name=config.output_name, datatype=wire)
-        template.outputs.add(name=DECISION_OUTPUT, datatype="INT32")
+        model_output = template.outputs.add(name=config.output_name, datatype=wire)
+        decision_output = template.outputs.add(name=DECISION_OUTPUT, datatype="INT32")
+        if one_row_shape is not None:
+            model_output.shape.extend(one_row_shape)
+            decision_output.shape.extend((1, 1))
         _TEMPLATES[key] = template
     return template
 

@@ -1,7 +1,8 @@
 """The Open Inference Protocol's thin front door (package `inference`, Triton's generated stubs).
 
-ModelInfer converts tensors to feature columns (server/api/inference_converters.py) and calls the same
-scoring core as the domain API (ModelRuntime.predict). Errors, drain and metrics: server/api/calls.py.
+ModelInfer converts tensors to feature columns, or a one-row request straight to tensors
+(server/api/inference_converters.py), and calls the same scoring core as the domain API
+(ModelRuntime.predict). Errors, drain and metrics: server/api/calls.py.
 """
 
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from server.api.inference_converters import (
     infer_response,
     model_config,
     model_metadata,
+    one_row_feeds,
     request_columns,
 )
 from server.runtime.model_runtime import ModelRuntime
@@ -92,8 +94,15 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         async with self.calls.unary(context, slot.label, "ModelInfer") as call:
             runtime = self._runtime(slot, request.model_name, request.model_version)
             layout = self._layout(runtime)
-            columns, rows = request_columns(request, layout, runtime.max_request_rows, runtime.config)
-            prediction = call.prediction = await runtime.predict(columns, rows, layout.namer, call.deadline)
+            max_rows = runtime.max_request_rows
+            feeds = one_row_feeds(request, layout, runtime.schema, max_rows)
+            if feeds is None:
+                columns, rows = request_columns(request, layout, max_rows, runtime.config)
+            else:
+                columns, rows = {}, 1
+            prediction = call.prediction = await runtime.predict(
+                columns, rows, layout.namer, call.deadline, feeds=feeds
+            )
             facts = runtime.facts
             return infer_response(
                 request, runtime.config, facts.precision, facts.gate_verdict, prediction, call.latency_us()

@@ -194,6 +194,11 @@ class FeatureSchema:
             feeds.update(zip(self._categorical_names, strings_array, strict=True))
         return feeds
 
+    @property
+    def takes_one_row_feeds(self) -> bool:
+        """`one_row_feeds` applies: every input is one float32 or string feature, named like it."""
+        return self._float32_columns_only
+
     @cached_property
     def _flat_bounds(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         return tuple(low for _, low, _ in self._plain_bounds), tuple(

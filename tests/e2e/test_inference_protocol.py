@@ -119,3 +119,93 @@ def test_other_triton_extensions_answer_unimplemented(channel):
     with pytest.raises(grpc.RpcError) as error:
         stub.RepositoryIndex(service_pb2.RepositoryIndexRequest(), timeout=5)
     assert error.value.code() is grpc.StatusCode.UNIMPLEMENTED and "Triton extension" in error.value.details()
+
+
+def _infer_request(rows: list[dict], typed: bool = False) -> service_pb2.ModelInferRequest:
+    """A ModelInferRequest of `rows`, each value in `raw_input_contents` or in its tensor's typed contents."""
+    request = service_pb2.ModelInferRequest(model_name="fraud")
+    for name in FLOAT_INPUTS + STRING_INPUTS:
+        values = [r[name] for r in rows]
+        tensor = request.inputs.add(name=name, shape=[len(rows), 1])
+        tensor.datatype = "FP32" if name in FLOAT_INPUTS else "BYTES"
+        if name in FLOAT_INPUTS and typed:
+            tensor.contents.fp32_contents.extend(values)
+        elif name in FLOAT_INPUTS:
+            request.raw_input_contents.append(np.array(values, "<f4").tobytes())
+        elif typed:
+            tensor.contents.bytes_contents.extend(v.encode() for v in values)
+        else:
+            request.raw_input_contents.append(
+                b"".join(len(v).to_bytes(4, "little") + v.encode() for v in values)
+            )
+    return request
+
+
+@pytest.mark.parametrize("typed", [False, True], ids=["raw", "typed"])
+def test_one_row_model_infer_answers_as_a_row_of_a_batch_and_as_score(channel, typed):
+    """One-row requests take the one-row path, more rows the general path: the same answers, bit for bit."""
+    transactions = [transaction("o-0"), risky_transaction("o-1"), transaction("o-2", amount=300.0)]
+    infer = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+    batch = infer(_infer_request([_row(t) for t in transactions], typed), timeout=5)
+    batch_probabilities = np.frombuffer(batch.raw_output_contents[0], "<f4").reshape(-1, 2)
+    batch_decisions = np.frombuffer(batch.raw_output_contents[1], "<i4")
+    score = scoring_pb2_grpc.FraudScoringStub(channel).Score
+    for i, t in enumerate(transactions):
+        answer = infer(_infer_request([_row(t)], typed), timeout=5)
+        assert [(o.name, o.datatype, list(o.shape)) for o in answer.outputs] == [
+            ("probabilities", "FP32", [1, 2]),
+            ("decision", "INT32", [1, 1]),
+        ]
+        assert answer.raw_output_contents[0] == batch_probabilities[i : i + 1].tobytes()
+        assert answer.raw_output_contents[1] == batch_decisions[i : i + 1].tobytes()
+        domain = score(t, timeout=5)
+        assert np.frombuffer(answer.raw_output_contents[0], "<f4")[1] == domain.probability
+        assert batch_decisions[i] == domain.decision
+
+
+def _rename_first(request):
+    request.inputs[0].name = "amount_usd"
+
+
+def _retype_first(request):
+    request.inputs[0].datatype = "FP64"
+
+
+def _drop_last(request):
+    del request.inputs[-1]
+    if request.raw_input_contents:
+        del request.raw_input_contents[-1]
+
+
+BAD_VALUES = {
+    "NaN": {"amount": float("nan")},
+    "infinite": {"seconds_since_last_txn": float("inf")},
+    "below the minimum": {"amount": -1.0},
+    "above the maximum": {"hour_of_day": 24.0},
+    "unknown category": {"currency": "XXX"},
+    "empty category": {"mcc": ""},
+}
+
+
+@pytest.mark.parametrize("typed", [False, True], ids=["raw", "typed"])
+def test_one_row_model_infer_errors_are_the_general_paths(channel, typed):
+    """A bad value, datatype or tensor in a one-row request: the same status and message as in row 0 of a
+    two-row request (which only the general path decodes)."""
+    infer = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+    good = _row(transaction("e-1"))
+
+    def error(rows, change=None) -> tuple:
+        request = _infer_request(rows, typed)
+        if change is not None:
+            change(request)
+        with pytest.raises(grpc.RpcError) as raised:
+            infer(request, timeout=5)
+        return raised.value.code(), raised.value.details()
+
+    for label, values in BAD_VALUES.items():
+        bad = good | values
+        one, two = error([bad]), error([bad, good])
+        assert one == two and one[0] is grpc.StatusCode.INVALID_ARGUMENT, label
+    for change in (_rename_first, _retype_first, _drop_last):
+        one, two = error([good], change), error([good, good], change)
+        assert one == two and one[0] is grpc.StatusCode.INVALID_ARGUMENT, change.__name__

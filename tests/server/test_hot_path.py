@@ -215,17 +215,23 @@ def test_model_infer_answer_from_the_template_equals_the_general_answer(config):
     from server.api.inference_converters import DECISION_OUTPUT, infer_response
     from server.runtime.prediction import Prediction
 
-    outputs = np.array([[0.9, 0.1], [0.2, 0.8]], dtype=np.float32)
-    prediction = Prediction(outputs, [0.1, 0.8], [832, 967], [3, 3], None, 0.0, 0.0)
+    predictions = [
+        Prediction(np.array([[0.9, 0.1], [0.2, 0.8]], "f4"), [0.1, 0.8], [832, 967], [3, 3], None, 0, 0),
+        # one row (its template holds the shapes): [1, 2] float32, [1, 1] float64, [1]
+        Prediction(np.array([[0.9, 0.1]], np.float32), [0.1], [832], [2], None, 0.0, 0.0),
+        Prediction(np.array([[0.25]], np.float64), [0.25], [900], [3], None, 0.0, 0.0),
+        Prediction(np.array([0.75], np.float32), [0.75], [990], [1], None, 0.0, 0.0),
+    ]
     plain = service_pb2.ModelInferRequest(id="r1")
     named = service_pb2.ModelInferRequest(id="r1")
     named.outputs.add(name=config.output_name)
     named.outputs.add(name=DECISION_OUTPUT)
-    for _ in range(2):  # the second answer comes from the cached template
-        fast = infer_response(plain, config, "int8", "passed", prediction, 77)
-        general = infer_response(named, config, "int8", "passed", prediction, 77)
-        assert fast == general
-        assert service_pb2.ModelInferResponse.FromString(fast.SerializeToString()) == general
+    for _ in range(2):  # the second answers come from the cached templates
+        for prediction in predictions:
+            fast = infer_response(plain, config, "int8", "passed", prediction, 77)
+            general = infer_response(named, config, "int8", "passed", prediction, 77)
+            assert fast == general
+            assert service_pb2.ModelInferResponse.FromString(fast.SerializeToString()) == general
 
 
 def test_fraud_answers_added_in_place_equal_the_copied_answers(config):
