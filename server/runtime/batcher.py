@@ -373,8 +373,8 @@ class MicroBatcher:
         # pile up in gRPC core until it cancels them.
         return (
             not self._queue
+            and not self._load.saturated
             and rows * self.row_seconds <= BATCH_INLINE_MAX_SECONDS
-            and not self._load.saturated()
         )
 
     def _timed_run(self, feeds: Feeds, rows: int) -> tuple[np.ndarray, float]:
