@@ -32,7 +32,6 @@ from server.config.settings import ServerSettings
 from server.metrics import ServingMetrics
 from server.quantization.errors import QuantizationError
 from server.runtime.batcher import RESTART_WINDOW_S, BatcherFailure, MicroBatcher
-from server.runtime.loop_load import LOOP_LOAD, watch_loop_load
 from server.runtime.model_runtime import ModelRuntime
 from server.runtime.repository import ModelRepository
 
@@ -68,7 +67,6 @@ class RiskServer:
         self._stopped = asyncio.Event()
         self._server = None
         self._limiter = None  # Admission: refusals at the door (server/app/concurrency_limit.py)
-        self._loop_watch: asyncio.Task | None = None  # runtime/loop_load.py, when inline_max_loop_busy < 1
         self._metrics_http = None
         self._admin = None  # the ModelAdmin server (admin_enabled): server/app/model_admin.py
         self.admin_port: int | None = None
@@ -108,9 +106,6 @@ class RiskServer:
                 self._metrics_http.close()
             raise
         await self._server.start()
-        if self.settings.inline_max_loop_busy < 1:
-            LOOP_LOAD.busy_share = self.settings.inline_max_loop_busy
-            self._loop_watch = asyncio.get_running_loop().create_task(watch_loop_load(LOOP_LOAD))
         if self.settings.admin_enabled and self.worker is None:
             try:
                 self._admin, self.admin_port = await start_admin(self.reloads)
@@ -268,8 +263,6 @@ class RiskServer:
         await self.reloads.stop()
         if self._server is not None:
             await self._server.stop(grace_s)
-        if self._loop_watch is not None:
-            self._loop_watch.cancel()
         await self.watches.stop()
         for runtime in self.repository.runtimes:
             await runtime.stop()

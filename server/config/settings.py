@@ -93,13 +93,6 @@ class ServerSettings(StrictModel):
     grace_period_s: float = Field(20.0, ge=0.0, description="after the pause: time in-flight calls get")
     intra_op_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads per model")
     inference_handoff: InferenceHandoff = Field(InferenceHandoff.AUTO, description="where ORT runs")
-    inline_max_loop_busy: float = Field(
-        0.9,
-        gt=0.0,
-        le=1.0,
-        description="inference_handoff auto: a bulk batch runs inline only while the event loop's thread "
-        "was busy less than this share of the last 100 ms (1: regardless of the loop's load)",
-    )
     tls_cert_file: Path | None = Field(None, description="server certificate (PEM); with tls_key_file")
     tls_key_file: Path | None = Field(None, description="server private key (PEM)")
     tls_client_ca_file: Path | None = Field(

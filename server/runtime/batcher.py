@@ -10,9 +10,8 @@ every batch on the model's own thread, so the event loop keeps reading requests 
 every batch on the event loop; `auto` (default) runs a lone small request inline at once, without queueing
 (no thread hop, no extra event-loop turn), a cut batch of more than INLINE_MAX_ROWS rows inline when its
 ONNX Runtime call is expected to take at most BATCH_INLINE_MAX_SECONDS (rows times the recent time per
-row) and the event loop is not saturated (server/runtime/loop_load.py), and everything else on the
-thread. A request is lone when the batcher is idle and the previous request arrived more than LONE_GAP_S
-ago: nothing suggests callers it could share with.
+row), and everything else on the thread. A request is lone when the batcher is idle and the previous
+request arrived more than LONE_GAP_S ago: nothing suggests callers it could share with.
 
 Admission control: a request that would push the queue past `max_queue_rows` is refused at once
 (OverloadedError), so overload never grows memory; a request whose deadline cannot be met (the batches
@@ -65,7 +64,6 @@ from server.runtime.errors import (
     OverloadedError,
     ScoringError,
 )
-from server.runtime.loop_load import LOOP_LOAD, LoopLoad
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +141,8 @@ class MicroBatcher:
         max_restarts: int = MAX_RESTARTS,
         restart_window_s: float = RESTART_WINDOW_S,
         estimate_half_life_s: float = ESTIMATE_HALF_LIFE_S,
-        load: LoopLoad = LOOP_LOAD,  # the event loop's load (`auto`: no bulk batch inline when saturated)
     ) -> None:
         self.model = model
-        self._load = load
         self._run_batch = run_batch
         self.max_batch_size = max_batch_size
         self._delay_s = max_queue_delay_us / 1e6
@@ -368,14 +364,9 @@ class MicroBatcher:
             return self._handoff is InferenceHandoff.INLINE
         if rows <= INLINE_MAX_ROWS or self.row_seconds is None:  # the first big batch measures on the thread
             return False
-        # Not while other requests wait behind it, nor while the loop is saturated (loop_load.py): under load
-        # the loop must keep turning to accept and refuse calls (RESOURCE_EXHAUSTED at the door), or they
-        # pile up in gRPC core until it cancels them.
-        return (
-            not self._queue
-            and not self._load.saturated
-            and rows * self.row_seconds <= BATCH_INLINE_MAX_SECONDS
-        )
+        # Not while other requests wait behind it: under load the loop must keep turning to accept and
+        # refuse calls (RESOURCE_EXHAUSTED at the door), or they pile up in gRPC core until it cancels them.
+        return not self._queue and rows * self.row_seconds <= BATCH_INLINE_MAX_SECONDS
 
     def _timed_run(self, feeds: Feeds, rows: int) -> tuple[np.ndarray, float]:
         """The ONNX Runtime call alone, timed where it runs (without the thread hand-off). Whatever goes

@@ -16,9 +16,8 @@ from server.api.gen.riskserve.v1 import scoring_pb2_grpc
 from tests.e2e.requests import transaction
 
 SERVER_ROOT = Path(__file__).resolve().parents[2] / "server"
-# run on garbage collections (the GC pause monitor's gc.callbacks entry) and on a 10 ms timer (the loop's
-# load for the door), not per call
-NOT_PER_CALL = {"server/app/gc_tuning.py", "server/runtime/loop_load.py"}
+# runs on garbage collections, not calls (the GC pause monitor's gc.callbacks entry)
+NOT_PER_CALL = {"server/app/gc_tuning.py"}
 SCORE_PATH = [  # in order of first entry
     "server/api/calls.py",  # the guard around the handler, then the call scope
     "server/api/domain_api.py",  # the servicer: slot, scope, message -> tensors

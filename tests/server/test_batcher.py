@@ -10,7 +10,6 @@ import pytest
 from server.config.settings import InferenceHandoff
 from server.runtime.batcher import MicroBatcher
 from server.runtime.errors import DeadlineExceededError, OverloadedError
-from server.runtime.loop_load import LOOP_WINDOW_S, LoopLoad, watch_loop_load
 
 
 class DoublingModel:
@@ -396,48 +395,3 @@ def test_auto_keeps_a_fast_bulk_batch_on_the_thread_while_others_wait_behind_it(
     assert alone == {"MainThread"}  # nothing behind it: inline
     assert [r.outputs[0, 0] for r in results] == [0.0, 2.0, 4.0, 6.0]
     assert any(name.startswith("ort-m") for name in threads)  # batches with others queued: the thread
-
-
-def test_auto_keeps_a_fast_bulk_batch_on_the_thread_while_the_event_loop_is_saturated():
-    """A loop busy with other work (measured by watch_loop_load) gets no inline batch: the batch frees it
-    during inference to accept calls, which would otherwise wait unseen in gRPC core."""
-    model = DoublingModel()
-    load = LoopLoad(busy_share=0.9)
-
-    async def scenario():
-        batcher = MicroBatcher(
-            "m",
-            model,
-            max_batch_size=256,
-            max_queue_delay_us=0,
-            max_queue_rows=1024,
-            handoff=InferenceHandoff.AUTO,
-            load=load,
-        )
-        batcher.start()
-        block = np.arange(256, dtype=np.float32).reshape(-1, 1)
-        await batcher.submit({"x": block}, 256)  # measured once, on the thread
-        watch = asyncio.get_running_loop().create_task(watch_loop_load(load))
-        await asyncio.sleep(2 * LOOP_WINDOW_S)  # an idle loop
-        model.threads.clear()
-        idle_busy = load.busy
-        await batcher.submit({"x": block}, 256)
-        on_idle_loop = set(model.threads)
-        spin_until = time.perf_counter() + 3 * LOOP_WINDOW_S
-        while time.perf_counter() < spin_until:  # other work on the loop, yielding every 2 ms
-            busy_until = time.perf_counter() + 0.002
-            while time.perf_counter() < busy_until:
-                pass
-            await asyncio.sleep(0)
-        saturated_busy = load.busy
-        model.threads.clear()
-        await batcher.submit({"x": block}, 256)
-        on_busy_loop = set(model.threads)
-        watch.cancel()
-        await batcher.stop()
-        return idle_busy, on_idle_loop, saturated_busy, on_busy_loop
-
-    idle_busy, on_idle_loop, saturated_busy, on_busy_loop = _run(scenario())
-    assert idle_busy < 0.5 and saturated_busy >= 0.9, (idle_busy, saturated_busy)
-    assert on_idle_loop == {"MainThread"}
-    assert len(on_busy_loop) == 1 and next(iter(on_busy_loop)).startswith("ort-m")
