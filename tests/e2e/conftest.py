@@ -117,3 +117,18 @@ def spawn_server(tmp_path: Path):
     yield spawn
     for server in spawned:
         server.kill()
+
+
+@pytest.fixture()
+def servers(cache):
+    """Factory: in-process servers on `models_dir` with the requesting module's `cache` fixture, returned
+    once ready; every one is closed after the test."""
+    started: list[ServerThread] = []
+
+    def start(models_dir: Path, **settings) -> ServerThread:
+        started.append(ServerThread(test_settings(models_dir, cache, **settings)).wait_ready())
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.close()

@@ -57,19 +57,6 @@ def repo_with(models: Path, target: Path, **challengers: dict) -> Path:
     return target
 
 
-@pytest.fixture()
-def servers(cache):
-    started: list[ServerThread] = []
-
-    def start(repo: Path, **settings) -> ServerThread:
-        started.append(ServerThread(test_settings(repo, cache, **settings)).wait_ready())
-        return started[-1]
-
-    yield start
-    for running in started:
-        running.close()
-
-
 def _transactions(count: int) -> list[scoring_pb2.Transaction]:
     return [
         transaction(

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from server.config.model_config import ModelConfig
-from tests.e2e.conftest import ServerThread, test_settings
+from tests.e2e.conftest import ServerThread
 from tests.e2e.model_factory import INT8_HIDDEN, INT8_SERVED, fraud_frame
 from tests.e2e.shadow_traffic import flipping_rows, metric_value, send_rows, wait_for
 from tests.e2e.test_model_versions import add_version, reload, score, write_version
@@ -48,18 +48,7 @@ def repository(built: Path, target: Path, fraud: str, challenger: dict | None = 
     return target
 
 
-@pytest.fixture()
-def servers(cache):
-    started: list[ServerThread] = []
-
-    def start(repo: Path, **settings) -> ServerThread:
-        admin = dict(admin_enabled=True, admin_port=0)
-        started.append(ServerThread(test_settings(repo, cache, **admin, **settings)).wait_ready())
-        return started[-1]
-
-    yield start
-    for running in started:
-        running.close()
+ADMIN = dict(admin_enabled=True, admin_port=0)  # reloads are asked for over the admin RPC
 
 
 def _reload(server: ServerThread, model: str, version: str) -> None:
@@ -82,7 +71,7 @@ def _live_threads() -> int:
 
 def test_a_reloaded_int8_version_has_its_own_live_check_and_the_old_one_stops(servers, built, tmp_path):
     repo = repository(built, tmp_path / "models", "int8")
-    server = servers(repo, live_check_sample_rate=1.0)
+    server = servers(repo, **ADMIN, live_check_sample_rate=1.0)
     config = server.server.repository.get("fraud").config
     rows = "riskserve_live_check_rows_total"
     send_rows(server, config, _rows(config, 20, seed=1))
@@ -114,7 +103,7 @@ def _challenger_rows(server: ServerThread, version: str, challenger_version: str
 
 def test_a_reloaded_champion_keeps_its_challenger_shadow(servers, built, tmp_path):
     repo = repository(built, tmp_path / "models", "fp32", SHADOW_ALL)
-    server = servers(repo)
+    server = servers(repo, **ADMIN)
     config = server.server.repository.get("fraud").config
     add_version(repo, "2", repo / "fraud" / "1")
     _reload(server, "fraud", "2")
@@ -130,7 +119,7 @@ def test_a_reloaded_champion_keeps_its_challenger_shadow(servers, built, tmp_pat
 
 def test_a_reloaded_challenger_is_the_one_the_champion_is_shadowed_with(servers, built, tmp_path):
     repo = repository(built, tmp_path / "models", "fp32", SHADOW_ALL)
-    server = servers(repo)
+    server = servers(repo, **ADMIN)
     config = server.server.repository.get("fraud").config
     send_rows(server, config, _rows(config, 15, seed=5))
     wait_for(lambda: _challenger_rows(server, "1", "1") == 15)
@@ -144,7 +133,9 @@ def test_a_reloaded_challenger_is_the_one_the_champion_is_shadowed_with(servers,
 
 def test_after_serve_fp32_the_challenger_shadow_still_counts_rows(servers, built, tmp_path):
     repo = repository(built, tmp_path / "models", "int8", SHADOW_ALL)
-    server = servers(repo, live_check_sample_rate=1.0, on_live_drift="serve_fp32", live_check_min_rows=8)
+    server = servers(
+        repo, **ADMIN, live_check_sample_rate=1.0, on_live_drift="serve_fp32", live_check_min_rows=8
+    )
     int8 = server.server.repository.get("fraud")
     config = int8.config
     flipping = flipping_rows(config, int8.prepared.model_path, 12)
@@ -159,7 +150,7 @@ def test_after_serve_fp32_the_challenger_shadow_still_counts_rows(servers, built
 
 def test_a_reloaded_challenger_section_is_checked_as_at_startup(servers, built, tmp_path):
     repo = repository(built, tmp_path / "models", "fp32", SHADOW_ALL)
-    server = servers(repo)
+    server = servers(repo, **ADMIN)
     folder = add_version(repo, "2", repo / "fraud" / "1")
     config = yaml.safe_load((folder / "config.yaml").read_text())
     config["challenger"] = {"model": "nosuch", "shadow_share": 1.0}
@@ -172,7 +163,7 @@ def test_a_reloaded_challenger_section_is_checked_as_at_startup(servers, built, 
 
 def test_a_reload_without_the_challenger_section_rolls_the_split_back(servers, built, tmp_path):
     repo = repository(built, tmp_path / "models", "fp32", {"model": "fraud_v2", "live_share": 1.0})
-    server = servers(repo)
+    server = servers(repo, **ADMIN)
     assert score(server.target, card_id="card-1").model.name == "fraud_v2"
     folder = add_version(repo, "2", repo / "fraud" / "1")
     config = yaml.safe_load((folder / "config.yaml").read_text())
