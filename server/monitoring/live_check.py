@@ -10,6 +10,7 @@ this module gives it the FP32 runtime and records what each scored batch showed 
 
 from collections.abc import Callable
 from dataclasses import replace
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
@@ -27,9 +28,28 @@ PSI_BINS = 10
 DriftHandler = Callable[[str, float, int], None]  # (threshold, window flip rate, window rows)
 
 
+ScoreBins = tuple[tuple[float, ...], tuple[int, ...]]  # inner edges, holdout rows in each bin
+_holdout_bins: "WeakKeyDictionary[ModelRuntime, ScoreBins]" = WeakKeyDictionary()
+
+
 def holdout_reference(runtime: ModelRuntime, flip_budget: float | None = None) -> LiveReference:
     """The served model's scores on its holdout file, as PSI bins; its thresholds and `flip_budget` (by
-    default the gate's)."""
+    default the gate's). The holdout is scored once per runtime: its live check and a challenger check
+    share the bins."""
+    config = runtime.config
+    bins = _holdout_bins.get(runtime)
+    if bins is None:
+        bins = _holdout_bins[runtime] = _score_bins(runtime)
+    return LiveReference(
+        thresholds=config.decision.thresholds(),
+        flip_budget=config.quantization.budget.max_decision_flip_rate if flip_budget is None else flip_budget,
+        inner_edges=bins[0],
+        holdout_bins=bins[1],
+    )
+
+
+def _score_bins(runtime: ModelRuntime) -> ScoreBins:
+    """PSI_BINS holdout score-quantile bins of `runtime`: inner edges and the holdout rows in each."""
     config = runtime.config
     feeds = feeds_from_frame(config, input_frame(config, DataKind.HOLDOUT))
     rows = len(next(iter(feeds.values())))
@@ -43,12 +63,7 @@ def holdout_reference(runtime: ModelRuntime, flip_budget: float | None = None) -
         ]
     )
     edges = quantile_edges(scores, PSI_BINS)
-    return LiveReference(
-        thresholds=config.decision.thresholds(),
-        flip_budget=config.quantization.budget.max_decision_flip_rate if flip_budget is None else flip_budget,
-        inner_edges=tuple(float(e) for e in edges[1:-1]),
-        holdout_bins=tuple(int(c) for c in binned_counts(scores, edges)),
-    )
+    return tuple(float(e) for e in edges[1:-1]), tuple(int(c) for c in binned_counts(scores, edges))
 
 
 def fp32_runtime(runtime: ModelRuntime, settings: ServerSettings) -> ModelRuntime:
