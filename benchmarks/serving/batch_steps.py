@@ -50,7 +50,7 @@ def steps(server: RiskServer, rows: int) -> tuple[dict[str, Callable[[], object]
     transactions = request.transactions
     columns, ids = reader.columns_and_ids(transactions, namer)
     feeds = runtime.schema.validate(columns, rows, namer)
-    outputs, _ = runtime.batcher._timed_run(feeds, rows)
+    outputs, _, _ = runtime.batcher._timed_run(feeds, rows)
     probabilities, scores, decisions = decide_rows(runtime.config, outputs, runtime.positive_column)
     prediction = domain_api.Prediction(outputs, probabilities, scores, decisions, None, 0.0, 0.0)
 

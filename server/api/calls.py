@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 _STATUS_BY_NAME = {code.name: code for code in grpc.StatusCode}
 INTERNAL_MESSAGE = "internal server error (logged)"
-_OK = grpc.StatusCode.OK
 _CODE_NAMES = {code: code.name for code in grpc.StatusCode}
 
 
@@ -147,10 +146,11 @@ class RequestBytesOverBudgetError(OverloadedError):
 class SafeContext:
     """The servicer context, with status details made safe."""
 
-    __slots__ = ("_context",)
+    __slots__ = ("_context", "time_remaining")
 
     def __init__(self, context: grpc.aio.ServicerContext) -> None:
         self._context = context
+        self.time_remaining = context.time_remaining  # every scoring call asks: no __getattr__ on the way
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
         await self._context.abort(code, safe_details(details), trailing_metadata)
@@ -399,9 +399,9 @@ class CallScope:
     async def __aenter__(self) -> "CallScope":
         self.started = time.perf_counter()
         remaining = self._context.time_remaining()
-        # event-loop time, or None when the client set no deadline
-        self.deadline = None if remaining is None else asyncio.get_running_loop().time() + remaining
-        self._code = _OK
+        now = time.monotonic()  # the event loop's clock (asyncio's loop.time() is time.monotonic())
+        self.deadline = None if remaining is None else now + remaining  # None: the client set no deadline
+        self._code = "OK"  # the status's name, as the metrics label it
         self._entered = False
         self._held = _IDLE
         if self._admit:
@@ -414,7 +414,7 @@ class CallScope:
                 and admission.active < admission.max_active
                 and not admission.queue
             ):
-                drain.last_arrival = time.monotonic()
+                drain.last_arrival = now
                 drain.inflight += 1
                 admission.held += 1
                 admission.active += 1
@@ -461,7 +461,8 @@ class CallScope:
         ends RPCs. False: let `exc` propagate."""
         metrics, label = self._calls.metrics, self._label
         if isinstance(exc, ScoringError):
-            code = self._code = status_of(exc)
+            code = status_of(exc)
+            self._code = _CODE_NAMES[code]
             if code is grpc.StatusCode.INTERNAL:
                 metrics.count_failed(label, exc.reason)
             else:
@@ -471,18 +472,19 @@ class CallScope:
             await self._context.abort(code, str(exc))
             return True
         if isinstance(exc, asyncio.CancelledError):
-            self._code = grpc.StatusCode.CANCELLED
+            self._code = "CANCELLED"
             return False
         if isinstance(exc, grpc.aio.AbortError):
-            self._code = getattr(self._context, "code", lambda: None)() or grpc.StatusCode.UNKNOWN
+            code = getattr(self._context, "code", lambda: None)() or grpc.StatusCode.UNKNOWN
+            self._code = _CODE_NAMES[code]
             return False
         if isinstance(exc, Exception):
             log.error("event=internal_error model=%s method=%s", label, self._method, exc_info=exc)
-            self._code = grpc.StatusCode.INTERNAL
+            self._code = "INTERNAL"
             metrics.count_failed(label, "internal")
             if not self._ends_rpc:
                 return False
-            await self._context.abort(self._code, INTERNAL_MESSAGE)
+            await self._context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
             return True
         return False
 
@@ -501,7 +503,7 @@ class CallScope:
         calls.metrics.observe_prediction(
             self._label,
             self._method,
-            _CODE_NAMES[self._code],
+            self._code,
             time.perf_counter() - self.started,
             self.prediction,
             held,

@@ -168,7 +168,8 @@ class ServingMetrics:
         cached = self._window_slices.get(window_key)
         if cached is not None and cached[0] <= now < cached[1]:  # _hdr_record(seconds_to_ns(total_s)), inline
             histogram = cached[2]
-            value = min(max(int(total_s * 1e9), 0), HDR_HIGHEST_NS)
+            value = int(total_s * 1e9)
+            value = 0 if value < 0 else HDR_HIGHEST_NS if value > HDR_HIGHEST_NS else value
             bucket = (value | _HDR_MASK).bit_length() - _HDR_SHIFT
             histogram.counts[
                 ((bucket + 1) << _HDR_HALF_MAGNITUDE) + (value >> (bucket + _HDR_UNIT)) - _HDR_HALF

@@ -260,19 +260,29 @@ class MicroBatcher:
     @property
     def batch_seconds(self) -> float | None:
         """The recent batch time, decayed by half every `estimate_half_life_s` since it was last learnt."""
+        return self._batch_seconds_at(time.monotonic())
+
+    def _batch_seconds_at(self, clock: float) -> float | None:
+        """`batch_seconds` as of monotonic time `clock`."""
         if self._batch_seconds is None:
             return None
-        idle_s = time.monotonic() - self._estimated_at
-        return self._batch_seconds * 0.5 ** (max(0.0, idle_s) / self._half_life_s)
+        idle_s = clock - self._estimated_at
+        return self._batch_seconds * 0.5 ** ((idle_s if idle_s > 0.0 else 0.0) / self._half_life_s)
 
-    def _learn_batch_time(self, seconds: float) -> None:
+    def _learn_batch_time(
+        self, seconds: float, clock: float | None = None, previous: float | None = None
+    ) -> None:
         """Moving average of the batch time; one batch counts as at most ESTIMATE_STEP_MAX times the
-        estimate, so an outlier (a call that hung 15 s) cannot refuse every short deadline after it."""
-        previous = self.batch_seconds
+        estimate, so an outlier (a call that hung 15 s) cannot refuse every short deadline after it.
+        `clock`, `previous`: monotonic time now and `_batch_seconds_at(clock)`, when the caller has them."""
+        if clock is None:
+            clock = time.monotonic()
+            previous = self._batch_seconds_at(clock)
         if previous is not None:
-            seconds = 0.8 * previous + 0.2 * min(seconds, ESTIMATE_STEP_MAX * previous)
+            step_max = ESTIMATE_STEP_MAX * previous
+            seconds = 0.8 * previous + 0.2 * (seconds if seconds < step_max else step_max)
         self._batch_seconds = seconds
-        self._estimated_at = time.monotonic()
+        self._estimated_at = clock
 
     def _update_inline_estimate(self, seconds: float) -> None:
         previous = self.inline_seconds
@@ -310,6 +320,13 @@ class MicroBatcher:
 
     async def submit(self, feeds: Feeds, rows: int, deadline: float | None = None) -> BatchResult:
         """Queue `rows` rows (validated [rows, 1] arrays) and wait for their outputs."""
+        return self.run_lone(feeds, rows, deadline) or await self.enqueue(feeds, rows, deadline)
+
+    def run_lone(self, feeds: Feeds, rows: int, deadline: float | None = None) -> BatchResult | None:
+        """`submit`'s first step, without a coroutine: refuse what cannot be queued, and run a lone request
+        at once on the event loop, synchronously (nothing can interleave, so no queue). None: the request
+        may not run now; `enqueue` it. Any fault in the run is raised to this caller alone
+        (InferenceFailedError for ORT, else BatcherFailedError). `deadline` is event-loop (monotonic) time."""
         if self.gave_up is not None:
             raise ModelUnavailableError(f"model {self.model} is unavailable: {self.gave_up}")
         if self.stalled_for is not None:
@@ -319,44 +336,46 @@ class MicroBatcher:
                 f"model {self.model}: queue full ({self._queued_rows} rows waiting, limit "
                 f"{self.max_queue_rows}); retry with backoff"
             )
-        loop = asyncio.get_running_loop()
+        clock = time.monotonic()  # asyncio's loop.time()
+        batch_s = self._batch_seconds_at(clock)
         if deadline is not None:
-            self._check_deadline(deadline - loop.time(), rows)
+            self._check_deadline(deadline - clock, rows, batch_s)
         now = time.perf_counter()
         lone, self._last_submit = now - self._last_submit > LONE_GAP_S, now
-        if self._may_run_now(rows, lone):
-            return self._run_now(feeds, rows, now)
+        inline_s = self.inline_seconds
+        if (
+            not lone
+            or rows > INLINE_MAX_ROWS
+            or self._queue
+            or self._running
+            or self._handoff is not InferenceHandoff.AUTO
+            or (inline_s is not None and inline_s >= INLINE_MAX_SECONDS)
+        ):
+            return None
+        try:
+            self._on_batch(rows, self._queued_rows)
+            outputs, inference_s, started = self._timed_run(feeds, rows)
+            self.inline_seconds = inference_s if inline_s is None else 0.8 * inline_s + 0.2 * inference_s
+            self._learn_batch_time(inference_s, clock, batch_s)
+            return BatchResult(outputs, started - now, inference_s, rows)
+        except InferenceFailedError:
+            raise
+        except Exception as exc:
+            log.exception("event=batcher_failed model=%s path=inline rows=%d", self.model, rows)
+            raise BatcherFailedError(f"model {self.model}: scoring failed; the call was not scored") from exc
+
+    async def enqueue(self, feeds: Feeds, rows: int, deadline: float | None = None) -> BatchResult:
+        """Queue a request `run_lone` did not run, and wait for its batch."""
         if not self._queue and not self._running:
             self.progress_at = time.monotonic()  # idle until now: the stall clock starts here
-        request = _Request(feeds, rows, loop.create_future(), deadline, now)
+        future = asyncio.get_running_loop().create_future()
+        request = _Request(feeds, rows, future, deadline, self._last_submit)  # submitted when run_lone saw it
         self._queue.append(request)
         self._queued_rows += rows
         self._work.set()
         if self._queued_rows >= self.max_batch_size:
             self._full.set()
         return await request.future
-
-    def _may_run_now(self, rows: int, lone: bool) -> bool:
-        if self._handoff is not InferenceHandoff.AUTO or self._queue or self._running:
-            return False
-        fast = self.inline_seconds is None or self.inline_seconds < INLINE_MAX_SECONDS
-        return lone and rows <= INLINE_MAX_ROWS and fast
-
-    def _run_now(self, feeds: Feeds, rows: int, submitted: float) -> BatchResult:
-        """Run one request on the event loop, synchronously: nothing can interleave, so no queue. Any
-        fault is raised to this caller alone (InferenceFailedError for ORT, else BatcherFailedError)."""
-        try:
-            self._on_batch(rows, self._queued_rows)
-            started = time.perf_counter()
-            outputs, inference_s = self._timed_run(feeds, rows)
-            self._update_inline_estimate(inference_s)
-            self._learn_batch_time(inference_s)
-            return BatchResult(outputs, started - submitted, inference_s, rows)
-        except InferenceFailedError:
-            raise
-        except Exception as exc:
-            log.exception("event=batcher_failed model=%s path=inline rows=%d", self.model, rows)
-            raise BatcherFailedError(f"model {self.model}: scoring failed; the call was not scored") from exc
 
     def _runs_inline(self, rows: int) -> bool:
         """Whether a cut batch of `rows` runs on the event loop rather than the model's thread."""
@@ -368,9 +387,10 @@ class MicroBatcher:
         # refuse calls (RESOURCE_EXHAUSTED at the door), or they pile up in gRPC core until it cancels them.
         return not self._queue and rows * self.row_seconds <= BATCH_INLINE_MAX_SECONDS
 
-    def _timed_run(self, feeds: Feeds, rows: int) -> tuple[np.ndarray, float]:
-        """The ONNX Runtime call alone, timed where it runs (without the thread hand-off). Whatever goes
-        wrong in it (raised, or the wrong number of output rows) is an InferenceFailedError."""
+    def _timed_run(self, feeds: Feeds, rows: int) -> tuple[np.ndarray, float, float]:
+        """The ONNX Runtime call alone, timed where it runs (without the thread hand-off): (outputs, its
+        seconds, its perf_counter start). Whatever goes wrong in it (raised, or the wrong number of output
+        rows) is an InferenceFailedError."""
         started = time.perf_counter()
         try:
             outputs = self._run_batch(feeds)
@@ -379,12 +399,13 @@ class MicroBatcher:
         except Exception as exc:
             log.error("event=inference_failed model=%s rows=%d error=%r", self.model, rows, str(exc))
             raise InferenceFailedError(f"model {self.model}: inference failed") from exc
-        return outputs, time.perf_counter() - started
+        return outputs, time.perf_counter() - started, started
 
-    def _check_deadline(self, remaining_s: float, rows: int) -> None:
+    def _check_deadline(self, remaining_s: float, rows: int, batch_s: float | None) -> None:
+        """Refuse a request whose deadline the inference queued ahead of it (`batch_s` a batch) cannot
+        meet."""
         if remaining_s <= 0:
             raise DeadlineExceededError("deadline passed before the request was queued")
-        batch_s = self.batch_seconds
         if batch_s is None:
             return
         batches_ahead = -(-(self._queued_rows + rows) // self.max_batch_size) + self._running
@@ -458,9 +479,9 @@ class MicroBatcher:
         self._running = True
         try:
             if self._runs_inline(rows):
-                outputs, ort_s = self._timed_run(feeds, rows)
+                outputs, ort_s, _ = self._timed_run(feeds, rows)
             else:
-                outputs, ort_s = await asyncio.get_running_loop().run_in_executor(
+                outputs, ort_s, _ = await asyncio.get_running_loop().run_in_executor(
                     self._executor, self._timed_run, feeds, rows
                 )
         except InferenceFailedError as exc:  # fails this batch's callers, never the worker

@@ -263,7 +263,7 @@ class RowTimedModel:
 
 def _refused_for_a_short_deadline(batcher: MicroBatcher, deadline_s: float) -> bool:
     try:
-        batcher._check_deadline(deadline_s, 1)
+        batcher._check_deadline(deadline_s, 1, batcher.batch_seconds)
     except DeadlineExceededError:
         return True
     return False
