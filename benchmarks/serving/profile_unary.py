@@ -31,8 +31,9 @@ BATCHER = "micro-batcher + scorer glue (queue, handoff, futures)"
 # Matched from the innermost frame outwards; the first phase whose pattern a frame matches wins.
 PHASES: list[tuple[str, re.Pattern]] = [
     # the server calls the session's binding (InferenceSession._sess.run) from ModelRuntime._run_once: a
-    # native call, so its innermost Python frame is _run_once (or _run_in_fixed_chunks around it)
-    (ORT, re.compile(r"onnxruntime|_run_once \(|_run_in_fixed_chunks \(")),
+    # native call, so its innermost Python frame is _run_once (or _run_in_fixed_chunks around it); not
+    # asyncio's BaseEventLoop._run_once, the outermost frame of every loop sample
+    (ORT, re.compile(r"onnxruntime|ModelRuntime\._run_once \(|_run_in_fixed_chunks \(")),
     (
         "validation + feature mapping",
         re.compile(r"features\.py|onnx_inputs\.py|MessageColumns|_one_message|inference_converters"),
