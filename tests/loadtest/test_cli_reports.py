@@ -96,7 +96,9 @@ def test_find_max_brackets_the_rate_where_the_sla_breaks(fraud_file: Path) -> No
                 "target": peer.target,
                 "mix": [{"call": "fraud.score", "data_file": str(fraud_file)}],
                 "load": {"rate": 40, "duration_s": 1, "workers": 1},
-                "sla": {"max_error_rate": 0.02},
+                # the generator's own lag judged loosely (default 10 ms: one 10 ms stall in the 32 sends of
+                # the 40 req/s trial failed it): this test is about the peer's refusals, not the machine
+                "sla": {"max_error_rate": 0.02, "max_send_lag_ms": 200},
             }
         )
         pools = tuple(build_pool(entry) for entry in scenario.mix)
