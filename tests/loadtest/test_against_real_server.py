@@ -16,6 +16,10 @@ from tests.loadtest.real_server import RiskServeProcess
 
 pytestmark = pytest.mark.timeout(300)
 
+# The scenarios' default generator-lag line is 10 ms at p99, which over 90-300 sends is their 2nd-4th
+# slowest: a 10-40 ms stall of this shared machine failed a pass. The tool's pass path is judged here.
+SEND_LAG_ALLOWED_MS = 250
+
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -46,7 +50,9 @@ def test_authorization_path_scenario_passes_against_the_real_server(
     scenario["sla"]["min_throughput_rps"] = 98
     # The tool's pass path end to end, not this shared machine's speed (that is benchmarks/' job): the
     # latency lines keep their shape with room for a busy CI box; a slow server is caught by the test below.
-    scenario["sla"].update({"p50_ms": 100, "p99_ms": 250, "p999_ms": 500})
+    scenario["sla"].update(
+        {"p50_ms": 100, "p99_ms": 250, "p999_ms": 500, "max_send_lag_ms": SEND_LAG_ALLOWED_MS}
+    )
     path.write_text(yaml.safe_dump(scenario))
     code = main(["loadtest", str(path), "--out", str(tmp_path / "out")])
     printed = capsys.readouterr().out
@@ -57,7 +63,8 @@ def test_authorization_path_scenario_passes_against_the_real_server(
     # the server's own view is scraped beside the client's, and is the smaller of the two
     (fraud,) = report["server"]
     assert (fraud["model"], fraud["method"]) == ("fraud", "Score")
-    assert fraud["requests"] == pytest.approx(300, abs=15)  # scraped after the warm-up: the measured calls
+    # scraped after the 1 s warm-up (100 calls): the measured calls, give or take a late scrape (0.5 s here)
+    assert fraud["requests"] == pytest.approx(300, abs=50)
     assert 0 < fraud["run_p99_ms"] < report["figures"]["latency_ms"]["p99"] * 1.2
     assert fraud["window_p99_ms"] > 0
     assert (tmp_path / "out" / "latency.png").stat().st_size > 20_000
@@ -79,7 +86,7 @@ def test_the_open_inference_protocol_loads_the_real_server_too(
                     {"call": "oip.infer", "model": "credit", "batch_size": 8},
                 ],
                 "load": {"rate": 60, "duration_s": 1.5, "warmup_s": 0.5},
-                "sla": {"max_error_rate": 0},
+                "sla": {"max_error_rate": 0, "max_send_lag_ms": SEND_LAG_ALLOWED_MS},
             }
         )
     )

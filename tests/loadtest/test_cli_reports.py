@@ -14,6 +14,10 @@ from tests.loadtest.peer_server import PeerBehaviour, PeerServer
 
 pytestmark = pytest.mark.timeout(90)
 
+# The verdict's other lines are what these tests judge: the generator's own lag line must not fail them on
+# a stalled machine (50 ms over ~100 sends failed on a ~55 ms stall). 500 ms stays below the 1 s timeout.
+SEND_LAG_ALLOWED_MS = 500
+
 
 def scenario_for(target: str, data_file: Path, sla: dict) -> dict:
     return {
@@ -22,7 +26,7 @@ def scenario_for(target: str, data_file: Path, sla: dict) -> dict:
         "metrics_url": "http://127.0.0.1:9/metrics",
         "mix": [{"call": "fraud.score", "data_file": str(data_file)}],
         "load": {"rate": 100, "duration_s": 1, "warmup_s": 0.3},
-        "sla": {"max_send_lag_ms": 50, **sla},
+        "sla": {"max_send_lag_ms": SEND_LAG_ALLOWED_MS, **sla},
     }
 
 
@@ -54,7 +58,8 @@ def test_an_sla_that_cannot_be_met_exits_1_naming_the_line_and_writes_reports(
 def test_overrides_from_the_command_line_reach_the_run(tmp_path: Path, fraud_file: Path) -> None:
     out = tmp_path / "out"
     with PeerServer() as peer:
-        path = write_scenario(tmp_path, scenario_for("127.0.0.1:1", fraud_file, {"p99_ms": 50}))
+        # a peer that answers at once: p99 of the 60 calls is the second slowest, so only a wide line is safe
+        path = write_scenario(tmp_path, scenario_for("127.0.0.1:1", fraud_file, {"p99_ms": 500}))
         code = main(
             [
                 "loadtest",
@@ -96,7 +101,9 @@ def test_find_max_brackets_the_rate_where_the_sla_breaks(fraud_file: Path) -> No
                 "target": peer.target,
                 "mix": [{"call": "fraud.score", "data_file": str(fraud_file)}],
                 "load": {"rate": 40, "duration_s": 1, "workers": 1},
-                "sla": {"max_error_rate": 0.02},
+                # the generator's own lag judged loosely (default 10 ms: one 10 ms stall in the 32 sends of
+                # the 40 req/s trial failed it): this test is about the peer's refusals, not the machine
+                "sla": {"max_error_rate": 0.02, "max_send_lag_ms": 200},
             }
         )
         pools = tuple(build_pool(entry) for entry in scenario.mix)

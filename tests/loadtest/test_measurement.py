@@ -13,6 +13,13 @@ from tests.loadtest.peer_server import PeerBehaviour, PeerServer
 
 pytestmark = pytest.mark.timeout(60)
 
+# The machine is shared with other test runs: the generator's own lag is judged loosely here. A run of 50
+# to 200 sends takes its p99 lag from its 1st-3rd slowest, so 50 ms failed on a ~50-70 ms stall. 150 ms
+# still tells a generator that charged the server's 600 ms stall to itself (p99 lag ~570 ms) from one that
+# did not.
+SEND_LAG_ALLOWED_MS = 150
+STALL_MS = 600
+
 
 def run(
     target: str, data_file: Path, load: dict, sla: dict | None = None, mix: list | None = None
@@ -23,8 +30,7 @@ def run(
             "target": target,
             "mix": mix or [{"call": "fraud.score", "data_file": str(data_file)}],
             "load": {"warmup_s": 0.3, "workers": 1, **load},
-            # the machine is shared with other test runs: judge the generator's lag loosely here
-            "sla": {"max_send_lag_ms": 50, **(sla or {})},
+            "sla": {"max_send_lag_ms": SEND_LAG_ALLOWED_MS, **(sla or {})},
         }
     )
     return run_scenario(scenario)
@@ -33,28 +39,30 @@ def run(
 def test_a_stall_shows_from_intended_send_and_hides_from_actual_send_and_closed_loop(
     fraud_file: Path,
 ) -> None:
-    stall = PeerBehaviour(stall_ms=300, stall_after_s=0.8)
+    # 600 ms, not 300: the max-latency checks' slack above the stall is a quarter of it, and 75 ms was
+    # eaten by one stall of the loaded machine while the backlog drained (394 ms seen under CPU stress)
+    stall = PeerBehaviour(stall_ms=STALL_MS, stall_after_s=0.8)
     # A generator allowed one request in flight (like one connection of wrk2): during the stall its sends
     # wait, so timing from the actual send misses the wait; timing from the intended send does not.
     with PeerServer(stall) as peer:
         open_loop = run(peer.target, fraud_file, {"rate": 100, "duration_s": 2, "max_in_flight": 1})
-    with PeerServer(PeerBehaviour(stall_ms=300, stall_after_s=0.8)) as peer:
+    with PeerServer(PeerBehaviour(stall_ms=STALL_MS, stall_after_s=0.8)) as peer:
         closed_loop = run(peer.target, fraud_file, {"mode": "closed", "concurrency": 1, "duration_s": 2})
     corrected = compute_figures(open_loop)
     closed = compute_figures(closed_loop)
     assert corrected.codes == {"OK": 200}
-    # ~30 of 200 intended sends fall in the 300 ms stall and wait 0-300 ms: p99 sees it
+    # ~60 of 200 intended sends fall in the 600 ms stall and wait 0-600 ms: p99 sees it
     assert corrected.latency_ms["p99"] > 150
     assert corrected.uncorrected_latency_ms["p99"] < 50
     assert corrected.latency_ms["p99"] > 5 * corrected.uncorrected_latency_ms["p99"]
-    assert corrected.max_latency_ms == pytest.approx(300, rel=0.25)
+    assert corrected.max_latency_ms == pytest.approx(STALL_MS, rel=0.25)
     assert corrected.slot_waits > 10
     # the generator itself kept the schedule: the lateness came from the server, and is charged to it
     assert evaluate(open_loop.scenario.sla, corrected).fell_behind is False
     # closed loop: one caller waits through the stall once, then carries on; p99 stays low
     assert closed.requests > 200
     assert closed.latency_ms["p99"] < 50
-    assert closed.max_latency_ms == pytest.approx(300, rel=0.25)
+    assert closed.max_latency_ms == pytest.approx(STALL_MS, rel=0.25)
 
 
 def test_a_server_stall_reaches_both_views_when_sends_are_not_held_back(fraud_file: Path) -> None:
@@ -122,7 +130,7 @@ def test_a_generator_that_cannot_keep_up_fails_its_line_instead_of_sending_less(
     verdict = evaluate(result.scenario.sla, figures)
     assert verdict.fell_behind
     assert "generator kept schedule" in verdict.failed_lines
-    assert figures.sent < figures.scheduled or figures.send_lag_p99_ms > 50
+    assert figures.sent < figures.scheduled or figures.send_lag_p99_ms > SEND_LAG_ALLOWED_MS
     assert figures.scheduled == 40_000
 
 
@@ -166,4 +174,5 @@ def test_stream_answers_later_than_the_timeout_count_as_deadline_exceeded(fraud_
     assert figures.codes["DEADLINE_EXCEEDED"] > 10
     # the caller gives up at the deadline, as with a unary call: latency is bounded by the timeout
     assert figures.uncorrected_latency_ms["p999"] == pytest.approx(300, rel=0.01)
-    assert figures.max_latency_ms < 400
+    # from the intended send: the 300 ms deadline plus the generator's own lag (a stall), ~1.1 s if unbounded
+    assert figures.max_latency_ms < 600, figures.max_latency_ms
