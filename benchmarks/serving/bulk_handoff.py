@@ -35,12 +35,7 @@ from benchmarks.serving.cpu_cost import closed_loop
 from benchmarks.serving.payloads import build_payloads
 from benchmarks.serving.revisions import export_commit
 from benchmarks.serving.sequential import DIGITS, HIGHEST_US, LOWEST_US
-from benchmarks.serving.targets import (
-    RISKSERVE_START_TIMEOUT_S,
-    quantized_model,
-    start_ort_floor,
-    wait_listening,
-)
+from benchmarks.serving.targets import RISKSERVE_START_TIMEOUT_S, start_listening_ort_floor
 from loadtest.plan import RequestPool
 
 BULK_KINDS = ["score_batch", "infer_batch"]  # also: score_batch_columns (benchmarks/serving/payloads.py)
@@ -116,9 +111,7 @@ def start_targets(args: argparse.Namespace, scratch: Path) -> list[ServerProcess
             label=f"riskserve at {args.base[:9]}",
         )
         servers.append(base.start(timeout_s=RISKSERVE_START_TIMEOUT_S))
-    floor = start_ort_floor(scratch, quantized_model(cache))
-    if not wait_listening(floor):
-        raise SystemExit("the ORT-inline floor did not start")
+    floor = start_listening_ort_floor(scratch, cache)
     floor.label = FLOOR
     return [floor, *servers]
 

@@ -22,7 +22,7 @@ from benchmarks.serving import goals as g
 from benchmarks.serving.cost_phase import CostTarget, run_costs
 from benchmarks.serving.payloads import MODEL, mix_entry
 from benchmarks.serving.revisions import export_commit
-from benchmarks.serving.targets import quantized_model, start_ort_floor, start_riskserve, wait_listening
+from benchmarks.serving.targets import start_listening_ort_floor, start_riskserve
 from loadtest.request_bodies import build_pool
 
 KINDS = ("score", "infer")
@@ -61,10 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                 ).start()
                 started.append(base)
                 targets.append(CostTarget(f"riskserve {args.base}", base.target, base.pid, KINDS))
-            floor = start_ort_floor(work, quantized_model(cache, MODEL))
+            floor = start_listening_ort_floor(work, cache)
             started.append(floor)
-            if not wait_listening(floor):
-                raise SystemExit("the ORT-inline floor did not start")
             targets.insert(0, CostTarget(g.FLOOR, floor.target, floor.pid, KINDS))
             log(f"server CPU per unary call, {args.repeats} repeats of {args.calls} calls, interleaved")
             costs = run_costs(targets, pools, args.calls, 0, 0, args.repeats, log)["unary"]

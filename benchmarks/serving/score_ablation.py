@@ -32,7 +32,7 @@ from benchmarks.serving import goals as g
 from benchmarks.serving.ablation_server import VARIANT_VARIABLE, VARIANTS
 from benchmarks.serving.cost_phase import CostTarget, run_costs
 from benchmarks.serving.payloads import MODEL, mix_entry
-from benchmarks.serving.targets import quantized_model, start_ort_floor, start_riskserve, wait_listening
+from benchmarks.serving.targets import start_listening_ort_floor, start_riskserve
 from loadtest.request_bodies import build_pool
 
 RISKSERVE = "riskserve"
@@ -96,10 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                 server = _start_variant(work, args.cache_dir, variant)
                 started.append(server)
                 targets.append(CostTarget(variant, server.target, server.pid, ("score",)))
-            floor = start_ort_floor(work, quantized_model(args.cache_dir, MODEL))
+            floor = start_listening_ort_floor(work, args.cache_dir)
             started.append(floor)
-            if not wait_listening(floor):
-                raise SystemExit("the ORT-inline floor did not start")
             targets.insert(0, CostTarget(g.FLOOR, floor.target, floor.pid, ("score",)))
             log(f"server CPU per unary Score, {args.repeats} repeats of {args.calls} calls, interleaved")
             unary = run_costs(targets, pools, args.calls, 0, 0, args.repeats, log)["unary"]["score"]

@@ -30,6 +30,16 @@ def start_ort_floor(work_dir: Path, model_path: Path) -> ServerProcess:
     return floor
 
 
+def start_listening_ort_floor(work_dir: Path, cache_dir: Path) -> ServerProcess:
+    """The ORT-inline floor on riskserve's gated INT8 file from `cache_dir` (byte for byte what riskserve
+    serves), once it accepts connections; SystemExit (the process stopped) when it does not."""
+    floor = start_ort_floor(work_dir, quantized_model(cache_dir, MODEL))
+    if not wait_listening(floor):
+        floor.stop()
+        raise SystemExit(f"the ORT-inline floor did not start; see {floor.log_path}")
+    return floor
+
+
 def start_riskserve(
     work_dir: Path, cache_dir: Path, workers: int | None = None, extra: dict | None = None
 ) -> RiskServe:
