@@ -53,23 +53,42 @@ def _scrape(port: int) -> dict:
     }
 
 
+# The slow model's ONNX Runtime call, and the late call's deadline: the late call may be sent anywhere in
+# the first ~700 ms of the running call (was ~250 ms of 400 ms) and still expire in the queue behind it.
+SLOW_INFERENCE_MS = 1000
+LATE_TIMEOUT_S = 0.3
+_FRAUD = (("model", "fraud"),)
+
+
+def _batches_cut(port: int) -> tuple[float, float]:
+    """(batches, rows) the fraud batcher has handed to ONNX Runtime (counted as each batch starts)."""
+    samples = _scrape(port)
+    return (
+        samples.get(("riskserve_batch_size_rows_count", _FRAUD), 0.0),
+        samples.get(("riskserve_batch_size_rows_sum", _FRAUD), 0.0),
+    )
+
+
 def test_deadline_passed_in_the_queue_is_not_run(start_server, tmp_path):
     """A slow model keeps the batcher busy; a call whose deadline passes while queued is never run."""
-    write_model(tmp_path / "fraud", "fraud")
-    slow = start_server(tmp_path, debug_inference_delay_ms=400).wait_ready()
+    # Batches of at most 2 rows: warm-up runs the slow model at 2 sizes (not 7), keeping the start short.
+    write_model(tmp_path / "fraud", "fraud", batching={"max_batch_size": 2})
+    slow = start_server(tmp_path, debug_inference_delay_ms=SLOW_INFERENCE_MS).wait_ready()
+    port = slow.server.metrics_port
     with grpc.insecure_channel(slow.target) as channel:
         fraud = scoring_pb2_grpc.FraudScoringStub(channel)
-        first = fraud.Score.future(transaction("first"), timeout=5)
-        time.sleep(0.1)  # `first` is now running
+        first = fraud.Score.future(transaction("first"), timeout=10)
+        deadline = time.monotonic() + 5
+        while _batches_cut(port) != (1, 1):  # until `first` runs (instead of sleeping a guess)
+            assert time.monotonic() < deadline, "the first call never started running"
+            time.sleep(0.01)
         with pytest.raises(grpc.RpcError) as error:
-            fraud.Score(transaction("late"), timeout=0.15)
+            fraud.Score(transaction("late"), timeout=LATE_TIMEOUT_S)
         assert error.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
         assert first.result().transaction_id == "first"
-        time.sleep(0.5)  # let the batcher cut (and drop) the late request
-        samples = _scrape(slow.server.metrics_port)
-    batches = samples[("riskserve_batch_size_rows_count", (("model", "fraud"),))]
-    rows = samples[("riskserve_batch_size_rows_sum", (("model", "fraud"),))]
-    assert (batches, rows) == (1, 1), "the late request must not reach ONNX Runtime"
+        # The batcher is FIFO: once a call sent now is answered, the late one was cut (and dropped) before it.
+        assert fraud.Score(transaction("after"), timeout=10).transaction_id == "after"
+    assert _batches_cut(port) == (2, 2), "the late request must not reach ONNX Runtime"
 
 
 def test_metrics_endpoint_reports_p99_consistent_with_client_latency(start_server, model_repo):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -20,6 +21,13 @@ from tests.e2e.requests import transaction
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 DELAY_S = 0.7  # artificial inference delay: warm-up at batch sizes 1, 2, 4 takes about 2.1 s
+# The SIGTERM drain test: the pause, and in-flight calls scoring (batches of 1, 4, 4, 4, 1 at DELAY_S) well
+# past it. A call sent PAUSE_S + 0.8 s after SIGTERM lands 0.8 s after the pause and ~1.2 s before the work
+# ends (was 0.4 s and ~0.7 s); NOT_SERVING must be seen within NOT_SERVING_WITHIN_S, 0.5 s before the pause
+# ends.
+PAUSE_S = 1.5
+IN_FLIGHT = 14
+NOT_SERVING_WITHIN_S = 1.0
 
 
 def _status(channel, service: str = "") -> int:
@@ -28,6 +36,15 @@ def _status(channel, service: str = "") -> int:
         .Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
         .status
     )
+
+
+def _in_flight(metrics_port: int) -> float:
+    """Score calls the server is handling now (riskserve_inflight_requests)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as page:
+        for line in page.read().decode().splitlines():
+            if line.startswith("riskserve_inflight_requests{") and 'method="Score"' in line:
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def _wait_for(predicate, timeout_s: float) -> None:
@@ -43,7 +60,7 @@ def test_health_transitions_and_sigterm_drain_under_in_flight_load(spawn_server,
         tmp_path,
         models="fraud",
         debug_inference_delay_ms=DELAY_S * 1000,
-        drain_pause_s=0.8,
+        drain_pause_s=PAUSE_S,
         grace_period_s=10,
     )
     with grpc.insecure_channel(process.target) as channel:
@@ -57,17 +74,20 @@ def test_health_transitions_and_sigterm_drain_under_in_flight_load(spawn_server,
         _wait_for(lambda: _status(channel) == SERVING, 30)
         assert _status(channel, "inference.GRPCInferenceService") == SERVING
 
-        in_flight = [fraud.Score.future(transaction(f"f-{i}"), timeout=20) for i in range(6)]
-        time.sleep(0.2)
+        in_flight = [fraud.Score.future(transaction(f"f-{i}"), timeout=20) for i in range(IN_FLIGHT)]
+        def all_reached_the_server() -> bool:  # handled there now, or answered already
+            return _in_flight(process.metrics_port) + sum(f.done() for f in in_flight) >= IN_FLIGHT
+
+        _wait_for(all_reached_the_server, 10)
         process.terminate()
         signalled = time.monotonic()
-        _wait_for(lambda: _status(channel) == NOT_SERVING, 0.5)  # at once
-        time.sleep(max(0.0, signalled + 1.2 - time.monotonic()))  # past the 0.8 s pause
+        _wait_for(lambda: _status(channel) == NOT_SERVING, NOT_SERVING_WITHIN_S)  # at once
+        time.sleep(max(0.0, signalled + PAUSE_S + 0.8 - time.monotonic()))  # past the pause
         with pytest.raises(grpc.RpcError) as error:
             fraud.Score(transaction("too-late"), timeout=2)
         assert error.value.code() is grpc.StatusCode.UNAVAILABLE
         assert "shutting down" in error.value.details()
-        assert [f.result().transaction_id for f in in_flight] == [f"f-{i}" for i in range(6)]
+        assert [f.result().transaction_id for f in in_flight] == [f"f-{i}" for i in range(IN_FLIGHT)]
     assert process.process.wait(20) == 0, "".join(process.log)
     _wait_for(lambda: any("event=drain_finished inflight_left=0 clean=True" in x for x in process.log), 2)
 
@@ -92,7 +112,8 @@ def test_bad_settings_exit_2_naming_the_setting(tmp_path):
 
 
 def test_open_stream_is_ended_unavailable_once_a_drain_refuses_calls(start_server, model_repo):
-    running = start_server(model_repo, drain_pause_s=0.3, grace_period_s=5).wait_ready()
+    # A 1.5 s pause (was 0.3 s): the call sent during it has that long to be answered.
+    running = start_server(model_repo, drain_pause_s=1.5, grace_period_s=5).wait_ready()
     outgoing: queue.Queue = queue.Queue()
     requests = iter(outgoing.get, None)
     with grpc.insecure_channel(running.target) as channel:
@@ -102,7 +123,7 @@ def test_open_stream_is_ended_unavailable_once_a_drain_refuses_calls(start_serve
         drained = asyncio.run_coroutine_threadsafe(running.server.drain(), running.loop)
         outgoing.put(transaction("s-1"))  # during the pause: still answered
         assert next(answers).transaction_id == "s-1"
-        time.sleep(0.5)
+        _wait_for(lambda: running.server.drain_state.refusing, 10)  # the pause is over (was a 0.5 s sleep)
         outgoing.put(transaction("s-2"))  # after the pause: the stream ends, the client reconnects
         with pytest.raises(grpc.RpcError) as error:
             next(answers)

@@ -20,12 +20,20 @@ from tests.e2e.test_inference_protocol import FLOAT_INPUTS, STRING_INPUTS
 SEPARATE_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]  # each channel its own TCP connection
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# Each worker flushes its metrics snapshot every second; counts are polled up to this long (not slept on).
+FLUSH_WAIT_S = 10
+# After SIGTERM a worker keeps serving (health NOT_SERVING) for DRAIN_PAUSE_S, then stops listening:
+# NOT_SERVING must be seen within NOT_SERVING_WITHIN_S, 1.5 s before the pause ends (was 0.5 s of 0.6 s).
+DRAIN_PAUSE_S = 2.0
+NOT_SERVING_WITHIN_S = 0.5
 
 
-def _wait_for(predicate, timeout_s: float, what: str) -> None:
+def _wait_for(predicate, timeout_s: float, what) -> None:
+    """Poll `predicate` until true; `what` (a string, or a callable saying what was seen) on timeout."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
-        assert time.monotonic() < deadline, f"{what}: not reached in {timeout_s} s"
+        seen = what() if callable(what) else what
+        assert time.monotonic() < deadline, f"{seen}: not reached in {timeout_s} s"
         time.sleep(0.05)
 
 
@@ -53,11 +61,13 @@ def _infer_request(t) -> service_pb2.ModelInferRequest:
     return service_pb2.ModelInferRequest(model_name="fraud", inputs=tensors)
 
 
-def _metric(text: str, name: str, **labels: str) -> float:
+def _metric(text: str, name: str, missing: float | None = None, **labels: str) -> float:
+    """A sample's value; `missing` if it is not exported (None: that fails the test)."""
     for line in text.splitlines():
         if line.split("{")[0].split(" ")[0] == name and all(f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name}{labels} not exported")
+    assert missing is not None, f"{name}{labels} not exported"
+    return missing
 
 
 def _score_counts_by_pid(shared_dir: Path) -> dict[int, float]:
@@ -71,7 +81,7 @@ def _score_counts_by_pid(shared_dir: Path) -> dict[int, float]:
 def test_two_workers_share_the_port_merge_metrics_and_drain_on_sigterm(spawn_server, model_repo, tmp_path):
     shared_dir = tmp_path / "metrics"
     process = spawn_server(
-        model_repo, workers=2, metrics_shared_dir=shared_dir, drain_pause_s=0.6, grace_period_s=5
+        model_repo, workers=2, metrics_shared_dir=shared_dir, drain_pause_s=DRAIN_PAUSE_S, grace_period_s=5
     )
     pids = {int(p) for p in re.search(r"worker_pids=([\d,]+)", "".join(process.log))[1].split(",")}
     _wait_for(lambda: sum("event=serving" in line for line in process.log) == 2, 60, "both workers serving")
@@ -95,12 +105,24 @@ def test_two_workers_share_the_port_merge_metrics_and_drain_on_sigterm(spawn_ser
                 latencies.append(time.perf_counter() - started)
             response = infer.ModelInfer(_infer_request(transaction()), timeout=5)
             assert response.outputs[0].name == "probabilities" and response.model_name == "fraud"
-        time.sleep(1.3)  # every worker flushes its snapshot each second
+        _wait_for(  # every call so far is in the workers' snapshots (flushed each second)
+            lambda: sum(_score_counts_by_pid(shared_dir).values()) >= len(latencies),
+            FLUSH_WAIT_S,
+            lambda: f"{len(latencies)} Score calls flushed (snapshots: {_score_counts_by_pid(shared_dir)})",
+        )
         answered_by = {pid for pid, count in _score_counts_by_pid(shared_dir).items() if count > 0}
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{process.metrics_port}/metrics", timeout=5) as page:
-        text = page.read().decode()
     calls = len(latencies)
+    pages: list[str] = []
+
+    def merged_page_counts_every_call() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{process.metrics_port}/metrics", timeout=5) as page:
+            pages.append(page.read().decode())
+        count = _metric(pages[-1], "riskserve_request_duration_seconds_count", 0.0, method="Score", code="OK")
+        return count >= calls
+
+    _wait_for(merged_page_counts_every_call, FLUSH_WAIT_S, "the merged /metrics page counting every call")
+    text = pages[-1]
     assert _metric(text, "riskserve_request_duration_seconds_count", method="Score", code="OK") == calls
     assert _metric(text, "riskserve_request_duration_seconds_count", method="ModelInfer", code="OK") == len(
         channels
@@ -117,7 +139,7 @@ def test_two_workers_share_the_port_merge_metrics_and_drain_on_sigterm(spawn_ser
     health = health_pb2_grpc.HealthStub(channels[0])
     _wait_for(
         lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == NOT_SERVING,
-        0.5,
+        NOT_SERVING_WITHIN_S,
         "NOT_SERVING after SIGTERM",
     )
     for channel in channels:
