@@ -50,7 +50,10 @@ def skl2onnx_feature_vectorizer(frame: pd.DataFrame) -> onnx.ModelProto:
     from skl2onnx.common.data_types import FloatTensorType
 
     numeric = frame[[*FEATURES, LABEL]]
-    pipeline = _fit(Pipeline([("s", StandardScaler()), ("m", MLPClassifier((64, 32), max_iter=80))]), numeric)
+    pipeline = _fit(
+        Pipeline([("s", StandardScaler()), ("m", MLPClassifier((64, 32), max_iter=80, random_state=0))]),
+        numeric,
+    )
     types = [(name, FloatTensorType([None, 1])) for name in FEATURES]
     return convert_sklearn(
         pipeline,
@@ -72,7 +75,9 @@ def skl2onnx_concat_onehot(frame: pd.DataFrame) -> onnx.ModelProto:
             ("encode", OneHotEncoder(handle_unknown="ignore"), ["merchant"]),
         ]
     )
-    pipeline = _fit(Pipeline([("p", prepare), ("m", MLPClassifier((64, 32), max_iter=80))]), frame)
+    pipeline = _fit(
+        Pipeline([("p", prepare), ("m", MLPClassifier((64, 32), max_iter=80, random_state=0))]), frame
+    )
     types = [(name, FloatTensorType([None, 1])) for name in FEATURES] + [
         ("merchant", StringTensorType([None, 1]))
     ]
@@ -90,7 +95,9 @@ def skl2onnx_normalizer(frame: pd.DataFrame) -> onnx.ModelProto:
     from skl2onnx.common.data_types import FloatTensorType
 
     numeric = frame[[*FEATURES, LABEL]]
-    pipeline = _fit(Pipeline([("n", Normalizer()), ("m", MLPClassifier((64, 32), max_iter=80))]), numeric)
+    pipeline = _fit(
+        Pipeline([("n", Normalizer()), ("m", MLPClassifier((64, 32), max_iter=80, random_state=0))]), numeric
+    )
     types = [(name, FloatTensorType([None, 1])) for name in FEATURES]
     return convert_sklearn(
         pipeline,
