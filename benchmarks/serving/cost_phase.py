@@ -2,10 +2,15 @@
 concurrency 1, 2 and 4, and ScoreStream messages: repeats interleaved target by target, medians."""
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
+from benchmarks.server_process import ServerProcess
 from benchmarks.serving.cpu_cost import CostRun, closed_loop, stream_loop
+from benchmarks.serving.goals import FLOOR
+from benchmarks.serving.targets import start_listening_ort_floor
 from loadtest.plan import RequestPool
 
 BULK_CONCURRENCY = (1, 2, 4)
@@ -81,3 +86,29 @@ def run_costs(
         },
         "stream": {label: _summary(runs) for label, runs in stream.items()},
     }
+
+
+def unary_costs_against_floor(
+    starters: Sequence[tuple[str, Callable[[], ServerProcess]]],
+    work_dir: Path,
+    cache_dir: Path,
+    pools: dict[str, RequestPool],
+    calls: int,
+    repeats: int,
+    log: Callable[[str], None],
+) -> dict:
+    """Start each (label, start) server in order, then the ORT-inline floor on the INT8 file riskserve
+    wrote to `cache_dir`; measure server CPU per unary call of every kind in `pools` (repeats interleaved)
+    and stop them all, whatever happens. {kind: {label: summary}}, the floor first."""
+    kinds = tuple(pools)
+    with ExitStack() as running:
+        targets = []
+        for label, start in starters:
+            server = start()
+            running.callback(server.stop)
+            targets.append(CostTarget(label, server.target, server.pid, kinds))
+        floor = start_listening_ort_floor(work_dir, cache_dir)
+        running.callback(floor.stop)
+        targets.insert(0, CostTarget(FLOOR, floor.target, floor.pid, kinds))
+        log(f"server CPU per unary call, {repeats} repeats of {calls} calls, interleaved")
+        return run_costs(targets, pools, calls, 0, 0, repeats, log)["unary"]

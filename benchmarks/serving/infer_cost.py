@@ -19,10 +19,10 @@ from pathlib import Path
 
 from benchmarks.server_process import RiskServe
 from benchmarks.serving import goals as g
-from benchmarks.serving.cost_phase import CostTarget, run_costs
+from benchmarks.serving.cost_phase import unary_costs_against_floor
 from benchmarks.serving.payloads import MODEL, mix_entry
 from benchmarks.serving.revisions import export_commit
-from benchmarks.serving.targets import start_listening_ort_floor, start_riskserve
+from benchmarks.serving.targets import start_riskserve
 from loadtest.request_bodies import build_pool
 
 KINDS = ("score", "infer")
@@ -45,30 +45,22 @@ def main(argv: list[str] | None = None) -> int:
     pools = {kind: build_pool(mix_entry(kind)) for kind in KINDS}
     with tempfile.TemporaryDirectory(prefix="riskserve-infer-cost-") as scratch:
         work, cache = Path(scratch), args.cache_dir
-        started = []
-        try:
-            head = start_riskserve(work, cache)
-            started.append(head)
-            targets = [CostTarget("riskserve", head.target, head.pid, KINDS)]
-            if args.base:
+        starters = [("riskserve", lambda: start_riskserve(work, cache))]
+        if args.base:
+            label = f"riskserve {args.base}"
+
+            def start_base() -> RiskServe:
                 (work / "base").mkdir()
-                base = RiskServe(
+                return RiskServe(
                     source_dir=export_commit(args.base, work / "base"),
                     cache_dir=cache,
                     settings={"models": MODEL, "drain_pause_s": 0, "grace_period_s": 2},
                     log_path=work / "riskserve-base.log",
-                    label=f"riskserve {args.base}",
+                    label=label,
                 ).start()
-                started.append(base)
-                targets.append(CostTarget(f"riskserve {args.base}", base.target, base.pid, KINDS))
-            floor = start_listening_ort_floor(work, cache)
-            started.append(floor)
-            targets.insert(0, CostTarget(g.FLOOR, floor.target, floor.pid, KINDS))
-            log(f"server CPU per unary call, {args.repeats} repeats of {args.calls} calls, interleaved")
-            costs = run_costs(targets, pools, args.calls, 0, 0, args.repeats, log)["unary"]
-        finally:
-            for server in reversed(started):
-                server.stop()
+
+            starters.append((label, start_base))
+        costs = unary_costs_against_floor(starters, work, cache, pools, args.calls, args.repeats, log)
     for kind, by_label in costs.items():
         floor_us = by_label[g.FLOOR]["server_us_per_call"]
         for label, summary in by_label.items():

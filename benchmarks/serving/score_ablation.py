@@ -30,9 +30,9 @@ from pathlib import Path
 
 from benchmarks.serving import goals as g
 from benchmarks.serving.ablation_server import VARIANT_VARIABLE, VARIANTS
-from benchmarks.serving.cost_phase import CostTarget, run_costs
+from benchmarks.serving.cost_phase import unary_costs_against_floor
 from benchmarks.serving.payloads import MODEL, mix_entry
-from benchmarks.serving.targets import start_listening_ort_floor, start_riskserve
+from benchmarks.serving.targets import start_riskserve
 from loadtest.request_bodies import build_pool
 
 RISKSERVE = "riskserve"
@@ -85,25 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     pools = {"score": build_pool(mix_entry("score"))}
-    started = []
     with tempfile.TemporaryDirectory(prefix="riskserve-ablation-") as scratch:
-        work = Path(scratch)
-        try:
-            head = start_riskserve(work, args.cache_dir)  # quantizes into the cache first, if need be
-            started.append(head)
-            targets = [CostTarget(RISKSERVE, head.target, head.pid, ("score",))]
-            for variant in VARIANTS:
-                server = _start_variant(work, args.cache_dir, variant)
-                started.append(server)
-                targets.append(CostTarget(variant, server.target, server.pid, ("score",)))
-            floor = start_listening_ort_floor(work, args.cache_dir)
-            started.append(floor)
-            targets.insert(0, CostTarget(g.FLOOR, floor.target, floor.pid, ("score",)))
-            log(f"server CPU per unary Score, {args.repeats} repeats of {args.calls} calls, interleaved")
-            unary = run_costs(targets, pools, args.calls, 0, 0, args.repeats, log)["unary"]["score"]
-        finally:
-            for server in reversed(started):
-                server.stop()
+        work, cache = Path(scratch), args.cache_dir
+        # riskserve first: it quantizes into the cache, if need be, for the variants and the floor
+        starters = [(RISKSERVE, lambda: start_riskserve(work, cache))]
+        starters += [(v, lambda v=v: _start_variant(work, cache, v)) for v in VARIANTS]
+        costs = unary_costs_against_floor(starters, work, cache, pools, args.calls, args.repeats, log)
+    unary = costs["score"]
     print(table(unary))
     spread = statistics.median(
         (max(s["per_repeat_us_per_call"]) - min(s["per_repeat_us_per_call"])) for s in unary.values()
