@@ -269,15 +269,13 @@ class MicroBatcher:
         idle_s = clock - self._estimated_at
         return self._batch_seconds * 0.5 ** ((idle_s if idle_s > 0.0 else 0.0) / self._half_life_s)
 
-    def _learn_batch_time(
-        self, seconds: float, clock: float | None = None, previous: float | None = None
-    ) -> None:
+    def _learn_batch_time(self, seconds: float, clock: float | None = None) -> None:
         """Moving average of the batch time; one batch counts as at most ESTIMATE_STEP_MAX times the
         estimate, so an outlier (a call that hung 15 s) cannot refuse every short deadline after it.
-        `clock`, `previous`: monotonic time now and `_batch_seconds_at(clock)`, when the caller has them."""
+        `clock`: monotonic time now, when the caller has read it."""
         if clock is None:
             clock = time.monotonic()
-            previous = self._batch_seconds_at(clock)
+        previous = self._batch_seconds_at(clock)
         if previous is not None:
             step_max = ESTIMATE_STEP_MAX * previous
             seconds = 0.8 * previous + 0.2 * (seconds if seconds < step_max else step_max)
@@ -337,26 +335,24 @@ class MicroBatcher:
                 f"{self.max_queue_rows}); retry with backoff"
             )
         clock = time.monotonic()  # asyncio's loop.time()
-        batch_s = self._batch_seconds_at(clock)
         if deadline is not None:
-            self._check_deadline(deadline - clock, rows, batch_s)
+            self._check_deadline(deadline - clock, rows, self._batch_seconds_at(clock))
         now = time.perf_counter()
         lone, self._last_submit = now - self._last_submit > LONE_GAP_S, now
-        inline_s = self.inline_seconds
         if (
             not lone
             or rows > INLINE_MAX_ROWS
             or self._queue
             or self._running
             or self._handoff is not InferenceHandoff.AUTO
-            or (inline_s is not None and inline_s >= INLINE_MAX_SECONDS)
+            or (self.inline_seconds is not None and self.inline_seconds >= INLINE_MAX_SECONDS)
         ):
             return None
         try:
             self._on_batch(rows, self._queued_rows)
             outputs, inference_s, started = self._timed_run(feeds, rows)
-            self.inline_seconds = inference_s if inline_s is None else 0.8 * inline_s + 0.2 * inference_s
-            self._learn_batch_time(inference_s, clock, batch_s)
+            self._update_inline_estimate(inference_s)
+            self._learn_batch_time(inference_s, clock)
             return BatchResult(outputs, started - now, inference_s, rows)
         except InferenceFailedError:
             raise
