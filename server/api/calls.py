@@ -399,7 +399,7 @@ class CallScope:
     async def __aenter__(self) -> "CallScope":
         self.started = time.perf_counter()
         remaining = self._context.time_remaining()
-        now = time.monotonic()  # the event loop's clock (asyncio's loop.time() is time.monotonic())
+        now = time.monotonic()  # every deadline's clock (server/app/event_loop.py)
         self.deadline = None if remaining is None else now + remaining  # None: the client set no deadline
         self._code = "OK"  # the status's name, as the metrics label it
         self._entered = False

@@ -17,6 +17,7 @@ import signal
 import time
 
 from server.api.calls import Calls, DrainState
+from server.app.event_loop import loop_name
 from server.app.gc_tuning import GcPauseLog, freeze_startup_objects
 from server.app.grpc_server import build_server
 from server.app.health import HealthState
@@ -116,20 +117,22 @@ class RiskServer:
             log.info("event=admin_listening address=%s:%d", self.settings.admin_host, self.admin_port)
         if self.worker is None:
             log.info(
-                "event=listening address=%s:%d metrics_port=%d models=%s",
+                "event=listening address=%s:%d metrics_port=%d models=%s loop=%s",
                 self.settings.host,
                 self.port,
                 self.metrics_port,
                 ",".join(self.repository.expected),
+                loop_name(),
             )
         else:
             log.info(
-                "event=worker_listening worker=%d pid=%d address=%s:%d models=%s",
+                "event=worker_listening worker=%d pid=%d address=%s:%d models=%s loop=%s",
                 self.worker,
                 os.getpid(),
                 self.settings.host,
                 self.port,
                 ",".join(self.repository.expected),
+                loop_name(),
             )
         for problem in problems:
             self._keep_out(problem)

@@ -12,7 +12,6 @@ and the supervisor exits 1: the orchestrator restarts the whole replica rather t
 capacity while it still says SERVING.
 """
 
-import asyncio
 import ctypes
 import ctypes.util
 import logging
@@ -26,6 +25,7 @@ import time
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from server.app import event_loop
 from server.app.listen import ListenError, probe_bind, start_metrics
 from server.app.logging_setup import configure_logging
 from server.app.startup import discover_models
@@ -66,8 +66,9 @@ def _worker_main(settings: ServerSettings, index: int, supervisor_pid: int) -> N
     _follow_supervisor(supervisor_pid)
     metrics = ServingMetrics(shared_dir=settings.metrics_shared_dir)
     try:
-        status = asyncio.run(
-            RiskServer(settings, metrics, worker=index).run_until_signal(signals=(signal.SIGTERM,))
+        status = event_loop.run(
+            RiskServer(settings, metrics, worker=index).run_until_signal(signals=(signal.SIGTERM,)),
+            settings.event_loop,
         )
     except Exception as exc:
         log.exception("event=worker_failed worker=%d error=%r", index, str(exc))

@@ -7,7 +7,6 @@ Exit 1 if startup failed (e.g. a port in use: one line on stderr), 2 for bad set
 """
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
@@ -62,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    from server.app import event_loop
     from server.app.listen import ListenError
     from server.app.logging_setup import configure_logging
     from server.app.serving import EXIT_STARTUP_FAILED, RiskServer
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_STARTUP_FAILED
 
-    return asyncio.run(main())
+    return event_loop.run(main(), settings.event_loop)
 
 
 def _run_workers(settings: ServerSettings) -> int:

@@ -34,6 +34,11 @@ class LiveDriftPolicy(StrEnum):
     SERVE_FP32 = "serve_fp32"  # also switch the model to its FP32 original, as a failed gate would
 
 
+class EventLoop(StrEnum):
+    UVLOOP = "uvloop"  # libuv's loop (uvloop): the loop's own work per call in C, not Python
+    ASYNCIO = "asyncio"  # the standard library's selector loop
+
+
 class LogFormat(StrEnum):
     KEYVALUE = "keyvalue"
     JSON = "json"
@@ -151,6 +156,11 @@ class ServerSettings(StrictModel):
     )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     log_format: LogFormat = LogFormat.KEYVALUE
+    event_loop: EventLoop = Field(
+        EventLoop.UVLOOP,
+        description="the serving process's event loop: uvloop (less CPU per call: docs/performance.md) or "
+        "asyncio",
+    )
     max_active_rpcs: int = Field(
         32, ge=0, description="unary calls that work at once; others wait in a timed FIFO (0: no limit)"
     )

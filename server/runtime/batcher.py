@@ -82,7 +82,7 @@ INLINE_MAX_SECONDS = 1e-3
 # (0.45-0.8 ms of ONNX Runtime), none of it when both threads are pinned to one core. Meanwhile the same
 # call's own Python work (parsing, validation, answers) holds the loop ~3 ms. Slower models keep the thread.
 BATCH_INLINE_MAX_SECONDS = 2e-3
-TIMER_RESOLUTION_S = 1e-3  # asyncio (epoll) timers round shorter waits up to a millisecond
+TIMER_RESOLUTION_S = 1e-3  # both loops time in milliseconds (epoll; libuv): shorter waits are spun
 ESTIMATE_HALF_LIFE_S = 1.0  # an idle model's batch-time estimate halves this often
 ESTIMATE_STEP_MAX = 4.0  # one batch counts as at most this many times the estimate
 MAX_RESTARTS = 3  # worker failures tolerated within RESTART_WINDOW_S; one more and the model is given up
@@ -334,7 +334,7 @@ class MicroBatcher:
                 f"model {self.model}: queue full ({self._queued_rows} rows waiting, limit "
                 f"{self.max_queue_rows}); retry with backoff"
             )
-        clock = time.monotonic()  # asyncio's loop.time()
+        clock = time.monotonic()  # the deadlines' clock
         if deadline is not None:
             self._check_deadline(deadline - clock, rows, self._batch_seconds_at(clock))
         now = time.perf_counter()
@@ -443,7 +443,7 @@ class MicroBatcher:
 
     def _cut(self) -> list[_Request]:
         """Take the oldest live requests up to max_batch_size rows (a larger single request runs alone)."""
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()  # the deadlines' clock (not loop.time(): uvloop's is libuv's, in ms)
         batch: list[_Request] = []
         rows = 0
         while self._queue:

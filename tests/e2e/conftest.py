@@ -16,6 +16,7 @@ import grpc
 import pytest
 
 from benchmarks.server_process import RiskServe
+from server.app.event_loop import loop_factory
 from server.app.serving import RiskServer
 from server.config.settings import ServerSettings
 from tests.e2e.model_factory import write_model
@@ -24,10 +25,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ServerThread:
-    """A RiskServer running on its own event loop in a daemon thread."""
+    """A RiskServer running on its own event loop (of the settings' `event_loop`, as `riskserve serve`
+    runs it) in a daemon thread."""
 
     def __init__(self, settings: ServerSettings) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = loop_factory(settings.event_loop)()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.server = RiskServer(settings)

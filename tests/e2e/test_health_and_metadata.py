@@ -69,11 +69,14 @@ def _batches_cut(port: int) -> tuple[float, float]:
     )
 
 
-def test_deadline_passed_in_the_queue_is_not_run(start_server, tmp_path):
-    """A slow model keeps the batcher busy; a call whose deadline passes while queued is never run."""
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_deadline_passed_in_the_queue_is_not_run(start_server, tmp_path, loop):
+    """A slow model keeps the batcher busy; a call whose deadline passes while queued is never run. On
+    either event loop: the expiry reads the deadlines' clock, not the loop's (uvloop's is libuv's)."""
     # Batches of at most 2 rows: warm-up runs the slow model at 2 sizes (not 7), keeping the start short.
     write_model(tmp_path / "fraud", "fraud", batching={"max_batch_size": 2})
-    slow = start_server(tmp_path, debug_inference_delay_ms=SLOW_INFERENCE_MS).wait_ready()
+    slow = start_server(tmp_path, debug_inference_delay_ms=SLOW_INFERENCE_MS, event_loop=loop).wait_ready()
+    assert slow.loop.__class__.__module__.startswith("uvloop") == (loop == "uvloop")
     port = slow.server.metrics_port
     with grpc.insecure_channel(slow.target) as channel:
         fraud = scoring_pb2_grpc.FraudScoringStub(channel)
