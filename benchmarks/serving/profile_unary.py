@@ -21,7 +21,12 @@ from pathlib import Path
 
 from benchmarks.serving.payloads import build_payloads
 from benchmarks.serving.sequential import run_sequential
-from benchmarks.serving.targets import start_echo, start_riskserve, wait_listening
+from benchmarks.serving.targets import (
+    start_echo,
+    start_listening_ort_floor,
+    start_riskserve,
+    wait_listening,
+)
 
 HERE = Path(__file__).resolve().parent
 PY_SPY = Path(sys.executable).with_name("py-spy")
@@ -76,15 +81,37 @@ def classify(stack: str) -> str:
     return AIO
 
 
-def profile(seconds: float, work: Path, echo: bool = False) -> dict:
-    """Profile riskserve (or, with `echo`, the echo floor) under sequential Score calls."""
-    server = start_echo(work) if echo else start_riskserve(work, work / "cache")  # riskserve: SERVING
+def _start(target: str, work: Path):
+    """The server to profile: riskserve (once SERVING), the echo floor or the ORT-inline floor (once
+    listening; the floor on riskserve's INT8 file, so riskserve runs first)."""
+    if target == "riskserve":
+        return start_riskserve(work, work / "cache")
+    if target == "ort floor":
+        return start_listening_ort_floor(work, work / "cache")
+    server = start_echo(work)
+    if not wait_listening(server):
+        server.stop()
+        raise SystemExit(f"{server.label} did not start; see {server.log_path}")
+    return server
+
+
+def own_frame(stack: str) -> str:
+    """The innermost frame of a loop-thread sample, as 'file:function' (the py-spy frame minus its line)."""
+    frames = stack.split(";")
+    if len(frames) < 3 or not frames[1].endswith("MainThread"):
+        return "(other threads)"
+    frame = frames[-1]
+    name, _, where = frame.partition(" (")
+    return f"{where.split(':')[0].rsplit('/', 1)[-1]}:{name}"
+
+
+def profile(seconds: float, work: Path, target: str = "riskserve") -> dict:
+    """Profile `target` (riskserve, echo floor, ort floor) under sequential Score calls."""
+    server = _start(target, work)
     try:
-        if echo and not wait_listening(server):
-            raise SystemExit(f"{server.label} did not start; see {server.log_path}")
         pool = build_payloads().score
         run_sequential(server.target, pool, 2000)  # warm
-        raw = work / f"profile-{'echo' if echo else 'riskserve'}.raw"
+        raw = work / f"profile-{target.replace(' ', '-')}.raw"
         spy = subprocess.Popen(
             [
                 str(PY_SPY),
@@ -125,10 +152,12 @@ def profile(seconds: float, work: Path, echo: bool = False) -> dict:
         thread.start()
         thread.join()
         spy.wait(timeout=seconds + 30)
-        stacks = Counter()
+        stacks, functions = Counter(), Counter()
         for line in raw.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
             stacks[classify(stack)] += int(count)
+            if classify(stack) != IDLE:
+                functions[own_frame(stack)] += int(count)
     finally:
         server.stop()
     calls, wall = result["calls"], result["seconds"]
@@ -142,6 +171,9 @@ def profile(seconds: float, work: Path, echo: bool = False) -> dict:
         "client_cpu_us_per_call": sorted(result["client_cpu_us"])[len(result["client_cpu_us"]) // 2],
         "server_samples": dict(stacks),
         "server_us_per_call": per_call,
+        "loop_us_per_call_by_function": {
+            name: count / 1000 / calls * 1e6 for name, count in functions.most_common(60)
+        },
     }
 
 
@@ -161,6 +193,21 @@ def markdown(data: dict) -> str:
     return "\n".join(lines)
 
 
+def function_diff(server: dict, floor: dict, top: int = 25) -> str:
+    """The loop thread's functions (innermost frame) by µs per call, riskserve against the ORT-inline floor,
+    largest excess first: where riskserve's extra CPU per call is spent."""
+    ours, theirs = server["loop_us_per_call_by_function"], floor["loop_us_per_call_by_function"]
+    rows = sorted(set(ours) | set(theirs), key=lambda k: -(ours.get(k, 0.0) - theirs.get(k, 0.0)))
+    lines = [
+        "| loop-thread function (innermost frame) | riskserve µs | floor µs | excess |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in rows[:top]:
+        a, b = ours.get(name, 0.0), theirs.get(name, 0.0)
+        lines.append(f"| {name} | {a:.0f} | {b:.0f} | {a - b:+.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -175,8 +222,11 @@ def main() -> int:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     data = {"riskserve": profile(args.seconds, args.work_dir)}
     print(markdown(data["riskserve"]), flush=True)
+    data["ort floor"] = profile(args.seconds, args.work_dir, "ort floor")
+    print("\nORT-inline floor, same client:\n" + markdown(data["ort floor"]))
+    print("\n" + function_diff(data["riskserve"], data["ort floor"]), flush=True)
     if not args.no_echo:
-        data["echo floor"] = profile(args.seconds, args.work_dir, echo=True)
+        data["echo floor"] = profile(args.seconds, args.work_dir, "echo floor")
         print("\necho floor, same client:\n" + markdown(data["echo floor"]))
     args.output.write_text(json.dumps(data, indent=2) + "\n")
     return 0
