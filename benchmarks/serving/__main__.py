@@ -181,6 +181,8 @@ def start_servers(args: argparse.Namespace, servers: Servers) -> dict[str, Serve
     found["ort_floor"] = servers.add(floor, wait_listening(floor))
     if found["ort_floor"] is None:
         raise SystemExit("the ORT-inline floor must start")
+    same_loop = start_ort_floor(work, quantized_model(cache, MODEL), "uvloop")  # riskserve's default loop
+    found["ort_floor_uvloop"] = servers.add(same_loop, wait_listening(same_loop))
     found["riskserve_workers"] = None
     if args.riskserve_workers > 1:
         found["riskserve_workers"] = servers.add_riskserve(work, cache, args.riskserve_workers)
@@ -286,6 +288,11 @@ def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Names
     cost_targets = [
         CostTarget(g.ECHO, echo.target, echo.pid, ("score", "infer")),
         CostTarget(g.FLOOR, floor.target, floor.pid, ("score", "infer", "score_batch", "infer_batch")),
+        *(
+            [CostTarget(g.FLOOR_UVLOOP, same_loop.target, same_loop.pid, ("score", "infer"))]
+            if (same_loop := found["ort_floor_uvloop"])
+            else []
+        ),
         CostTarget(
             "riskserve",
             rs.target,

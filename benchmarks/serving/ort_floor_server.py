@@ -4,10 +4,11 @@ Same transport options as the echo floor and riskserve; the same INT8 file risks
 session options. `Score` and `ScoreBatch` read the transaction's fields into feeds (no validation, no
 metrics, no batching), `ModelInfer` decodes `raw_input_contents` with `np.frombuffer`; every answer carries
 the positive-class probability. What riskserve costs beyond this is riskserve's own work.
-Run as a process: `python -m benchmarks.serving.ort_floor_server PORT MODEL.onnx`.
+Run as a process: `python -m benchmarks.serving.ort_floor_server PORT MODEL.onnx [asyncio|uvloop]`: on the
+standard library's event loop by default (the floor as defined), or on uvloop, the loop riskserve serves on
+by default, so riskserve's own cost can be read against a floor on the same loop.
 """
 
-import asyncio
 import sys
 from operator import attrgetter
 
@@ -17,8 +18,9 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from benchmarks.serving.oip_metadata import MetadataMixin
 from server.api.gen.riskserve.v1 import scoring_pb2, scoring_pb2_grpc
+from server.app import event_loop
 from server.app.request_guard import ScoringMethodsOnly
-from server.config.settings import ServerSettings
+from server.config.settings import EventLoop, ServerSettings
 from server.ort_session import create_session, latency_session_options
 
 NUMBERS = ("amount", "hour_of_day")
@@ -120,4 +122,5 @@ async def serve(port: int, model_path: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1]), sys.argv[2]))
+    loop = EventLoop(sys.argv[3]) if len(sys.argv) > 3 else EventLoop.ASYNCIO
+    event_loop.run(serve(int(sys.argv[1]), sys.argv[2]), loop)

@@ -21,11 +21,13 @@ def start_echo(work_dir: Path) -> ServerProcess:
     return echo
 
 
-def start_ort_floor(work_dir: Path, model_path: Path) -> ServerProcess:
-    """The grpc.aio + ONNX Runtime inline floor (benchmarks/serving/ort_floor_server.py) on `model_path`."""
+def start_ort_floor(work_dir: Path, model_path: Path, loop: str = "asyncio") -> ServerProcess:
+    """The grpc.aio + ONNX Runtime inline floor (benchmarks/serving/ort_floor_server.py) on `model_path`,
+    on the standard event loop (the floor as defined) or, `loop="uvloop"`, on riskserve's default loop."""
     port = free_port()
-    command = [sys.executable, "-m", "benchmarks.serving.ort_floor_server", str(port), str(model_path)]
-    floor = ServerProcess("ORT-inline floor", command, port, log_path=work_dir / "ort-floor.log")
+    command = [sys.executable, "-m", "benchmarks.serving.ort_floor_server", str(port), str(model_path), loop]
+    label = "ORT-inline floor" if loop == "asyncio" else f"ORT-inline floor on {loop}"
+    floor = ServerProcess(label, command, port, log_path=work_dir / f"ort-floor-{loop}.log")
     floor.launch()
     return floor
 

@@ -9,7 +9,8 @@ readiness probe takes the pod out of rotation and the liveness probe gets it res
 
 A thread beside it posts a heartbeat to the event loop every `period_s`. When none has come back for
 `stall_s`, the loop is wedged (a blocking call, a busy loop): the thread logs `event=event_loop_stalled`
-with the loop thread's stack, once per stall. A wedged loop cannot answer health checks at all, so the
+with the loop thread's Python stack, once per stall (on uvloop the loop itself is C: the stack starts at the
+callback that blocks). A wedged loop cannot answer health checks at all, so the
 liveness probe fails by its own timeout; the log line says why.
 """
 
