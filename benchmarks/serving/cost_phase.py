@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmarks.server_process import ServerProcess
 from benchmarks.serving.cpu_cost import CostRun, closed_loop, stream_loop
-from benchmarks.serving.goals import FLOOR
+from benchmarks.serving.goals import FLOOR, FLOOR_UVLOOP
 from benchmarks.serving.targets import start_listening_ort_floor
 from loadtest.plan import RequestPool
 
@@ -98,8 +98,9 @@ def unary_costs_against_floor(
     log: Callable[[str], None],
 ) -> dict:
     """Start each (label, start) server in order, then the ORT-inline floor on the INT8 file riskserve
-    wrote to `cache_dir`; measure server CPU per unary call of every kind in `pools` (repeats interleaved)
-    and stop them all, whatever happens. {kind: {label: summary}}, the floor first."""
+    wrote to `cache_dir`, on the standard event loop (FLOOR) and on uvloop (FLOOR_UVLOOP, riskserve's
+    default); measure server CPU per unary call of every kind in `pools` (repeats interleaved) and stop them
+    all, whatever happens. {kind: {label: summary}}, the floors first."""
     kinds = tuple(pools)
     with ExitStack() as running:
         targets = []
@@ -107,8 +108,9 @@ def unary_costs_against_floor(
             server = start()
             running.callback(server.stop)
             targets.append(CostTarget(label, server.target, server.pid, kinds))
-        floor = start_listening_ort_floor(work_dir, cache_dir)
-        running.callback(floor.stop)
-        targets.insert(0, CostTarget(FLOOR, floor.target, floor.pid, kinds))
+        for position, (label, loop) in enumerate(((FLOOR, "asyncio"), (FLOOR_UVLOOP, "uvloop"))):
+            floor = start_listening_ort_floor(work_dir, cache_dir, loop)
+            running.callback(floor.stop)
+            targets.insert(position, CostTarget(label, floor.target, floor.pid, kinds))
         log(f"server CPU per unary call, {repeats} repeats of {calls} calls, interleaved")
         return run_costs(targets, pools, calls, 0, 0, repeats, log)["unary"]

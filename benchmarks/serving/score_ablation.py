@@ -10,14 +10,15 @@ interleaved, medians). The floor serves riskserve's gated INT8 file. The rows:
 
 | row | Score does |
 |---|---|
-| ORT-inline floor | benchmarks/serving/ort_floor_server.py, its own process |
+| ORT-inline floor | benchmarks/serving/ort_floor_server.py, its own process, standard event loop |
+| ORT-inline floor on uvloop | the same on uvloop, the loop riskserve (and each row below) runs on |
 | floor-work | the floor's work, in riskserve's process: reader, feeds, session run, id + probability |
 | decided | + risk score, decision, the full answer (ModelRef, latency) |
 | recorded | + deadline read, the door's counters, the call's metrics |
 | riskserve | + the call scope, routing, the micro-batcher, the batch histogram, the live sample |
 
-The step from one row to the next is what that layer costs per call; the load generator and the servers
-share the machine's cores.
+The step from one row to the next (from the uvloop floor on) is what that layer costs per call; the load
+generator and the servers share the machine's cores.
 """
 
 import argparse
@@ -58,19 +59,23 @@ def _start_variant(work: Path, cache: Path, variant: str):
 
 def table(unary: dict) -> str:
     """Markdown: µs per call, ratio to the floor, and the step from the row above."""
-    rows = [g.FLOOR, *VARIANTS, RISKSERVE]
+    rows = [g.FLOOR, g.FLOOR_UVLOOP, *VARIANTS, RISKSERVE]
     floor = unary[g.FLOOR]["server_us_per_call"]
+    same_loop = unary[g.FLOOR_UVLOOP]["server_us_per_call"]
     lines = [
-        "| Score handler | server CPU µs/call | / ORT-inline floor | step from the row above | per repeat |",
-        "|---|---:|---:|---:|---|",
+        "| Score handler | server CPU µs/call | / ORT-inline floor | / floor on uvloop (riskserve's loop) | "
+        "step from the row above | per repeat |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     previous = None
     for label in rows:
         summary = unary[label]
         us = summary["server_us_per_call"]
-        step = "" if previous is None else f"{us - previous:+.0f}"
+        step = "" if previous is None or label == g.FLOOR_UVLOOP else f"{us - previous:+.0f}"
         repeats = ", ".join(f"{v:.0f}" for v in summary["per_repeat_us_per_call"])
-        lines.append(f"| {label} | {us:.0f} | {us / floor:.2f}x | {step} | {repeats} |")
+        lines.append(
+            f"| {label} | {us:.0f} | {us / floor:.2f}x | {us / same_loop:.2f}x | {step} | {repeats} |"
+        )
         previous = us
     return "\n".join(lines)
 

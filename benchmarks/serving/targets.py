@@ -32,10 +32,10 @@ def start_ort_floor(work_dir: Path, model_path: Path, loop: str = "asyncio") -> 
     return floor
 
 
-def start_listening_ort_floor(work_dir: Path, cache_dir: Path) -> ServerProcess:
-    """The ORT-inline floor on riskserve's gated INT8 file from `cache_dir` (byte for byte what riskserve
-    serves), once it accepts connections; SystemExit (the process stopped) when it does not."""
-    floor = start_ort_floor(work_dir, quantized_model(cache_dir, MODEL))
+def start_listening_ort_floor(work_dir: Path, cache_dir: Path, loop: str = "asyncio") -> ServerProcess:
+    """The ORT-inline floor (on `loop`) on riskserve's gated INT8 file from `cache_dir` (byte for byte what
+    riskserve serves), once it accepts connections; SystemExit (the process stopped) when it does not."""
+    floor = start_ort_floor(work_dir, quantized_model(cache_dir, MODEL), loop)
     if not wait_listening(floor):
         floor.stop()
         raise SystemExit(f"the ORT-inline floor did not start; see {floor.log_path}")
