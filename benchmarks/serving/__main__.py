@@ -409,14 +409,16 @@ def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Names
         streams = {s.load.name: s for s in stream_searches}
         goal_list += g.cpu_goals(costs["unary"])
         goal_list += g.bulk_goals(costs["bulk"], BATCH_ROWS)
+        unusable = g.open_loop_unusable(by_name.get("ORT-inline floor Score"))
         goal_list.append(
             g.stream_goal(
                 streams.get("riskserve ScoreStream"),
                 streams.get("riskserve Score (p99 < 5 ms)"),
                 STREAM_P99_MS,
+                unusable,
             )
         )
-        goal_list.append(g.cancelled_goal(unary_searches + stream_searches))
+        goal_list.append(g.cancelled_goal(unary_searches + stream_searches, unusable))
     except Exception:
         log(f"judging the goals failed:\n{traceback.format_exc()}")
         goal_list = []

@@ -239,8 +239,28 @@ def bulk_goals(bulk: dict, rows: int) -> list[Goal]:
     return goals
 
 
-def stream_goal(stream: Search | None, unary: Search | None, p99_ms: float) -> Goal:
+def open_loop_unusable(floor: Search | None) -> str | None:
+    """Why this run's open-loop trials cannot judge a server, or None. The ORT-inline floor's first trial at
+    the ladder's lowest rate is the machine's own check: a bare server with nothing to queue that misses
+    the p99 limit there shows the box's scheduling jitter reaching the generator, not any server's limit."""
+    if floor is None or not floor.trials:
+        return "the ORT-inline floor was not measured in open loop"
+    first = floor.trials[0]
+    if first.sustained:
+        return None
+    p99 = "no p99" if first.p99_ms is None else f"p99 {first.p99_ms:.1f} ms"
+    return (
+        f"not usable: the ORT-inline floor itself failed at {first.rate_rps:g} req/s ({p99}, "
+        f"{', '.join(first.failed_lines) or 'failed'}): the box's jitter"
+    )
+
+
+def stream_goal(
+    stream: Search | None, unary: Search | None, p99_ms: float, unusable: str | None = None
+) -> Goal:
     name = f"ScoreStream vs unary Score, highest rate with p99 < {p99_ms:g} ms"
+    if unusable:
+        return Goal(name, f">= {STREAM_CAPACITY_MIN_RATIO:g}x", unusable, None, None)
     if stream is None or unary is None or not unary.max_rate_rps or not stream.max_rate_rps:
         return Goal(name, f">= {STREAM_CAPACITY_MIN_RATIO:g}x", "not measured", None, None)
     ratio = stream.max_rate_rps / unary.max_rate_rps
@@ -259,9 +279,11 @@ def _first_failure(search: Search) -> list[str]:
     return failure.failed_lines if failure else []
 
 
-def cancelled_goal(searches: list[Search]) -> Goal:
+def cancelled_goal(searches: list[Search], unusable: str | None = None) -> Goal:
     """No CANCELLED answer in any riskserve trial at or below that target's highest sustained rate."""
     name = "no CANCELLED below the knee (riskserve, open loop)"
+    if unusable:
+        return Goal(name, "0 CANCELLED", unusable, None, None)
     cancelled = []
     for search in searches:
         if not search.load.name.startswith("riskserve") or search.best is None:
