@@ -8,7 +8,7 @@ clock in whole milliseconds).
 """
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from server.config.settings import EventLoop
@@ -16,7 +16,7 @@ from server.config.settings import EventLoop
 T = TypeVar("T")
 
 
-def loop_factory(kind: EventLoop):
+def loop_factory(kind: EventLoop) -> Callable[[], asyncio.AbstractEventLoop]:
     """The constructor of a new event loop of `kind`."""
     if kind is EventLoop.UVLOOP:
         import uvloop
