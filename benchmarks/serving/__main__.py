@@ -288,11 +288,6 @@ def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Names
     cost_targets = [
         CostTarget(g.ECHO, echo.target, echo.pid, ("score", "infer")),
         CostTarget(g.FLOOR, floor.target, floor.pid, ("score", "infer", "score_batch", "infer_batch")),
-        *(
-            [CostTarget(g.FLOOR_UVLOOP, same_loop.target, same_loop.pid, ("score", "infer"))]
-            if (same_loop := found["ort_floor_uvloop"])
-            else []
-        ),
         CostTarget(
             "riskserve",
             rs.target,
@@ -300,6 +295,10 @@ def run_phases(found: dict, payloads: Payloads, plan: Plan, args: argparse.Names
             ("score", "infer", "score_batch", "score_batch_columns", "infer_batch", "stream"),
         ),
     ]
+    if same_loop := found["ort_floor_uvloop"]:
+        cost_targets.insert(
+            2, CostTarget(g.FLOOR_UVLOOP, same_loop.target, same_loop.pid, ("score", "infer"))
+        )
     if multi:
         cost_targets.append(
             CostTarget(multi.label, multi.target, multi.pid, ("score", "infer", "score_batch"))
